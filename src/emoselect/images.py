@@ -1,0 +1,170 @@
+"""Opening picture files safely and turning them into network input.
+
+Every picture becomes 8-bit RGB the same way, whatever its file holds: grayscale is repeated over
+three channels, palette images are expanded, 16-bit and float images are rescaled (not clipped) to
+0-255, CMYK is converted, transparency is composited on white, EXIF orientation is applied.
+Each conversion is reported so that a researcher knows what the network saw.
+"""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MIN_SIDE = 8          # pixels; smaller images are skipped as unusable
+SMALL_SIDE = 64       # pixels; smaller images are kept but reported (heavily upsampled)
+
+# torchvision's ImageNet preprocessing
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageProblem(Exception):
+    """A picture that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a picture becomes a network input: resize the short side to ``resize`` pixels
+    (bilinear, antialiased), take the central ``crop`` x ``crop`` square, scale to [0, 1],
+    optionally make it gray (ITU-R 601 luma repeated over three channels), then normalise."""
+
+    resize: int = 256
+    crop: int = 224
+    grayscale: bool = False
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+def file_sha1(path: str | Path) -> str:
+    """SHA-1 of a file's bytes (hex), used to key caches by content."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _to_8bit(image: Image.Image) -> tuple[Image.Image, str | None]:
+    """16-bit ('I;16*', 'I') and float ('F') images rescaled to 8 bits by their nominal range."""
+    array = np.asarray(image)
+    if image.mode.startswith("I;16"):
+        scaled = array.astype(np.float64) / 65535.0 * 255.0
+        note = "16-bit image rescaled to 8 bits"
+    elif image.mode == "I":
+        top = 65535.0 if array.max() > 255 else 255.0
+        scaled = array.astype(np.float64) / top * 255.0
+        note = "32-bit integer image rescaled to 8 bits"
+    else:  # 'F'
+        top = 1.0 if array.max() <= 1.0 else float(array.max())
+        scaled = np.clip(array, 0, None) / top * 255.0
+        note = "floating-point image rescaled to 8 bits"
+    return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8)), note
+
+
+def load_rgb(path: str | Path) -> tuple[Image.Image, list[str]]:
+    """Open a picture as 8-bit RGB; returns (image, notes on conversions made).
+
+    Raises :class:`ImageProblem` for a missing, unreadable, corrupt, truncated or tiny file.
+    """
+    path = Path(path)
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                opened.load()
+                image = opened
+                fmt = opened.format
+                image = ImageOps.exif_transpose(image) or image
+    except FileNotFoundError as error:
+        raise ImageProblem("file not found") from error
+    except UnidentifiedImageError as error:
+        raise ImageProblem("not an image file Pillow can read (corrupt or unknown format)") from error
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise ImageProblem(f"cannot decode image ({error})") from error
+    if getattr(image, "n_frames", 1) > 1:
+        notes.append(f"{fmt} with {image.n_frames} frames: first frame used")
+    mode = image.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        image, note = _to_8bit(image)
+        notes.append(note)
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        notes.append("palette image expanded to RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("RGB", "L") and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        alpha = np.asarray(rgba)[..., 3]
+        if alpha.min() < 255:
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            rgba = Image.alpha_composite(background, rgba)
+            notes.append(f"transparent pixels ({np.mean(alpha < 255):.1%}) composited on white")
+        image = rgba
+    if image.mode == "CMYK":
+        notes.append("CMYK image converted to RGB")
+    elif image.mode in ("L", "1") and mode not in ("I", "F") and not mode.startswith("I;16"):
+        notes.append("grayscale image repeated over RGB channels")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    width, height = image.size
+    if min(width, height) < MIN_SIDE:
+        raise ImageProblem(f"image is only {width}x{height} pixels (under {MIN_SIDE}): unusable")
+    if min(width, height) < SMALL_SIDE:
+        notes.append(f"small image ({width}x{height}) upsampled to the network's input size")
+    return image, notes
+
+
+def to_tensor(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
+    """An RGB picture as the network's unnormalised input: float32 [3, crop, crop] in [0, 1]."""
+    from torchvision.transforms import functional as F
+
+    image = F.resize(image, prep.resize, interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+    image = F.center_crop(image, [prep.crop, prep.crop])
+    tensor = F.pil_to_tensor(image).float().div_(255.0)
+    if prep.grayscale:
+        gray = 0.299 * tensor[0] + 0.587 * tensor[1] + 0.114 * tensor[2]
+        tensor = gray.expand(3, -1, -1).clone()
+    return tensor
+
+
+def normalise(batch: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
+    """[B, 3, H, W] in [0, 1] -> the network's normalised input (per-channel mean and SD)."""
+    mean = torch.tensor(prep.mean, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(prep.std, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
+    return (batch - mean) / std
+
+
+IMAGE_STATISTICS = ("luminance", "rms_contrast", "colourfulness", "hsf_energy")
+HSF_CUTOFF = 0.25   # cycles per pixel: half the Nyquist frequency
+
+
+def image_statistics(batch: torch.Tensor) -> torch.Tensor:
+    """Low-level statistics of pictures as the network sees them: [B, 3, H, W] in [0, 1] -> [B, 4].
+
+    Columns (``IMAGE_STATISTICS``): mean luma (Rec. 709 weights on the gamma-encoded values, 0-1);
+    RMS contrast (SD of luma over pixels, 0-1); colourfulness (Hasler & Suesstrunk 2003, on the 0-255
+    scale); high-spatial-frequency energy (share of the luma power spectrum, mean removed, above
+    ``HSF_CUTOFF`` cycles/pixel).
+    """
+    batch = batch.float()
+    luma = 0.2126 * batch[:, 0] + 0.7152 * batch[:, 1] + 0.0722 * batch[:, 2]
+    luminance = luma.mean(dim=(1, 2))
+    contrast = luma.std(dim=(1, 2), unbiased=False)
+    rgb = batch * 255.0
+    rg = rgb[:, 0] - rgb[:, 1]
+    yb = 0.5 * (rgb[:, 0] + rgb[:, 1]) - rgb[:, 2]
+    colourfulness = torch.sqrt(rg.var(dim=(1, 2), unbiased=False) + yb.var(dim=(1, 2), unbiased=False)) \
+        + 0.3 * torch.sqrt(rg.mean(dim=(1, 2)) ** 2 + yb.mean(dim=(1, 2)) ** 2)
+    centred = luma - luminance[:, None, None]
+    power = torch.fft.fft2(centred).abs() ** 2
+    fy = torch.fft.fftfreq(luma.shape[1], device=batch.device)[:, None]
+    fx = torch.fft.fftfreq(luma.shape[2], device=batch.device)[None, :]
+    high = (torch.sqrt(fx ** 2 + fy ** 2) > HSF_CUTOFF).float()
+    total = power.sum(dim=(1, 2))
+    hsf = torch.where(total > 0, (power * high).sum(dim=(1, 2)) / total.clamp_min(1e-20), torch.zeros_like(total))
+    return torch.stack([luminance, contrast, colourfulness, hsf], dim=1)

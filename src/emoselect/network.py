@@ -1,0 +1,355 @@
+"""Networks with named probe sites: the "neurons" whose responses emoselect records and manipulates.
+
+``load_network`` builds any torchvision classification CNN by name with ImageNet weights
+(torchvision's own file), seeded random weights (the paper's control) or a state-dict file, and
+finds its probe sites:
+
+* tuning sites: the output of every ReLU-like activation whose output is a feature map (one unit per
+  channel). VGG networks name them ``conv1_1 ... conv5_3``, AlexNet ``conv1 ... conv5``; other
+  networks use module paths
+  (``features.3.conv.0.2``). An activation module that a network calls more than once (ResNet's
+  shared ``relu``) cannot be told apart per call, so the block that owns it is probed instead
+  (``layer1.0``: the block output, after the residual sum and activation).
+* the readout site: the input of a linear layer, where the 2-unit heads read. It is the input of
+  the first linear layer whose weights were *not* loaded (so nothing untrained is read from), or of
+  the final classifier layer if all were loaded. For VGG-16 this is ``fc7`` with a full weight file
+  and ``pool5`` with a convolution-only one.
+
+Probing hooks reduce feature maps at once (spatial mean), so no full map is ever kept.
+"""
+from __future__ import annotations
+
+import hashlib
+import urllib.error
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from .images import Preprocessing
+from .problems import InputError
+
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Mish, nn.PReLU, nn.SELU, nn.CELU)
+# readout sites named as in the papers: the input of each classifier linear layer
+READOUT_NAMES = {"vgg": {"classifier.0": "pool5", "classifier.3": "fc6", "classifier.6": "fc7"},
+                 "alexnet": {"classifier.1": "pool5", "classifier.4": "fc6", "classifier.6": "fc7"}}
+
+
+@dataclass
+class Network:
+    """A CNN in eval mode with named probe sites.
+
+    ``sites`` maps a tuning-site name to its module path, in the order the forward pass reaches them;
+    ``units`` gives each site's number of channels. ``readout_site`` is the readout's name and
+    ``readout_layer`` the path of the linear layer whose input it is (``readout_dim`` wide).
+    ``untrained`` lists modules whose weights were not in the weight file.
+    ``stages`` is the network as a chain of modules that, applied in order, equals its forward
+    pass (checked numerically), or None where no such chain was found; the manipulation engine
+    uses it to run only the part of the network after a site.
+    """
+
+    name: str
+    model: nn.Module
+    weights: str
+    weights_sha256: str | None
+    seed: int
+    prep: Preprocessing
+    sites: dict[str, str]
+    units: dict[str, int]
+    readout_site: str
+    readout_layer: str
+    readout_dim: int
+    untrained: list[str] = field(default_factory=list)
+    stages: list[tuple[str, nn.Module]] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device) -> "Network":
+        self.model.to(device)
+        return self
+
+    def module(self, path: str) -> nn.Module:
+        return self.model.get_submodule(path)
+
+    def describe(self) -> dict:
+        """Plain-data provenance for config.yaml."""
+        return {"model": self.name, "weights": self.weights, "weights_sha256": self.weights_sha256, "seed": self.seed,
+                "preprocessing": {"resize": self.prep.resize, "crop": self.prep.crop, "grayscale": self.prep.grayscale,
+                                  "mean": list(self.prep.mean), "std": list(self.prep.std)},
+                "sites": dict(self.units), "readout_site": self.readout_site, "readout_layer": self.readout_layer,
+                "readout_dim": self.readout_dim, "untrained_modules": list(self.untrained),
+                "suffix_engine": self.stages is not None}
+
+
+class _StopForward(Exception):
+    """Raised by a hook once everything needed from a forward pass has been recorded."""
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _imagenet_weights(name: str):
+    try:
+        return torchvision.models.get_model_weights(name).DEFAULT
+    except (ValueError, KeyError) as error:
+        raise InputError(f"torchvision has no ImageNet weights for {name!r}") from error
+
+
+def _download_imagenet(name: str) -> tuple[dict, str]:
+    """torchvision's ImageNet state dict for ``name`` (its cache, else a download) and its sha256."""
+    weights = _imagenet_weights(name)
+    try:
+        state = torch.hub.load_state_dict_from_url(weights.url, progress=True, check_hash=True, map_location="cpu")
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        filename = Path(weights.url).name
+        raise InputError(
+            f"could not get the ImageNet weights for {name} ({type(error).__name__}: {error}); with no internet, "
+            f"download {weights.url} on another machine and pass the file: --weights /path/to/{filename}") from error
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    return state, sha256_of(cached) if cached.is_file() else None
+
+
+def _read_state_dict(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError(f"{path}: weight file not found (give 'imagenet', 'random' or the path of a state dict)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a broken or foreign file
+        raise InputError(f"{path}: not a PyTorch state dict ({type(error).__name__}: {error})") from error
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: not a state dict (a mapping of parameter names to tensors)")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def _load_weights(model: nn.Module, state: dict, source: str, name: str) -> list[str]:
+    """Load ``state`` into ``model``; returns the modules left untrained (only linear layers may be)."""
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        raise InputError(f"{source}: these weights do not fit {name} ({str(error).splitlines()[1:2] or error})") from error
+    if result.unexpected_keys:
+        raise InputError(f"{source}: {len(result.unexpected_keys)} tensors that {name} does not have "
+                         f"(e.g. {result.unexpected_keys[:3]}): is this a {name} state dict?")
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    modules = sorted({k.rsplit(".", 1)[0] for k in missing})
+    not_linear = [m for m in modules if not isinstance(model.get_submodule(m), nn.Linear)]
+    if not_linear:
+        raise InputError(f"{source}: lacks the weights of {len(not_linear)} non-linear modules of {name} "
+                         f"(e.g. {not_linear[:3]}); only missing classifier (linear) layers are supported")
+    return modules
+
+
+def _trace(model: nn.Module, size: int) -> tuple[list[tuple[str, nn.Module, tuple]], dict[str, int]]:
+    """Forward a dummy image; returns (modules in call order with output shapes, call count per path)."""
+    order, counts, handles = [], {}, []
+    for path, module in model.named_modules():
+        if path:
+            def hook(mod, args, output, path=path):
+                counts[path] = counts.get(path, 0) + 1
+                if counts[path] == 1:
+                    order.append((path, mod, tuple(output.shape) if torch.is_tensor(output) else None))
+            handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 3, size, size))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order, counts
+
+
+def _find_sites(model: nn.Module, name: str, size: int) -> tuple[dict[str, str], dict[str, int], list]:
+    """Tuning sites (name -> module path) and their channel counts, in forward order."""
+    order, counts = _trace(model, size)
+    shapes = {path: shape for path, _, shape in order}
+    paths = []
+    for path, module, shape in order:
+        if not isinstance(module, ACTIVATIONS):
+            continue
+        site = path
+        while counts.get(site, 0) > 1 and "." in site:
+            site = site.rsplit(".", 1)[0]
+        if counts.get(site, 0) != 1:
+            continue
+        shape = shapes.get(site)
+        if shape is None or len(shape) != 4 or shape[2] * shape[3] == 1:
+            continue   # not a feature map (linear layers, squeeze-excitation vectors)
+        if site not in paths:
+            paths.append(site)
+    paths.sort(key=lambda p: [q for q, _, _ in order].index(p))
+    if name.startswith("vgg"):
+        names, block, index = [], 1, 0
+        pools = [p for p, m, _ in order if isinstance(m, nn.MaxPool2d)]
+        for path in paths:
+            position = [q for q, _, _ in order].index(path)
+            block = 1 + sum([q for q, _, _ in order].index(p) < position for p in pools)
+            index = index + 1 if names and names[-1][0] == block else 1
+            names.append((block, index))
+        site_names = [f"conv{b}_{i}" for b, i in names]
+    elif name == "alexnet":
+        site_names = [f"conv{i + 1}" for i in range(len(paths))]
+    else:
+        site_names = list(paths)
+    sites = dict(zip(site_names, paths))
+    units = {n: shapes[p][1] for n, p in sites.items()}
+    return sites, units, order
+
+
+def _readout(order, untrained: list[str], name: str, readout: str) -> tuple[str, str, int]:
+    """(readout site name, path of the linear layer it feeds, its width)."""
+    linears = [(p, m) for p, m, _ in order if isinstance(m, nn.Linear)]
+    if not linears:
+        raise InputError(f"{name} has no linear classifier layer, so there is no readout site for the heads")
+    known = READOUT_NAMES.get("vgg" if name.startswith("vgg") else name, {})
+    names = {p: known.get(p, f"{p}-input") for p, _ in linears}
+    if readout != "auto":
+        chosen = [(p, m) for p, m in linears if names[p] == readout]
+        if not chosen:
+            raise InputError(f"readout site {readout!r} is not one of {name}'s: {', '.join(names.values())}")
+        path, module = chosen[0]
+        later_untrained = [p for p, _ in linears[:[q for q, _ in linears].index(path)] if p in untrained]
+        if later_untrained:
+            raise InputError(f"readout site {readout!r} would read through untrained layers {later_untrained}")
+    else:
+        first_untrained = [(p, m) for p, m in linears if p in untrained]
+        path, module = first_untrained[0] if first_untrained else linears[-1]
+    return names[path], path, module.in_features
+
+
+def _chain(model: nn.Module, readout_layer: str, size: int) -> list[tuple[str, nn.Module]] | None:
+    """The model as a chain of modules equal to its forward pass, ending at the readout layer.
+
+    Top-level children in order, Sequentials expanded; where a feature map meets a linear layer a
+    flatten (or global average pool then flatten) is put in between. Returns None unless the chain
+    reproduces the model's own readout input on a random image to 1e-5.
+    """
+    def expand(prefix, module):
+        if isinstance(module, nn.Sequential):
+            return [item for child_name, child in module.named_children() for item in expand(f"{prefix}.{child_name}" if prefix else child_name, child)]
+        return [(prefix, module)]
+
+    stages = [item for child_name, child in model.named_children() for item in expand(child_name, child)]
+    chain, x = [], torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    reference = {}
+    handle = model.get_submodule(readout_layer).register_forward_pre_hook(lambda m, a: reference.setdefault("x", a[0].detach().clone()))
+    try:
+        with torch.inference_mode():
+            model(x)
+            for path, module in stages:
+                if path == readout_layer:
+                    break
+                if isinstance(module, nn.Linear) and x.dim() == 4:
+                    if x.shape[1] * x.shape[2] * x.shape[3] == module.in_features:
+                        chain.append(("flatten", nn.Flatten(1)))
+                    elif x.shape[1] == module.in_features:
+                        chain.append(("global_pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))))
+                    else:
+                        return None
+                    x = chain[-1][1](x)
+                x = module(x)
+                chain.append((path, module))
+            else:
+                return None
+            if x.dim() == 4 and x.shape[1] == model.get_submodule(readout_layer).in_features:
+                chain.append(("global_pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))))
+                x = chain[-1][1](x)
+            elif x.dim() > 2:
+                chain.append(("flatten", nn.Flatten(1)))
+                x = chain[-1][1](x)
+    except RuntimeError:
+        return None
+    finally:
+        handle.remove()
+    target = reference.get("x")
+    if target is None or target.shape != x.shape or not torch.allclose(x, target, rtol=1e-5, atol=1e-6):
+        return None
+    return chain
+
+
+def load_network(name: str = "vgg16", weights: str = "imagenet", seed: int = 0, grayscale: bool = False,
+                 readout: str = "auto") -> Network:
+    """Build a torchvision CNN with its probe sites.
+
+    ``weights``: ``imagenet`` (torchvision's file, from its cache or downloaded), ``random`` (seeded
+    by ``seed``; the untrained control) or a path to a state dict. ``readout``: ``auto`` (see the
+    module docstring) or a readout site name (``pool5``, ``fc6``, ``fc7`` for VGG;
+    ``<linear path>-input`` otherwise).
+    """
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        raise InputError(f"unknown model {name!r}; use a torchvision classification model such as vgg16, alexnet, resnet50, mobilenet_v2")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
+        model = torchvision.models.get_model(name, weights=None, **kwargs)
+    untrained, sha256 = [], None
+    if weights == "imagenet":
+        state, sha256 = _download_imagenet(name)
+        untrained = _load_weights(model, state, f"torchvision's {name} ImageNet weights", name)
+    elif weights == "random":
+        untrained = []
+    else:
+        path = Path(weights).expanduser()
+        untrained = _load_weights(model, _read_state_dict(path), str(path), name)
+        sha256 = sha256_of(path)
+        weights = str(path.resolve())
+    model.eval()
+    for module in model.modules():
+        if hasattr(module, "inplace"):
+            module.inplace = False
+        for parameter in module.parameters(recurse=False):
+            parameter.requires_grad_(False)
+    if weights == "imagenet":   # torchvision's file comes with its own preprocessing (e.g. resize 232 for some)
+        transform = _imagenet_weights(name).transforms()
+        prep = Preprocessing(resize=int(transform.resize_size[0]), crop=int(transform.crop_size[0]), grayscale=grayscale,
+                             mean=tuple(transform.mean), std=tuple(transform.std))
+    else:                       # the standard ImageNet convention: resize 256, centre crop 224
+        prep = Preprocessing(grayscale=grayscale)
+    sites, units, order = _find_sites(model, name, prep.crop)
+    if not sites:
+        raise InputError(f"{name}: no ReLU-like activation with a feature-map output was found to probe")
+    readout_site, readout_layer, readout_dim = _readout(order, untrained, name, readout)
+    stages = _chain(model, readout_layer, prep.crop)
+    if stages is not None and not all(any(p == s or p.startswith(s + ".") for s, _ in stages) for p in sites.values()):
+        stages = None
+    return Network(name, model, weights, sha256, seed, prep, sites, units, readout_site, readout_layer,
+                   readout_dim, untrained, stages)
+
+
+@torch.inference_mode()
+def record(network: Network, batch: torch.Tensor, sites: list[str] | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One forward pass of a normalised batch [B, 3, H, W].
+
+    Returns ({site: spatial-mean response [B, units]}, readout features [B, readout_dim]); the
+    forward pass stops at the readout layer. Full feature maps are reduced inside the hooks.
+    """
+    sites = list(network.sites) if sites is None else sites
+    means, readout, handles = {}, {}, []
+    for site in sites:
+        def hook(module, args, output, site=site):
+            means[site] = output.float().mean(dim=(2, 3))
+        handles.append(network.module(network.sites[site]).register_forward_hook(hook))
+
+    def stop(module, args):
+        readout["x"] = args[0].float().flatten(1)
+        raise _StopForward
+
+    handles.append(network.module(network.readout_layer).register_forward_pre_hook(stop))
+    try:
+        network.model(batch)
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return means, readout["x"]

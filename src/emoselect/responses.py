@@ -1,0 +1,243 @@
+"""Recording responses: one pass over each picture, cached by content.
+
+For every picture and tuning site the response of a unit is the spatial mean of its activation map
+(float32); the readout features are the flattened input of the readout layer; four low-level image
+statistics are recorded on the way (:func:`emoselect.images.image_statistics`).
+
+The cache holds one small file per picture, named by the SHA-1 of the picture file, in a folder named
+by a hash of everything that determines the numbers (model, weight-file hash or seed, preprocessing,
+probe sites). So a second call is a cache hit, an interrupted call resumes where it stopped, a changed
+picture is recomputed, and each file is written atomically (never left half-written).
+
+The run folder receives ``responses/<dataset>/<site>.npy`` (float32 [n_images, n_units], rows in
+stimuli.csv order), ``responses/<dataset>/<readout site>.npy`` and ``responses/<dataset>/image_stats.csv``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .images import IMAGE_STATISTICS, ImageProblem, image_statistics, load_rgb, normalise, to_tensor
+from .network import Network, record
+from .problems import InputError
+from .stimuli import Stimuli
+
+RESPONSE_DEFINITION = 1   # bump when the meaning of a cached vector changes
+
+
+def default_cache_dir() -> Path:
+    """``$EMOSELECT_CACHE``, else ``$XDG_CACHE_HOME/emoselect``, else ``~/.cache/emoselect``."""
+    if os.environ.get("EMOSELECT_CACHE"):
+        return Path(os.environ["EMOSELECT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "emoselect"
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA if available, else Apple MPS, else CPU; otherwise the named device."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as error:
+        raise InputError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:1, mps)") from error
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but PyTorch sees no CUDA GPU here")
+    return chosen
+
+
+def response_key(network: Network) -> str:
+    """Hash of everything that determines a picture's recorded vector."""
+    description = network.describe()
+    identity = {
+        "definition": RESPONSE_DEFINITION,
+        "model": network.name,
+        "weights": description["weights_sha256"] or (f"random seed {network.seed} torch {torch.__version__}"
+                                                     if network.weights == "random" else network.weights),
+        "preprocessing": description["preprocessing"],
+        "sites": description["sites"],
+        "site_paths": network.sites,
+        "readout": [network.readout_site, network.readout_dim],
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+class ResponseStore:
+    """One float32 vector per picture: [all tuning sites' units | readout features | image statistics]."""
+
+    def __init__(self, folder: Path, network: Network):
+        self.folder = Path(folder)
+        self.layout: list[tuple[str, int]] = list(network.units.items()) + [
+            (network.readout_site, network.readout_dim), ("image_stats", len(IMAGE_STATISTICS))]
+        self.width = sum(n for _, n in self.layout)
+
+    def path(self, sha1: str) -> Path:
+        return self.folder / sha1[:2] / f"{sha1}.npy"
+
+    def has(self, sha1: str) -> bool:
+        return self.path(sha1).is_file()
+
+    def put(self, sha1: str, vector: np.ndarray) -> None:
+        path = self.path(sha1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(temporary, vector.astype(np.float32, copy=False))
+        os.replace(temporary, path)
+
+    def get(self, sha1: str) -> np.ndarray | None:
+        """The stored vector, or None if absent or unreadable (then it is recomputed)."""
+        try:
+            vector = np.load(self.path(sha1))
+        except (OSError, ValueError, EOFError):
+            return None
+        return vector if vector.shape == (self.width,) else None
+
+    def split(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
+        """[n, width] -> {part: [n, part width]} following the layout."""
+        parts, start = {}, 0
+        for name, width in self.layout:
+            parts[name] = matrix[:, start:start + width]
+            start += width
+        return parts
+
+
+class _Pictures(torch.utils.data.Dataset):
+    """Pictures as unnormalised tensors [3, crop, crop] in [0, 1], with their SHA-1."""
+
+    def __init__(self, paths: list[str], sha1s: list[str], prep):
+        self.paths, self.sha1s, self.prep = paths, sha1s, prep
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        try:
+            image, _ = load_rgb(self.paths[i])
+        except ImageProblem as problem:
+            raise InputError(f"{self.paths[i]}: {problem} (it opened when the stimuli were checked: did it change?)") from problem
+        return to_tensor(image, self.prep), self.sha1s[i]
+
+
+def _missing(stimuli: Stimuli, store: ResponseStore) -> tuple[list[str], list[str]]:
+    """Paths and SHA-1s of the distinct pictures the store lacks."""
+    first = stimuli.table.drop_duplicates("sha1")
+    todo = first[[not store.has(s) for s in first["sha1"]]]
+    return list(todo["path"]), list(todo["sha1"])
+
+
+def compute_missing(stimuli: Stimuli, network: Network, store: ResponseStore, batch_size: int = 32,
+                    device: str = "auto", workers: int | None = None, progress: bool = True) -> int:
+    """Record every picture the store lacks; returns how many were computed."""
+    paths, sha1s = _missing(stimuli, store)
+    if not paths:
+        return 0
+    device = pick_device(device)
+    network.to(device)
+    workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if workers is None else workers
+    loader = torch.utils.data.DataLoader(_Pictures(paths, sha1s, network.prep), batch_size=batch_size,
+                                         num_workers=workers, pin_memory=device.type == "cuda")
+    bar = tqdm(total=len(paths), desc=f"responses {network.name}", unit="img", disable=not progress)
+    try:
+        for batch, names in loader:
+            batch = batch.to(device, non_blocking=True)
+            stats = image_statistics(batch)
+            means, readout = record(network, normalise(batch, network.prep))
+            vectors = torch.cat([means[s] for s in network.units] + [readout, stats], dim=1).cpu().numpy()
+            for sha1, vector in zip(names, vectors):
+                store.put(sha1, vector)
+            bar.update(len(names))
+    finally:
+        bar.close()
+    return len(paths)
+
+
+@dataclass
+class Responses:
+    """One dataset's recorded responses: ``sites`` {site: float32 [n_images, n_units]}, ``readout``
+    float32 [n_images, readout_dim] at ``readout_site``, ``image_stats`` (a table, one row per image)."""
+
+    dataset: str
+    sites: dict[str, np.ndarray]
+    readout_site: str
+    readout: np.ndarray
+    image_stats: pd.DataFrame
+
+
+def extract(stimuli: Stimuli, network: Network, run: str | Path | None = None, cache_dir: str | Path | None = None,
+            batch_size: int = 32, device: str = "auto", workers: int | None = None,
+            progress: bool = True) -> dict[str, Responses]:
+    """Responses of every dataset in ``stimuli``: computed where not cached, then assembled.
+
+    With ``run``, also writes the run folder's ``responses/`` (see module docstring).
+    """
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    store = ResponseStore(cache_dir / "responses" / response_key(network), network)
+    vectors: dict[str, np.ndarray] = {}
+    for _ in range(2):   # a second round recomputes entries found unreadable in the first
+        compute_missing(stimuli, network, store, batch_size, device, workers, progress)
+        for sha1 in stimuli.table["sha1"].unique():
+            vector = vectors.get(sha1)
+            vector = store.get(sha1) if vector is None else vector
+            if vector is None:
+                store.path(sha1).unlink(missing_ok=True)
+            else:
+                vectors[sha1] = vector
+        if len(vectors) == stimuli.table["sha1"].nunique():
+            break
+    else:
+        raise InputError(f"the response cache in {store.folder} cannot be written or read back")
+    results = {}
+    for dataset in stimuli.datasets:
+        rows = stimuli.of(dataset)
+        parts = store.split(np.stack([vectors[s] for s in rows["sha1"]]))
+        stats = pd.DataFrame(parts.pop("image_stats"), columns=list(IMAGE_STATISTICS))
+        readout = parts.pop(network.readout_site)
+        results[dataset] = Responses(dataset, {k: np.ascontiguousarray(v) for k, v in parts.items()},
+                                     network.readout_site, np.ascontiguousarray(readout), stats)
+        if run is not None:
+            write_responses(results[dataset], Path(run))
+    return results
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    np.save(temporary, array)
+    os.replace(temporary, path)
+
+
+def write_responses(responses: Responses, run: Path) -> None:
+    folder = Path(run) / "responses" / responses.dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    for site, array in responses.sites.items():
+        _save_atomic(folder / f"{site}.npy", array)
+    _save_atomic(folder / f"{responses.readout_site}.npy", responses.readout)
+    responses.image_stats.to_csv(folder / "image_stats.csv", index=False)
+
+
+def load_responses(run: str | Path, dataset: str, sites: list[str], readout_site: str | None = None) -> Responses:
+    """Read one dataset's responses back from a run folder (readout features only if named)."""
+    folder = Path(run) / "responses" / dataset
+    if not folder.is_dir():
+        raise InputError(f"{folder} not found: run `emoselect extract` for this run folder first")
+
+    def read(name):
+        path = folder / f"{name}.npy"
+        if not path.is_file():
+            raise InputError(f"{path} not found: the run's responses are incomplete; rerun `emoselect extract`")
+        return np.load(path, mmap_mode="r")
+
+    stats_path = folder / "image_stats.csv"
+    stats = pd.read_csv(stats_path) if stats_path.is_file() else pd.DataFrame(columns=list(IMAGE_STATISTICS))
+    return Responses(dataset, {s: np.asarray(read(s)) for s in sites}, readout_site or "",
+                     read(readout_site) if readout_site else np.empty((0, 0), np.float32), stats)

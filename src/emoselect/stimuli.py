@@ -1,0 +1,304 @@
+"""The stimulus table: which pictures, their ratings, emotion category and data split.
+
+``build_stimuli`` reads each picture set's native ratings (:mod:`emoselect.formats`), checks that
+every picture opens (:mod:`emoselect.images`), assigns a category from valence and a stratified,
+seeded train/val/test split. The result is one table with columns
+``dataset, image_id, path, valence, arousal, category, split, category_source, sha1`` and the list of
+problems met. Pictures that cannot be opened, and ratings without a picture, are not in the table but
+in the problems; pictures whose category is ``unknown`` stay in the table (their responses are still
+recorded, e.g. for valence correlations) and are excluded from every category analysis.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .formats import parse_scale, read_ratings, read_text
+from .images import ImageProblem, file_sha1, load_rgb
+from .problems import InputError, Problem
+
+CATEGORIES = ("pleasant", "neutral", "unpleasant")
+UNKNOWN = "unknown"
+PAPER_THRESHOLDS = (4.3, 6.0)   # unpleasant below 4.3, pleasant above 6.0, on the 1-9 scale
+DEFAULT_SPLIT = (0.5, 0.25, 0.25)
+SPLITS = ("train", "val", "test")
+MIN_PER_CATEGORY = 10
+STIMULI_COLUMNS = ["dataset", "image_id", "path", "valence", "arousal", "category", "split", "category_source", "sha1"]
+
+
+@dataclass
+class Stimuli:
+    """All datasets' pictures in one table (see module docstring), with per-dataset metadata."""
+
+    table: pd.DataFrame
+    scales: dict[str, tuple[float, float]] = field(default_factory=dict)
+    formats: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(dict.fromkeys(self.table["dataset"]))
+
+    def of(self, dataset: str) -> pd.DataFrame:
+        """The rows of one dataset, in table order, with a fresh 0..n-1 index (= response rows)."""
+        rows = self.table[self.table["dataset"] == dataset]
+        if rows.empty:
+            raise InputError(f"no dataset {dataset!r} in this run (datasets: {', '.join(self.datasets)})")
+        return rows.reset_index(drop=True)
+
+
+def to_scale(value_1_to_9: float, scale: tuple[float, float]) -> float:
+    """A value on the 1-9 scale mapped linearly onto ``scale`` = (low, high)."""
+    low, high = scale
+    return low + (value_1_to_9 - 1.0) * (high - low) / 8.0
+
+
+def categorize(valence: np.ndarray, scale: tuple[float, float], thresholds=PAPER_THRESHOLDS,
+               margin: float = 0.0) -> np.ndarray:
+    """Category per valence value.
+
+    ``thresholds`` (low, high) and ``margin`` are stated on the 1-9 scale and mapped onto ``scale``.
+    unpleasant: v < low - m; pleasant: v > high + m; neutral: low + m <= v <= high - m;
+    ``unknown`` for values within the margin of a boundary and for missing values.
+    """
+    valence = np.asarray(valence, dtype=float)
+    low, high = to_scale(thresholds[0], scale), to_scale(thresholds[1], scale)
+    m = margin * (scale[1] - scale[0]) / 8.0
+    out = np.full(valence.shape, UNKNOWN, dtype=object)
+    out[valence < low - m] = "unpleasant"
+    out[valence > high + m] = "pleasant"
+    out[(valence >= low + m) & (valence <= high - m)] = "neutral"
+    return out
+
+
+def assign_split(table: pd.DataFrame, fractions=DEFAULT_SPLIT, seed: int = 0) -> np.ndarray:
+    """Stratified, seeded train/val/test label per row (``none`` for ``unknown`` category).
+
+    Within each dataset and category the rows are shuffled with a generator seeded by
+    (seed, dataset, category), so adding a dataset never changes another's split; then
+    round(n * val) go to val, round(n * test) to test and the rest to train.
+    """
+    fractions = np.asarray(fractions, dtype=float)
+    if fractions.shape != (3,) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
+        raise InputError(f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
+    split = np.full(len(table), "none", dtype=object)
+    for (dataset, category), rows in table.groupby(["dataset", "category"], sort=False):
+        if category == UNKNOWN:
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(dataset.encode()), zlib.crc32(category.encode())])
+        positions = table.index.get_indexer(rows.index)[rng.permutation(len(rows))]
+        n_val, n_test = int(round(len(rows) * fractions[1])), int(round(len(rows) * fractions[2]))
+        split[positions[:n_val]] = "val"
+        split[positions[n_val:n_val + n_test]] = "test"
+        split[positions[n_val + n_test:]] = "train"
+    return split
+
+
+def read_overrides(path: Path) -> pd.DataFrame:
+    """A researcher's category decisions: CSV with image_id, category [, dataset]."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: category override file not found")
+    from io import StringIO
+
+    table = pd.read_csv(StringIO(read_text(path)), dtype=str, sep=None, engine="python")
+    table.columns = [c.strip().lower() for c in table.columns]
+    if not {"image_id", "category"} <= set(table.columns):
+        raise InputError(f"{path}: an override file needs the columns image_id and category (it has {list(table.columns)})")
+    table["category"] = table["category"].str.strip().str.lower()
+    table["image_id"] = table["image_id"].str.strip()
+    bad = sorted(set(table["category"]) - set(CATEGORIES) - {UNKNOWN})
+    if bad:
+        raise InputError(f"{path}: unknown categories {bad}; use {', '.join(CATEGORIES + (UNKNOWN,))}")
+    return table
+
+
+class ImageCheckCache:
+    """Remembers which files were already opened successfully, keyed by (path, size, mtime).
+
+    A JSON file in the cache folder; written atomically, so an interrupted run never leaves it corrupt.
+    """
+
+    def __init__(self, folder: Path | None):
+        self.file = Path(folder) / "image-checks.json" if folder else None
+        self.entries: dict = {}
+        if self.file and self.file.is_file():
+            try:
+                self.entries = json.loads(self.file.read_text())
+            except (json.JSONDecodeError, OSError):
+                self.entries = {}
+
+    @staticmethod
+    def key(path: Path) -> str:
+        stat = path.stat()
+        return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+    def check(self, path: Path) -> tuple[str, list[str]]:
+        """(sha1, conversion notes) of a usable picture; raises ImageProblem otherwise."""
+        if not path.is_file():
+            raise ImageProblem("file not found")
+        key = self.key(path)
+        if key in self.entries:
+            entry = self.entries[key]
+            return entry["sha1"], entry["notes"]
+        _, notes = load_rgb(path)
+        sha1 = file_sha1(path)
+        self.entries[key] = {"sha1": sha1, "notes": notes}
+        return sha1, notes
+
+    def save(self) -> None:
+        if not self.file:
+            return
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.file.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(self.entries))
+        os.replace(temporary, self.file)
+
+
+def load_dataset(name: str, path, fmt: str | None = None, scale=None, thresholds=PAPER_THRESHOLDS,
+                 margin: float = 0.0, overrides: pd.DataFrame | None = None, limit: int | None = None,
+                 check_cache: ImageCheckCache | None = None, progress: bool = True):
+    """One picture set as rows of the stimulus table (without split), its Ratings and its problems."""
+    ratings = read_ratings(path, fmt=fmt, dataset=name, scale=scale)
+    problems = list(ratings.problems)
+    table = ratings.table.copy()
+    if limit is not None:
+        table = table.head(int(limit))
+    if "category" in table:
+        bad = ~table["category"].isin(CATEGORIES + (UNKNOWN,))
+        for image_id, value in table.loc[bad, ["image_id", "category"]].itertuples(index=False):
+            problems.append(Problem(name, str(ratings.source), f"category {value!r} of {image_id!r} is not one of {CATEGORIES}: set to unknown", "note"))
+        table.loc[bad, "category"] = UNKNOWN
+        table["category_source"] = "ratings file"
+    else:
+        table["category"] = categorize(table["valence"].to_numpy(), ratings.scale, thresholds, margin)
+        table["category_source"] = "valence"
+    low, high = ratings.scale
+    outside = (table["valence"] < low) | (table["valence"] > high)
+    for image_id, value in table.loc[outside, ["image_id", "valence"]].itertuples(index=False):
+        problems.append(Problem(name, str(ratings.source), f"valence {value} of {image_id!r} is outside the {low:g}-{high:g} scale: category unknown", "note"))
+    table.loc[outside, "category"] = UNKNOWN
+    for image_id in table.loc[table["valence"].isna(), "image_id"]:
+        problems.append(Problem(name, str(ratings.source), f"{image_id!r} has no valence rating: category unknown", "note"))
+    if overrides is not None:
+        mine = overrides if "dataset" not in overrides else overrides[overrides["dataset"].fillna(name).str.strip() == name]
+        lookup = dict(zip(mine["image_id"], mine["category"]))
+        hit = table["image_id"].isin(lookup)
+        for image_id in sorted(set(lookup) - set(table["image_id"])):
+            problems.append(Problem(name, "overrides", f"override for {image_id!r}: no such image in this dataset", "note"))
+        table.loc[hit, "category"] = table.loc[hit, "image_id"].map(lookup)
+        table.loc[hit, "category_source"] = "override"
+
+    check_cache = check_cache or ImageCheckCache(None)
+    keep, sha1s = [], []
+    for path_text in tqdm(table["path"], desc=f"checking {name} images", unit="img", disable=not progress, leave=False):
+        image_path = Path(path_text)
+        try:
+            sha1, notes = check_cache.check(image_path)
+        except ImageProblem as problem:
+            problems.append(Problem(name, str(image_path), str(problem), "skipped"))
+            keep.append(False)
+            sha1s.append("")
+            continue
+        for note in notes:
+            problems.append(Problem(name, str(image_path), note, "converted"))
+        keep.append(True)
+        sha1s.append(sha1)
+    table["sha1"] = sha1s
+    table = table[np.asarray(keep, dtype=bool)].copy()
+    if table.empty:
+        raise InputError(f"dataset {name!r} ({path}): no usable picture (see the problems listed above)")
+    table["path"] = [str(Path(p).resolve()) for p in table["path"]]
+    table.insert(0, "dataset", name)
+    for category in CATEGORIES:
+        count = int((table["category"] == category).sum())
+        if count < MIN_PER_CATEGORY:
+            problems.append(Problem(name, str(ratings.source), f"only {count} {category} pictures (fewer than {MIN_PER_CATEGORY}): statistics for this category are unreliable", "note"))
+    return table, ratings, problems
+
+
+def build_stimuli(datasets: dict[str, str | Path], formats: dict[str, str] | None = None,
+                  scales: dict[str, str] | None = None, overrides: str | Path | None = None,
+                  thresholds=PAPER_THRESHOLDS, margin: float = 0.0, split=DEFAULT_SPLIT, seed: int = 0,
+                  limit: int | None = None, cache_dir: str | Path | None = None, progress: bool = True) -> Stimuli:
+    """Read every named picture set and return the combined :class:`Stimuli`.
+
+    ``datasets`` maps a dataset name to its folder (or ratings file); ``formats`` and ``scales`` map
+    names to a forced format / valence scale ('LOW-HIGH'). ``limit`` keeps the first N rated pictures
+    of each set (a quick look). ``cache_dir`` remembers checked pictures between runs.
+    """
+    if not datasets:
+        raise InputError("no dataset given; name one as NAME=PATH")
+    formats, scales = formats or {}, scales or {}
+    for name in list(formats) + list(scales):
+        if name not in datasets:
+            raise InputError(f"--format/--scale name {name!r} is not a dataset of this run ({', '.join(datasets)})")
+    override_table = read_overrides(Path(overrides)) if overrides else None
+    check_cache = ImageCheckCache(cache_dir)
+    tables, stimuli = [], Stimuli(pd.DataFrame(columns=STIMULI_COLUMNS))
+    try:
+        for name, path in datasets.items():
+            table, ratings, problems = load_dataset(name, path, formats.get(name), scales.get(name), thresholds, margin,
+                                                    override_table, limit, check_cache, progress)
+            tables.append(table)
+            stimuli.scales[name] = tuple(float(s) for s in ratings.scale)
+            stimuli.formats[name] = ratings.format
+            stimuli.sources[name] = str(Path(ratings.source).resolve())
+            stimuli.problems.extend(problems)
+    finally:
+        check_cache.save()
+    table = pd.concat(tables, ignore_index=True)
+    table["split"] = assign_split(table, split, seed)
+    stimuli.table = table[STIMULI_COLUMNS]
+    return stimuli
+
+
+def category_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Pictures per dataset x category (including ``unknown``), with a total column."""
+    counts = pd.crosstab(table["dataset"], table["category"])
+    counts = counts.reindex(columns=list(CATEGORIES) + [UNKNOWN], fill_value=0)
+    counts["total"] = counts.sum(axis=1)
+    return counts
+
+
+def write_stimuli(stimuli: Stimuli, run: Path) -> None:
+    """``RUN/stimuli.csv`` and ``RUN/problems.csv``."""
+    from .problems import problems_table
+
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    stimuli.table.to_csv(run / "stimuli.csv", index=False)
+    problems_table(stimuli.problems).to_csv(run / "problems.csv", index=False)
+
+
+def read_stimuli(run: Path) -> Stimuli:
+    """The stimulus table of a run folder (metadata from its config.yaml where present)."""
+    path = Path(run) / "stimuli.csv"
+    if not path.is_file():
+        raise InputError(f"{path} not found: run `emoselect extract ... --out {run}` first")
+    table = pd.read_csv(path, dtype={"image_id": str, "dataset": str, "sha1": str}, keep_default_na=False,
+                        na_values={"valence": [""], "arousal": [""]})
+    stimuli = Stimuli(table)
+    config = Path(run) / "config.yaml"
+    if config.is_file():
+        import yaml
+
+        meta = (yaml.safe_load(config.read_text()) or {}).get("datasets", {})
+        for name, entry in meta.items():
+            stimuli.scales[name] = tuple(entry.get("scale", (np.nan, np.nan)))
+            stimuli.formats[name] = entry.get("format", "")
+            stimuli.sources[name] = entry.get("ratings_file", "")
+    return stimuli
+
+
+def parse_scales(values: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """{name: 'LOW-HIGH'} -> {name: (low, high)}."""
+    return {name: parse_scale(text) for name, text in values.items()}

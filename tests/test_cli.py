@@ -1,0 +1,45 @@
+"""The command line: clear messages and exit status 2 for bad input, the run folder for good input."""
+from __future__ import annotations
+
+import pytest
+from conftest import make_gaped, make_oasis
+
+from emoselect.cli import main
+
+
+def test_inspect_prints_format_counts_and_problems(tmp_path, capsys):
+    make_gaped(tmp_path)
+    (tmp_path / "N" / "N002.bmp").write_bytes(b"broken")
+    assert main(["-q", "datasets", "inspect", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "format: gaped" in out and "valence scale: 0-100" in out
+    assert "N002.bmp" in out and "skipped" in out
+
+
+def test_extract_writes_a_run_folder(tmp_path, capsys):
+    make_oasis(tmp_path / "set", n=4)
+    code = main(["-q", "extract", "--dataset", f"small={tmp_path / 'set'}", "--model", "mobilenet_v3_small",
+                 "--weights", "random", "--workers", "0", "--out", str(tmp_path / "run")])
+    assert code == 0
+    assert (tmp_path / "run" / "stimuli.csv").is_file() and (tmp_path / "run" / "config.yaml").is_file()
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--dataset", "x"], "NAME=VALUE"),
+    (["--dataset", "x=/no/such/folder"], "no such file or folder"),
+    (["--dataset", "x={set}", "--format", "y=oasis"], "not a dataset of this run"),
+    (["--dataset", "x={set}", "--weights", "/no/weights.pth"], "weight file not found"),
+    (["--dataset", "x={set}", "--model", "vgg17"], "unknown model"),
+    (["--dataset", "x={set}", "--limit", "0"], "--limit"),
+    (["--dataset", "x={set}", "--device", "cuda:7"], "cuda"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, capsys, arguments, message):
+    make_oasis(tmp_path / "set", n=2)
+    arguments = [a.format(set=tmp_path / "set") for a in arguments]
+    defaults = [*(["--model", "mobilenet_v3_small"] if "--model" not in arguments else []),
+                *(["--weights", "random"] if "--weights" not in arguments else [])]
+    code = main(["-q", "extract", *defaults, *arguments, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert err.count("\n") == 1

@@ -1,0 +1,105 @@
+"""Networks: weights, partial loads, probe sites, readout site and the suffix chain."""
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+from torch import nn
+
+from emoselect.network import load_network, record
+from emoselect.problems import InputError
+
+
+def test_vgg16_shared_weights_classifier_untrained_and_readout_pool5(vgg_weights):
+    network = load_network("vgg16", str(vgg_weights))
+    assert list(network.sites) == [f"conv{b}_{i}" for b, n in [(1, 2), (2, 2), (3, 3), (4, 3), (5, 3)] for i in range(1, n + 1)]
+    assert [network.units[s] for s in ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_3")] == [64, 128, 256, 512, 512]
+    assert network.untrained == ["classifier.0", "classifier.3", "classifier.6"]
+    assert network.readout_site == "pool5" and network.readout_dim == 25088
+    assert network.stages is not None
+    assert not any(getattr(m, "inplace", False) for m in network.model.modules())
+    with pytest.raises(InputError, match="untrained"):
+        load_network("vgg16", str(vgg_weights), readout="fc7")
+
+
+def test_random_weights_are_seeded_and_read_out_at_fc7():
+    a, b, c = (load_network("vgg11", "random", seed=s) for s in (1, 1, 2))
+    assert torch.equal(a.model.features[0].weight, b.model.features[0].weight)
+    assert not torch.equal(a.model.features[0].weight, c.model.features[0].weight)
+    assert a.readout_site == "fc7" and a.readout_dim == 4096 and a.untrained == []
+    assert list(a.sites)[:3] == ["conv1_1", "conv2_1", "conv3_1"]
+
+
+def test_imagenet_weights_offline_fail_in_one_clear_sentence(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(InputError) as error:
+        load_network("vgg16", "imagenet")
+    message = str(error.value)
+    assert "vgg16-397923af.pth" in message and "--weights" in message and "\n" not in message
+
+
+def test_wrong_or_broken_weight_files_are_clear(tmp_path, mobilenet_weights):
+    with pytest.raises(InputError, match="not found"):
+        load_network("alexnet", str(tmp_path / "none.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(InputError, match="not a PyTorch state dict"):
+        load_network("alexnet", str(tmp_path / "junk.pth"))
+    with pytest.raises(InputError, match="does not have|do not fit"):
+        load_network("vgg16", str(mobilenet_weights))
+    with pytest.raises(InputError, match="unknown model"):
+        load_network("vgg17", "random")
+
+
+def test_missing_convolution_weights_are_refused(tmp_path):
+    state = load_network("alexnet", "random").model.state_dict()
+    del state["features.0.weight"]
+    torch.save(state, tmp_path / "partial.pth")
+    with pytest.raises(InputError, match="non-linear modules"):
+        load_network("alexnet", str(tmp_path / "partial.pth"))
+
+
+def test_wrapped_state_dicts_are_accepted(tmp_path):
+    state = load_network("mobilenet_v3_small", "random", seed=5).model.state_dict()
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "wrapped.pth")
+    network = load_network("mobilenet_v3_small", str(tmp_path / "wrapped.pth"))
+    assert torch.equal(network.model.features[0][0].weight, state["features.0.0.weight"])
+    assert len(network.weights_sha256) == 64
+
+
+def test_shared_activation_modules_are_probed_at_their_block():
+    network = load_network("resnet18", "random")
+    assert list(network.sites) == ["relu", "layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1",
+                                   "layer4.0", "layer4.1"]
+    assert network.readout_site == "fc-input" and network.readout_dim == 512
+
+
+def test_mobilenet_v2_shared_weights(mobilenet_weights):
+    network = load_network("mobilenet_v2", str(mobilenet_weights))
+    assert network.untrained == [] and network.readout_site == "classifier.1-input" and network.readout_dim == 1280
+    assert len(network.sites) == 35 and network.stages is not None
+    assert all(isinstance(network.module(p), nn.ReLU6) for p in network.sites.values())
+
+
+def test_chain_equals_forward_and_record_stops_at_readout():
+    network = load_network("alexnet", "random", seed=3)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        y = x
+        for _, module in network.stages:
+            y = module(y)
+        pool5 = torch.flatten(network.model.avgpool(network.model.features(x)), 1)
+        reference = torch.relu(network.model.classifier[4](torch.relu(network.model.classifier[1](pool5))))
+    torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)
+    means, readout = record(network, x)
+    torch.testing.assert_close(readout, reference, rtol=1e-5, atol=1e-5)
+    assert set(means) == set(network.sites) and means["conv1"].shape == (2, 64)
+
+
+def test_grayscale_option_is_in_the_preprocessing():
+    assert load_network("alexnet", "random", grayscale=True).prep.grayscale
