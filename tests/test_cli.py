@@ -43,3 +43,21 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, arguments, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert err.count("\n") == 1
+
+
+def test_selectivity_stage_writes_tables_and_figures(tmp_path, capsys):
+    import numpy as np
+
+    make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
+    run = tmp_path / "run"
+    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small",
+                 "--weights", "random", "--workers", "0", "--out", str(run)]) == 0
+    assert main(["-q", "selectivity", str(run), "--draws", "200", "--valence-tuning"]) == 0
+    out = capsys.readouterr().out
+    assert "split-half" in out and "Jaccard" in out
+    for name in ("units.csv", "selective.csv", "layers.csv", "overlap.csv", "examples.csv",
+                 "figures/tuning_quality.png", "figures/overlap.png", "figures/example_neurons.png"):
+        assert (run / name).is_file(), name
+    assert main(["-q", "selectivity", str(run), "--require-significant"]) == 2
+    assert "--permutations" in capsys.readouterr().err
+    assert main(["-q", "selectivity", str(tmp_path / "nothing")]) == 2

@@ -108,6 +108,56 @@ def cmd_extract(args) -> None:
     print(f"wrote {args.out}/stimuli.csv, problems.csv, responses/, config.yaml in {time.time() - start:.1f} s")
 
 
+def _selectivity_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("selectivity")
+    group.add_argument("--define-on", choices=["train", "all"], default="train",
+                       help="images that define tuning: the training split (default) or all (the paper)")
+    group.add_argument("--pair", nargs=2, metavar=("A", "B"), help="the two datasets whose agreement defines selective units")
+    group.add_argument("--si-keep", type=float, help="keep the top fraction of units by d' index (journal: 0.8)")
+    group.add_argument("--draws", type=int, default=1000, help="random set pairs for the overlap test (default 1000)")
+    group.add_argument("--permutations", type=int, default=0, help="per-unit label permutations (0 = off)")
+    group.add_argument("--require-significant", action="store_true", help="selective = also significant (BH) in both datasets")
+    group.add_argument("--alpha", type=float, default=0.05, help="false discovery rate for every test (default 0.05)")
+    group.add_argument("--valence-tuning", action="store_true", help="Spearman correlation of each unit with valence and arousal")
+    group.add_argument("--confounds", action="store_true", help="decode category from low-level image statistics vs each layer")
+    group.add_argument("--example-layer", help="layer for the example neurons (default: the deepest)")
+
+
+def _selectivity_options(args, seed: int):
+    from .selectivity import SelectivityOptions
+
+    return SelectivityOptions(define_on=args.define_on, pair=tuple(args.pair) if args.pair else None, si_keep=args.si_keep,
+                              draws=args.draws, permutations=args.permutations,
+                              require_significant=args.require_significant, alpha=args.alpha,
+                              valence_tuning=args.valence_tuning, confounds=args.confounds,
+                              example_layer=args.example_layer, seed=seed)
+
+
+def _print_selectivity(result) -> None:
+    print(result.pair_note)
+    layers = result.layers.pivot(index="layer", columns="dataset", values="tuning_quality")
+    layers = layers.reindex(list(dict.fromkeys(result.layers["layer"])))
+    overlap = result.overlap.pivot(index="layer", columns="category", values="n_selective").reindex(layers.index)
+    overlap = overlap[[c for c in ("pleasant", "neutral", "unpleasant") if c in overlap]]
+    table = layers.round(3).add_prefix("TQ ").join(overlap.add_prefix("n selective "))
+    print(table.to_string())
+    deepest = result.overlap[result.overlap["layer"] == layers.index[-1]]
+    for row in deepest.itertuples():
+        print(f"{row.layer} {row.category}: Jaccard {row.jaccard:.3f} vs random {row.jaccard_random_mean:.3f} "
+              f"(p = {row.p_value:.4f}, BH q = {row.q_value:.4f})")
+
+
+def cmd_selectivity(args) -> None:
+    from .config import extract_options
+    from .pipeline import selectivity_stage
+
+    start = time.time()
+    result = selectivity_stage(args.run, _selectivity_options(args, extract_options(args.run).seed), progress=not args.quiet)
+    _print_selectivity(result)
+    print(f"wrote {args.run}/units.csv, selective.csv, layers.csv, overlap.csv, examples.csv, figures/ "
+          f"in {time.time() - start:.1f} s")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -129,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     _extract_arguments(extract)
     extract.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
     extract.set_defaults(func=cmd_extract)
+
+    selectivity = commands.add_parser("selectivity", help="tuning, tuning quality, selective units, overlap vs chance")
+    selectivity.add_argument("run", help="run folder made by `emoselect extract`")
+    _selectivity_arguments(selectivity)
+    selectivity.set_defaults(func=cmd_selectivity)
     return parser
 
 

@@ -5,17 +5,21 @@ earlier ones left there and writes the parts it owns (see DESIGN.md's run-folder
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ExtractOptions, read_config, update_config
+from .config import ExtractOptions, extract_options, read_config, update_config
 from .network import Network, load_network, sha256_of
-from .responses import Responses, default_cache_dir, extract
-from .stimuli import Stimuli, build_stimuli, category_counts, write_stimuli
+from . import figures
+from .problems import InputError
+from .responses import Responses, default_cache_dir, extract, load_responses
+from .selectivity import SelectivityOptions, SelectivityResult, analyse
+from .stimuli import Stimuli, build_stimuli, category_counts, read_stimuli, write_stimuli
 
 # what later stages write; removed when a run folder is re-extracted with other options
-DOWNSTREAM = ["units.csv", "selective.csv", "layers.csv", "examples.csv", "confounds.csv", "readout.csv",
+DOWNSTREAM = ["units.csv", "selective.csv", "layers.csv", "overlap.csv", "examples.csv", "confounds.csv", "readout.csv",
               "manipulation.csv", "manipulation_summary.csv", "manipulation_tests.csv", "table1.csv",
               "figures", "report.html", "heads", "control"]
 
@@ -91,3 +95,50 @@ def inspect_dataset(path: str | Path, fmt: str | None = None, scale: str | None 
     return build_stimuli({name: path}, {name: fmt} if fmt else None, {name: scale} if scale else None,
                          cache_dir=Path(cache) if cache else default_cache_dir(), progress=progress)
 
+
+
+def load_run(run: str | Path) -> tuple[Stimuli, dict, dict[str, Responses]]:
+    """A run folder's stimuli, config and responses (tuning sites only; readout features on demand)."""
+    config = read_config(run)
+    if "network" not in config:
+        raise InputError(f"{Path(run) / 'config.yaml'} has no network section: run `emoselect extract` first")
+    stimuli = read_stimuli(run)
+    sites = list(config["network"]["sites"])
+    responses = {d: load_responses(run, d, sites) for d in stimuli.datasets}
+    return stimuli, config, responses
+
+
+def write_selectivity(result: SelectivityResult, run: Path) -> None:
+    """units.csv, selective.csv, layers.csv, overlap.csv, examples.csv (and confounds.csv)."""
+    result.units.to_csv(run / "units.csv", index=False)
+    result.selective.to_csv(run / "selective.csv", index=False)
+    result.layers.to_csv(run / "layers.csv", index=False)
+    result.overlap.to_csv(run / "overlap.csv", index=False)
+    result.examples.to_csv(run / "examples.csv", index=False)
+    if result.confounds is not None:
+        result.confounds.to_csv(run / "confounds.csv", index=False)
+
+
+def selectivity_stage(run: str | Path, options: SelectivityOptions | None = None,
+                      progress: bool = True) -> SelectivityResult:
+    """Selectivity tables and figures for a run folder (and for its random-init control, if present)."""
+    run = Path(run)
+    options = options or SelectivityOptions(seed=extract_options(run).seed)
+    stimuli, config, responses = load_run(run)
+    result = analyse(stimuli, responses, list(config["network"]["sites"]), options, progress)
+    write_selectivity(result, run)
+    control = None
+    if (run / "control" / "config.yaml").is_file():
+        c_stimuli, c_config, c_responses = load_run(run / "control")
+        control = analyse(c_stimuli, c_responses, list(c_config["network"]["sites"]), options, progress)
+        write_selectivity(control, run / "control")
+        update_config(run / "control", selectivity={**dataclasses.asdict(options), "pair_note": control.pair_note})
+    folder = run / "figures"
+    figures.tuning_quality(result.layers, folder / "tuning_quality.png", control.layers if control else None)
+    figures.overlap(result.overlap, folder / "overlap.png", control.overlap if control else None)
+    figures.selective_fraction(result.overlap, folder / "selective_fraction.png", control.overlap if control else None)
+    figures.example_neurons(result.examples, result.top_images, folder / "example_neurons.png")
+    if result.confounds is not None:
+        figures.confounds(result.confounds, folder / "confounds.png")
+    update_config(run, selectivity={**dataclasses.asdict(options), "pair_note": result.pair_note})
+    return result

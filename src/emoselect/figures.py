@@ -1,0 +1,160 @@
+"""Figures as PNG files, drawn from the stage tables (never from hidden state).
+
+Every function takes tables (pandas DataFrames as written to the run folder) and a file path, and
+returns the path. Colours: pleasant blue, neutral grey, unpleasant vermillion (colour-blind safe).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+COLOURS = {"pleasant": "#0072B2", "neutral": "#7F7F7F", "unpleasant": "#D55E00"}
+CATEGORIES = ("pleasant", "neutral", "unpleasant")
+DPI = 130
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _layer_axis(ax, layers: list[str]) -> None:
+    ax.set_xticks(range(len(layers)))
+    ax.set_xticklabels(layers, rotation=60 if len(layers) > 6 else 0, ha="right" if len(layers) > 6 else "center", fontsize=8)
+    ax.set_xlim(-0.5, len(layers) - 0.5)
+
+
+def tuning_quality(layers: pd.DataFrame, path: Path, control: pd.DataFrame | None = None) -> Path:
+    """Tuning quality (mean max |z|) per layer, per dataset; the random-init control dashed."""
+    order = list(dict.fromkeys(layers["layer"]))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for label, table, style in (("trained", layers, "-"), ("random init", control, "--")):
+        if table is None:
+            continue
+        for i, (dataset, rows) in enumerate(table.groupby("dataset", sort=False)):
+            rows = rows.set_index("layer").reindex(order)
+            ax.errorbar(range(len(order)), rows["tuning_quality"], yerr=rows["tuning_quality_sem"], ls=style, marker="o",
+                        ms=3, capsize=2, color=f"C{i}" if label == "trained" else "0.45",
+                        label=f"{dataset} ({label})", alpha=1 if label == "trained" else 0.8)
+    _layer_axis(ax, order)
+    ax.set_ylabel("tuning quality\n(mean over units of max |z|)")
+    ax.set_title("Emotion tuning quality by layer")
+    ax.legend(fontsize=7, frameon=False)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def overlap(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | None = None) -> Path:
+    """Jaccard index of the two datasets' unit sets per layer and category, against random sets."""
+    order = list(dict.fromkeys(overlap_table["layer"]))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
+    for ax, category in zip(axes, CATEGORIES):
+        rows = overlap_table[overlap_table["category"] == category].set_index("layer").reindex(order)
+        x = np.arange(len(order))
+        mean, sd = rows["jaccard_random_mean"], rows["jaccard_random_sd"]
+        ax.fill_between(x, mean - 2 * sd, mean + 2 * sd, color="0.85", label="random sets (mean ± 2 SD)")
+        ax.plot(x, mean, color="0.5", lw=1)
+        ax.plot(x, rows["jaccard"], marker="o", color=COLOURS[category], label="observed (trained)")
+        if control is not None:
+            crow = control[control["category"] == category].set_index("layer").reindex(order)
+            ax.plot(x, crow["jaccard"], marker="s", ms=3, ls="--", color="0.3", label="observed (random init)")
+        for xi, (value, significant) in enumerate(zip(rows["jaccard"], rows["significant"])):
+            if significant:
+                ax.text(xi, value + 0.02, "*", ha="center", fontsize=12, color=COLOURS[category])
+        _layer_axis(ax, order)
+        ax.set_title(f"{category} units")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Jaccard index of the two\ndatasets' preferring units")
+    axes[0].legend(fontsize=7, frameon=False, loc="upper left")
+    fig.suptitle("Overlap of unit sets vs random sets of the same sizes (* BH q < alpha)", fontsize=10)
+    return _save(fig, path)
+
+
+def selective_fraction(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | None = None) -> Path:
+    """Share of each layer's units selective for each category (trained solid, control dashed)."""
+    order = list(dict.fromkeys(overlap_table["layer"]))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for label, table, style in (("trained", overlap_table, "-"), ("random init", control, "--")):
+        if table is None:
+            continue
+        for category in CATEGORIES:
+            rows = table[table["category"] == category].set_index("layer").reindex(order)
+            ax.plot(range(len(order)), 100 * rows["n_selective"] / rows["n_units"], ls=style, marker="o", ms=3,
+                    color=COLOURS[category], label=f"{category} ({label})", alpha=1 if label == "trained" else 0.6)
+    _layer_axis(ax, order)
+    ax.set_ylabel("% of units selective")
+    ax.set_title("Emotion-selective units per layer")
+    ax.legend(fontsize=7, frameon=False, ncol=2)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def example_neurons(examples: pd.DataFrame, top_images: dict, path: Path) -> Path:
+    """The paper's Fig. 2A-C: per category, the strongest selective unit's tuning curve in each
+    dataset and the valence of its top images against all images."""
+    shown = [c for c in CATEGORIES if c in set(examples["selective_for"])]
+    fig, axes = plt.subplots(max(len(shown), 1), 2, figsize=(9, 2.8 * max(len(shown), 1)), squeeze=False)
+    for row, category in enumerate(shown):
+        table = examples[examples["selective_for"] == category]
+        unit, layer = int(table["unit"].iloc[0]), table["layer"].iloc[0]
+        datasets = list(dict.fromkeys(table["dataset"]))
+        ax = axes[row, 0]
+        width = 0.8 / len(datasets)
+        for i, dataset in enumerate(datasets):
+            rows = table[table["dataset"] == dataset].set_index("category").reindex(CATEGORIES)
+            ax.bar(np.arange(3) + (i - (len(datasets) - 1) / 2) * width, rows["mean_response"], width, yerr=rows["sem"],
+                   color=[COLOURS[c] for c in CATEGORIES], alpha=1.0 - 0.35 * i, edgecolor="k", lw=0.5, capsize=2,
+                   label=dataset)
+        ax.set_xticks(range(3))
+        ax.set_xticklabels(CATEGORIES)
+        ax.set_ylabel("mean response ± SEM")
+        ax.set_title(f"{layer} unit {unit}: {category}-selective", fontsize=9)
+        ax.legend(fontsize=7, frameon=False)
+        ax = axes[row, 1]
+        bins = np.linspace(1, 9, 17)
+        for i, dataset in enumerate(datasets):
+            entry = top_images.get((category, dataset))
+            if entry is None:
+                continue
+            if i == 0:
+                ax.hist(entry["all"][np.isfinite(entry["all"])], bins=bins, density=True, color="0.85", label="all images")
+            ax.hist(entry["top"][np.isfinite(entry["top"])], bins=bins, density=True, histtype="step", lw=1.5,
+                    color=COLOURS[category], ls="-" if i == 0 else "--", label=f"top {len(entry['top'])} ({dataset})")
+        for threshold in (4.3, 6.0):
+            ax.axvline(threshold, color="k", lw=0.6, ls=":")
+        ax.set_xlabel("valence (mapped to the 1-9 scale)")
+        ax.set_ylabel("density")
+        ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def confounds(table: pd.DataFrame, path: Path) -> Path:
+    """Cross-validated category decoding per layer: from the layer, from the layer without what the
+    low-level image statistics explain, and from the statistics alone."""
+    datasets = list(dict.fromkeys(table["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.6), squeeze=False, sharey=True)
+    for ax, dataset in zip(axes[0], datasets):
+        rows = table[table["dataset"] == dataset]
+        order = list(rows["layer"])
+        x = np.arange(len(order))
+        ax.plot(x, rows["layer_responses"], marker="o", label="layer responses")
+        ax.plot(x, rows["layer_without_statistics"], marker="s", label="layer minus image statistics")
+        ax.axhline(rows["image_statistics"].iloc[0], color="C2", ls="--", label="image statistics alone")
+        ax.axhline(rows["chance"].iloc[0], color="0.5", ls=":", label="chance")
+        _layer_axis(ax, order)
+        ax.set_title(dataset)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("balanced accuracy\n(5-fold cross-validated)")
+    axes[0, 0].legend(fontsize=7, frameon=False)
+    fig.suptitle("Category information in each layer vs low-level image statistics", fontsize=10)
+    return _save(fig, path)

@@ -1,0 +1,434 @@
+"""Emotion selectivity of units: pure numpy on response matrices [n_images, n_units].
+
+Definitions (Liu, Bo, Ding & Fang; see DESIGN.md):
+
+* tuning value of a unit for category e: z_e = (mean response to e - mean over all analysed images)
+  / SD over all analysed images (sample SD, ddof=1); units with zero variance get NaN;
+* preferred category: argmax_e z_e;
+* tuning quality of a layer: mean over its units of max_e |z_e| (units with NaN left out);
+* journal version: d'_e = (mean_e - mean_rest) / sqrt((var_e + var_rest) / 2), SI = max_e d'_e;
+* selective units: the same preferred category in both datasets of a pair;
+* overlap: Jaccard index |A & B| / |A | B| of the two datasets' sets per category, against random
+  sets of the same sizes from the same layer (intersection sizes drawn from the exact
+  hypergeometric law), one-sided p = (1 + #{J_random >= J}) / (1 + draws), BH across layers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .problems import InputError
+from .responses import Responses
+from .stats import benjamini_hochberg, decode_crossvalidated, spearman_columns
+from .stimuli import Stimuli
+from .stats import exceedance_p_value
+
+CATEGORY_ORDER = ("pleasant", "neutral", "unpleasant")
+
+
+def category_matrix(categories: np.ndarray) -> np.ndarray:
+    """One-hot [n_images, 3] (pleasant, neutral, unpleasant); other labels get an all-zero row."""
+    categories = np.asarray(categories)
+    return np.stack([categories == c for c in CATEGORY_ORDER], axis=1).astype(np.float64)
+
+
+def _check(responses: np.ndarray, onehot: np.ndarray) -> None:
+    if responses.ndim != 2 or responses.shape[0] != onehot.shape[0]:
+        raise ValueError(f"responses must be [n_images, n_units] with one category per image; got {responses.shape} "
+                         f"and {onehot.shape[0]} categories")
+    counts = onehot.sum(axis=0)
+    if np.any(counts < 2):
+        missing = [c for c, n in zip(CATEGORY_ORDER, counts) if n < 2]
+        raise ValueError(f"each category needs at least 2 images to define tuning; too few: {missing} "
+                         f"(counts {dict(zip(CATEGORY_ORDER, counts.astype(int)))})")
+
+
+def tuning_values(responses: np.ndarray, categories: np.ndarray) -> np.ndarray:
+    """z-scored category means: [n_images, n_units] -> [n_units, 3]; NaN for zero-variance units.
+
+    Only images whose category is one of the three are used (``unknown`` rows are ignored).
+    """
+    onehot = category_matrix(categories)
+    used = onehot.sum(axis=1) > 0
+    data, onehot = np.asarray(responses, np.float64)[used], onehot[used]
+    _check(data, onehot)
+    mean_all = data.mean(axis=0)
+    sd = data.std(axis=0, ddof=1)
+    means = (onehot.T @ data) / onehot.sum(axis=0)[:, None]              # [3, n_units]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (means - mean_all) / sd
+    z[:, ~(sd > 0)] = np.nan
+    return z.T
+
+
+def preferred_category(z: np.ndarray) -> np.ndarray:
+    """Index (0 pleasant, 1 neutral, 2 unpleasant) of the largest tuning value; -1 for NaN units."""
+    undefined = np.isnan(z).any(axis=1)
+    preferred = np.argmax(np.where(np.isnan(z), -np.inf, z), axis=1)
+    preferred[undefined] = -1
+    return preferred
+
+
+def tuning_quality(z: np.ndarray) -> float:
+    """Mean over units of max_e |z_e| (NaN units left out)."""
+    best = np.abs(z).max(axis=1)
+    return float(np.nanmean(best)) if np.isfinite(best).any() else float("nan")
+
+
+def d_prime(responses: np.ndarray, categories: np.ndarray) -> np.ndarray:
+    """Journal selectivity d'_e of every unit: [n_images, n_units] -> [n_units, 3]."""
+    onehot = category_matrix(categories)
+    used = onehot.sum(axis=1) > 0
+    data, onehot = np.asarray(responses, np.float64)[used], onehot[used]
+    _check(data, onehot)
+    out = np.empty((data.shape[1], 3))
+    for k in range(3):
+        inside, rest = data[onehot[:, k] > 0], data[onehot[:, k] == 0]
+        pooled = np.sqrt((inside.var(axis=0, ddof=1) + rest.var(axis=0, ddof=1)) / 2.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[:, k] = (inside.mean(axis=0) - rest.mean(axis=0)) / pooled
+        out[~(pooled > 0), k] = np.nan
+    return out
+
+
+def top_fraction(values: np.ndarray, fraction: float) -> np.ndarray:
+    """Boolean mask of the ``fraction`` of units with the largest values (NaN never kept)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"the fraction of units to keep must be in (0, 1], got {fraction}")
+    finite = np.isfinite(values)
+    keep = np.zeros(values.shape, dtype=bool)
+    n_keep = int(np.ceil(fraction * finite.sum()))
+    order = np.argsort(np.where(finite, -values, np.inf), kind="stable")
+    keep[order[:n_keep]] = True
+    return keep
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """|A & B| / |A | B| of two boolean masks; NaN when both are empty."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else float("nan")
+
+
+def random_jaccard(n_units: int, size_a: int, size_b: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Jaccard indices of ``draws`` pairs of random unit sets of sizes a and b out of n.
+
+    The intersection of a fixed set of size a and a uniformly random set of size b follows the
+    hypergeometric law, so it is drawn directly from it.
+    """
+    if size_a == 0 and size_b == 0:
+        return np.full(draws, np.nan)
+    if size_a == 0 or size_b == 0:
+        return np.zeros(draws)
+    k = rng.hypergeometric(size_a, n_units - size_a, size_b, size=draws)
+    return k / (size_a + size_b - k)
+
+
+def permutation_p_values(responses: np.ndarray, categories: np.ndarray, permutations: int,
+                         rng: np.random.Generator, chunk: int = 100) -> np.ndarray:
+    """Per-unit p-value of selectivity: is max_e z_e larger than with shuffled category labels?
+
+    Returns [n_units] p = (1 + #{max z under permutation >= observed}) / (1 + permutations);
+    NaN for zero-variance units. Mean and SD over all images do not change under permutation, so
+    only category means are recomputed (one matrix product per chunk of permutations).
+    """
+    onehot = category_matrix(categories)
+    used = onehot.sum(axis=1) > 0
+    data, onehot = np.asarray(responses, np.float64)[used], onehot[used]
+    _check(data, onehot)
+    mean_all, sd = data.mean(axis=0), data.std(axis=0, ddof=1)
+    counts = onehot.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        observed = (((onehot.T @ data) / counts[:, None] - mean_all) / sd).max(axis=0)
+    exceed = np.zeros(data.shape[1])
+    labels = onehot.argmax(axis=1)
+    done = 0
+    while done < permutations:
+        size = min(chunk, permutations - done)
+        shuffled = np.stack([rng.permutation(labels) for _ in range(size)])           # [size, n]
+        onehots = (shuffled[:, :, None] == np.arange(3)).astype(np.float64)           # [size, n, 3]
+        means = np.einsum("pnk,nu->pku", onehots, data) / counts[None, :, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            null = ((means - mean_all) / sd).max(axis=1)                               # [size, n_units]
+        exceed += (null >= observed - 1e-12).sum(axis=0)
+        done += size
+    p = (1 + exceed) / (1 + permutations)
+    p[~(sd > 0)] = np.nan
+    return p
+
+
+def split_half(categories: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Stratified random halves: [n_images] -> 0/1 per image (-1 where the category is not analysed).
+
+    Within each category the images are shuffled and alternately assigned, so the halves differ
+    by at most one image per category.
+    """
+    categories = np.asarray(categories)
+    half = np.full(len(categories), -1)
+    for category in CATEGORY_ORDER:
+        members = np.flatnonzero(categories == category)
+        half[rng.permutation(members)] = np.arange(len(members)) % 2
+    return half
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage: from a run's stimuli and responses to the selectivity tables
+
+
+@dataclass
+class SelectivityOptions:
+    """Options of the selectivity stage (see ``emoselect selectivity -h``).
+
+    ``define_on``: which images define tuning: ``train`` (the training split; the default, so that
+    manipulation tests never use the images that chose the units) or ``all`` (the paper).
+    ``pair``: the two datasets whose agreement defines selective units (default: the first two;
+    with one dataset a seeded split-half of it stands in). ``si_keep``: keep only this top fraction of
+    units by d' selectivity index in each dataset (journal version: 0.8). ``draws``: random set pairs
+    for the overlap test. ``permutations``: per-unit label permutations (0 = off);
+    ``require_significant``: selective units must also be significant (BH q < ``alpha``) in both
+    datasets. ``valence_tuning``: Spearman correlation of each unit with valence and arousal.
+    ``confounds``: decoding check against low-level image statistics. ``example_layer``: the layer
+    whose strongest selective units are shown (default: the deepest).
+    """
+
+    define_on: str = "train"
+    pair: tuple[str, str] | None = None
+    si_keep: float | None = None
+    draws: int = 1000
+    permutations: int = 0
+    require_significant: bool = False
+    alpha: float = 0.05
+    valence_tuning: bool = False
+    confounds: bool = False
+    example_layer: str | None = None
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.define_on not in ("train", "all"):
+            raise InputError(f"define_on must be 'train' or 'all', got {self.define_on!r}")
+        if self.si_keep is not None and not 0 < self.si_keep <= 1:
+            raise InputError(f"--si-keep must be a fraction in (0, 1], got {self.si_keep}")
+        if self.draws < 1:
+            raise InputError("--draws must be at least 1")
+        if self.require_significant and self.permutations < 1:
+            raise InputError("--require-significant needs a permutation test: give --permutations N (e.g. 1000)")
+
+
+@dataclass
+class Group:
+    """The images of one side of the pair: a dataset (or half of one) and its defining rows."""
+
+    name: str
+    dataset: str
+    rows: np.ndarray          # indices into that dataset's response rows
+    categories: np.ndarray    # category of each of those rows
+    valence: np.ndarray
+    arousal: np.ndarray
+
+
+@dataclass
+class SelectivityResult:
+    """The stage's tables (see DESIGN.md); ``pair_note`` says how the two sides were made."""
+
+    units: pd.DataFrame
+    selective: pd.DataFrame
+    layers: pd.DataFrame
+    overlap: pd.DataFrame
+    examples: pd.DataFrame
+    confounds: pd.DataFrame | None
+    groups: list[Group]
+    pair_note: str
+    top_images: dict = field(default_factory=dict)
+
+
+def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[Group], str]:
+    """The two sides of the pair, each restricted to its defining images."""
+    datasets = stimuli.datasets
+    pair = list(options.pair) if options.pair else datasets[:2]
+    for name in pair:
+        if name not in datasets:
+            raise InputError(f"--pair names {name!r}, which is not a dataset of this run ({', '.join(datasets)})")
+    if len(pair) == 2 and pair[0] == pair[1]:
+        raise InputError("--pair needs two different datasets")
+
+    def defining(table):
+        mask = table["category"].isin(CATEGORY_ORDER).to_numpy().copy()
+        if options.define_on == "train":
+            mask &= (table["split"] == "train").to_numpy()
+        return np.flatnonzero(mask)
+
+    def group(name, dataset, table, rows):
+        scale = stimuli.scales.get(dataset, (1.0, 9.0))
+        to9 = lambda v: 1 + (np.asarray(v, float) - scale[0]) * 8 / (scale[1] - scale[0])   # noqa: E731
+        return Group(name, dataset, rows, table["category"].to_numpy()[rows], to9(table["valence"].to_numpy()[rows]),
+                     table["arousal"].to_numpy(float)[rows])
+
+    images = "training-split" if options.define_on == "train" else "all analysed"
+    if len(pair) == 2:
+        groups = [group(n, n, stimuli.of(n), defining(stimuli.of(n))) for n in pair]
+        return groups, f"selective = same preferred category in {pair[0]} and {pair[1]} ({images} images)"
+    name = pair[0]
+    table = stimuli.of(name)
+    rows = defining(table)
+    half = split_half(table["category"].to_numpy()[rows], np.random.default_rng([options.seed, 7]))
+    groups = [group(f"{name}/half{h + 1}", name, table, rows[half == h]) for h in (0, 1)]
+    return groups, (f"one dataset: a seeded split-half of {name}'s {images} images stands in for two datasets; "
+                    f"selective = same preferred category in both halves")
+
+
+def _unit_table(site: str, group: Group, z, preferred, si, kept, extra: dict) -> pd.DataFrame:
+    names = np.array(list(CATEGORY_ORDER) + ["none"])
+    table = pd.DataFrame({"layer": site, "unit": np.arange(z.shape[0]), "dataset": group.name,
+                          "t_pleasant": z[:, 0], "t_neutral": z[:, 1], "t_unpleasant": z[:, 2],
+                          "preferred": names[preferred], "si": si, "kept": kept})
+    for column, values in extra.items():
+        table[column] = values
+    return table
+
+
+def _layer_row(site: str, group: Group, z, preferred, extra: dict) -> dict:
+    row = {"layer": site, "dataset": group.name, "n_images": len(group.rows), "n_units": z.shape[0],
+           "n_undefined": int((preferred < 0).sum()), "tuning_quality": tuning_quality(z)}
+    best = np.abs(z).max(axis=1)
+    row["tuning_quality_sem"] = float(np.nanstd(best, ddof=1) / np.sqrt(np.isfinite(best).sum())) if np.isfinite(best).sum() > 1 else np.nan
+    for k, category in enumerate(CATEGORY_ORDER):
+        row[f"n_preferring_{category}"] = int((preferred == k).sum())
+    row.update(extra)
+    return row
+
+
+def _describe_group(site: str, group: Group, data: np.ndarray, options: SelectivityOptions, rng):
+    """Tuning of one layer in one group: (z, preferred, si, kept, significant or None, unit columns, layer columns)."""
+    z = tuning_values(data, group.categories)
+    preferred = preferred_category(z)
+    d = d_prime(data, group.categories)
+    with np.errstate(all="ignore"):
+        si = np.where(np.isnan(d).all(axis=1), np.nan, np.nanmax(np.where(np.isnan(d), -np.inf, d), axis=1))
+    kept = top_fraction(si, options.si_keep) if options.si_keep else preferred >= 0
+    unit_extra, layer_extra, significant = {}, {}, None
+    if options.permutations:
+        p = permutation_p_values(data, group.categories, options.permutations, rng)
+        q = benjamini_hochberg(p)
+        significant = q < options.alpha
+        unit_extra.update(p_permutation=p, q_permutation=q, significant=significant)
+        layer_extra["n_significant"] = int(significant.sum())
+    if options.valence_tuning:
+        for name, values in (("valence", group.valence), ("arousal", group.arousal)):
+            if np.isfinite(values).sum() < 3:
+                continue
+            rho, p = spearman_columns(data, values)
+            q = benjamini_hochberg(p)
+            unit_extra.update({f"rho_{name}": rho, f"p_{name}": p, f"q_{name}": q})
+            layer_extra[f"n_{name}_positive"] = int(((q < options.alpha) & (rho > 0)).sum())
+            layer_extra[f"n_{name}_negative"] = int(((q < options.alpha) & (rho < 0)).sum())
+            layer_extra[f"mean_abs_rho_{name}"] = float(np.nanmean(np.abs(rho))) if np.isfinite(rho).any() else np.nan
+    return z, preferred, si, kept, significant, unit_extra, layer_extra
+
+
+def _examples(site: str, groups: list[Group], data: list[np.ndarray], tuned: list, selective: pd.DataFrame,
+              top: int = 100) -> tuple[pd.DataFrame, dict]:
+    """The strongest selective unit per category at ``site``: tuning curves and top-image valences."""
+    rows, top_images = [], {}
+    here = selective[selective["layer"] == site]
+    for k, category in enumerate(CATEGORY_ORDER):
+        candidates = here[here["category"] == category]
+        if candidates.empty:
+            continue
+        unit = int(candidates.sort_values("strength", ascending=False)["unit"].iloc[0])
+        for group, matrix, (z, *_rest) in zip(groups, data, tuned):
+            response = matrix[:, unit].astype(np.float64)
+            order = np.argsort(-response, kind="stable")[:top]
+            top_images[(category, group.name)] = {"unit": unit, "top": group.valence[order], "all": group.valence}
+            for j, shown in enumerate(CATEGORY_ORDER):
+                values = response[group.categories == shown]
+                rows.append({"layer": site, "unit": unit, "selective_for": category, "dataset": group.name,
+                             "category": shown, "mean_response": values.mean(), "sem": values.std(ddof=1) / np.sqrt(len(values)),
+                             "n": len(values), "tuning_value": z[unit, j],
+                             "top_valence_mean": float(np.nanmean(group.valence[order])), "n_top": len(order),
+                             "all_valence_mean": float(np.nanmean(group.valence))})
+    return pd.DataFrame(rows), top_images
+
+
+def _confounds(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str], seed: int,
+               progress: bool) -> pd.DataFrame:
+    """Cross-validated decoding of category from image statistics, from each layer, and from each
+    layer after removing what the image statistics linearly explain."""
+    rows = []
+    for dataset in dict.fromkeys(responses):
+        table = stimuli.of(dataset)
+        analysed = table["category"].isin(CATEGORY_ORDER).to_numpy()
+        labels = table["category"].to_numpy()[analysed]
+        image_stats = responses[dataset].image_stats.to_numpy(np.float64)[analysed]
+        if image_stats.shape[0] != len(labels) or image_stats.shape[1] == 0:
+            raise InputError(f"no image statistics recorded for {dataset}: rerun `emoselect extract`")
+        chance = 1.0 / len(np.unique(labels))
+        stats_scores = decode_crossvalidated(image_stats, labels, seed=seed)
+        for site in tqdm(sites, desc=f"confounds {dataset}", disable=not progress, leave=False):
+            data = np.asarray(responses[dataset].sites[site], np.float64)[analysed]
+            layer_scores = decode_crossvalidated(data, labels, seed=seed)
+            residual_scores = decode_crossvalidated(data, labels, seed=seed, covariates=image_stats)
+            layer, residual = layer_scores.mean(), residual_scores.mean()
+            rows.append({"dataset": dataset, "layer": site, "n_images": len(labels), "chance": chance,
+                         "image_statistics": stats_scores.mean(), "image_statistics_sd": stats_scores.std(ddof=1),
+                         "layer_responses": layer, "layer_responses_sd": layer_scores.std(ddof=1),
+                         "layer_without_statistics": residual, "layer_without_statistics_sd": residual_scores.std(ddof=1),
+                         "share_explained_by_statistics": (layer - residual) / (layer - chance) if layer > chance else np.nan})
+    return pd.DataFrame(rows)
+
+
+def analyse(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str],
+            options: SelectivityOptions | None = None, progress: bool = True) -> SelectivityResult:
+    """Every selectivity table of one network's responses (see the module docstring)."""
+    options = options or SelectivityOptions()
+    options.validate()
+    groups, note = define_groups(stimuli, options)
+    rng = np.random.default_rng([options.seed, 11])
+    units, layers, overlap, selective = [], [], [], []
+    example_site = options.example_layer or sites[-1]
+    if example_site not in sites:
+        raise InputError(f"--example-layer {example_site!r} is not a probe site ({', '.join(sites)})")
+    example_data = None
+    for site in tqdm(sites, desc="selectivity", disable=not progress, leave=False):
+        data = [np.asarray(responses[g.dataset].sites[site])[g.rows] for g in groups]
+        try:
+            tuned = [_describe_group(site, g, d, options, rng) for g, d in zip(groups, data)]
+        except ValueError as error:
+            raise InputError(f"layer {site}: {error}") from error
+        for g, (z, preferred, si, kept, _, unit_extra, layer_extra) in zip(groups, tuned):
+            units.append(_unit_table(site, g, z, preferred, si, kept, unit_extra))
+            layers.append(_layer_row(site, g, z, preferred, layer_extra))
+        n_units = data[0].shape[1]
+        for k, category in enumerate(CATEGORY_ORDER):
+            members = []
+            for z, preferred, si, kept, significant, *_ in tuned:
+                member = (preferred == k) & kept
+                members.append(member & significant if options.require_significant else member)
+            both = members[0] & members[1]
+            observed = jaccard(members[0], members[1])
+            null = random_jaccard(n_units, int(members[0].sum()), int(members[1].sum()), options.draws, rng)
+            overlap.append({"layer": site, "category": category, "dataset_a": groups[0].name, "dataset_b": groups[1].name,
+                            "n_units": n_units, "n_a": int(members[0].sum()), "n_b": int(members[1].sum()),
+                            "n_selective": int(both.sum()), "jaccard": observed,
+                            "jaccard_random_mean": float(np.nanmean(null)) if np.isfinite(null).any() else np.nan,
+                            "jaccard_random_sd": float(np.nanstd(null)) if np.isfinite(null).any() else np.nan,
+                            "jaccard_random_95": float(np.nanpercentile(null, 95)) if np.isfinite(null).any() else np.nan,
+                            "p_value": exceedance_p_value(observed, null)})
+            strength = (tuned[0][0][both, k] + tuned[1][0][both, k]) / 2
+            selective.append(pd.DataFrame({"layer": site, "unit": np.flatnonzero(both), "category": category,
+                                           f"t_{groups[0].name}": tuned[0][0][both, k],
+                                           f"t_{groups[1].name}": tuned[1][0][both, k], "strength": strength}))
+        if site == example_site:
+            example_data = (data, tuned)
+    overlap = pd.DataFrame(overlap)
+    overlap["q_value"] = np.nan
+    for category in CATEGORY_ORDER:
+        rows = overlap["category"] == category
+        overlap.loc[rows, "q_value"] = benjamini_hochberg(overlap.loc[rows, "p_value"].to_numpy())
+    overlap["significant"] = overlap["q_value"] < options.alpha
+    selective = pd.concat(selective, ignore_index=True)
+    examples, top_images = _examples(example_site, groups, *example_data, selective)
+    confounds = _confounds(stimuli, responses, sites, options.seed, progress) if options.confounds else None
+    return SelectivityResult(pd.concat(units, ignore_index=True), selective, pd.DataFrame(layers), overlap,
+                             examples, confounds, groups, note, top_images)

@@ -1,0 +1,125 @@
+"""General statistics used by several stages: multiple-comparison correction, rank correlations,
+rank-based p-values and cross-validated linear decoding. Plain numpy/scipy, no network."""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """BH-adjusted q-values (NaN entries stay NaN and are not counted)."""
+    p = np.asarray(p, dtype=float)
+    q = np.full(p.shape, np.nan)
+    finite = np.isfinite(p)
+    m = int(finite.sum())
+    if m == 0:
+        return q
+    values = p[finite]
+    order = np.argsort(values)
+    ranked = values[order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    q[finite] = out
+    return q
+
+
+def exceedance_p_value(observed: float, null: np.ndarray) -> float:
+    """One-sided p of ``observed`` against draws from a null, with the +1 correction:
+    (1 + #{null >= observed}) / (1 + N). NaN if ``observed`` is NaN."""
+    null = np.asarray(null, dtype=float)
+    null = null[np.isfinite(null)]
+    if np.isnan(observed) or len(null) == 0:
+        return float("nan")
+    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null)))
+
+
+def spearman_columns(data: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spearman correlation of every column of ``data`` [n, k] with ``values`` [n].
+
+    Returns (rho [k], two-sided p [k], t approximation with n - 2 degrees of freedom); rows with a
+    missing value are left out; NaN for constant columns.
+    """
+    values = np.asarray(values, dtype=float)
+    keep = np.isfinite(values)
+    data, values = np.asarray(data, np.float64)[keep], values[keep]
+    n = len(values)
+    if n < 3:
+        raise ValueError(f"a correlation needs at least 3 values, got {n}")
+    ranks = stats.rankdata(data, axis=0)
+    target = stats.rankdata(values)
+    ranks -= ranks.mean(axis=0)
+    target -= target.mean()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = (ranks * target[:, None]).sum(axis=0) / np.sqrt((ranks ** 2).sum(axis=0) * (target ** 2).sum())
+        t = rho * np.sqrt((n - 2) / np.clip(1 - rho ** 2, 1e-300, None))
+    p = 2 * stats.t.sf(np.abs(t), df=n - 2)
+    p[np.isnan(rho)] = np.nan
+    return rho, p
+
+
+def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean over the classes present in ``truth`` of the fraction of that class predicted right."""
+    classes = np.unique(truth)
+    return float(np.mean([np.mean(predicted[truth == c] == c) for c in classes]))
+
+
+def stratified_folds(labels: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold number (0..folds-1) per item, each class spread evenly over the folds."""
+    fold = np.empty(len(labels), dtype=int)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        fold[members] = np.arange(len(members)) % folds
+    return fold
+
+
+def _shrinkage_lda(x: np.ndarray, codes: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Linear discriminant analysis with equal priors and a Ledoit-Wolf shrunk pooled covariance.
+
+    x [n, p] standardised features, codes [n] class indices -> (weights [p, k], offsets [k]);
+    predicted class = argmax(x @ weights + offsets). Unlike a least-squares classifier it does not
+    mask a class whose mean lies between two others.
+    """
+    means = np.stack([x[codes == c].mean(axis=0) for c in range(n_classes)])
+    centred = x - means[codes]
+    n, p = centred.shape
+    sample = centred.T @ centred / n
+    target = np.trace(sample) / p
+    distance = np.sum((sample - target * np.eye(p)) ** 2)
+    spread = (np.sum(np.sum(centred ** 2, axis=1) ** 2) - n * np.sum(sample ** 2)) / n ** 2
+    shrinkage = 1.0 if distance <= 0 else float(np.clip(spread / distance, 0.0, 1.0))
+    covariance = (1 - shrinkage) * sample + shrinkage * target * np.eye(p)
+    covariance += 1e-9 * max(target, 1e-12) * np.eye(p)
+    weights = np.linalg.solve(covariance, means.T)
+    offsets = -0.5 * np.sum(means.T * weights, axis=0)
+    return weights, offsets
+
+
+def decode_crossvalidated(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0,
+                          covariates: np.ndarray | None = None) -> np.ndarray:
+    """Balanced accuracy per fold of a linear decoder (shrinkage LDA) of ``labels`` from ``features`` [n, p].
+
+    Stratified ``folds``-fold cross-validation; features standardised on the training fold. With
+    ``covariates`` [n, c], the part of the features linearly predictable from them (fitted on the
+    training fold) is removed first, so the decoder sees only what the covariates do not explain.
+    This is conservative: where the covariates themselves carry category information, the category
+    information they share with the features is removed too (it cannot be attributed either way).
+    """
+    features = np.asarray(features, np.float64)
+    labels = np.asarray(labels)
+    classes, codes = np.unique(labels, return_inverse=True)
+    fold = stratified_folds(codes, folds, np.random.default_rng(seed))
+    scores = []
+    for k in range(folds):
+        train, test = fold != k, fold == k
+        x_train, x_test = features[train], features[test]
+        if covariates is not None:
+            c_train = np.column_stack([np.ones(train.sum()), covariates[train]])
+            c_test = np.column_stack([np.ones(test.sum()), covariates[test]])
+            beta, *_ = np.linalg.lstsq(c_train, x_train, rcond=None)
+            x_train, x_test = x_train - c_train @ beta, x_test - c_test @ beta
+        mean, sd = x_train.mean(axis=0), x_train.std(axis=0)
+        sd[sd == 0] = 1.0
+        x_train, x_test = (x_train - mean) / sd, (x_test - mean) / sd
+        weights, offsets = _shrinkage_lda(x_train, codes[train], len(classes))
+        scores.append(balanced_accuracy(codes[test], (x_test @ weights + offsets).argmax(axis=1)))
+    return np.asarray(scores)

@@ -1,0 +1,236 @@
+"""Selectivity statistics against hand computations and planted units."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from emoselect.responses import Responses
+from emoselect.selectivity import (CATEGORY_ORDER, SelectivityOptions, analyse, d_prime, jaccard,
+                                   permutation_p_values, preferred_category, random_jaccard, split_half,
+                                   top_fraction, tuning_quality, tuning_values)
+from emoselect.stats import (benjamini_hochberg, decode_crossvalidated, exceedance_p_value,
+                             spearman_columns)
+from emoselect.stimuli import Stimuli
+
+CATS = np.array(["pleasant", "pleasant", "neutral", "neutral", "neutral", "unpleasant", "unpleasant", "unknown"])
+TINY = np.array([[1.0, 5.0], [3.0, 5.0], [2.0, 1.0], [0.0, 2.0], [1.0, 3.0], [4.0, 0.5], [6.0, 7.0], [100.0, -50.0]])
+
+
+def test_tuning_values_equal_a_hand_computation():
+    z = tuning_values(TINY, CATS)
+    for unit in range(2):
+        used = [TINY[i, unit] for i in range(7)]            # the 'unknown' row is not analysed
+        mean = sum(used) / 7
+        sd = (sum((v - mean) ** 2 for v in used) / 6) ** 0.5
+        for k, category in enumerate(CATEGORY_ORDER):
+            members = [TINY[i, unit] for i in range(7) if CATS[i] == category]
+            assert z[unit, k] == pytest.approx((sum(members) / len(members) - mean) / sd, abs=1e-9)
+    assert list(preferred_category(z)) == [2, 0]
+    assert tuning_quality(z) == pytest.approx(np.mean([abs(z[0]).max(), abs(z[1]).max()]), abs=1e-12)
+
+
+def test_d_prime_equals_a_hand_computation():
+    d = d_prime(TINY, CATS)
+    for unit in range(2):
+        for k, category in enumerate(CATEGORY_ORDER):
+            inside = [TINY[i, unit] for i in range(7) if CATS[i] == category]
+            rest = [TINY[i, unit] for i in range(7) if CATS[i] != category]
+            var = lambda v: sum((x - sum(v) / len(v)) ** 2 for x in v) / (len(v) - 1)   # noqa: E731
+            expected = (sum(inside) / len(inside) - sum(rest) / len(rest)) / ((var(inside) + var(rest)) / 2) ** 0.5
+            assert d[unit, k] == pytest.approx(expected, abs=1e-9)
+
+
+def test_zero_variance_units_are_nan_not_a_crash():
+    data = np.column_stack([TINY[:, 0], np.full(8, 3.0)])
+    z = tuning_values(data, CATS)
+    assert np.isnan(z[1]).all() and preferred_category(z)[1] == -1
+    assert tuning_quality(z) == pytest.approx(np.abs(z[0]).max())
+    with pytest.raises(ValueError, match="at least 2 images"):
+        tuning_values(TINY[:6], CATS[:6])
+
+
+def test_top_fraction_and_jaccard():
+    values = np.array([0.1, np.nan, 3.0, 2.0, -1.0])
+    assert list(top_fraction(values, 0.5)) == [False, False, True, True, False]
+    assert list(top_fraction(values, 1.0)) == [True, False, True, True, True]
+    a, b = np.array([1, 1, 0, 1, 0], bool), np.array([0, 1, 1, 1, 0], bool)
+    assert jaccard(a, b) == pytest.approx(2 / 4)
+    assert np.isnan(jaccard(np.zeros(3, bool), np.zeros(3, bool)))
+
+
+def test_random_jaccard_matches_explicit_random_sets_and_the_exact_expectation():
+    n, a, b, draws = 60, 12, 20, 40000
+    fast = random_jaccard(n, a, b, draws, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    explicit = []
+    for _ in range(4000):
+        set_a = set(rng.choice(n, a, replace=False))
+        set_b = set(rng.choice(n, b, replace=False))
+        explicit.append(len(set_a & set_b) / len(set_a | set_b))
+    k = np.arange(0, min(a, b) + 1)
+    exact = np.sum(scipy_stats.hypergeom.pmf(k, n, a, b) * k / (a + b - k))
+    assert fast.mean() == pytest.approx(exact, abs=4 * fast.std() / np.sqrt(draws))
+    assert np.mean(explicit) == pytest.approx(exact, abs=4 * np.std(explicit) / np.sqrt(len(explicit)))
+    assert exceedance_p_value(1.0, fast) == pytest.approx(1 / (draws + 1))
+    assert exceedance_p_value(0.0, fast) == 1.0
+
+
+def test_benjamini_hochberg_by_hand():
+    q = benjamini_hochberg(np.array([0.01, 0.04, 0.03, 0.2, np.nan]))
+    np.testing.assert_allclose(q[:4], [0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.2])
+    assert np.isnan(q[4])
+
+
+def test_spearman_matches_scipy_and_ignores_missing_values():
+    rng = np.random.default_rng(2)
+    data = rng.normal(size=(50, 4))
+    values = data[:, 0] + rng.normal(size=50)
+    values[3] = np.nan
+    rho, p = spearman_columns(data, values)
+    keep = np.isfinite(values)
+    for j in range(4):
+        expected = scipy_stats.spearmanr(data[keep, j], values[keep])
+        assert rho[j] == pytest.approx(expected.statistic, abs=1e-12)
+        assert p[j] == pytest.approx(expected.pvalue, rel=1e-6)
+
+
+def test_split_half_is_balanced_per_category():
+    categories = np.array(["pleasant"] * 9 + ["neutral"] * 6 + ["unpleasant"] * 4 + ["unknown"] * 2)
+    half = split_half(categories, np.random.default_rng(0))
+    for category in CATEGORY_ORDER:
+        counts = np.bincount(half[categories == category], minlength=2)
+        assert abs(counts[0] - counts[1]) <= 1
+    assert list(half[-2:]) == [-1, -1]
+
+
+# ---------------------------------------------------------------------------------------------
+# planted selective units, two datasets
+
+
+def planted(seed: int, n_per_category: int = 60, effect: float = 2.0):
+    """Responses [n, 40]: units 0-9 prefer pleasant, 10-19 neutral, 20-29 unpleasant, 30-39 noise."""
+    rng = np.random.default_rng(seed)
+    categories = np.repeat(CATEGORY_ORDER, n_per_category)
+    data = rng.normal(size=(len(categories), 40))
+    for k, category in enumerate(CATEGORY_ORDER):
+        data[categories == category, 10 * k:10 * (k + 1)] += effect
+    return categories, data + 5.0
+
+
+def planted_run(n_per_category=60, effect=2.0, null=False):
+    tables, responses = [], {}
+    for seed, name in ((1, "a"), (2, "b")):
+        categories, data = planted(seed, n_per_category, 0.0 if null else effect)
+        n = len(categories)
+        tables.append(pd.DataFrame({"dataset": name, "image_id": [f"{name}{i}" for i in range(n)], "path": "",
+                                    "valence": np.where(categories == "pleasant", 7.0, np.where(categories == "neutral", 5.0, 2.0)),
+                                    "arousal": 5.0, "category": categories, "split": "train", "category_source": "valence",
+                                    "sha1": ""}))
+        stats = pd.DataFrame(np.random.default_rng(seed).normal(size=(n, 4)), columns=["luminance", "rms_contrast", "colourfulness", "hsf_energy"])
+        responses[name] = Responses(name, {"layer1": data, "layer2": data[:, ::-1].copy()}, "", np.empty((n, 0)), stats)
+    stimuli = Stimuli(pd.concat(tables, ignore_index=True), scales={"a": (1.0, 9.0), "b": (1.0, 9.0)})
+    return stimuli, responses
+
+
+def test_planted_selective_units_are_recovered_exactly():
+    stimuli, responses = planted_run()
+    options = SelectivityOptions(permutations=200, require_significant=True, valence_tuning=True, example_layer="layer1")
+    result = analyse(stimuli, responses, ["layer1", "layer2"], options, progress=False)
+    layer1 = result.selective[result.selective["layer"] == "layer1"]
+    for k, category in enumerate(CATEGORY_ORDER):
+        assert sorted(layer1.loc[layer1["category"] == category, "unit"]) == list(range(10 * k, 10 * (k + 1)))
+    layer2 = result.selective[result.selective["layer"] == "layer2"]
+    assert sorted(layer2.loc[layer2["category"] == "pleasant", "unit"]) == list(range(30, 40))
+    overlap = result.overlap.set_index(["layer", "category"])
+    assert overlap.loc[("layer1", "pleasant"), "jaccard"] == 1.0
+    assert overlap.loc[("layer1", "pleasant"), "p_value"] == pytest.approx(1 / 1001)
+    assert set(result.units["dataset"]) == {"a", "b"}
+    assert "rho_valence" in result.units and (result.layers["n_valence_positive"] >= 10).all()
+    example = result.examples
+    assert set(example["selective_for"]) == set(CATEGORY_ORDER)
+    assert example.loc[example["selective_for"] == "pleasant", "unit"].iloc[0] in range(10)
+
+
+def test_without_significance_noise_units_can_only_add_never_hide_planted_ones():
+    stimuli, responses = planted_run()
+    result = analyse(stimuli, responses, ["layer1"], SelectivityOptions(), progress=False)
+    for k, category in enumerate(CATEGORY_ORDER):
+        units = set(result.selective.loc[result.selective["category"] == category, "unit"])
+        assert set(range(10 * k, 10 * (k + 1))) <= units
+        assert units - set(range(10 * k, 10 * (k + 1))) <= set(range(30, 40))
+
+
+def test_p_values_are_uniform_on_null_data():
+    rng = np.random.default_rng(5)
+    categories = np.repeat(CATEGORY_ORDER, 30)
+    data = rng.normal(size=(90, 400))
+    p = permutation_p_values(data, categories, 199, np.random.default_rng(6))
+    assert scipy_stats.kstest(p, "uniform").pvalue > 0.01
+    _, p_rho = spearman_columns(data, rng.normal(size=90))
+    assert scipy_stats.kstest(p_rho, "uniform").pvalue > 0.01
+    overlap_p = []
+    for i in range(300):   # two unrelated 'datasets': overlap p-values of independent preferences
+        a, b = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
+        observed = jaccard(a == 0, b == 0)
+        overlap_p.append(exceedance_p_value(observed, random_jaccard(200, (a == 0).sum(), (b == 0).sum(), 999, rng)))
+    # discrete p-values are conservative: P(p <= x) <= x (checked with margin at a few points)
+    for x in (0.05, 0.1, 0.25, 0.5):
+        assert np.mean(np.asarray(overlap_p) <= x) <= x + 0.05
+
+
+def test_one_dataset_uses_a_split_half_and_says_so():
+    stimuli, responses = planted_run()
+    stimuli.table = stimuli.table[stimuli.table["dataset"] == "a"].reset_index(drop=True)
+    result = analyse(stimuli, {"a": responses["a"]}, ["layer1"], SelectivityOptions(), progress=False)
+    assert "split-half" in result.pair_note
+    assert set(result.units["dataset"]) == {"a/half1", "a/half2"}
+    assert len(result.groups[0].rows) + len(result.groups[1].rows) == 180
+    assert not set(result.groups[0].rows) & set(result.groups[1].rows)
+
+
+def test_define_on_train_uses_only_the_training_split():
+    stimuli, responses = planted_run()
+    stimuli.table.loc[stimuli.table.index % 2 == 1, "split"] = "test"
+    train = analyse(stimuli, responses, ["layer1"], SelectivityOptions(define_on="train"), progress=False)
+    everything = analyse(stimuli, responses, ["layer1"], SelectivityOptions(define_on="all"), progress=False)
+    assert train.layers["n_images"].tolist() == [90, 90] and everything.layers["n_images"].tolist() == [180, 180]
+    a_rows = stimuli.of("a")
+    expected = tuning_values(responses["a"].sites["layer1"][(a_rows["split"] == "train").to_numpy()],
+                             a_rows["category"][a_rows["split"] == "train"].to_numpy())
+    got = train.units[(train.units["dataset"] == "a")][["t_pleasant", "t_neutral", "t_unpleasant"]].to_numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def test_si_keep_keeps_the_top_fraction_in_each_dataset():
+    stimuli, responses = planted_run()
+    result = analyse(stimuli, responses, ["layer1"], SelectivityOptions(si_keep=0.5), progress=False)
+    assert result.units.groupby("dataset")["kept"].sum().tolist() == [20, 20]
+    assert len(result.selective) <= 20
+
+
+def test_decoding_confound_check_on_planted_statistics():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 80)
+    image_stats = rng.normal(size=(240, 4))
+    image_stats[:, 0] += 3.0 * labels                                  # luminance carries the category
+    explained = np.column_stack([image_stats[:, 0] * w for w in rng.normal(size=20)]) + 0.1 * rng.normal(size=(240, 20))
+    independent = rng.normal(size=(240, 20))
+    independent[:, :5] += 2.0 * labels[:, None]                        # category carried by something else
+    assert decode_crossvalidated(image_stats, labels).mean() > 0.85    # optimum (means 0, 3, 6; SD 1): 0.91
+    assert decode_crossvalidated(explained, labels).mean() > 0.8
+    assert decode_crossvalidated(explained, labels, covariates=image_stats).mean() < 0.5
+    unrelated_stats = rng.normal(size=(240, 4))
+    assert decode_crossvalidated(independent, labels, covariates=unrelated_stats).mean() > 0.8
+    chance = decode_crossvalidated(rng.normal(size=(240, 20)), labels)
+    assert abs(chance.mean() - 1 / 3) < 0.12
+
+
+def test_confounds_table_from_the_stage():
+    stimuli, responses = planted_run()
+    result = analyse(stimuli, responses, ["layer1"], SelectivityOptions(confounds=True), progress=False)
+    confounds = result.confounds.set_index("dataset")
+    assert (confounds["layer_responses"] > 0.9).all()
+    assert (confounds["image_statistics"] < 0.5).all()          # random statistics carry nothing
+    assert (confounds["share_explained_by_statistics"].abs() < 0.1).all()
