@@ -61,3 +61,55 @@ def test_selectivity_stage_writes_tables_and_figures(tmp_path, capsys):
     assert main(["-q", "selectivity", str(run), "--require-significant"]) == 2
     assert "--permutations" in capsys.readouterr().err
     assert main(["-q", "selectivity", str(tmp_path / "nothing")]) == 2
+
+
+def test_manipulate_stage_writes_all_outputs_and_resumes_from_its_cache(tmp_path, capsys):
+    import numpy as np
+    import pandas as pd
+
+    make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
+    run = tmp_path / "run"
+    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small",
+                 "--weights", "random", "--workers", "0", "--out", str(run)]) == 0
+    assert main(["-q", "selectivity", str(run), "--draws", "100"]) == 0
+    arguments = ["-q", "manipulate", str(run), "--layers", "features.9.block.0.2", "features.12.2",
+                 "--betas", "0", "2", "--repeats", "2", "--epochs", "3"]
+    assert main(arguments) == 0
+    out = capsys.readouterr().out
+    assert "Table 1" in out and "readout heads at classifier.3-input" in out
+    for name in ("readout.csv", "manipulation.csv", "manipulation_summary.csv", "table1.csv", "heads.npz",
+                 "figures/attention_change.png", "figures/attention_curves.png", "figures/lesion.png"):
+        assert (run / name).is_file(), name
+    manipulation = pd.read_csv(run / "manipulation.csv")
+    assert set(manipulation["kind"]) >= {"intact", "gain", "lesion"}
+    cached = sorted((run / "cache" / "manipulation").glob("*.npy"))
+    assert cached
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    assert main(arguments) == 0                                  # a rerun is served from the cache
+    assert [p.stat().st_mtime_ns for p in cached] == stamps
+    pd.testing.assert_frame_equal(pd.read_csv(run / "manipulation.csv"), manipulation)
+    assert main(["-q", "manipulate", str(run), "--layers", "conv9_9"]) == 2
+
+
+def test_run_does_everything_with_a_control_and_writes_the_report(tmp_path, capsys):
+    import numpy as np
+    import yaml
+
+    make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
+    run = tmp_path / "run"
+    assert main(["-q", "run", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small", "--weights", "random",
+                 "--seed", "3", "--workers", "0", "--draws", "50", "--layers", "features.12.2", "--betas", "0", "2",
+                 "--repeats", "1", "--epochs", "2", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "Table 1" in out and "report.html" in out
+    control = yaml.safe_load((run / "control" / "config.yaml").read_text())
+    trained = yaml.safe_load((run / "config.yaml").read_text())
+    assert control["network"]["weights"] == "random" and control["network"]["seed"] == 3
+    assert control["network"]["readout_site"] == trained["network"]["readout_site"]
+    assert (run / "control" / "layers.csv").is_file()
+    page = (run / "report.html").read_text()
+    for text in ("Stimuli", "Selectivity", "Random-init control", "Readout heads", "Table 1", "figures/overlap.png",
+                 "Configuration and provenance"):
+        assert text in page, text
+    for figure in (run / "figures").glob("*.png"):
+        assert f"figures/{figure.name}" in page

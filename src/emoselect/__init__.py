@@ -2,20 +2,32 @@
 
 The stages, each usable on its own (see DESIGN.md for the data flow)::
 
-    stimuli      build_stimuli(...)          picture sets -> one table with category and split
-    network      load_network(...)           torchvision CNN with named probe sites
-    responses    extract(...)                per-picture spatial-mean responses, cached by content
-    pipeline     extract_stage(options, run) all of the above into a run folder
+    stimuli       build_stimuli(...)              picture sets -> one table with category and split
+    network       load_network(...)               torchvision CNN with named probe sites
+    responses     extract(...)                    per-picture spatial-mean responses, cached by content
+    selectivity   analyse(...)                    tuning, selective units, overlap vs chance
+    readout       train_heads(...)                2-unit heads on the readout features
+    manipulation  evaluate(...)                   head margins under per-channel gains (suffix engine)
+    report        write_report(run)               one HTML page from a run folder
+
+and the same on a run folder: extract_stage, selectivity_stage, manipulate_stage, run_all.
 """
 __version__ = "0.1.0"
 
 from .config import ExtractOptions  # noqa: E402
-from .network import Network, load_network  # noqa: E402
-from .pipeline import extract_stage, inspect_dataset  # noqa: E402
+from .experiments import ManipulationOptions  # noqa: E402
+from .manipulation import evaluate, evaluate_naive  # noqa: E402
+from .network import Network, load_network, probe_model  # noqa: E402
+from .pipeline import extract_stage, inspect_dataset, manipulate_stage, run_all, selectivity_stage  # noqa: E402
 from .problems import InputError, Problem  # noqa: E402
+from .readout import ReadoutOptions, train_heads  # noqa: E402
+from .report import write_report  # noqa: E402
 from .responses import Responses, extract, load_responses  # noqa: E402
+from .selectivity import SelectivityOptions, analyse  # noqa: E402
 from .stimuli import CATEGORIES, Stimuli, build_stimuli, categorize, read_stimuli  # noqa: E402
 
-__all__ = ["CATEGORIES", "ExtractOptions", "InputError", "Network", "Problem", "Responses", "Stimuli",
-           "build_stimuli", "categorize", "extract", "extract_stage", "inspect_dataset", "load_network",
-           "load_responses", "read_stimuli"]
+__all__ = ["CATEGORIES", "ExtractOptions", "InputError", "ManipulationOptions", "Network", "Problem", "ReadoutOptions",
+           "Responses", "SelectivityOptions", "Stimuli", "analyse", "build_stimuli", "categorize", "evaluate",
+           "evaluate_naive", "extract", "extract_stage", "inspect_dataset", "load_network", "load_responses",
+           "manipulate_stage", "probe_model", "read_stimuli", "run_all", "selectivity_stage", "train_heads",
+           "write_report"]

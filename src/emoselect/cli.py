@@ -158,6 +158,79 @@ def cmd_selectivity(args) -> None:
           f"in {time.time() - start:.1f} s")
 
 
+def _manipulation_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("readout heads and manipulations")
+    group.add_argument("--profile", choices=["quick", "paper"], default="quick",
+                       help="quick: 4 deepest layers, betas 0 0.5 1 2 4, 2 random repeats (CPU); paper: all layers, 0..5 step 0.1, 10 repeats")
+    group.add_argument("--layers", nargs="+", help="layers to manipulate (overrides the profile)")
+    group.add_argument("--betas", nargs="+", type=float, help="gain values (overrides the profile; 0 and 1 always included)")
+    group.add_argument("--repeats", type=int, help="random unit sets per layer and emotion (overrides the profile)")
+    group.add_argument("--random-from", choices=["all", "nonselective"], default="all", help="pool of the random unit sets")
+    group.add_argument("--gain-form", choices=["channels", "tuning"], default="channels",
+                       help="channels: scale the selective units (paper); tuning: 1 + beta * tuning value (Lindsay & Miller)")
+    group.add_argument("--no-transfer", action="store_true", help="do not test heads on the other datasets")
+    group.add_argument("--lr", type=float, default=1e-3, help="head learning rate (default 1e-3)")
+    group.add_argument("--epochs", type=int, default=10, help="head training epochs (default 10)")
+    group.add_argument("--head-batch-size", type=int, default=128)
+    group.add_argument("--balanced", action="store_true", help="class-balanced cross-entropy for the heads")
+    group.add_argument("--chunk-images", type=int, default=32, help="pictures per engine chunk (memory bound)")
+    group.add_argument("--batch-samples", type=int, default=64, help="picture-conditions per forward pass")
+
+
+def _manipulation_options(args, seed: int):
+    from .experiments import ManipulationOptions
+    from .readout import ReadoutOptions
+
+    return ManipulationOptions(profile=args.profile, layers=args.layers, betas=args.betas, repeats=args.repeats,
+                               random_from=args.random_from, gain_form=args.gain_form, transfer=not args.no_transfer,
+                               readout=ReadoutOptions(lr=args.lr, epochs=args.epochs, batch_size=args.head_batch_size,
+                                                      balanced=args.balanced, seed=seed),
+                               chunk_images=args.chunk_images, batch_samples=args.batch_samples,
+                               alpha=getattr(args, "alpha", 0.05), seed=seed)
+
+
+def _print_manipulation(result) -> None:
+    test = result.readout[result.readout["split"] == "test"]
+    print(f"readout heads at {test['site'].iloc[0]} (test split):")
+    print(test[["dataset", "emotion", "f1", "accuracy", "balanced_accuracy", "n"]].round(3).to_string(index=False))
+    print("Table 1 (test split; layer and beta chosen on the validation split):")
+    columns = ["train_dataset", "test_dataset", "emotion", "original_f1", "enhanced_layer", "enhanced_beta", "enhanced_f1",
+               "enhanced_change_pct", "lesioned_layer", "lesioned_f1", "lesioned_change_pct"]
+    print(result.table1[columns].round(3).to_string(index=False))
+
+
+def cmd_manipulate(args) -> None:
+    from .config import extract_options
+    from .pipeline import manipulate_stage
+
+    start = time.time()
+    result = manipulate_stage(args.run, _manipulation_options(args, extract_options(args.run).seed), progress=not args.quiet)
+    _print_manipulation(result)
+    print(f"wrote {args.run}/readout.csv, manipulation.csv, manipulation_summary.csv, table1.csv, figures/ "
+          f"in {time.time() - start:.1f} s")
+
+
+def cmd_report(args) -> None:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.run)}")
+
+
+def cmd_run(args) -> None:
+    from .pipeline import run_all
+
+    start = time.time()
+    options = _extract_options(args)
+    manipulation = None if args.no_manipulate else _manipulation_options(args, options.seed)
+    analysis = run_all(options, args.out, _selectivity_options(args, options.seed), manipulation,
+                       control=not args.no_control, progress=not args.quiet)
+    _print_selectivity(analysis.selectivity)
+    if analysis.manipulated is not None:
+        _print_manipulation(analysis.manipulated)
+    print(f"wrote {args.out}/ (tables, figures/{', control/' if not args.no_control else ''}) and {analysis.report} "
+          f"in {(time.time() - start) / 60:.1f} min")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -184,6 +257,25 @@ def build_parser() -> argparse.ArgumentParser:
     selectivity.add_argument("run", help="run folder made by `emoselect extract`")
     _selectivity_arguments(selectivity)
     selectivity.set_defaults(func=cmd_selectivity)
+
+    manipulate = commands.add_parser("manipulate", help="readout heads; lesion and attention gain of selective vs random units")
+    manipulate.add_argument("run", help="run folder with selectivity results")
+    _manipulation_arguments(manipulate)
+    manipulate.add_argument("--alpha", type=float, default=0.05, help="false discovery rate (default 0.05)")
+    manipulate.set_defaults(func=cmd_manipulate)
+
+    report = commands.add_parser("report", help="write RUN/report.html from the run's tables and figures")
+    report.add_argument("run")
+    report.set_defaults(func=cmd_report)
+
+    run = commands.add_parser("run", help="everything: extract (and a random-init control), selectivity, manipulate, report")
+    _extract_arguments(run)
+    _selectivity_arguments(run)
+    _manipulation_arguments(run)
+    run.add_argument("--no-control", action="store_true", help="skip the random-init control network")
+    run.add_argument("--no-manipulate", action="store_true", help="skip readout heads and manipulations")
+    run.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
+    run.set_defaults(func=cmd_run)
     return parser
 
 

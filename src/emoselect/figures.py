@@ -158,3 +158,82 @@ def confounds(table: pd.DataFrame, path: Path) -> Path:
     axes[0, 0].legend(fontsize=7, frameon=False)
     fig.suptitle("Category information in each layer vs low-level image statistics", fontsize=10)
     return _save(fig, path)
+
+
+def _selective_vs_random_bars(summary: pd.DataFrame, path: Path, selective: pd.Series, random: pd.Series, q: str,
+                              alpha: float, ylabel: str, title: str, labels: tuple[str, str], intact: bool) -> Path:
+    """Bars per layer (selective in the emotion's colour, random grey), one row per dataset and one
+    column per emotion, heads tested on their own dataset; * marks BH q < alpha."""
+    own = summary["train_dataset"] == summary["test_dataset"]
+    datasets = list(dict.fromkeys(summary.loc[own, "train_dataset"])) or [""]
+    fig, axes = plt.subplots(len(datasets), 3, figsize=(12, 3.3 * len(datasets)), squeeze=False, sharey="row")
+    for r, dataset in enumerate(datasets):
+        for ax, category in zip(axes[r], CATEGORIES):
+            rows = own & (summary["train_dataset"] == dataset) & (summary["emotion"] == category)
+            order = list(summary.loc[rows, "layer"])
+            x = np.arange(len(order))
+            ax.bar(x - 0.2, selective[rows], 0.4, color=COLOURS[category], label=labels[0])
+            ax.bar(x + 0.2, random[rows], 0.4, color="0.75", label=labels[1])
+            if intact:
+                ax.plot(x, summary.loc[rows, "original_f1"], "k_", ms=18, mew=2, label="intact")
+            else:
+                ax.axhline(0, color="k", lw=0.6)
+            for xi, (value, qv) in enumerate(zip(selective[rows], summary.loc[rows, q])):
+                if qv < alpha:
+                    ax.text(xi - 0.2, value, "*", ha="center", va="bottom", fontsize=12)
+            _layer_axis(ax, order)
+            ax.set_title(f"{dataset}: {category}", fontsize=9)
+            ax.grid(alpha=0.3, axis="y")
+        axes[r, 0].set_ylabel(ylabel)
+    axes[0, 0].legend(fontsize=7, frameon=False)
+    fig.suptitle(f"{title} (* BH q < {alpha})", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def attention_change(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
+    """% change of test F1 with the best (validation-chosen) gain, per layer: selective vs random."""
+    random_change = 100 * (summary["random_enhanced_f1"] - summary["original_f1"]) / summary["original_f1"]
+    return _selective_vs_random_bars(summary, path, summary["enhanced_change_pct"], random_change, "q_enhance", alpha,
+                                     "% change in test F1\n(best gain, chosen on val)",
+                                     "Attention gain on emotion-selective vs random units",
+                                     ("selective units", "random units (mean)"), intact=False)
+
+
+def lesion(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
+    """Test F1 after lesioning selective vs random units, per layer, against the intact network."""
+    return _selective_vs_random_bars(summary, path, summary["lesioned_f1"], summary["random_lesioned_f1"], "q_lesion",
+                                     alpha, "test F1", "Lesion of emotion-selective vs random units",
+                                     ("selective lesioned", "random lesioned (mean)"), intact=True)
+
+
+def attention_curves(manipulation: pd.DataFrame, path: Path) -> Path:
+    """Test F1 against beta, one panel per layer: selective (solid) vs random mean (dashed) per emotion."""
+    gain = manipulation[(manipulation["kind"] == "gain") & (manipulation["split"] == "test")
+                        & (manipulation["train_dataset"] == manipulation["test_dataset"])]
+    first = gain[gain["train_dataset"] == gain["train_dataset"].iloc[0]] if len(gain) else gain
+    layers = list(dict.fromkeys(first["layer"])) or [""]
+    columns = min(4, len(layers))
+    rows_n = int(np.ceil(len(layers) / columns))
+    fig, axes = plt.subplots(rows_n, columns, figsize=(3.2 * columns, 2.7 * rows_n), squeeze=False, sharey=True)
+    for ax, layer in zip(axes.flat, layers):
+        here = first[first["layer"] == layer]
+        for category in CATEGORIES:
+            mine = here[here["emotion"] == category]
+            chosen = mine[mine["units"].isin(["selective", "tuning"])].groupby("beta")["f1"].mean()
+            control = mine[mine["units"].isin(["random", "tuning_shuffled"])].groupby("beta")["f1"].mean()
+            ax.plot(chosen.index, chosen.values, color=COLOURS[category], marker=".", label=f"{category} selective")
+            ax.plot(control.index, control.values, color=COLOURS[category], ls="--", alpha=0.6, label=f"{category} random")
+        ax.axvline(1.0, color="k", lw=0.5, ls=":")
+        ax.set_title(layer, fontsize=9)
+        ax.set_xlabel("beta (ReLU slope)")
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(layers):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test F1")
+    axes.flat[0].legend(fontsize=6, frameon=False)
+    dataset = first["train_dataset"].iloc[0] if len(first) else ""
+    fig.suptitle(f"Performance vs gain per layer ({dataset}; beta = 0 is a lesion, 1 the intact network)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -41,9 +41,9 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
-def file_sha1(path: str | Path) -> str:
-    """SHA-1 of a file's bytes (hex), used to key caches by content."""
-    digest = hashlib.sha1()
+def file_digest(path: str | Path, algorithm: str = "sha1") -> str:
+    """Hex digest of a file's bytes (SHA-1 keys the caches; SHA-256 is recorded as provenance)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)

@@ -19,7 +19,6 @@ Probing hooks reduce feature maps at once (spatial mean), so no full map is ever
 """
 from __future__ import annotations
 
-import hashlib
 import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .images import Preprocessing
+from .images import Preprocessing, file_digest
 from .problems import InputError
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Mish, nn.PReLU, nn.SELU, nn.CELU)
@@ -89,14 +88,6 @@ class _StopForward(Exception):
     """Raised by a hook once everything needed from a forward pass has been recorded."""
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _imagenet_weights(name: str):
     try:
         return torchvision.models.get_model_weights(name).DEFAULT
@@ -115,7 +106,7 @@ def _download_imagenet(name: str) -> tuple[dict, str]:
             f"could not get the ImageNet weights for {name} ({type(error).__name__}: {error}); with no internet, "
             f"download {weights.url} on another machine and pass the file: --weights /path/to/{filename}") from error
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    return state, sha256_of(cached) if cached.is_file() else None
+    return state, file_digest(cached, "sha256") if cached.is_file() else None
 
 
 def _read_state_dict(path: Path) -> dict:
@@ -301,20 +292,29 @@ def load_network(name: str = "vgg16", weights: str = "imagenet", seed: int = 0, 
     else:
         path = Path(weights).expanduser()
         untrained = _load_weights(model, _read_state_dict(path), str(path), name)
-        sha256 = sha256_of(path)
+        sha256 = file_digest(path, "sha256")
         weights = str(path.resolve())
-    model.eval()
-    for module in model.modules():
-        if hasattr(module, "inplace"):
-            module.inplace = False
-        for parameter in module.parameters(recurse=False):
-            parameter.requires_grad_(False)
     if weights == "imagenet":   # torchvision's file comes with its own preprocessing (e.g. resize 232 for some)
         transform = _imagenet_weights(name).transforms()
         prep = Preprocessing(resize=int(transform.resize_size[0]), crop=int(transform.crop_size[0]), grayscale=grayscale,
                              mean=tuple(transform.mean), std=tuple(transform.std))
     else:                       # the standard ImageNet convention: resize 256, centre crop 224
         prep = Preprocessing(grayscale=grayscale)
+    return probe_model(model, name, weights, sha256, seed, prep, untrained, readout)
+
+
+def probe_model(model: nn.Module, name: str, weights: str = "custom", weights_sha256: str | None = None, seed: int = 0,
+                prep: Preprocessing | None = None, untrained: list[str] | None = None, readout: str = "auto") -> Network:
+    """Wrap any CNN module (torchvision's or one's own) as a :class:`Network`: eval mode, frozen,
+    probe sites and readout site found by tracing one forward pass, suffix chain checked."""
+    prep = prep or Preprocessing()
+    untrained = list(untrained or [])
+    model.eval()
+    for module in model.modules():
+        if hasattr(module, "inplace"):   # an in-place activation would overwrite a cached stage input
+            module.inplace = False
+        for parameter in module.parameters(recurse=False):
+            parameter.requires_grad_(False)
     sites, units, order = _find_sites(model, name, prep.crop)
     if not sites:
         raise InputError(f"{name}: no ReLU-like activation with a feature-map output was found to probe")
@@ -322,7 +322,7 @@ def load_network(name: str = "vgg16", weights: str = "imagenet", seed: int = 0, 
     stages = _chain(model, readout_layer, prep.crop)
     if stages is not None and not all(any(p == s or p.startswith(s + ".") for s, _ in stages) for p in sites.values()):
         stages = None
-    return Network(name, model, weights, sha256, seed, prep, sites, units, readout_site, readout_layer,
+    return Network(name, model, weights, weights_sha256, seed, prep, sites, units, readout_site, readout_layer,
                    readout_dim, untrained, stages)
 
 

@@ -7,14 +7,24 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
 from .config import ExtractOptions, extract_options, read_config, update_config
-from .network import Network, load_network, sha256_of
+from .images import file_digest
+from .network import Network, load_network
 from . import figures
+from .experiments import ManipulationOptions, plan_layer, score_conditions, summarise, table_one
+from .manipulation import ResultCache, evaluate, load_pictures
 from .problems import InputError
-from .responses import Responses, default_cache_dir, extract, load_responses
+from .readout import Head, ReadoutOptions, train_heads
+from .report import write_report
+from .responses import Responses, default_cache_dir, extract, load_responses, pick_device, response_key
 from .selectivity import SelectivityOptions, SelectivityResult, analyse
 from .stimuli import Stimuli, build_stimuli, category_counts, read_stimuli, write_stimuli
 
@@ -49,7 +59,7 @@ def dataset_provenance(stimuli: Stimuli, options: ExtractOptions) -> dict:
         source = Path(stimuli.sources[name])
         out[name] = {"path": str(Path(options.datasets[name]).resolve()), "format": stimuli.formats[name],
                      "scale": list(stimuli.scales[name]), "ratings_file": str(source),
-                     "ratings_sha256": sha256_of(source) if source.is_file() else None,
+                     "ratings_sha256": file_digest(source, "sha256") if source.is_file() else None,
                      "n_images": int(counts.loc[name, "total"]),
                      "categories": {k: int(v) for k, v in counts.loc[name].drop("total").items()}}
     return out
@@ -142,3 +152,121 @@ def selectivity_stage(run: str | Path, options: SelectivityOptions | None = None
         figures.confounds(result.confounds, folder / "confounds.png")
     update_config(run, selectivity={**dataclasses.asdict(options), "pair_note": result.pair_note})
     return result
+
+
+def _read_table(run: Path, name: str, stage: str) -> pd.DataFrame:
+    path = run / name
+    if not path.is_file():
+        raise InputError(f"{path} not found: run `emoselect {stage} {run}` first")
+    return pd.read_csv(path)
+
+
+def readout_stage(run: Path, stimuli: Stimuli, config: dict, options: ReadoutOptions) -> tuple[list[Head], pd.DataFrame]:
+    """Train the heads on the run's cached readout features; writes readout.csv and heads.npz."""
+    site = config["network"]["readout_site"]
+    features = {d: np.load(run / "responses" / d / f"{site}.npy", mmap_mode="r") for d in stimuli.datasets}
+    heads, table = train_heads(stimuli, features, options, site)
+    table.to_csv(run / "readout.csv", index=False)
+    np.savez(run / "heads.npz", **{f"{h.dataset}|{h.emotion}|weight": h.weight for h in heads},
+             **{f"{h.dataset}|{h.emotion}|bias": h.bias for h in heads})
+    return heads, table
+
+
+@dataclass
+class Manipulated:
+    """What ``manipulate_stage`` produced (the tables it wrote)."""
+
+    readout: pd.DataFrame
+    manipulation: pd.DataFrame
+    summary: pd.DataFrame
+    table1: pd.DataFrame
+    layers: list[str]
+    seconds_engine: float
+
+
+def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None, progress: bool = True) -> Manipulated:
+    """Readout heads, then lesion and attention-gain sweeps of selective vs random units; writes
+    readout.csv, manipulation.csv, manipulation_summary.csv, table1.csv and figures."""
+    run = Path(run)
+    extract = extract_options(run)
+    options = options or ManipulationOptions(seed=extract.seed)
+    stimuli, config, _ = load_run(run)
+    sites = list(config["network"]["sites"])
+    layers, betas, repeats = options.resolved(sites)
+    selective = _read_table(run, "selective.csv", "selectivity")
+    tuning = _read_table(run, "units.csv", "selectivity") if options.gain_form == "tuning" else None
+    network = build_network(extract)
+    network.to(pick_device(extract.device))
+    if network.readout_site != config["network"]["readout_site"]:
+        raise InputError(f"the network now reads out at {network.readout_site}, the run's responses at "
+                         f"{config['network']['readout_site']}: rerun `emoselect extract`")
+    heads, readout = readout_stage(run, stimuli, config, options.readout)
+    evaluated = stimuli.table[stimuli.table["split"].isin(["val", "test"])].reset_index(drop=True)
+    plans = {layer: plan_layer(layer, network.units[layer], selective, betas, repeats, options, sites.index(layer), tuning)
+             for layer in layers}
+    cache = ResultCache(run / "cache" / "manipulation")
+    heads_key = ResultCache.key(*[h.weight for h in heads], *[h.bias for h in heads])
+    chunks = [evaluated.iloc[i:i + options.chunk_images] for i in range(0, len(evaluated), options.chunk_images)]
+    margins = {layer: [] for layer in layers}
+    start = time.time()
+    bar = tqdm(total=len(chunks), desc="manipulations (picture chunks)", unit="chunk", disable=not progress)
+    for chunk in chunks:
+        keys = {layer: ResultCache.key(response_key(network), heads_key, layer, plans[layer].gains, *chunk["sha1"])
+                for layer in layers}
+        done = {layer: cache.get(keys[layer]) for layer in layers}
+        todo = {layer: plans[layer].gains for layer in layers if done[layer] is None}
+        if todo:
+            pictures = load_pictures(list(chunk["path"]), network)
+            computed = evaluate(network, pictures, todo, heads, len(chunk), options.batch_samples, progress=False)
+            for layer, values in computed.items():
+                cache.put(keys[layer], values)
+                done[layer] = values
+        for layer in layers:
+            margins[layer].append(done[layer])
+        bar.update(1)
+    bar.close()
+    seconds = time.time() - start
+    tables = [score_conditions(plans[layer], np.concatenate(margins[layer], axis=1), heads, evaluated, options.transfer)
+              for layer in layers]
+    manipulation = pd.concat(tables, ignore_index=True)
+    manipulation.to_csv(run / "manipulation.csv", index=False)
+    summary = summarise(manipulation, options.alpha)
+    summary.to_csv(run / "manipulation_summary.csv", index=False)
+    table1 = table_one(summary, manipulation)
+    table1.to_csv(run / "table1.csv", index=False)
+    folder = run / "figures"
+    figures.attention_change(summary, folder / "attention_change.png", options.alpha)
+    figures.attention_curves(manipulation, folder / "attention_curves.png")
+    figures.lesion(summary, folder / "lesion.png", options.alpha)
+    settings = dataclasses.asdict(options)
+    settings.update(layers=layers, betas=betas, repeats=repeats, readout_site=network.readout_site,
+                    engine="suffix" if network.stages is not None else "full forward (no stage chain)",
+                    engine_seconds=round(seconds, 1))
+    update_config(run, manipulation=settings)
+    return Manipulated(readout, manipulation, summary, table1, layers, seconds)
+
+
+@dataclass
+class Analysis:
+    """What ``run_all`` produced: the selectivity result, the manipulations (None if skipped), the report."""
+
+    selectivity: SelectivityResult
+    manipulated: Manipulated | None
+    report: Path
+
+
+def run_all(options: ExtractOptions, out: str | Path, selectivity: SelectivityOptions | None = None,
+            manipulation: ManipulationOptions | None = None, control: bool = True, progress: bool = True) -> Analysis:
+    """The whole analysis into one run folder: extract (trained network and, with ``control``, the
+    seeded random-init control in RUN/control, read out at the same site), selectivity for both,
+    manipulations (``manipulation`` None skips them) and report.html."""
+    run = Path(out)
+    trained = extract_stage(options, run, progress)
+    if control:
+        control_options = dataclasses.replace(options, weights="random", readout=trained.network.readout_site)
+        extract_stage(control_options, run / "control", progress)
+    elif (run / "control").is_dir():
+        shutil.rmtree(run / "control")
+    result = selectivity_stage(run, selectivity or SelectivityOptions(seed=options.seed), progress)
+    manipulated = manipulate_stage(run, manipulation, progress) if manipulation is not None else None
+    return Analysis(result, manipulated, write_report(run))

@@ -21,7 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .formats import parse_scale, read_ratings, read_text
-from .images import ImageProblem, file_sha1, load_rgb
+from .images import ImageProblem, file_digest, load_rgb
 from .problems import InputError, Problem
 
 CATEGORIES = ("pleasant", "neutral", "unpleasant")
@@ -150,7 +150,7 @@ class ImageCheckCache:
             entry = self.entries[key]
             return entry["sha1"], entry["notes"]
         _, notes = load_rgb(path)
-        sha1 = file_sha1(path)
+        sha1 = file_digest(path)
         self.entries[key] = {"sha1": sha1, "notes": notes}
         return sha1, notes
 

@@ -1,0 +1,75 @@
+"""Speed of `extract` against a bare torchvision forward pass of the same batches, in the same run.
+
+    python benchmarks/extract.py [--images 64] [--batch-size 16] [--device auto]
+
+The bare pass gets the pictures already decoded and normalised in memory and runs the model's own
+forward (``features`` -> ``avgpool`` -> flatten) with no hooks; `extract` reads the files, decodes,
+preprocesses, probes all 13 sites, computes image statistics and writes the cache. The ratio is
+extract images/s divided by bare images/s (1.0 = no overhead). Needs ../shared (or EMOSELECT_SHARED).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EMOSELECT_SHARED", REPO.parent / "shared"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=2, help="alternate the two ways this many times; best of each")
+    args = parser.parse_args()
+    if not (SHARED / "weights" / "vgg16_imagenet_features.pth").is_file():
+        sys.exit(f"{SHARED} has no shared weights: set EMOSELECT_SHARED")
+
+    from emoselect.images import load_rgb, normalise, to_tensor
+    from emoselect.network import load_network
+    from emoselect.responses import extract, pick_device
+    from emoselect.stimuli import build_stimuli
+
+    device = pick_device(args.device)
+    network = load_network("vgg16", str(SHARED / "weights" / "vgg16_imagenet_features.pth")).to(device)
+    stimuli = build_stimuli({"oasis": SHARED / "data" / "oasis"}, limit=args.images, progress=False)
+    pictures = normalise(torch.stack([to_tensor(load_rgb(p)[0], network.prep) for p in stimuli.table["path"]]), network.prep)
+    model = network.model
+
+    def bare() -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for i in range(0, len(pictures), args.batch_size):
+                torch.flatten(model.avgpool(model.features(pictures[i:i + args.batch_size].to(device))), 1).cpu()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return len(pictures) / (time.perf_counter() - start)
+
+    def ours() -> float:
+        with tempfile.TemporaryDirectory() as cache:
+            start = time.perf_counter()
+            extract(stimuli, network, cache_dir=cache, batch_size=args.batch_size, device=str(device), progress=False)
+            return len(pictures) / (time.perf_counter() - start)
+
+    bare()   # warm-up
+    results = {"bare forward": [], "extract": []}
+    for _ in range(args.repeats):
+        results["bare forward"].append(bare())
+        results["extract"].append(ours())
+    best = {k: max(v) for k, v in results.items()}
+    print(f"device: {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else f'{os.cpu_count()} CPU cores'}), "
+          f"torch {torch.__version__}, {len(pictures)} OASIS images, batch {args.batch_size}")
+    for name, value in best.items():
+        print(f"{name:>13}: {value:7.2f} images/s   (runs: {', '.join(f'{v:.2f}' for v in results[name])})")
+    print(f"ratio extract / bare forward: {best['extract'] / best['bare forward']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

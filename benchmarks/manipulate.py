@@ -1,0 +1,132 @@
+"""Conditions/s of the manipulation engine against the plain way, on the same conditions, same run.
+
+    python benchmarks/manipulate.py [--images 8] [--device auto]
+
+Two sweeps on VGG-16 (shared ImageNet weights, OASIS pictures, three random heads on pool5):
+  * all 13 layers, ``--conditions`` gains per layer;
+  * the three conv5 layers, ``--deep-conditions`` gains per layer;
+each condition scales a random quarter of the layer's channels by a beta from 0..5 (step 0.1), and
+as in the experiments each unit set is used with two betas.
+The plain way runs, per condition, a full forward pass with a hook that scales the layer's output;
+the engine runs the network once to each layer and then only the rest of the network per
+condition. Both return head margins; the script checks they agree to 1e-5 relative and prints
+conditions/s (condition x picture passes per second), the ratio, and each way's peak memory (peak
+resident set size of a fresh process; on CUDA also the peak allocated GPU memory).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EMOSELECT_SHARED", REPO.parent / "shared"))
+ALL = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1", "conv4_2", "conv4_3",
+       "conv5_1", "conv5_2", "conv5_3"]
+
+
+def setup(images: int, layers: list[str], conditions: int, device: str):
+    from emoselect.manipulation import load_pictures
+    from emoselect.network import load_network
+    from emoselect.readout import Head
+    from emoselect.responses import pick_device
+    from emoselect.stimuli import build_stimuli
+
+    network = load_network("vgg16", str(SHARED / "weights" / "vgg16_imagenet_features.pth")).to(pick_device(device))
+    stimuli = build_stimuli({"oasis": SHARED / "data" / "oasis"}, limit=images, progress=False)
+    pictures = load_pictures(list(stimuli.table["path"]), network)
+    rng = np.random.default_rng(0)
+    heads = [Head("oasis", e, (rng.normal(size=(2, network.readout_dim)) / 160).astype(np.float32),
+                  rng.normal(size=2).astype(np.float32), 1) for e in ("pleasant", "neutral", "unpleasant")]
+    plan = {}
+    grid = np.round(np.arange(0, 5.01, 0.1), 1)
+    for layer in layers:   # like the paper: unit sets (a random quarter of the channels) x betas of 0..5
+        n = network.units[layer]
+        sets = [rng.choice(n, n // 4, replace=False) for _ in range(max(1, conditions // 2))]
+        gains = np.ones((conditions, n), np.float32)
+        for c in range(conditions):
+            gains[c, sets[c % len(sets)]] = rng.choice(grid[grid != 1.0])
+        plan[layer] = gains
+    return network, pictures, plan, heads
+
+
+def child(method: str, images: int, layers: list[str], conditions: int, device: str, out: str) -> None:
+    """Run one way in this (fresh) process; save margins and timing."""
+    from emoselect.manipulation import evaluate, evaluate_naive
+
+    network, pictures, plan, heads = setup(images, layers, conditions, device)
+    cuda = network.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    warm = {layers[-1]: plan[layers[-1]][:1]}
+    (evaluate if method == "engine" else evaluate_naive)(network, pictures[:1], warm, heads)
+    start = time.perf_counter()
+    if method == "engine":
+        margins = evaluate(network, pictures, plan, heads, chunk_images=len(pictures), progress=False)
+    else:
+        margins = evaluate_naive(network, pictures, plan, heads, batch=len(pictures))
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    np.savez(out, **margins)
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else None,
+                      "device": str(network.device)}))
+
+
+def sweep(name: str, images: int, layers: list[str], conditions: int, device: str) -> dict:
+    results = {}
+    for method in ("naive", "engine"):
+        out = f"/tmp/emoselect-bench-{os.getpid()}-{method}.npz"
+        command = [sys.executable, __file__, "--child", method, "--images", str(images), "--conditions", str(conditions),
+                   "--device", device, "--out", out, "--layers", *layers]
+        text = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        results[method] = json.loads(text)
+        results[method]["margins"] = dict(np.load(out))
+        os.unlink(out)
+    worst = max(np.abs(results["engine"]["margins"][k] - results["naive"]["margins"][k]).max()
+                / np.abs(results["naive"]["margins"][k]).max() for k in layers)
+    passes = conditions * len(layers) * images
+    print(f"\n{name}: {len(layers)} layers x {conditions} conditions x {images} pictures = {passes} condition-picture passes"
+          f" on {results['engine']['device']}")
+    for method in ("naive", "engine"):
+        r = results[method]
+        gpu = f", peak GPU {r['peak_gpu_mb']:.0f} MB" if r["peak_gpu_mb"] else ""
+        print(f"  {method:>6}: {r['seconds']:8.1f} s  {passes / r['seconds']:8.2f} conditions/s  "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB{gpu}")
+    print(f"  ratio engine / naive: {results['naive']['seconds'] / results['engine']['seconds']:.2f}x   "
+          f"largest relative difference of the margins: {worst:.2e}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--conditions", type=int, default=4, help="conditions per layer in the all-layer sweep")
+    parser.add_argument("--deep-conditions", type=int, default=16, help="conditions per layer in the conv5 sweep")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--child", choices=["naive", "engine"], help=argparse.SUPPRESS)
+    parser.add_argument("--layers", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.images, args.layers, args.conditions, args.device, args.out)
+        return
+    if not (SHARED / "weights" / "vgg16_imagenet_features.pth").is_file():
+        sys.exit(f"{SHARED} has no shared weights: set EMOSELECT_SHARED")
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPU cores"
+          + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""))
+    sweep("all layers", args.images, ALL, args.conditions, args.device)
+    sweep("conv5 layers", args.images, ALL[-3:], args.deep_conditions, args.device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Manipulation: scale chosen channels of one probe site by beta and measure the readout heads.
+
+Because ReLU(beta * x) = beta * ReLU(x) for beta >= 0, a change of ReLU slope (the paper's
+attention gain) or a lesion (beta = 0) is a per-channel scale of the site's output. A *condition*
+is a gain vector over the units of one site; the engine returns, for every condition, picture and
+head, the head's margin (logit of the emotion minus logit of the rest).
+
+The engine (``evaluate``) walks down the network once per chunk of pictures: it runs the network to
+the stage that holds a site, keeps that stage's input, and then runs only the rest of the network
+for the site's conditions, several conditions per batch. ``evaluate_naive`` is the plain way (a full
+forward pass with a scaling hook, one condition at a time); the tests and the benchmark hold the two
+equal. Where a network cannot be written as a chain of stages, the engine falls back to the plain way.
+
+Where the manipulation happens: at the probe site's output, i.e. after the convolution, its
+normalisation (BatchNorm, if any) and its activation.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .images import normalise
+from .network import Network, _StopForward
+from .readout import Head
+
+
+def _margin_weights(heads: list[Head], device) -> tuple[torch.Tensor, torch.Tensor]:
+    weight = torch.tensor(np.stack([h.weight[1] - h.weight[0] for h in heads], axis=1), dtype=torch.float32, device=device)
+    bias = torch.tensor(np.array([h.bias[1] - h.bias[0] for h in heads]), dtype=torch.float32, device=device)
+    return weight, bias
+
+
+def _site_stage(network: Network, site: str) -> tuple[int, bool]:
+    """Index of the stage holding ``site`` and whether the site *is* that stage."""
+    path = network.sites[site]
+    for index, (stage, _) in enumerate(network.stages):
+        if path == stage:
+            return index, True
+        if path.startswith(stage + "."):
+            return index, False
+    raise ValueError(f"site {site} is not in the network's stage chain")
+
+
+@contextmanager
+def _scaling_hook(module: torch.nn.Module, gains: dict):
+    """While active, multiplies the module's output by ``gains['g']`` ([B, C, 1, 1], B matching the batch)."""
+    handle = module.register_forward_hook(lambda m, args, output: output * gains["g"])
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _run(stages, x: torch.Tensor) -> torch.Tensor:
+    for _, module in stages:
+        x = module(x)
+    return x
+
+
+def _chunks(pictures, chunk: int):
+    """Normalised picture batches: from a tensor [n, 3, H, W] or an iterable of tensors."""
+    if torch.is_tensor(pictures):
+        for start in range(0, len(pictures), chunk):
+            yield pictures[start:start + chunk]
+    else:
+        yield from pictures
+
+
+# stages through which a per-channel gain >= 0 passes unchanged: f(g * x) = g * f(x)
+HOMOGENEOUS = (torch.nn.ReLU, torch.nn.MaxPool2d, torch.nn.AvgPool2d, torch.nn.AdaptiveAvgPool2d,
+               torch.nn.AdaptiveMaxPool2d, torch.nn.Identity, torch.nn.Dropout)
+
+
+def _next_convolution(stages, index: int) -> int | None:
+    """Index j of the first stage after ``index`` if it is a plain convolution reached only through
+    channel-wise positively homogeneous stages (pooling, ReLU); else None."""
+    j = index + 1
+    while j < len(stages) and isinstance(stages[j][1], HOMOGENEOUS):
+        j += 1
+    if j < len(stages) and type(stages[j][1]) is torch.nn.Conv2d:
+        conv = stages[j][1]
+        if conv.groups == 1 and conv.padding_mode == "zeros":
+            return j
+    return None
+
+
+def _directions(gains: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, list[tuple[int, float]]]]:
+    """Group conditions whose gain vectors differ from 1 along the same direction:
+    g = 1 + s * v. Returns [(channels where v != 0, v on them, [(condition, s), ...])]."""
+    groups: dict[bytes, tuple] = {}
+    delta = (gains - 1).cpu().numpy()
+    for c, d in enumerate(delta):
+        support = np.flatnonzero(d)
+        scale = float(d[support[0]]) if len(support) else 0.0
+        direction = d[support] / scale if len(support) else d[support]
+        key = support.tobytes() + direction.astype(np.float32).tobytes()
+        if key not in groups:
+            groups[key] = (torch.as_tensor(support, device=gains.device),
+                           torch.as_tensor(direction, dtype=gains.dtype, device=gains.device), [])
+        groups[key][2].append((c, scale))
+    return list(groups.values())
+
+
+def _suffix_linear(stages, index: int, j: int, base: torch.Tensor, gains: torch.Tensor, per_pass: int):
+    """Features for every condition, using that the first convolution after the site is linear:
+    conv(g * p) = conv(p) + s * conv_without_bias(v * p) for g = 1 + s * v. The intact convolution is
+    computed once per chunk, the second term once per direction (on its channels only), and each
+    condition then costs one multiply-add instead of the convolution."""
+    pooled = _run(stages[index + 1:j], base)
+    conv = stages[j][1]
+    intact = conv(pooled)
+    out = [None] * len(gains)
+    for support, direction, members in _directions(gains):
+        if len(support):
+            term = torch.nn.functional.conv2d(pooled[:, support] * direction[None, :, None, None], conv.weight[:, support],
+                                              None, conv.stride, conv.padding, conv.dilation)
+        for start in range(0, len(members), per_pass):
+            batch = members[start:start + per_pass]
+            pre = torch.stack([intact + scale * term if len(support) else intact for _, scale in batch])
+            features = _run(stages[j + 1:], pre.reshape(-1, *intact.shape[1:]))
+            for (c, _), value in zip(batch, features.reshape(len(batch), base.shape[0], -1)):
+                out[c] = value
+    return torch.stack(out)
+
+
+def _suffix_scaled(stages, index: int, base: torch.Tensor, gains: torch.Tensor, per_pass: int) -> torch.Tensor:
+    """Features for every condition: scale the site's output ``base`` and run the rest of the chain."""
+    out = []
+    for start in range(0, len(gains), per_pass):
+        g = gains[start:start + per_pass]
+        scaled = (base.unsqueeze(0) * g[:, None, :, None, None]).reshape(-1, *base.shape[1:])
+        out.append(_run(stages[index + 1:], scaled).reshape(len(g), base.shape[0], -1))
+    return torch.cat(out)
+
+
+def _suffix_nested(network: Network, site: str, index: int, x: torch.Tensor, gains: torch.Tensor, per_pass: int):
+    """Features for every condition when the site lies inside stage ``index``: run that stage on the
+    repeated input with a scaling hook on the site, then the rest of the chain."""
+    out, n = [], x.shape[0]
+    for start in range(0, len(gains), per_pass):
+        g = gains[start:start + per_pass]
+        holder = {"g": g.repeat_interleave(n, dim=0)[:, :, None, None]}
+        with _scaling_hook(network.module(network.sites[site]), holder):
+            features = _run(network.stages[index:], x.repeat(len(g), *([1] * (x.dim() - 1))))
+        out.append(features.reshape(len(g), n, -1))
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def evaluate(network: Network, pictures, plan: dict[str, np.ndarray], heads: list[Head], chunk_images: int = 32,
+             batch_samples: int = 64, progress: bool = True) -> dict[str, np.ndarray]:
+    """Head margins for every condition of every site.
+
+    ``pictures``: normalised input, a tensor [n, 3, H, W] or an iterable of such batches;
+    ``plan``: {site: gains [n_conditions, n_units]}; returns {site: float32 [n_conditions, n, n_heads]}.
+    Memory is bounded by ``chunk_images`` pictures and ``batch_samples`` picture-conditions per pass.
+    """
+    if network.stages is None:
+        return evaluate_naive(network, pictures, plan, heads, batch=chunk_images, progress=progress)
+    device = network.device
+    weight, bias = _margin_weights(heads, device)
+    order = sorted(plan, key=lambda s: _site_stage(network, s)[0])
+    results = {site: [] for site in order}
+    bar = tqdm(total=sum(len(g) for g in plan.values()) * len(pictures) if torch.is_tensor(pictures) else None,
+               unit="pass", desc="manipulations", disable=not progress)
+    for batch in _chunks(pictures, chunk_images):
+        batch = batch.to(device)
+        n = batch.shape[0]
+        x, position = batch, 0
+        for site in order:
+            index, direct = _site_stage(network, site)
+            x = _run(network.stages[position:index], x)
+            position = index
+            gains = torch.as_tensor(plan[site], dtype=torch.float32, device=device)
+            per_pass = max(1, batch_samples // n)
+            if not direct:
+                features = _suffix_nested(network, site, index, x, gains, per_pass)
+            else:
+                base = network.stages[index][1](x)
+                j = _next_convolution(network.stages, index) if bool((gains >= 0).all()) else None
+                features = (_suffix_linear(network.stages, index, j, base, gains, per_pass) if j is not None
+                            else _suffix_scaled(network.stages, index, base, gains, per_pass))
+            margins = features.flatten(2) @ weight + bias
+            results[site].append(margins.float().cpu().numpy())
+            bar.update(len(gains) * n)
+    bar.close()
+    return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}
+
+
+@torch.inference_mode()
+def evaluate_naive(network: Network, pictures, plan: dict[str, np.ndarray], heads: list[Head], batch: int = 32,
+                   progress: bool = False) -> dict[str, np.ndarray]:
+    """The plain way: for each condition, a full forward pass with a hook scaling the site's output,
+    stopped at the readout layer. Same inputs and output as :func:`evaluate`."""
+    device = network.device
+    weight, bias = _margin_weights(heads, device)
+    captured = {}
+
+    def stop(module, args):
+        captured["x"] = args[0].flatten(1)
+        raise _StopForward
+
+    handle = network.module(network.readout_layer).register_forward_pre_hook(stop)
+    results = {}
+    try:
+        for site, gains in plan.items():
+            per_condition = []
+            for g in tqdm(gains, desc=f"naive {site}", disable=not progress, leave=False):
+                holder = {"g": torch.as_tensor(g, dtype=torch.float32, device=device)[None, :, None, None]}
+                margins = []
+                with _scaling_hook(network.module(network.sites[site]), holder):
+                    for images in _chunks(pictures, batch):
+                        try:
+                            network.model(images.to(device))
+                        except _StopForward:
+                            pass
+                        margins.append((captured["x"] @ weight + bias).float().cpu())
+                per_condition.append(torch.cat(margins).numpy())
+            results[site] = np.stack(per_condition)
+    finally:
+        handle.remove()
+    return results
+
+
+def load_pictures(paths: list[str], network: Network, workers: int = 0) -> torch.Tensor:
+    """The pictures as one normalised tensor [n, 3, crop, crop] (float32, CPU)."""
+    from .images import load_rgb, to_tensor
+
+    tensors = [to_tensor(load_rgb(p)[0], network.prep) for p in paths]
+    return normalise(torch.stack(tensors), network.prep)
+
+
+class ResultCache:
+    """Per-layer engine results in a folder, keyed by a hash of everything that determines them;
+    written atomically, so an interrupted sweep resumes at the first unfinished layer."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = Path(folder) if folder else None
+
+    @staticmethod
+    def key(*parts) -> str:
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(part.tobytes() if isinstance(part, np.ndarray) else str(part).encode())
+            digest.update(b"|")
+        return digest.hexdigest()[:24]
+
+    def get(self, key: str) -> np.ndarray | None:
+        if self.folder is None or not (self.folder / f"{key}.npy").is_file():
+            return None
+        try:
+            return np.load(self.folder / f"{key}.npy")
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, array: np.ndarray) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temporary = self.folder / f".{key}.{os.getpid()}.tmp.npy"
+        np.save(temporary, array)
+        os.replace(temporary, self.folder / f"{key}.npy")

@@ -1,0 +1,130 @@
+"""Readout heads: a 2-unit linear layer per dataset and emotion on the frozen network's readout features.
+
+Each head answers "is this picture <emotion>?" (pleasant vs rest, neutral vs rest, unpleasant vs
+rest). It is trained with cross-entropy on the training split's cached readout features (defaults
+from the journal version: Adam, learning rate 1e-3, 10 epochs, batch 128), the epoch with the best
+validation F1 is kept, and it is reported on the test split. Features are z-scored with the
+training split's mean and SD; that affine map is folded into the head, so a head is exactly one
+linear layer ``features @ weight.T + bias`` with 2 outputs (class 1 = the emotion).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .problems import InputError
+from .stimuli import CATEGORIES, Stimuli
+
+
+@dataclass
+class ReadoutOptions:
+    """Training of the heads. ``balanced`` weights the cross-entropy by inverse class frequency."""
+
+    lr: float = 1e-3
+    epochs: int = 10
+    batch_size: int = 128
+    balanced: bool = False
+    seed: int = 0
+
+
+@dataclass
+class Head:
+    """One trained head: logits = features @ weight.T + bias; weight [2, d], bias [2] (float32)."""
+
+    dataset: str
+    emotion: str
+    weight: np.ndarray
+    bias: np.ndarray
+    best_epoch: int
+
+
+def binary_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:
+    """F1 of class 1, accuracy and balanced accuracy of 0/1 predictions (F1 = 0 if nothing is right)."""
+    truth, predicted = np.asarray(truth).astype(bool), np.asarray(predicted).astype(bool)
+    tp = np.sum(truth & predicted)
+    precision_denominator, recall_denominator = predicted.sum(), truth.sum()
+    f1 = 2 * tp / (precision_denominator + recall_denominator) if tp else 0.0
+    recalls = [np.mean(predicted[truth] == 1) if truth.any() else np.nan,
+               np.mean(predicted[~truth] == 0) if (~truth).any() else np.nan]
+    return {"f1": float(f1), "accuracy": float(np.mean(truth == predicted)),
+            "balanced_accuracy": float(np.nanmean(recalls)), "n": int(len(truth))}
+
+
+def train_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+               options: ReadoutOptions, dataset: str = "", emotion: str = "") -> Head:
+    """Train one 2-unit head ([n, d] features, 0/1 labels); keep the epoch with the best val F1."""
+    if len(np.unique(train_y)) < 2:
+        raise InputError(f"{dataset}: the training split has no {'positive' if not np.any(train_y) else 'negative'} "
+                         f"example for the {emotion} head")
+    generator = torch.Generator().manual_seed(options.seed)
+    mean = train_x.mean(axis=0)
+    sd = train_x.std(axis=0)
+    sd[sd == 0] = 1.0
+    x = torch.from_numpy(((train_x - mean) / sd).astype(np.float32))
+    y = torch.from_numpy(np.asarray(train_y, np.int64))
+    xv = torch.from_numpy(((val_x - mean) / sd).astype(np.float32))
+    layer = nn.Linear(x.shape[1], 2)
+    with torch.no_grad():
+        bound = 1 / np.sqrt(x.shape[1])
+        layer.weight.uniform_(-bound, bound, generator=generator)
+        layer.bias.uniform_(-bound, bound, generator=generator)
+    weights = None
+    if options.balanced:
+        counts = np.bincount(train_y, minlength=2).astype(np.float32)
+        weights = torch.from_numpy(counts.sum() / (2 * counts))
+    loss_function = nn.CrossEntropyLoss(weight=weights)
+    optimiser = torch.optim.Adam(layer.parameters(), lr=options.lr)
+    best = (-1.0, 0, layer.weight.detach().clone(), layer.bias.detach().clone())
+    for epoch in range(1, options.epochs + 1):
+        order = torch.randperm(len(y), generator=generator)
+        for start in range(0, len(y), options.batch_size):
+            batch = order[start:start + options.batch_size]
+            optimiser.zero_grad()
+            loss_function(layer(x[batch]), y[batch]).backward()
+            optimiser.step()
+        with torch.no_grad():
+            f1 = binary_metrics(val_y, layer(xv).argmax(dim=1).numpy())["f1"]
+        if f1 > best[0]:
+            best = (f1, epoch, layer.weight.detach().clone(), layer.bias.detach().clone())
+    _, epoch, weight, bias = best
+    weight = weight.numpy().astype(np.float64)
+    folded_weight = weight / sd[None, :]
+    folded_bias = bias.numpy().astype(np.float64) - folded_weight @ mean
+    return Head(dataset, emotion, folded_weight.astype(np.float32), folded_bias.astype(np.float32), epoch)
+
+
+def head_scores(heads: list[Head], features: np.ndarray) -> np.ndarray:
+    """Margin (logit of the emotion minus logit of the rest) of every head: [n, d] -> [n, n_heads]."""
+    weight = np.stack([h.weight[1] - h.weight[0] for h in heads], axis=1).astype(np.float64)
+    bias = np.array([h.bias[1] - h.bias[0] for h in heads], dtype=np.float64)
+    return np.asarray(features, np.float64) @ weight + bias
+
+
+def train_heads(stimuli: Stimuli, features: dict[str, np.ndarray], options: ReadoutOptions,
+                site: str) -> tuple[list[Head], pd.DataFrame]:
+    """One head per dataset and emotion; returns the heads and the readout table
+    (dataset, emotion, split, site, best_epoch, f1, accuracy, balanced_accuracy, n)."""
+    heads, rows = [], []
+    for dataset in stimuli.datasets:
+        table = stimuli.of(dataset)
+        split = table["split"].to_numpy()
+        category = table["category"].to_numpy()
+        x = np.asarray(features[dataset], np.float64)
+        for emotion in CATEGORIES:
+            label = (category == emotion).astype(np.int64)
+            train, val = split == "train", split == "val"
+            if not val.any():
+                raise InputError(f"{dataset}: no validation images; the split must give val a share (e.g. --split 0.5 0.25 0.25)")
+            head = train_head(x[train], label[train], x[val], label[val], options, dataset, emotion)
+            heads.append(head)
+            predicted = head_scores([head], x)[:, 0] > 0
+            for part in ("train", "val", "test"):
+                mask = split == part
+                if mask.any():
+                    rows.append({"dataset": dataset, "emotion": emotion, "split": part, "site": site,
+                                 "best_epoch": head.best_epoch, **binary_metrics(label[mask], predicted[mask])})
+    return heads, pd.DataFrame(rows)

@@ -1,0 +1,190 @@
+"""The manipulation engine against the plain way, and the experiments' known answers."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from emoselect.experiments import ManipulationOptions, plan_layer, score_conditions, summarise
+from emoselect.images import Preprocessing
+from emoselect.manipulation import evaluate, evaluate_naive
+from emoselect.network import load_network, probe_model, record
+from emoselect.readout import Head, ReadoutOptions, binary_metrics, head_scores, train_head
+
+
+def random_heads(network, n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Head("d", f"e{i}", rng.normal(size=(2, network.readout_dim)).astype(np.float32) / np.sqrt(network.readout_dim),
+                 rng.normal(size=2).astype(np.float32), 1) for i in range(n)]
+
+
+def random_plan(network, sites, conditions=3, seed=0):
+    rng = np.random.default_rng(seed)
+    plan = {}
+    for site in sites:
+        gains = rng.uniform(0, 5, size=(conditions, network.units[site])).astype(np.float32)
+        gains[0, rng.random(network.units[site]) < 0.5] = 0.0      # a partial lesion
+        plan[site] = gains
+    return plan
+
+
+def assert_same(engine, naive):
+    for site in naive:
+        scale = np.abs(naive[site]).max()
+        assert np.abs(engine[site] - naive[site]).max() <= 1e-5 * scale, site
+
+
+def test_engine_equals_full_forward_on_vgg16(vgg_weights):
+    network = load_network("vgg16", str(vgg_weights))
+    pictures = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    plan = random_plan(network, ["conv1_2", "conv3_3", "conv4_3", "conv5_3"])
+    heads = random_heads(network)
+    engine = evaluate(network, pictures, plan, heads, chunk_images=2, batch_samples=4, progress=False)
+    assert_same(engine, evaluate_naive(network, pictures, plan, heads))
+    assert engine["conv5_3"].shape == (3, 3, 3)
+
+
+@pytest.mark.parametrize("name, sites", [("mobilenet_v2", ["features.2.conv.0.2", "features.16.conv.1.2", "features.18.2"]),
+                                         ("resnet18", ["relu", "layer2.1", "layer4.1"])])
+def test_engine_equals_full_forward_for_nested_sites(name, sites):
+    network = load_network(name, "random", seed=1)
+    assert network.stages is not None
+    pictures = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    plan = random_plan(network, sites, conditions=2, seed=2)
+    heads = random_heads(network, n=2)
+    assert_same(evaluate(network, pictures, plan, heads, chunk_images=2, batch_samples=3, progress=False),
+                evaluate_naive(network, pictures, plan, heads))
+
+
+def test_network_without_a_chain_falls_back_to_the_plain_way():
+    network = load_network("densenet121", "random")
+    assert network.stages is None
+    pictures = torch.randn(1, 3, 224, 224)
+    site = list(network.sites)[-1]
+    plan = {site: np.ones((1, network.units[site]), np.float32)}
+    heads = random_heads(network, n=1)
+    out = evaluate(network, pictures, plan, heads, progress=False)
+    _, features = record(network, pictures)
+    np.testing.assert_allclose(out[site][0, :, 0], head_scores(heads, features.numpy())[:, 0], rtol=1e-4, atol=1e-5)
+
+
+def test_all_ones_equals_the_intact_network_and_all_zeros_gives_chance(vgg_weights):
+    network = load_network("vgg16", str(vgg_weights))
+    pictures = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    heads = random_heads(network, n=1)
+    plan = {"conv4_1": np.stack([np.ones(512, np.float32), np.zeros(512, np.float32)])}
+    out = evaluate(network, pictures, plan, heads, progress=False)["conv4_1"]
+    _, features = record(network, pictures)
+    intact = head_scores(heads, features.numpy().astype(np.float64))[:, 0]
+    np.testing.assert_allclose(out[0, :, 0], intact, rtol=1e-5, atol=1e-5 * np.abs(intact).max())
+    lesioned = out[1, :, 0]                                  # every picture looks the same to the head
+    assert np.ptp(lesioned) <= 1e-5 * np.abs(lesioned).max()  # (up to float rounding of the linear shortcut)
+    assert len(set(lesioned > 0)) == 1
+    truth = np.array([True, False, True, False])
+    assert binary_metrics(truth, out[1, :, 0] > 0)["balanced_accuracy"] == 0.5
+
+
+class Planted(nn.Module):
+    """Channel 0 of the first site carries R (and so the label); channels 1-2 carry G and B; 3 is silent."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 4, 1), nn.ReLU())
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(4, 10)
+        with torch.no_grad():
+            first = self.features[0]
+            first.weight.zero_()
+            first.bias.zero_()
+            first.weight[0, 0, 0, 0] = 1.0
+            first.weight[1, 1, 0, 0] = 1.0
+            first.weight[2, 2, 0, 0] = 1.0
+            first.bias[0] = 3.0
+            self.features[2].weight.copy_(torch.eye(4)[:, :, None, None])
+            self.features[2].bias.zero_()
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def test_lesioning_the_one_informative_channel_is_the_only_lesion_that_hurts():
+    network = probe_model(Planted(), "planted", prep=Preprocessing(resize=32, crop=32))
+    assert list(network.sites) == ["features.1", "features.3"] and network.stages is not None
+    rng = np.random.default_rng(0)
+    n = 600
+    label = np.arange(n) % 2 == 0
+    colour = rng.normal(size=(n, 3)).astype(np.float32)
+    colour[:, 0] += np.where(label, 1.5, -1.5)                # red carries the label
+    pictures = torch.from_numpy(colour)[:, :, None, None].expand(n, 3, 32, 32).contiguous()
+    pictures += 0.05 * torch.randn(pictures.shape, generator=torch.Generator().manual_seed(0))
+    _, features = record(network, pictures)
+    features = features.numpy()
+    head = train_head(features[:400], label[:400].astype(int), features[400:500], label[400:500].astype(int),
+                      ReadoutOptions(epochs=50, lr=0.01))
+    gains = np.ones((5, 4), np.float32)
+    for channel in range(4):
+        gains[channel + 1, channel] = 0.0
+    out = evaluate(network, pictures[500:], {"features.1": gains}, [head], progress=False)["features.1"]
+    accuracy = [binary_metrics(label[500:], out[c, :, 0] > 0)["balanced_accuracy"] for c in range(5)]
+    assert accuracy[0] > 0.8                                  # intact
+    assert accuracy[1] <= 0.6                                 # channel 0 lesioned: near chance
+    assert max(abs(a - accuracy[0]) for a in accuracy[2:]) <= 0.05
+
+
+# ---------------------------------------------------------------------------------------------
+# experiment bookkeeping
+
+
+SELECTIVE = pd.DataFrame({"layer": ["L"] * 5, "unit": [0, 1, 2, 7, 8], "category": ["pleasant"] * 3 + ["unpleasant"] * 2})
+
+
+def test_plan_has_one_intact_row_and_random_sets_of_the_same_size():
+    options = ManipulationOptions(seed=3)
+    plan = plan_layer("L", 20, SELECTIVE, [0.0, 1.0, 2.0], repeats=4, options=options, layer_index=0)
+    assert plan.conditions.iloc[0]["units"] == "intact" and np.all(plan.gains[0] == 1)
+    assert not (plan.conditions["beta"].iloc[1:] == 1.0).any()
+    selective = plan.conditions[(plan.conditions["units"] == "selective") & (plan.conditions["emotion"] == "pleasant")]
+    assert list(selective["beta"]) == [0.0, 2.0]
+    assert np.array_equal(np.flatnonzero(plan.gains[selective.index[0]] == 0), [0, 1, 2])
+    randoms = plan.conditions[(plan.conditions["units"] == "random") & (plan.conditions["emotion"] == "unpleasant")]
+    assert len(randoms) == 8 and (randoms["n_units"] == 2).all()
+    for index in randoms.index:
+        assert (plan.gains[index] != 1).sum() == 2
+    assert not (plan.conditions["emotion"] == "neutral").any()       # no neutral units: no conditions
+    again = plan_layer("L", 20, SELECTIVE, [0.0, 1.0, 2.0], repeats=4, options=options, layer_index=0)
+    assert np.array_equal(plan.gains, again.gains)
+    only = plan_layer("L", 20, SELECTIVE, [0.0], repeats=4, options=ManipulationOptions(random_from="nonselective"), layer_index=0)
+    for index in only.conditions.index[only.conditions["units"] == "random"]:
+        assert not set(np.flatnonzero(only.gains[index] == 0)) & {0, 1, 2, 7, 8}
+
+
+def test_tuning_form_gains():
+    units = pd.DataFrame({"layer": "L", "unit": [0, 1, 2, 3] * 2, "dataset": ["a"] * 4 + ["b"] * 4,
+                          "t_pleasant": [2.0, -1.0, 0.0, 1.0, 2.0, -3.0, 0.0, 1.0], "t_neutral": 0.0, "t_unpleasant": 0.0})
+    plan = plan_layer("L", 4, SELECTIVE.iloc[:0], [0.5, 1.0], repeats=1, options=ManipulationOptions(gain_form="tuning"),
+                      layer_index=0, tuning=units)
+    row = plan.conditions.index[(plan.conditions["units"] == "tuning") & (plan.conditions["emotion"] == "pleasant")][0]
+    f = np.array([2.0, -2.0, 0.0, 1.0]) / 2.0                         # mean over datasets / max |.|
+    np.testing.assert_allclose(plan.gains[row], np.maximum(0, 1 + 0.5 * f))
+
+
+def test_scoring_best_beta_on_val_and_rank_p_values():
+    plan = plan_layer("L", 20, SELECTIVE, [0.0, 2.0], repeats=2, options=ManipulationOptions(), layer_index=0)
+    n = 8
+    evaluated = pd.DataFrame({"dataset": "d", "category": ["pleasant", "neutral"] * 4, "split": ["val"] * 4 + ["test"] * 4})
+    margins = np.full((len(plan.gains), n, 1), -1.0)                   # intact: always "not pleasant"
+    selective = plan.conditions.index[(plan.conditions["units"] == "selective") & (plan.conditions["emotion"] == "pleasant")]
+    for index in selective:
+        if plan.conditions.loc[index, "beta"] == 2.0:
+            margins[index, :, 0] = [1, -1] * 4                          # gain 2 on selective units: perfect
+    manipulation = score_conditions(plan, margins, [Head("d", "pleasant", np.zeros((2, 1)), np.zeros(2), 1)], evaluated, True)
+    intact = manipulation[(manipulation["kind"] == "intact") & (manipulation["split"] == "test")]
+    beta_one = manipulation[(manipulation["kind"] == "gain") & (manipulation["beta"] == 1.0) & (manipulation["split"] == "test")]
+    assert (beta_one["f1"] == intact["f1"].iloc[0]).all() and len(beta_one) == 3
+    summary = summarise(manipulation).iloc[0]
+    assert summary["original_f1"] == 0.0 and summary["best_beta"] == 2.0 and summary["enhanced_f1"] == 1.0
+    assert summary["p_enhance"] == pytest.approx(1 / 3) and summary["n_random"] == 2
+    lesion = manipulation[manipulation["kind"] == "lesion"]
+    assert set(lesion["beta"]) == {0.0} and set(lesion["units"]) == {"selective", "random"}
