@@ -234,3 +234,33 @@ def test_confounds_table_from_the_stage():
     assert (confounds["layer_responses"] > 0.9).all()
     assert (confounds["image_statistics"] < 0.5).all()          # random statistics carry nothing
     assert (confounds["share_explained_by_statistics"].abs() < 0.1).all()
+
+
+def test_vectorised_permutation_test_equals_a_plain_loop():
+    rng = np.random.default_rng(8)
+    categories = np.repeat(CATEGORY_ORDER, 7)
+    data = rng.normal(size=(21, 5))
+    data[categories == "pleasant", 0] += 3.0
+    fast = permutation_p_values(data, categories, 50, np.random.default_rng(9), chunk=7)
+    loop_rng, labels = np.random.default_rng(9), np.argmax(np.stack([categories == c for c in CATEGORY_ORDER], 1), 1)
+    observed = tuning_values(data, categories).max(axis=1)
+    exceed = np.zeros(5)
+    for _ in range(50):
+        shuffled = np.array(CATEGORY_ORDER)[loop_rng.permutation(labels)]
+        exceed += tuning_values(data, shuffled).max(axis=1) >= observed - 1e-12
+    np.testing.assert_allclose(fast, (1 + exceed) / 51)
+    assert fast[0] < 0.05
+
+
+def test_ledoit_wolf_shrinkage_equals_its_definition():
+    from emoselect.stats import ledoit_wolf_shrinkage
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(30, 6)) @ rng.normal(size=(6, 6))
+    x -= x.mean(axis=0)
+    n, p = x.shape
+    sample = x.T @ x / n
+    target = np.trace(sample) / p * np.eye(p)
+    b2 = sum(np.sum((np.outer(row, row) - sample) ** 2) for row in x) / n ** 2
+    d2 = np.sum((sample - target) ** 2)
+    assert ledoit_wolf_shrinkage(x) == pytest.approx(min(b2, d2) / d2, rel=1e-10)

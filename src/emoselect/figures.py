@@ -53,29 +53,31 @@ def tuning_quality(layers: pd.DataFrame, path: Path, control: pd.DataFrame | Non
     return _save(fig, path)
 
 
-def overlap(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | None = None) -> Path:
-    """Jaccard index of the two datasets' unit sets per layer and category, against random sets."""
+def overlap(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | None = None, alpha: float = 0.05) -> Path:
+    """Jaccard index of the two datasets' unit sets per layer and category, against random sets of
+    the same sizes; a second row for the random-init control (with its own random baseline)."""
     order = list(dict.fromkeys(overlap_table["layer"]))
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
-    for ax, category in zip(axes, CATEGORIES):
-        rows = overlap_table[overlap_table["category"] == category].set_index("layer").reindex(order)
-        x = np.arange(len(order))
-        mean, sd = rows["jaccard_random_mean"], rows["jaccard_random_sd"]
-        ax.fill_between(x, mean - 2 * sd, mean + 2 * sd, color="0.85", label="random sets (mean ± 2 SD)")
-        ax.plot(x, mean, color="0.5", lw=1)
-        ax.plot(x, rows["jaccard"], marker="o", color=COLOURS[category], label="observed (trained)")
-        if control is not None:
-            crow = control[control["category"] == category].set_index("layer").reindex(order)
-            ax.plot(x, crow["jaccard"], marker="s", ms=3, ls="--", color="0.3", label="observed (random init)")
-        for xi, (value, significant) in enumerate(zip(rows["jaccard"], rows["significant"])):
-            if significant:
-                ax.text(xi, value + 0.02, "*", ha="center", fontsize=12, color=COLOURS[category])
-        _layer_axis(ax, order)
-        ax.set_title(f"{category} units")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("Jaccard index of the two\ndatasets' preferring units")
-    axes[0].legend(fontsize=7, frameon=False, loc="upper left")
-    fig.suptitle("Overlap of unit sets vs random sets of the same sizes (* BH q < alpha)", fontsize=10)
+    networks = [("trained", overlap_table)] + ([("random init", control)] if control is not None else [])
+    fig, axes = plt.subplots(len(networks), 3, figsize=(12, 3.4 * len(networks)), sharey=True, squeeze=False)
+    for row, (label, table) in enumerate(networks):
+        for ax, category in zip(axes[row], CATEGORIES):
+            rows = table[table["category"] == category].set_index("layer").reindex(order)
+            x = np.arange(len(order))
+            mean, sd = rows["jaccard_random_mean"], rows["jaccard_random_sd"]
+            ax.fill_between(x, mean - 2 * sd, mean + 2 * sd, color="0.85", label="random sets (mean ± 2 SD)")
+            ax.plot(x, mean, color="0.5", lw=1)
+            ax.plot(x, rows["jaccard"], marker="o", color=COLOURS[category] if row == 0 else "0.3",
+                    ls="-" if row == 0 else "--", label=f"observed ({label})")
+            for xi, (value, significant) in enumerate(zip(rows["jaccard"], rows["significant"])):
+                if significant:
+                    ax.text(xi, value + 0.01, "*", ha="center", fontsize=12, color=COLOURS[category])
+            _layer_axis(ax, order)
+            ax.set_title(f"{category} units ({label})", fontsize=10)
+            ax.grid(alpha=0.3)
+        axes[row, 0].set_ylabel("Jaccard index of the two\nsides' preferring units")
+        axes[row, 0].legend(fontsize=7, frameon=False, loc="upper left")
+    fig.suptitle(f"Overlap of unit sets vs random sets of the same sizes (* BH q < {alpha})", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -145,7 +145,7 @@ def selectivity_stage(run: str | Path, options: SelectivityOptions | None = None
         update_config(run / "control", selectivity={**dataclasses.asdict(options), "pair_note": control.pair_note})
     folder = run / "figures"
     figures.tuning_quality(result.layers, folder / "tuning_quality.png", control.layers if control else None)
-    figures.overlap(result.overlap, folder / "overlap.png", control.overlap if control else None)
+    figures.overlap(result.overlap, folder / "overlap.png", control.overlap if control else None, options.alpha)
     figures.selective_fraction(result.overlap, folder / "selective_fraction.png", control.overlap if control else None)
     figures.example_neurons(result.examples, result.top_images, folder / "example_neurons.png")
     if result.confounds is not None:

@@ -72,6 +72,19 @@ def stratified_folds(labels: np.ndarray, folds: int, rng: np.random.Generator) -
     return fold
 
 
+def ledoit_wolf_shrinkage(centred: np.ndarray) -> float:
+    """Ledoit & Wolf's (2004) optimal shrinkage of the sample covariance of centred data [n, p]
+    towards (trace/p) * identity: min(b2, d2) / d2 with d2 = ||S - mI||^2 and
+    b2 = (1/n^2) sum_i ||x_i x_i^T - S||^2 (squared Frobenius norms)."""
+    n, p = centred.shape
+    sample = centred.T @ centred / n
+    target = np.trace(sample) / p
+    distance = np.sum((sample - target * np.eye(p)) ** 2)
+    # sum_i ||x_i x_i^T - S||^2 = sum_i ||x_i||^4 - n ||S||^2, since sum_i x_i^T S x_i = n ||S||^2
+    spread = (np.sum(np.sum(centred ** 2, axis=1) ** 2) - n * np.sum(sample ** 2)) / n ** 2
+    return 1.0 if distance <= 0 else float(np.clip(spread / distance, 0.0, 1.0))
+
+
 def _shrinkage_lda(x: np.ndarray, codes: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Linear discriminant analysis with equal priors and a Ledoit-Wolf shrunk pooled covariance.
 
@@ -81,12 +94,10 @@ def _shrinkage_lda(x: np.ndarray, codes: np.ndarray, n_classes: int) -> tuple[np
     """
     means = np.stack([x[codes == c].mean(axis=0) for c in range(n_classes)])
     centred = x - means[codes]
-    n, p = centred.shape
-    sample = centred.T @ centred / n
+    p = centred.shape[1]
+    sample = centred.T @ centred / len(centred)
     target = np.trace(sample) / p
-    distance = np.sum((sample - target * np.eye(p)) ** 2)
-    spread = (np.sum(np.sum(centred ** 2, axis=1) ** 2) - n * np.sum(sample ** 2)) / n ** 2
-    shrinkage = 1.0 if distance <= 0 else float(np.clip(spread / distance, 0.0, 1.0))
+    shrinkage = ledoit_wolf_shrinkage(centred)
     covariance = (1 - shrinkage) * sample + shrinkage * target * np.eye(p)
     covariance += 1e-9 * max(target, 1e-12) * np.eye(p)
     weights = np.linalg.solve(covariance, means.T)
