@@ -174,7 +174,8 @@ def test_extract_stage_writes_the_run_folder(small_set, tmp_path):
     assert len(config["datasets"]["a"]["ratings_sha256"]) == 64 and config["environment"]["torch"]
     assert (run / "stimuli.csv").read_text().count("\n") == 9
     (run / "units.csv").write_text("stale")
-    extract_stage(options, tmp_path / "run", progress=False)
-    assert (run / "units.csv").exists()                       # same options: later outputs still valid
+    extract_stage(ExtractOptions(**{**options.__dict__, "batch_size": 3}), tmp_path / "run", progress=False)
+    assert (run / "units.csv").exists()                       # same stimuli and network: later outputs still valid
+    assert not list(run.rglob(".*tmp*"))
     extract_stage(ExtractOptions(**{**options.__dict__, "limit": 3}), tmp_path / "run", progress=False)
     assert not (run / "units.csv").exists()                   # other options: stale outputs removed

@@ -71,7 +71,12 @@ def _clear_stale(run: Path, options: ExtractOptions) -> None:
     if not config_path.is_file():
         return
     old = read_config(run).get("extract")
-    if old is None or ExtractOptions.from_dict(old).as_dict() == options.as_dict():
+    execution = ("batch_size", "device", "workers", "cache")   # how, not what: the numbers do not change
+
+    def what(data: dict) -> dict:
+        return {k: v for k, v in data.items() if k not in execution}
+
+    if old is None or what(ExtractOptions.from_dict(old).as_dict()) == what(options.as_dict()):
         return
     for name in DOWNSTREAM + ["responses"]:
         path = run / name

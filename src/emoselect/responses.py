@@ -174,55 +174,73 @@ class Responses:
     image_stats: pd.DataFrame
 
 
+def _assemble(rows: pd.DataFrame, store: ResponseStore, folder: Path | None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """One dataset's arrays {part: [n_images, width]}, filled picture by picture from the store
+    (into .npy files under ``folder`` when given, so memory stays bounded); also the SHA-1s whose
+    entries could not be read."""
+    arrays, unreadable = {}, []
+    for name, width in store.layout:
+        shape = (len(rows), width)
+        if folder is None:
+            arrays[name] = np.empty(shape, np.float32)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            arrays[name] = np.lib.format.open_memmap(folder / f".{name}.{os.getpid()}.tmp.npy", "w+", np.float32, shape)
+    for i, sha1 in enumerate(rows["sha1"]):
+        vector = store.get(sha1)
+        if vector is None:
+            unreadable.append(sha1)
+            continue
+        for name, part in store.split(vector[None, :]).items():
+            arrays[name][i] = part[0]
+    return arrays, unreadable
+
+
+def _publish(arrays: dict[str, np.ndarray], folder: Path | None) -> dict[str, np.ndarray]:
+    """Move finished temporary .npy files to their names (atomically) and reopen them read-only."""
+    if folder is None:
+        return arrays
+    out = {}
+    for name, array in arrays.items():
+        array.flush()
+        temporary = Path(array.filename)
+        del array
+        os.replace(temporary, folder / f"{name}.npy")
+        out[name] = np.load(folder / f"{name}.npy", mmap_mode="r")
+    return out
+
+
 def extract(stimuli: Stimuli, network: Network, run: str | Path | None = None, cache_dir: str | Path | None = None,
             batch_size: int = 32, device: str = "auto", workers: int | None = None,
             progress: bool = True) -> dict[str, Responses]:
     """Responses of every dataset in ``stimuli``: computed where not cached, then assembled.
 
-    With ``run``, also writes the run folder's ``responses/`` (see module docstring).
+    With ``run``, the arrays are written to the run folder's ``responses/`` (see module docstring)
+    and returned memory-mapped from there.
     """
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     store = ResponseStore(cache_dir / "responses" / response_key(network), network)
-    vectors: dict[str, np.ndarray] = {}
-    for _ in range(2):   # a second round recomputes entries found unreadable in the first
-        compute_missing(stimuli, network, store, batch_size, device, workers, progress)
-        for sha1 in stimuli.table["sha1"].unique():
-            vector = vectors.get(sha1)
-            vector = store.get(sha1) if vector is None else vector
-            if vector is None:
-                store.path(sha1).unlink(missing_ok=True)
-            else:
-                vectors[sha1] = vector
-        if len(vectors) == stimuli.table["sha1"].nunique():
-            break
-    else:
-        raise InputError(f"the response cache in {store.folder} cannot be written or read back")
     results = {}
     for dataset in stimuli.datasets:
         rows = stimuli.of(dataset)
-        parts = store.split(np.stack([vectors[s] for s in rows["sha1"]]))
-        stats = pd.DataFrame(parts.pop("image_stats"), columns=list(IMAGE_STATISTICS))
-        readout = parts.pop(network.readout_site)
-        results[dataset] = Responses(dataset, {k: np.ascontiguousarray(v) for k, v in parts.items()},
-                                     network.readout_site, np.ascontiguousarray(readout), stats)
-        if run is not None:
-            write_responses(results[dataset], Path(run))
+        folder = Path(run) / "responses" / dataset if run is not None else None
+        for _ in range(2):   # a second round recomputes entries found unreadable in the first
+            compute_missing(stimuli, network, store, batch_size, device, workers, progress)
+            arrays, unreadable = _assemble(rows, store, folder)
+            if not unreadable:
+                break
+            for sha1 in unreadable:
+                store.path(sha1).unlink(missing_ok=True)
+        else:
+            raise InputError(f"the response cache in {store.folder} cannot be written or read back")
+        arrays = _publish(arrays, folder)
+        stats = pd.DataFrame(np.asarray(arrays.pop("image_stats")), columns=list(IMAGE_STATISTICS))
+        if folder is not None:
+            (folder / "image_stats.npy").unlink()
+            stats.to_csv(folder / "image_stats.csv", index=False)
+        readout = arrays.pop(network.readout_site)
+        results[dataset] = Responses(dataset, arrays, network.readout_site, readout, stats)
     return results
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-    np.save(temporary, array)
-    os.replace(temporary, path)
-
-
-def write_responses(responses: Responses, run: Path) -> None:
-    folder = Path(run) / "responses" / responses.dataset
-    folder.mkdir(parents=True, exist_ok=True)
-    for site, array in responses.sites.items():
-        _save_atomic(folder / f"{site}.npy", array)
-    _save_atomic(folder / f"{responses.readout_site}.npy", responses.readout)
-    responses.image_stats.to_csv(folder / "image_stats.csv", index=False)
 
 
 def load_responses(run: str | Path, dataset: str, sites: list[str], readout_site: str | None = None) -> Responses:
