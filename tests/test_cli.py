@@ -82,6 +82,11 @@ def test_manipulate_stage_writes_all_outputs_and_resumes_from_its_cache(tmp_path
         assert (run / name).is_file(), name
     manipulation = pd.read_csv(run / "manipulation.csv")
     assert set(manipulation["kind"]) >= {"intact", "gain", "lesion"}
+    assert set(manipulation["readout_site"]) == {"classifier.3-input"}
+    intact = manipulation[manipulation["kind"] == "intact"].merge(pd.read_csv(run / "readout.csv"),
+                                                                  left_on=["emotion", "split"], right_on=["emotion", "split"])
+    assert len(intact) == 12                       # the engine's intact network = the heads on the cached features
+    assert (intact["f1_x"] == intact["f1_y"]).all() and (intact["accuracy_x"] == intact["accuracy_y"]).all()
     cached = sorted((run / "cache" / "manipulation").glob("*.npy"))
     assert cached
     stamps = [p.stat().st_mtime_ns for p in cached]

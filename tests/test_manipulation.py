@@ -188,3 +188,18 @@ def test_scoring_best_beta_on_val_and_rank_p_values():
     assert summary["p_enhance"] == pytest.approx(1 / 3) and summary["n_random"] == 2
     lesion = manipulation[manipulation["kind"] == "lesion"]
     assert set(lesion["beta"]) == {0.0} and set(lesion["units"]) == {"selective", "random"}
+
+
+def test_profiles_resolve_by_device_and_explicit_values_win():
+    sites = [f"s{i}" for i in range(13)]
+    quick = ManipulationOptions().resolved(sites, torch.device("cpu"))
+    assert quick == (sites[-4:], [0.0, 0.5, 1.0, 2.0, 4.0], 2)
+    layers, betas, repeats = ManipulationOptions().resolved(sites, torch.device("cuda"))
+    assert layers == sites and len(betas) == 51 and betas[-1] == 5.0 and repeats == 10
+    assert ManipulationOptions(profile="paper", layers=["s3"], betas=[3], repeats=5).resolved(sites) == (["s3"], [0.0, 1.0, 3.0], 5)
+    from emoselect.problems import InputError
+
+    with pytest.raises(InputError, match="not probe sites"):
+        ManipulationOptions(layers=["x"]).resolved(sites)
+    with pytest.raises(InputError, match=">= 0"):
+        ManipulationOptions(betas=[-1]).resolved(sites)

@@ -45,7 +45,7 @@ def test_vgg16_responses_equal_a_plain_forward_pass(oasis_dir, vgg_weights, tmp_
     network = load_network("vgg16", str(vgg_weights))
     responses = extract(stimuli, network, cache_dir=tmp_path, progress=False, batch_size=2, workers=0)["oasis"]
     x = torchvision_input(stimuli.table["path"])
-    expected, names, block, index = {}, [], 1, 0
+    expected, block, index = {}, 1, 0
     with torch.inference_mode():
         for layer in network.model.features:
             x = layer(x)

@@ -171,7 +171,7 @@ def test_p_values_are_uniform_on_null_data():
     _, p_rho = spearman_columns(data, rng.normal(size=90))
     assert scipy_stats.kstest(p_rho, "uniform").pvalue > 0.01
     overlap_p = []
-    for i in range(300):   # two unrelated 'datasets': overlap p-values of independent preferences
+    for _ in range(300):   # two unrelated 'datasets': overlap p-values of independent preferences
         a, b = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
         observed = jaccard(a == 0, b == 0)
         overlap_p.append(exceedance_p_value(observed, random_jaccard(200, (a == 0).sum(), (b == 0).sum(), 999, rng)))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from .problems import InputError, problems_table
 
@@ -160,8 +159,9 @@ def cmd_selectivity(args) -> None:
 
 def _manipulation_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("readout heads and manipulations")
-    group.add_argument("--profile", choices=["quick", "paper"], default="quick",
-                       help="quick: 4 deepest layers, betas 0 0.5 1 2 4, 2 random repeats (CPU); paper: all layers, 0..5 step 0.1, 10 repeats")
+    group.add_argument("--profile", choices=["auto", "quick", "paper"], default="auto",
+                       help="quick: 4 deepest layers, betas 0 0.5 1 2 4, 2 random repeats; paper: all layers, "
+                            "betas 0..5 step 0.1, 10 repeats; auto (default): paper on a GPU, quick on a CPU")
     group.add_argument("--layers", nargs="+", help="layers to manipulate (overrides the profile)")
     group.add_argument("--betas", nargs="+", type=float, help="gain values (overrides the profile; 0 and 1 always included)")
     group.add_argument("--repeats", type=int, help="random unit sets per layer and emotion (overrides the profile)")

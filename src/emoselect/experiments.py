@@ -35,11 +35,11 @@ class ManipulationOptions:
 
     ``profile`` sets defaults for ``layers`` (quick: the 4 deepest sites; paper: all), ``betas``
     (quick: 0, 0.5, 1, 2, 4; paper: 0 to 5 in steps of 0.1) and ``repeats`` (quick 2, paper 10);
-    explicit values override. ``random_from``: ``all`` units of the layer or only ``nonselective``
+    explicit values override. ``auto`` (the default) is ``paper`` on a GPU and ``quick`` on a CPU. ``random_from``: ``all`` units of the layer or only ``nonselective``
     ones. ``transfer``: also test each dataset's heads on the other datasets.
     """
 
-    profile: str = "quick"
+    profile: str = "auto"
     layers: list[str] | None = None
     betas: list[float] | None = None
     repeats: int | None = None
@@ -52,17 +52,23 @@ class ManipulationOptions:
     alpha: float = 0.05
     seed: int = 0
 
-    def resolved(self, sites: list[str]) -> tuple[list[str], list[float], int]:
+    def profile_for(self, device) -> str:
+        """The profile in force on ``device`` (a torch.device): ``auto`` resolves by device type."""
+        if self.profile != "auto":
+            return self.profile
+        return "paper" if getattr(device, "type", str(device)) == "cuda" else "quick"
+
+    def resolved(self, sites: list[str], device="cpu") -> tuple[list[str], list[float], int]:
         """(layers, betas, repeats) after applying the profile's defaults."""
         from .problems import InputError
 
-        if self.profile not in PROFILES:
-            raise InputError(f"unknown profile {self.profile!r}; use {', '.join(PROFILES)}")
+        if self.profile != "auto" and self.profile not in PROFILES:
+            raise InputError(f"unknown profile {self.profile!r}; use auto, {', '.join(PROFILES)}")
         if self.random_from not in ("all", "nonselective"):
             raise InputError(f"random_from must be 'all' or 'nonselective', got {self.random_from!r}")
         if self.gain_form not in ("channels", "tuning"):
             raise InputError(f"gain_form must be 'channels' or 'tuning', got {self.gain_form!r}")
-        profile = PROFILES[self.profile]
+        profile = PROFILES[self.profile_for(device)]
         layers = self.layers or (sites[-profile["layers"]:] if profile["layers"] else list(sites))
         unknown = [layer for layer in layers if layer not in sites]
         if unknown:

@@ -112,11 +112,17 @@ def inspect_dataset(path: str | Path, fmt: str | None = None, scale: str | None 
 
 
 
-def load_run(run: str | Path) -> tuple[Stimuli, dict, dict[str, Responses]]:
-    """A run folder's stimuli, config and responses (tuning sites only; readout features on demand)."""
+def extracted_config(run: str | Path) -> dict:
+    """A run folder's config.yaml, which must hold what `extract` recorded about the network."""
     config = read_config(run)
     if "network" not in config:
         raise InputError(f"{Path(run) / 'config.yaml'} has no network section: run `emoselect extract` first")
+    return config
+
+
+def load_run(run: str | Path) -> tuple[Stimuli, dict, dict[str, Responses]]:
+    """A run folder's stimuli, config and responses (tuning sites only; readout features on demand)."""
+    config = extracted_config(run)
     stimuli = read_stimuli(run)
     sites = list(config["network"]["sites"])
     responses = {d: load_responses(run, d, sites) for d in stimuli.datasets}
@@ -195,13 +201,14 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
     run = Path(run)
     extract = extract_options(run)
     options = options or ManipulationOptions(seed=extract.seed)
-    stimuli, config, _ = load_run(run)
+    stimuli, config = read_stimuli(run), extracted_config(run)
     sites = list(config["network"]["sites"])
-    layers, betas, repeats = options.resolved(sites)
+    device = pick_device(extract.device)
+    layers, betas, repeats = options.resolved(sites, device)
     selective = _read_table(run, "selective.csv", "selectivity")
     tuning = _read_table(run, "units.csv", "selectivity") if options.gain_form == "tuning" else None
     network = build_network(extract)
-    network.to(pick_device(extract.device))
+    network.to(device)
     if network.readout_site != config["network"]["readout_site"]:
         raise InputError(f"the network now reads out at {network.readout_site}, the run's responses at "
                          f"{config['network']['readout_site']}: rerun `emoselect extract`")
@@ -234,17 +241,18 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
     tables = [score_conditions(plans[layer], np.concatenate(margins[layer], axis=1), heads, evaluated, options.transfer)
               for layer in layers]
     manipulation = pd.concat(tables, ignore_index=True)
-    manipulation.to_csv(run / "manipulation.csv", index=False)
     summary = summarise(manipulation, options.alpha)
-    summary.to_csv(run / "manipulation_summary.csv", index=False)
     table1 = table_one(summary, manipulation)
-    table1.to_csv(run / "table1.csv", index=False)
+    for name, table in (("manipulation.csv", manipulation), ("manipulation_summary.csv", summary), ("table1.csv", table1)):
+        table["readout_site"] = network.readout_site
+        table.to_csv(run / name, index=False)
     folder = run / "figures"
     figures.attention_change(summary, folder / "attention_change.png", options.alpha)
     figures.attention_curves(manipulation, folder / "attention_curves.png")
     figures.lesion(summary, folder / "lesion.png", options.alpha)
     settings = dataclasses.asdict(options)
-    settings.update(layers=layers, betas=betas, repeats=repeats, readout_site=network.readout_site,
+    settings.update(profile=options.profile_for(device), layers=layers, betas=betas, repeats=repeats,
+                    readout_site=network.readout_site,
                     engine="suffix" if network.stages is not None else "full forward (no stage chain)",
                     engine_seconds=round(seconds, 1))
     update_config(run, manipulation=settings)

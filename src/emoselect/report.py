@@ -84,7 +84,8 @@ def _manipulation_section(run: Path, config: dict) -> list[str]:
              _table(readout[readout["split"] == "test"][["dataset", "emotion", "site", "best_epoch", "f1", "accuracy",
                                                          "balanced_accuracy", "n"]]),
              "<h2>Attention gain and lesion</h2>",
-             f"<p>Layers {', '.join(settings.get('layers', []))}; betas {settings.get('betas', '')}; "
+             f"<p>Profile {settings.get('profile', '')}: layers {', '.join(settings.get('layers', []))}; "
+             f"betas {settings.get('betas', '')}; "
              f"{settings.get('repeats', '')} random sets per layer and emotion; engine: {settings.get('engine', '')}.</p>",
              "<h3>Table 1 (test split; layer and beta chosen on the validation split)</h3>", _table(table1),
              _figure(run, "attention_change.png", "Change of test F1 with the best gain: selective vs random units."),

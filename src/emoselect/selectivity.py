@@ -332,7 +332,7 @@ def _examples(site: str, groups: list[Group], data: list[np.ndarray], tuned: lis
     """The strongest selective unit per category at ``site``: tuning curves and top-image valences."""
     rows, top_images = [], {}
     here = selective[selective["layer"] == site]
-    for k, category in enumerate(CATEGORY_ORDER):
+    for category in CATEGORY_ORDER:
         candidates = here[here["category"] == category]
         if candidates.empty:
             continue
@@ -402,7 +402,7 @@ def analyse(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str],
         n_units = data[0].shape[1]
         for k, category in enumerate(CATEGORY_ORDER):
             members = []
-            for z, preferred, si, kept, significant, *_ in tuned:
+            for _, preferred, _, kept, significant, *_ in tuned:
                 member = (preferred == k) & kept
                 members.append(member & significant if options.require_significant else member)
             both = members[0] & members[1]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .formats import parse_scale, read_ratings, read_text
+from .formats import read_ratings, read_text
 from .images import ImageProblem, file_digest, load_rgb
 from .problems import InputError, Problem
 
@@ -297,8 +297,3 @@ def read_stimuli(run: Path) -> Stimuli:
             stimuli.formats[name] = entry.get("format", "")
             stimuli.sources[name] = entry.get("ratings_file", "")
     return stimuli
-
-
-def parse_scales(values: dict[str, str]) -> dict[str, tuple[float, float]]:
-    """{name: 'LOW-HIGH'} -> {name: (low, high)}."""
-    return {name: parse_scale(text) for name, text in values.items()}
