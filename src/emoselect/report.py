@@ -20,7 +20,7 @@ table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1em; }
 th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; } th { background: #f4f4f4; }
 td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
-.note { color: #555; font-size: .9em; } pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: .8em; }
+.wide { overflow-x: auto; } .note { color: #555; font-size: .9em; } pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: .8em; }
 """
 
 
@@ -28,7 +28,7 @@ def _table(frame: pd.DataFrame, digits: int = 3, limit: int = 60) -> str:
     shown = frame.head(limit).copy()
     for column in shown.select_dtypes("float").columns:
         shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}g}" if abs(v) < 1e-3 and v else f"{v:.{digits}f}")
-    text = shown.to_html(index=False, escape=True, border=0)
+    text = f'<div class="wide">{shown.to_html(index=False, escape=True, border=0)}</div>'
     if len(frame) > limit:
         text += f'<p class="note">first {limit} of {len(frame)} rows; the full table is in the CSV file.</p>'
     return text
@@ -57,10 +57,12 @@ def _selectivity_section(run: Path, config: dict) -> list[str]:
              _figure(run, "selective_fraction.png", "Share of units selective per category and layer."),
              _figure(run, "example_neurons.png", "Strongest selective unit per category: tuning curves and valence of its top images.")]
     quality = layers.pivot(index="layer", columns="dataset", values="tuning_quality").reindex(list(dict.fromkeys(layers["layer"])))
+    quality.columns.name = None
     parts += ["<h3>Tuning quality (mean over units of max |z|)</h3>", _table(quality.reset_index())]
     control = _csv(run / "control", "layers.csv")
     if control is not None:
         c_quality = control.pivot(index="layer", columns="dataset", values="tuning_quality").reindex(quality.index)
+        c_quality.columns.name = None
         parts += ["<h3>Random-init control: tuning quality</h3>", _table(c_quality.reset_index())]
     columns = ["layer", "category", "n_units", "n_a", "n_b", "n_selective", "jaccard", "jaccard_random_mean", "p_value", "q_value"]
     parts += ["<h3>Overlap vs chance</h3>", _table(overlap[columns], limit=100)]
