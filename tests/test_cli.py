@@ -69,8 +69,8 @@ def test_manipulate_stage_writes_all_outputs_and_resumes_from_its_cache(tmp_path
 
     make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
     run = tmp_path / "run"
-    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small",
-                 "--weights", "random", "--workers", "0", "--out", str(run)]) == 0
+    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", "--dataset", f"t={tmp_path / 'set'}",
+                 "--model", "mobilenet_v3_small", "--weights", "random", "--workers", "0", "--out", str(run)]) == 0
     assert main(["-q", "selectivity", str(run), "--draws", "100"]) == 0
     arguments = ["-q", "manipulate", str(run), "--layers", "features.9.block.0.2", "features.12.2",
                  "--betas", "0", "2", "--repeats", "2", "--epochs", "3"]
@@ -78,14 +78,15 @@ def test_manipulate_stage_writes_all_outputs_and_resumes_from_its_cache(tmp_path
     out = capsys.readouterr().out
     assert "Table 1" in out and "readout heads at classifier.3-input" in out
     for name in ("readout.csv", "manipulation.csv", "manipulation_summary.csv", "table1.csv", "heads.npz",
-                 "figures/attention_change.png", "figures/attention_curves.png", "figures/lesion.png"):
+                 "figures/attention_change.png", "figures/attention_curves.png", "figures/lesion.png", "figures/transfer.png"):
         assert (run / name).is_file(), name
     manipulation = pd.read_csv(run / "manipulation.csv")
     assert set(manipulation["kind"]) >= {"intact", "gain", "lesion"}
     assert set(manipulation["readout_site"]) == {"classifier.3-input"}
     intact = manipulation[manipulation["kind"] == "intact"].merge(pd.read_csv(run / "readout.csv"),
                                                                   left_on=["emotion", "split"], right_on=["emotion", "split"])
-    assert len(intact) == 12                       # the engine's intact network = the heads on the cached features
+    intact = intact[(intact["train_dataset"] == intact["dataset"]) & (intact["test_dataset"] == intact["dataset"])]
+    assert len(intact) == 24                       # the engine's intact network = the heads on the cached features
     assert (intact["f1_x"] == intact["f1_y"]).all() and (intact["accuracy_x"] == intact["accuracy_y"]).all()
     cached = sorted((run / "cache" / "manipulation").glob("*.npy"))
     assert cached
@@ -93,6 +94,8 @@ def test_manipulate_stage_writes_all_outputs_and_resumes_from_its_cache(tmp_path
     assert main(arguments) == 0                                  # a rerun is served from the cache
     assert [p.stat().st_mtime_ns for p in cached] == stamps
     pd.testing.assert_frame_equal(pd.read_csv(run / "manipulation.csv"), manipulation)
+    transfer = manipulation[manipulation["train_dataset"] != manipulation["test_dataset"]]
+    assert set(zip(transfer["train_dataset"], transfer["test_dataset"])) == {("s", "t"), ("t", "s")}
     assert main(["-q", "manipulate", str(run), "--layers", "conv9_9"]) == 2
 
 
@@ -118,3 +121,32 @@ def test_run_does_everything_with_a_control_and_writes_the_report(tmp_path, caps
         assert text in page, text
     for figure in (run / "figures").glob("*.png"):
         assert f"figures/{figure.name}" in page
+
+
+def test_interrupted_manipulations_resume_at_the_first_unfinished_chunk(tmp_path, monkeypatch):
+    import numpy as np
+
+    from emoselect import pipeline
+
+    make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
+    run = tmp_path / "run"
+    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small",
+                 "--weights", "random", "--workers", "0", "--out", str(run)]) == 0
+    assert main(["-q", "selectivity", str(run), "--draws", "20"]) == 0
+    arguments = ["-q", "manipulate", str(run), "--layers", "features.12.2", "--betas", "0", "--repeats", "1",
+                 "--epochs", "1", "--chunk-images", "4"]     # 18 validation and test pictures: 5 chunks
+    calls, real, stopped = [], pipeline.evaluate, []
+
+    def stop_at_third(*args, **kwargs):
+        calls.append(len(args[1]))
+        if len(calls) == 3 and not stopped:
+            stopped.append(True)
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "evaluate", stop_at_third)
+    assert main(arguments) == 130
+    assert not (run / "manipulation.csv").exists()
+    calls.clear()
+    assert main(arguments) == 0
+    assert calls == [4, 4, 2]                      # chunks 3, 4 and 5 only (the third was interrupted)

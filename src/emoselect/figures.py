@@ -163,15 +163,19 @@ def confounds(table: pd.DataFrame, path: Path) -> Path:
 
 
 def _selective_vs_random_bars(summary: pd.DataFrame, path: Path, selective: pd.Series, random: pd.Series, q: str,
-                              alpha: float, ylabel: str, title: str, labels: tuple[str, str], intact: bool) -> Path:
-    """Bars per layer (selective in the emotion's colour, random grey), one row per dataset and one
-    column per emotion, heads tested on their own dataset; * marks BH q < alpha."""
+                              alpha: float, ylabel: str, title: str, labels: tuple[str, str], intact: bool,
+                              transfer: bool = False) -> Path:
+    """Bars per layer (selective in the emotion's colour, random grey), one row per dataset pair and
+    one column per emotion; heads tested on their own dataset, or with ``transfer`` on the others
+    (the paper's Fig. 4C); * marks BH q < alpha."""
     own = summary["train_dataset"] == summary["test_dataset"]
-    datasets = list(dict.fromkeys(summary.loc[own, "train_dataset"])) or [""]
-    fig, axes = plt.subplots(len(datasets), 3, figsize=(12, 3.3 * len(datasets)), squeeze=False, sharey="row")
-    for r, dataset in enumerate(datasets):
+    chosen = ~own if transfer else own
+    pairs = list(dict.fromkeys(zip(summary.loc[chosen, "train_dataset"], summary.loc[chosen, "test_dataset"]))) or [("", "")]
+    fig, axes = plt.subplots(len(pairs), 3, figsize=(12, 3.3 * len(pairs)), squeeze=False, sharey="row")
+    for r, (train, test) in enumerate(pairs):
         for ax, category in zip(axes[r], CATEGORIES):
-            rows = own & (summary["train_dataset"] == dataset) & (summary["emotion"] == category)
+            rows = (chosen & (summary["train_dataset"] == train) & (summary["test_dataset"] == test)
+                    & (summary["emotion"] == category))
             order = list(summary.loc[rows, "layer"])
             x = np.arange(len(order))
             ax.bar(x - 0.2, selective[rows], 0.4, color=COLOURS[category], label=labels[0])
@@ -184,7 +188,7 @@ def _selective_vs_random_bars(summary: pd.DataFrame, path: Path, selective: pd.S
                 if qv < alpha:
                     ax.text(xi - 0.2, value, "*", ha="center", va="bottom", fontsize=12)
             _layer_axis(ax, order)
-            ax.set_title(f"{dataset}: {category}", fontsize=9)
+            ax.set_title(f"{train} heads on {test}: {category}" if transfer else f"{train}: {category}", fontsize=9)
             ax.grid(alpha=0.3, axis="y")
         axes[r, 0].set_ylabel(ylabel)
     axes[0, 0].legend(fontsize=7, frameon=False)
@@ -200,6 +204,16 @@ def attention_change(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> 
                                      "% change in test F1\n(best gain, chosen on val)",
                                      "Attention gain on emotion-selective vs random units",
                                      ("selective units", "random units (mean)"), intact=False)
+
+
+def transfer(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
+    """Cross-dataset transfer (the paper's Fig. 4C): heads trained on one dataset, tested on another,
+    % change of test F1 with the best gain on selective vs random units."""
+    random_change = 100 * (summary["random_enhanced_f1"] - summary["original_f1"]) / summary["original_f1"]
+    return _selective_vs_random_bars(summary, path, summary["enhanced_change_pct"], random_change, "q_enhance", alpha,
+                                     "% change in test F1\n(best gain, chosen on val)",
+                                     "Cross-dataset transfer: attention gain with heads tested on the other dataset",
+                                     ("selective units", "random units (mean)"), intact=False, transfer=True)
 
 
 def lesion(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:

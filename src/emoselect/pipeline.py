@@ -250,6 +250,8 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
     figures.attention_change(summary, folder / "attention_change.png", options.alpha)
     figures.attention_curves(manipulation, folder / "attention_curves.png")
     figures.lesion(summary, folder / "lesion.png", options.alpha)
+    if (summary["train_dataset"] != summary["test_dataset"]).any():
+        figures.transfer(summary, folder / "transfer.png", options.alpha)
     settings = dataclasses.asdict(options)
     settings.update(profile=options.profile_for(device), layers=layers, betas=betas, repeats=repeats,
                     readout_site=network.readout_site,

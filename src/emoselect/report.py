@@ -92,6 +92,7 @@ def _manipulation_section(run: Path, config: dict) -> list[str]:
              "<h3>Table 1 (test split; layer and beta chosen on the validation split)</h3>", _table(table1),
              _figure(run, "attention_change.png", "Change of test F1 with the best gain: selective vs random units."),
              _figure(run, "lesion.png", "Test F1 after lesioning selective vs random units."),
+             _figure(run, "transfer.png", "Cross-dataset transfer: heads tested on the other dataset."),
              _figure(run, "attention_curves.png", "Test F1 against beta, per layer.")]
     if summary is not None:
         parts += ["<h3>Per layer</h3>", _table(summary, limit=200)]
