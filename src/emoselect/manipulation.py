@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .images import normalise
-from .network import Network, _StopForward
+from .images import load_rgb, normalise, to_tensor
+from .network import Network, record
 from .readout import Head
 
 
@@ -196,42 +196,24 @@ def evaluate(network: Network, pictures, plan: dict[str, np.ndarray], heads: lis
 @torch.inference_mode()
 def evaluate_naive(network: Network, pictures, plan: dict[str, np.ndarray], heads: list[Head], batch: int = 32,
                    progress: bool = False) -> dict[str, np.ndarray]:
-    """The plain way: for each condition, a full forward pass with a hook scaling the site's output,
-    stopped at the readout layer. Same inputs and output as :func:`evaluate`."""
+    """The plain way: for each condition, a full forward pass (stopped at the readout layer) with a
+    hook scaling the site's output. Same inputs and output as :func:`evaluate`."""
     device = network.device
     weight, bias = _margin_weights(heads, device)
-    captured = {}
-
-    def stop(module, args):
-        captured["x"] = args[0].flatten(1)
-        raise _StopForward
-
-    handle = network.module(network.readout_layer).register_forward_pre_hook(stop)
     results = {}
-    try:
-        for site, gains in plan.items():
-            per_condition = []
-            for g in tqdm(gains, desc=f"naive {site}", disable=not progress, leave=False):
-                holder = {"g": torch.as_tensor(g, dtype=torch.float32, device=device)[None, :, None, None]}
-                margins = []
-                with _scaling_hook(network.module(network.sites[site]), holder):
-                    for images in _chunks(pictures, batch):
-                        try:
-                            network.model(images.to(device))
-                        except _StopForward:
-                            pass
-                        margins.append((captured["x"] @ weight + bias).float().cpu())
-                per_condition.append(torch.cat(margins).numpy())
-            results[site] = np.stack(per_condition)
-    finally:
-        handle.remove()
+    for site, gains in plan.items():
+        per_condition = []
+        for g in tqdm(gains, desc=f"naive {site}", disable=not progress, leave=False):
+            holder = {"g": torch.as_tensor(g, dtype=torch.float32, device=device)[None, :, None, None]}
+            with _scaling_hook(network.module(network.sites[site]), holder):
+                features = [record(network, images.to(device), sites=[])[1] for images in _chunks(pictures, batch)]
+            per_condition.append((torch.cat(features) @ weight + bias).float().cpu().numpy())
+        results[site] = np.stack(per_condition)
     return results
 
 
-def load_pictures(paths: list[str], network: Network, workers: int = 0) -> torch.Tensor:
+def load_pictures(paths: list[str], network: Network) -> torch.Tensor:
     """The pictures as one normalised tensor [n, 3, crop, crop] (float32, CPU)."""
-    from .images import load_rgb, to_tensor
-
     tensors = [to_tensor(load_rgb(p)[0], network.prep) for p in paths]
     return normalise(torch.stack(tensors), network.prep)
 
