@@ -179,3 +179,14 @@ def test_extract_stage_writes_the_run_folder(small_set, tmp_path):
     assert not list(run.rglob(".*tmp*"))
     extract_stage(ExtractOptions(**{**options.__dict__, "limit": 3}), tmp_path / "run", progress=False)
     assert not (run / "units.csv").exists()                   # other options: stale outputs removed
+
+
+def test_grayscale_option_shows_the_network_gray_pictures(small_set, tmp_path):
+    stimuli = build_stimuli({"s": small_set}, progress=False)
+    colour = extract(stimuli, load_network("mobilenet_v3_small", "random"), cache_dir=tmp_path, progress=False, workers=0)
+    gray = extract(stimuli, load_network("mobilenet_v3_small", "random", grayscale=True), cache_dir=tmp_path,
+                   progress=False, workers=0)
+    assert (colour["s"].image_stats["colourfulness"] > 1).all()
+    np.testing.assert_allclose(gray["s"].image_stats["colourfulness"], 0.0, atol=1e-3)
+    site = list(colour["s"].sites)[0]
+    assert not np.allclose(colour["s"].sites[site], gray["s"].sites[site])
