@@ -27,13 +27,13 @@ from tqdm.auto import tqdm
 
 from .images import load_rgb, normalise, to_tensor
 from .network import Network, record
-from .readout import Head
+from .readout import Head, margin_weights
 
 
-def _margin_weights(heads: list[Head], device) -> tuple[torch.Tensor, torch.Tensor]:
-    weight = torch.tensor(np.stack([h.weight[1] - h.weight[0] for h in heads], axis=1), dtype=torch.float32, device=device)
-    bias = torch.tensor(np.array([h.bias[1] - h.bias[0] for h in heads]), dtype=torch.float32, device=device)
-    return weight, bias
+def _margins(heads: list[Head], device):
+    """The heads as a function: readout features [B, ...] -> margins [B, n_heads] (float32)."""
+    weight, bias = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in margin_weights(heads))
+    return lambda features: (features.flatten(1).float() @ weight + bias)
 
 
 def _site_stage(network: Network, site: str) -> tuple[int, bool]:
@@ -107,8 +107,9 @@ def _directions(gains: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, l
     return list(groups.values())
 
 
-def _suffix_linear(stages, index: int, j: int, base: torch.Tensor, gains: torch.Tensor, per_pass: int):
-    """Features for every condition, using that the first convolution after the site is linear:
+def _suffix_linear(stages, index: int, j: int, base: torch.Tensor, gains: torch.Tensor, per_pass: int, heads):
+    """Margins [n_conditions, n, n_heads] for every condition, using that the first convolution after
+    the site is linear:
     conv(g * p) = conv(p) + s * conv_without_bias(v * p) for g = 1 + s * v. The intact convolution is
     computed once per chunk, the second term once per direction (on its channels only), and each
     condition then costs one multiply-add instead of the convolution."""
@@ -123,24 +124,25 @@ def _suffix_linear(stages, index: int, j: int, base: torch.Tensor, gains: torch.
         for start in range(0, len(members), per_pass):
             batch = members[start:start + per_pass]
             pre = torch.stack([intact + scale * term if len(support) else intact for _, scale in batch])
-            features = _run(stages[j + 1:], pre.reshape(-1, *intact.shape[1:]))
-            for (c, _), value in zip(batch, features.reshape(len(batch), base.shape[0], -1)):
+            margins = heads(_run(stages[j + 1:], pre.reshape(-1, *intact.shape[1:])))
+            for (c, _), value in zip(batch, margins.reshape(len(batch), base.shape[0], -1)):
                 out[c] = value
     return torch.stack(out)
 
 
-def _suffix_scaled(stages, index: int, base: torch.Tensor, gains: torch.Tensor, per_pass: int) -> torch.Tensor:
-    """Features for every condition: scale the site's output ``base`` and run the rest of the chain."""
+def _suffix_scaled(stages, index: int, base: torch.Tensor, gains: torch.Tensor, per_pass: int, heads) -> torch.Tensor:
+    """Margins for every condition: scale the site's output ``base`` and run the rest of the chain."""
     out = []
     for start in range(0, len(gains), per_pass):
         g = gains[start:start + per_pass]
         scaled = (base.unsqueeze(0) * g[:, None, :, None, None]).reshape(-1, *base.shape[1:])
-        out.append(_run(stages[index + 1:], scaled).reshape(len(g), base.shape[0], -1))
+        out.append(heads(_run(stages[index + 1:], scaled)).reshape(len(g), base.shape[0], -1))
     return torch.cat(out)
 
 
-def _suffix_nested(network: Network, site: str, index: int, x: torch.Tensor, gains: torch.Tensor, per_pass: int):
-    """Features for every condition when the site lies inside stage ``index``: run that stage on the
+def _suffix_nested(network: Network, site: str, index: int, x: torch.Tensor, gains: torch.Tensor, per_pass: int,
+                   heads) -> torch.Tensor:
+    """Margins for every condition when the site lies inside stage ``index``: run that stage on the
     repeated input with a scaling hook on the site, then the rest of the chain."""
     out, n = [], x.shape[0]
     for start in range(0, len(gains), per_pass):
@@ -148,7 +150,7 @@ def _suffix_nested(network: Network, site: str, index: int, x: torch.Tensor, gai
         holder = {"g": g.repeat_interleave(n, dim=0)[:, :, None, None]}
         with _scaling_hook(network.module(network.sites[site]), holder):
             features = _run(network.stages[index:], x.repeat(len(g), *([1] * (x.dim() - 1))))
-        out.append(features.reshape(len(g), n, -1))
+        out.append(heads(features).reshape(len(g), n, -1))
     return torch.cat(out)
 
 
@@ -163,31 +165,29 @@ def evaluate(network: Network, pictures, plan: dict[str, np.ndarray], heads: lis
     """
     if network.stages is None:
         return evaluate_naive(network, pictures, plan, heads, batch=chunk_images, progress=progress)
-    device = network.device
-    weight, bias = _margin_weights(heads, device)
+    margins_of = _margins(heads, network.device)
     order = sorted(plan, key=lambda s: _site_stage(network, s)[0])
     results = {site: [] for site in order}
     bar = tqdm(total=sum(len(g) for g in plan.values()) * len(pictures) if torch.is_tensor(pictures) else None,
                unit="pass", desc="manipulations", disable=not progress)
     for batch in _chunks(pictures, chunk_images):
-        batch = batch.to(device)
+        batch = batch.to(network.device)
         n = batch.shape[0]
         x, position = batch, 0
         for site in order:
             index, direct = _site_stage(network, site)
             x = _run(network.stages[position:index], x)
             position = index
-            gains = torch.as_tensor(plan[site], dtype=torch.float32, device=device)
+            gains = torch.as_tensor(plan[site], dtype=torch.float32, device=network.device)
             per_pass = max(1, batch_samples // n)
             if not direct:
-                features = _suffix_nested(network, site, index, x, gains, per_pass)
+                margins = _suffix_nested(network, site, index, x, gains, per_pass, margins_of)
             else:
                 base = network.stages[index][1](x)
                 j = _next_convolution(network.stages, index) if bool((gains >= 0).all()) else None
-                features = (_suffix_linear(network.stages, index, j, base, gains, per_pass) if j is not None
-                            else _suffix_scaled(network.stages, index, base, gains, per_pass))
-            margins = features.flatten(2) @ weight + bias
-            results[site].append(margins.float().cpu().numpy())
+                margins = (_suffix_linear(network.stages, index, j, base, gains, per_pass, margins_of) if j is not None
+                           else _suffix_scaled(network.stages, index, base, gains, per_pass, margins_of))
+            results[site].append(margins.cpu().numpy())
             bar.update(len(gains) * n)
     bar.close()
     return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}
@@ -199,15 +199,15 @@ def evaluate_naive(network: Network, pictures, plan: dict[str, np.ndarray], head
     """The plain way: for each condition, a full forward pass (stopped at the readout layer) with a
     hook scaling the site's output. Same inputs and output as :func:`evaluate`."""
     device = network.device
-    weight, bias = _margin_weights(heads, device)
+    margins_of = _margins(heads, device)
     results = {}
     for site, gains in plan.items():
         per_condition = []
         for g in tqdm(gains, desc=f"naive {site}", disable=not progress, leave=False):
             holder = {"g": torch.as_tensor(g, dtype=torch.float32, device=device)[None, :, None, None]}
             with _scaling_hook(network.module(network.sites[site]), holder):
-                features = [record(network, images.to(device), sites=[])[1] for images in _chunks(pictures, batch)]
-            per_condition.append((torch.cat(features) @ weight + bias).float().cpu().numpy())
+                margins = [margins_of(record(network, images.to(device), sites=[])[1]) for images in _chunks(pictures, batch)]
+            per_condition.append(torch.cat(margins).cpu().numpy())
         results[site] = np.stack(per_condition)
     return results
 

@@ -97,10 +97,17 @@ def train_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_
     return Head(dataset, emotion, folded_weight.astype(np.float32), folded_bias.astype(np.float32), epoch)
 
 
-def head_scores(heads: list[Head], features: np.ndarray) -> np.ndarray:
-    """Margin (logit of the emotion minus logit of the rest) of every head: [n, d] -> [n, n_heads]."""
+def margin_weights(heads: list[Head]) -> tuple[np.ndarray, np.ndarray]:
+    """The heads as one linear map to margins (logit of the emotion minus logit of the rest):
+    (weight [d, n_heads], bias [n_heads]), float64."""
     weight = np.stack([h.weight[1] - h.weight[0] for h in heads], axis=1).astype(np.float64)
     bias = np.array([h.bias[1] - h.bias[0] for h in heads], dtype=np.float64)
+    return weight, bias
+
+
+def head_scores(heads: list[Head], features: np.ndarray) -> np.ndarray:
+    """Margin of every head: features [n, d] -> [n, n_heads]."""
+    weight, bias = margin_weights(heads)
     return np.asarray(features, np.float64) @ weight + bias
 
 
