@@ -7,7 +7,6 @@ The file is written atomically.
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from .files import write_text_atomic
 from .problems import InputError
 from .stimuli import DEFAULT_SPLIT, PAPER_THRESHOLDS
 
@@ -84,11 +84,7 @@ def read_config(run: str | Path) -> dict:
 
 
 def write_config(run: str | Path, config: dict) -> None:
-    path = Path(run) / "config.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".config.{os.getpid()}.tmp")
-    temporary.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-    os.replace(temporary, path)
+    write_text_atomic(Path(run) / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
 
 def update_config(run: str | Path, **sections) -> dict:

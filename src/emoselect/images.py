@@ -7,7 +7,6 @@ Each conversion is reported so that a researcher knows what the network saw.
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,15 +38,6 @@ class Preprocessing:
     grayscale: bool = False
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-
-
-def file_digest(path: str | Path, algorithm: str = "sha1") -> str:
-    """Hex digest of a file's bytes (SHA-1 keys the caches; SHA-256 is recorded as provenance)."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _to_8bit(image: Image.Image) -> tuple[Image.Image, str | None]:

@@ -17,7 +17,6 @@ normalisation (BatchNorm, if any) and its activation.
 from __future__ import annotations
 
 import hashlib
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .files import save_npy_atomic
 from .images import load_rgb, normalise, to_tensor
 from .network import Network, record
 from .readout import Head, margin_weights
@@ -244,7 +244,4 @@ class ResultCache:
     def put(self, key: str, array: np.ndarray) -> None:
         if self.folder is None:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / f".{key}.{os.getpid()}.tmp.npy"
-        np.save(temporary, array)
-        os.replace(temporary, self.folder / f"{key}.npy")
+        save_npy_atomic(self.folder / f"{key}.npy", array)

@@ -27,7 +27,8 @@ import torch
 import torchvision
 from torch import nn
 
-from .images import Preprocessing, file_digest
+from .files import file_digest
+from .images import Preprocessing
 from .problems import InputError
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Mish, nn.PReLU, nn.SELU, nn.CELU)

@@ -16,7 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .config import ExtractOptions, extract_options, read_config, update_config
-from .images import file_digest
+from .files import file_digest
 from .network import Network, load_network
 from . import figures
 from .experiments import ManipulationOptions, plan_layer, score_conditions, summarise, table_one
@@ -175,7 +175,7 @@ def _read_table(run: Path, name: str, stage: str) -> pd.DataFrame:
 def readout_stage(run: Path, stimuli: Stimuli, config: dict, options: ReadoutOptions) -> tuple[list[Head], pd.DataFrame]:
     """Train the heads on the run's cached readout features; writes readout.csv and heads.npz."""
     site = config["network"]["readout_site"]
-    features = {d: np.load(run / "responses" / d / f"{site}.npy", mmap_mode="r") for d in stimuli.datasets}
+    features = {d: load_responses(run, d, [], site).readout for d in stimuli.datasets}
     heads, table = train_heads(stimuli, features, options, site)
     table.to_csv(run / "readout.csv", index=False)
     np.savez(run / "heads.npz", **{f"{h.dataset}|{h.emotion}|weight": h.weight for h in heads},

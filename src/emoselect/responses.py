@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .files import save_npy_atomic
 from .images import IMAGE_STATISTICS, ImageProblem, image_statistics, load_rgb, normalise, to_tensor
 from .network import Network, record
 from .problems import InputError
@@ -89,11 +90,7 @@ class ResponseStore:
         return self.path(sha1).is_file()
 
     def put(self, sha1: str, vector: np.ndarray) -> None:
-        path = self.path(sha1)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(temporary, vector.astype(np.float32, copy=False))
-        os.replace(temporary, path)
+        save_npy_atomic(self.path(sha1), vector.astype(np.float32, copy=False))
 
     def get(self, sha1: str) -> np.ndarray | None:
         """The stored vector, or None if absent or unreadable (then it is recomputed)."""
@@ -175,13 +172,13 @@ class Responses:
 
 
 def _assemble(rows: pd.DataFrame, store: ResponseStore, folder: Path | None) -> tuple[dict[str, np.ndarray], list[str]]:
-    """One dataset's arrays {part: [n_images, width]}, filled picture by picture from the store
-    (into .npy files under ``folder`` when given, so memory stays bounded); also the SHA-1s whose
-    entries could not be read."""
+    """One dataset's arrays {part: [n_images, width]}, filled picture by picture from the store;
+    with ``folder`` the response arrays are temporary .npy files there, so memory stays bounded
+    (the few image statistics stay in memory). Also returns the SHA-1s whose entries were unreadable."""
     arrays, unreadable = {}, []
     for name, width in store.layout:
         shape = (len(rows), width)
-        if folder is None:
+        if folder is None or name == "image_stats":
             arrays[name] = np.empty(shape, np.float32)
         else:
             folder.mkdir(parents=True, exist_ok=True)
@@ -196,12 +193,13 @@ def _assemble(rows: pd.DataFrame, store: ResponseStore, folder: Path | None) -> 
     return arrays, unreadable
 
 
-def _publish(arrays: dict[str, np.ndarray], folder: Path | None) -> dict[str, np.ndarray]:
-    """Move finished temporary .npy files to their names (atomically) and reopen them read-only."""
-    if folder is None:
-        return arrays
+def _publish(arrays: dict[str, np.ndarray], folder: Path) -> dict[str, np.ndarray]:
+    """Rename the finished temporary .npy files to their names (atomically); reopen them read-only."""
     out = {}
     for name, array in arrays.items():
+        if not isinstance(array, np.memmap):
+            out[name] = array
+            continue
         array.flush()
         temporary = Path(array.filename)
         del array
@@ -220,23 +218,23 @@ def extract(stimuli: Stimuli, network: Network, run: str | Path | None = None, c
     """
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     store = ResponseStore(cache_dir / "responses" / response_key(network), network)
+    compute_missing(stimuli, network, store, batch_size, device, workers, progress)
     results = {}
     for dataset in stimuli.datasets:
         rows = stimuli.of(dataset)
         folder = Path(run) / "responses" / dataset if run is not None else None
-        for _ in range(2):   # a second round recomputes entries found unreadable in the first
-            compute_missing(stimuli, network, store, batch_size, device, workers, progress)
-            arrays, unreadable = _assemble(rows, store, folder)
-            if not unreadable:
-                break
+        arrays, unreadable = _assemble(rows, store, folder)
+        if unreadable:   # damaged cache entries: recompute them once
             for sha1 in unreadable:
                 store.path(sha1).unlink(missing_ok=True)
-        else:
-            raise InputError(f"the response cache in {store.folder} cannot be written or read back")
-        arrays = _publish(arrays, folder)
-        stats = pd.DataFrame(np.asarray(arrays.pop("image_stats")), columns=list(IMAGE_STATISTICS))
+            compute_missing(stimuli, network, store, batch_size, device, workers, progress)
+            arrays, unreadable = _assemble(rows, store, folder)
+            if unreadable:
+                raise InputError(f"the response cache in {store.folder} cannot be written or read back")
         if folder is not None:
-            (folder / "image_stats.npy").unlink()
+            arrays = _publish(arrays, folder)
+        stats = pd.DataFrame(arrays.pop("image_stats"), columns=list(IMAGE_STATISTICS))
+        if folder is not None:
             stats.to_csv(folder / "image_stats.csv", index=False)
         readout = arrays.pop(network.readout_site)
         results[dataset] = Responses(dataset, arrays, network.readout_site, readout, stats)

@@ -11,7 +11,6 @@ recorded, e.g. for valence correlations) and are excluded from every category an
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .formats import read_ratings, read_text
-from .images import ImageProblem, file_digest, load_rgb
+from .files import file_digest, write_text_atomic
+from .images import ImageProblem, load_rgb
 from .problems import InputError, Problem
 
 CATEGORIES = ("pleasant", "neutral", "unpleasant")
@@ -157,10 +157,7 @@ class ImageCheckCache:
     def save(self) -> None:
         if not self.file:
             return
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.file.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self.entries))
-        os.replace(temporary, self.file)
+        write_text_atomic(self.file, json.dumps(self.entries))
 
 
 def load_dataset(name: str, path, fmt: str | None = None, scale=None, thresholds=PAPER_THRESHOLDS,
