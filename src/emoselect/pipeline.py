@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .config import ExtractOptions, extract_options, read_config, update_config
-from .files import file_digest
-from .network import Network, load_network
 from . import figures
+from .config import ExtractOptions, extract_options, read_config, update_config
 from .experiments import ManipulationOptions, plan_layer, score_conditions, summarise, table_one
+from .files import file_digest
 from .manipulation import ResultCache, evaluate, load_pictures
+from .network import Network, load_network
 from .problems import InputError
 from .readout import Head, ReadoutOptions, train_heads
 from .report import write_report
@@ -30,8 +30,8 @@ from .stimuli import Stimuli, build_stimuli, category_counts, read_stimuli, writ
 
 # what later stages write; removed when a run folder is re-extracted with other options
 DOWNSTREAM = ["units.csv", "selective.csv", "layers.csv", "overlap.csv", "examples.csv", "confounds.csv", "readout.csv",
-              "manipulation.csv", "manipulation_summary.csv", "manipulation_tests.csv", "table1.csv",
-              "figures", "report.html", "heads", "control"]
+              "heads.npz", "manipulation.csv", "manipulation_summary.csv", "table1.csv", "cache", "figures",
+              "report.html", "control"]
 
 
 @dataclass
@@ -109,7 +109,6 @@ def inspect_dataset(path: str | Path, fmt: str | None = None, scale: str | None 
     name = name or Path(path).name or "dataset"
     return build_stimuli({name: path}, {name: fmt} if fmt else None, {name: scale} if scale else None,
                          cache_dir=Path(cache) if cache else default_cache_dir(), progress=progress)
-
 
 
 def extracted_config(run: str | Path) -> dict:
@@ -199,15 +198,15 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
     """Readout heads, then lesion and attention-gain sweeps of selective vs random units; writes
     readout.csv, manipulation.csv, manipulation_summary.csv, table1.csv and figures."""
     run = Path(run)
-    extract = extract_options(run)
-    options = options or ManipulationOptions(seed=extract.seed)
+    recorded = extract_options(run)
+    options = options or ManipulationOptions(seed=recorded.seed)
     stimuli, config = read_stimuli(run), extracted_config(run)
     sites = list(config["network"]["sites"])
-    device = pick_device(extract.device)
+    device = pick_device(recorded.device)
     layers, betas, repeats = options.resolved(sites, device)
     selective = _read_table(run, "selective.csv", "selectivity")
     tuning = _read_table(run, "units.csv", "selectivity") if options.gain_form == "tuning" else None
-    network = build_network(extract)
+    network = build_network(recorded)
     network.to(device)
     if network.readout_site != config["network"]["readout_site"]:
         raise InputError(f"the network now reads out at {network.readout_site}, the run's responses at "
@@ -218,13 +217,13 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
              for layer in layers}
     cache = ResultCache(run / "cache" / "manipulation")
     heads_key = ResultCache.key(*[h.weight for h in heads], *[h.bias for h in heads])
+    layer_keys = {layer: ResultCache.key(response_key(network), heads_key, layer, plans[layer].gains) for layer in layers}
     chunks = [evaluated.iloc[i:i + options.chunk_images] for i in range(0, len(evaluated), options.chunk_images)]
     margins = {layer: [] for layer in layers}
     start = time.time()
     bar = tqdm(total=len(chunks), desc="manipulations (picture chunks)", unit="chunk", disable=not progress)
     for chunk in chunks:
-        keys = {layer: ResultCache.key(response_key(network), heads_key, layer, plans[layer].gains, *chunk["sha1"])
-                for layer in layers}
+        keys = {layer: ResultCache.key(layer_keys[layer], *chunk["sha1"]) for layer in layers}
         done = {layer: cache.get(keys[layer]) for layer in layers}
         todo = {layer: plans[layer].gains for layer in layers if done[layer] is None}
         if todo:
