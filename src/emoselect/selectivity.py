@@ -278,56 +278,58 @@ def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[G
                     f"selective = same preferred category in both halves")
 
 
-def _unit_table(site: str, group: Group, z, preferred, si, kept, extra: dict) -> pd.DataFrame:
-    names = np.array(list(CATEGORY_ORDER) + ["none"])
-    table = pd.DataFrame({"layer": site, "unit": np.arange(z.shape[0]), "dataset": group.name,
-                          "t_pleasant": z[:, 0], "t_neutral": z[:, 1], "t_unpleasant": z[:, 2],
-                          "preferred": names[preferred], "si": si, "kept": kept})
-    for column, values in extra.items():
-        table[column] = values
-    return table
+@dataclass
+class GroupTuning:
+    """One layer's tuning in one group: ``z`` [n_units, 3], ``preferred`` [n_units] (-1 undefined),
+    ``eligible`` [n_units] (may enter a selective set: kept by --si-keep and, with
+    --require-significant, significant), and the extra columns for units.csv and layers.csv."""
+
+    z: np.ndarray
+    preferred: np.ndarray
+    eligible: np.ndarray
+    unit_columns: dict
+    layer_columns: dict
 
 
-def _layer_row(site: str, group: Group, z, preferred, extra: dict) -> dict:
-    row = {"layer": site, "dataset": group.name, "n_images": len(group.rows), "n_units": z.shape[0],
-           "n_undefined": int((preferred < 0).sum()), "tuning_quality": tuning_quality(z)}
-    best = np.abs(z).max(axis=1)
-    row["tuning_quality_sem"] = float(np.nanstd(best, ddof=1) / np.sqrt(np.isfinite(best).sum())) if np.isfinite(best).sum() > 1 else np.nan
-    for k, category in enumerate(CATEGORY_ORDER):
-        row[f"n_preferring_{category}"] = int((preferred == k).sum())
-    row.update(extra)
-    return row
-
-
-def _describe_group(site: str, group: Group, data: np.ndarray, options: SelectivityOptions, rng):
-    """Tuning of one layer in one group: (z, preferred, si, kept, significant or None, unit columns, layer columns)."""
+def _describe_group(site: str, group: Group, data: np.ndarray, options: SelectivityOptions, rng) -> GroupTuning:
+    """Tuning values, d' index and the optional tests of one layer's units in one group."""
     z = tuning_values(data, group.categories)
     preferred = preferred_category(z)
     d = d_prime(data, group.categories)
-    with np.errstate(all="ignore"):
-        si = np.where(np.isnan(d).all(axis=1), np.nan, np.nanmax(np.where(np.isnan(d), -np.inf, d), axis=1))
-    kept = top_fraction(si, options.si_keep) if options.si_keep else preferred >= 0
-    unit_extra, layer_extra, significant = {}, {}, None
+    si = np.max(np.where(np.isnan(d), -np.inf, d), axis=1)
+    si[np.isinf(si)] = np.nan
+    eligible = top_fraction(si, options.si_keep) if options.si_keep else preferred >= 0
+    best = np.abs(z).max(axis=1)
+    defined = int(np.isfinite(best).sum())
+    unit_columns = {"layer": site, "unit": np.arange(z.shape[0]), "dataset": group.name,
+                    "t_pleasant": z[:, 0], "t_neutral": z[:, 1], "t_unpleasant": z[:, 2],
+                    "preferred": np.array(list(CATEGORY_ORDER) + ["none"])[preferred], "si": si, "kept": eligible.copy()}
+    layer_columns = {"layer": site, "dataset": group.name, "n_images": len(group.rows), "n_units": z.shape[0],
+                     "n_undefined": int((preferred < 0).sum()), "tuning_quality": tuning_quality(z),
+                     "tuning_quality_sem": float(np.nanstd(best, ddof=1) / np.sqrt(defined)) if defined > 1 else np.nan,
+                     **{f"n_preferring_{c}": int((preferred == k).sum()) for k, c in enumerate(CATEGORY_ORDER)}}
     if options.permutations:
         p = permutation_p_values(data, group.categories, options.permutations, rng)
         q = benjamini_hochberg(p)
         significant = q < options.alpha
-        unit_extra.update(p_permutation=p, q_permutation=q, significant=significant)
-        layer_extra["n_significant"] = int(significant.sum())
+        unit_columns.update(p_permutation=p, q_permutation=q, significant=significant)
+        layer_columns["n_significant"] = int(significant.sum())
+        if options.require_significant:
+            eligible &= significant
     if options.valence_tuning:
         for name, values in (("valence", group.valence), ("arousal", group.arousal)):
             if np.isfinite(values).sum() < 3:
                 continue
             rho, p = spearman_columns(data, values)
             q = benjamini_hochberg(p)
-            unit_extra.update({f"rho_{name}": rho, f"p_{name}": p, f"q_{name}": q})
-            layer_extra[f"n_{name}_positive"] = int(((q < options.alpha) & (rho > 0)).sum())
-            layer_extra[f"n_{name}_negative"] = int(((q < options.alpha) & (rho < 0)).sum())
-            layer_extra[f"mean_abs_rho_{name}"] = float(np.nanmean(np.abs(rho))) if np.isfinite(rho).any() else np.nan
-    return z, preferred, si, kept, significant, unit_extra, layer_extra
+            unit_columns.update({f"rho_{name}": rho, f"p_{name}": p, f"q_{name}": q})
+            layer_columns[f"n_{name}_positive"] = int(((q < options.alpha) & (rho > 0)).sum())
+            layer_columns[f"n_{name}_negative"] = int(((q < options.alpha) & (rho < 0)).sum())
+            layer_columns[f"mean_abs_rho_{name}"] = float(np.nanmean(np.abs(rho))) if np.isfinite(rho).any() else np.nan
+    return GroupTuning(z, preferred, eligible, unit_columns, layer_columns)
 
 
-def _examples(site: str, groups: list[Group], data: list[np.ndarray], tuned: list, selective: pd.DataFrame,
+def _examples(site: str, groups: list[Group], data: list[np.ndarray], tuned: list[GroupTuning], selective: pd.DataFrame,
               top: int = 100) -> tuple[pd.DataFrame, dict]:
     """The strongest selective unit per category at ``site``: tuning curves and top-image valences."""
     rows, top_images = [], {}
@@ -337,7 +339,7 @@ def _examples(site: str, groups: list[Group], data: list[np.ndarray], tuned: lis
         if candidates.empty:
             continue
         unit = int(candidates.sort_values("strength", ascending=False)["unit"].iloc[0])
-        for group, matrix, (z, *_rest) in zip(groups, data, tuned):
+        for group, matrix, tuning in zip(groups, data, tuned):
             response = matrix[:, unit].astype(np.float64)
             order = np.argsort(-response, kind="stable")[:top]
             top_images[(category, group.name)] = {"unit": unit, "top": group.valence[order], "all": group.valence}
@@ -345,7 +347,7 @@ def _examples(site: str, groups: list[Group], data: list[np.ndarray], tuned: lis
                 values = response[group.categories == shown]
                 rows.append({"layer": site, "unit": unit, "selective_for": category, "dataset": group.name,
                              "category": shown, "mean_response": values.mean(), "sem": values.std(ddof=1) / np.sqrt(len(values)),
-                             "n": len(values), "tuning_value": z[unit, j],
+                             "n": len(values), "tuning_value": tuning.z[unit, j],
                              "top_valence_mean": float(np.nanmean(group.valence[order])), "n_top": len(order),
                              "all_valence_mean": float(np.nanmean(group.valence))})
     return pd.DataFrame(rows), top_images
@@ -396,29 +398,27 @@ def analyse(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str],
             tuned = [_describe_group(site, g, d, options, rng) for g, d in zip(groups, data)]
         except ValueError as error:
             raise InputError(f"layer {site}: {error}") from error
-        for g, (z, preferred, si, kept, _, unit_extra, layer_extra) in zip(groups, tuned):
-            units.append(_unit_table(site, g, z, preferred, si, kept, unit_extra))
-            layers.append(_layer_row(site, g, z, preferred, layer_extra))
+        for tuning in tuned:
+            units.append(pd.DataFrame(tuning.unit_columns))
+            layers.append(tuning.layer_columns)
         n_units = data[0].shape[1]
+        a, b = tuned
         for k, category in enumerate(CATEGORY_ORDER):
-            members = []
-            for _, preferred, _, kept, significant, *_ in tuned:
-                member = (preferred == k) & kept
-                members.append(member & significant if options.require_significant else member)
-            both = members[0] & members[1]
-            observed = jaccard(members[0], members[1])
-            null = random_jaccard(n_units, int(members[0].sum()), int(members[1].sum()), options.draws, rng)
+            in_a, in_b = (a.preferred == k) & a.eligible, (b.preferred == k) & b.eligible
+            both = in_a & in_b
+            observed = jaccard(in_a, in_b)
+            null = random_jaccard(n_units, int(in_a.sum()), int(in_b.sum()), options.draws, rng)
+            drawn = null[np.isfinite(null)]
             overlap.append({"layer": site, "category": category, "dataset_a": groups[0].name, "dataset_b": groups[1].name,
-                            "n_units": n_units, "n_a": int(members[0].sum()), "n_b": int(members[1].sum()),
+                            "n_units": n_units, "n_a": int(in_a.sum()), "n_b": int(in_b.sum()),
                             "n_selective": int(both.sum()), "jaccard": observed,
-                            "jaccard_random_mean": float(np.nanmean(null)) if np.isfinite(null).any() else np.nan,
-                            "jaccard_random_sd": float(np.nanstd(null)) if np.isfinite(null).any() else np.nan,
-                            "jaccard_random_95": float(np.nanpercentile(null, 95)) if np.isfinite(null).any() else np.nan,
+                            "jaccard_random_mean": float(drawn.mean()) if len(drawn) else np.nan,
+                            "jaccard_random_sd": float(drawn.std()) if len(drawn) else np.nan,
+                            "jaccard_random_95": float(np.percentile(drawn, 95)) if len(drawn) else np.nan,
                             "p_value": exceedance_p_value(observed, null)})
-            strength = (tuned[0][0][both, k] + tuned[1][0][both, k]) / 2
             selective.append(pd.DataFrame({"layer": site, "unit": np.flatnonzero(both), "category": category,
-                                           f"t_{groups[0].name}": tuned[0][0][both, k],
-                                           f"t_{groups[1].name}": tuned[1][0][both, k], "strength": strength}))
+                                           f"t_{groups[0].name}": a.z[both, k], f"t_{groups[1].name}": b.z[both, k],
+                                           "strength": (a.z[both, k] + b.z[both, k]) / 2}))
         if site == example_site:
             example_data = (data, tuned)
     overlap = pd.DataFrame(overlap)
