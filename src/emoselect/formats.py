@@ -121,7 +121,8 @@ class ImageIndex:
         """The image called ``name`` (a file name or relative path; its extension may differ in case
         or kind) under one of ``folders``, else the only file anywhere with that stem; None if absent
         or ambiguous."""
-        stem = Path(name.replace("\\", "/")).with_suffix("").as_posix() if Path(name).suffix.lower() in IMAGE_EXTENSIONS else name.replace("\\", "/")
+        name = name.replace("\\", "/")
+        stem = Path(name).with_suffix("").as_posix() if Path(name).suffix.lower() in IMAGE_EXTENSIONS else name
         for folder in folders:
             key = f"{folder}/{stem}".strip("/").lower()
             hits = self.by_relstem.get(key, [])

@@ -179,16 +179,16 @@ def _find_sites(model: nn.Module, name: str, size: int) -> tuple[dict[str, str],
             continue   # not a feature map (linear layers, squeeze-excitation vectors)
         if site not in paths:
             paths.append(site)
-    paths.sort(key=lambda p: [q for q, _, _ in order].index(p))
-    if name.startswith("vgg"):
-        names, block, index = [], 1, 0
-        pools = [p for p, m, _ in order if isinstance(m, nn.MaxPool2d)]
+    position = {path: i for i, (path, _, _) in enumerate(order)}
+    paths.sort(key=position.get)
+    if name.startswith("vgg"):   # conv<block>_<index>, blocks separated by max-pooling
+        pools = [position[p] for p, m, _ in order if isinstance(m, nn.MaxPool2d)]
+        site_names, last_block, index = [], 0, 0
         for path in paths:
-            position = [q for q, _, _ in order].index(path)
-            block = 1 + sum([q for q, _, _ in order].index(p) < position for p in pools)
-            index = index + 1 if names and names[-1][0] == block else 1
-            names.append((block, index))
-        site_names = [f"conv{b}_{i}" for b, i in names]
+            block = 1 + sum(pool < position[path] for pool in pools)
+            index = index + 1 if block == last_block else 1
+            last_block = block
+            site_names.append(f"conv{block}_{index}")
     elif name == "alexnet":
         site_names = [f"conv{i + 1}" for i in range(len(paths))]
     else:
