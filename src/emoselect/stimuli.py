@@ -6,7 +6,8 @@ seeded train/val/test split. The result is one table with columns
 ``dataset, image_id, path, valence, arousal, category, split, category_source, sha1`` and the list of
 problems met. Pictures that cannot be opened, and ratings without a picture, are not in the table but
 in the problems; pictures whose category is ``unknown`` stay in the table (their responses are still
-recorded, e.g. for valence correlations) and are excluded from every category analysis.
+recorded in the run folder) and are excluded from every analysis of emoselect's, which all work on
+pictures with a category.
 """
 from __future__ import annotations
 
