@@ -155,9 +155,10 @@ def score_conditions(plan: LayerPlan, margins: np.ndarray, heads: list[Head], ev
                 base = {"train_dataset": head.dataset, "test_dataset": test, "emotion": head.emotion,
                         "layer": plan.layer, "split": split}
                 rows.append({**base, "kind": "intact", "units": "intact", "repeat": 0, "beta": 1.0, "n_units": 0, **intact})
-                for name, repeat in conditions.iloc[mine][["units", "repeat"]].drop_duplicates().itertuples(index=False):
-                    n_units = int(conditions.iloc[mine].query("units == @name and repeat == @repeat")["n_units"].iloc[0])
-                    rows.append({**base, "kind": "gain", "units": name, "repeat": repeat, "beta": 1.0, "n_units": n_units, **intact})
+                unit_sets = conditions.iloc[mine].drop_duplicates(["units", "repeat"])
+                for name, repeat, n_units in unit_sets[["units", "repeat", "n_units"]].itertuples(index=False):
+                    rows.append({**base, "kind": "gain", "units": name, "repeat": int(repeat), "beta": 1.0,
+                                 "n_units": int(n_units), **intact})
                 for c in mine:
                     condition = conditions.iloc[c]
                     metrics = binary_metrics(truth, margins[c, mask, h] > 0)
