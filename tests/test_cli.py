@@ -52,7 +52,7 @@ def test_selectivity_stage_writes_tables_and_figures(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small",
                  "--weights", "random", "--workers", "0", "--out", str(run)]) == 0
-    assert main(["-q", "selectivity", str(run), "--draws", "200", "--valence-tuning"]) == 0
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "50", "--valence-tuning"]) == 0
     out = capsys.readouterr().out
     assert "split-half" in out and "Jaccard" in out
     for name in ("units.csv", "selective.csv", "layers.csv", "overlap.csv", "examples.csv",
@@ -71,7 +71,7 @@ def test_manipulate_stage_writes_all_outputs_and_resumes_from_its_cache(tmp_path
     run = tmp_path / "run"
     assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", "--dataset", f"t={tmp_path / 'set'}",
                  "--model", "mobilenet_v3_small", "--weights", "random", "--workers", "0", "--out", str(run)]) == 0
-    assert main(["-q", "selectivity", str(run), "--draws", "100"]) == 0
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "20"]) == 0
     arguments = ["-q", "manipulate", str(run), "--layers", "features.9.block.0.2", "features.12.2",
                  "--betas", "0", "2", "--repeats", "2", "--epochs", "3"]
     assert main(arguments) == 0
@@ -106,7 +106,7 @@ def test_run_does_everything_with_a_control_and_writes_the_report(tmp_path, caps
     make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
     run = tmp_path / "run"
     assert main(["-q", "run", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small", "--weights", "random",
-                 "--seed", "3", "--workers", "0", "--draws", "50", "--layers", "features.12.2", "--betas", "0", "2",
+                 "--seed", "3", "--workers", "0", "--tuning-null", "20", "--layers", "features.12.2", "--betas", "0", "2",
                  "--repeats", "1", "--epochs", "2", "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert "Table 1" in out and "report.html" in out
@@ -132,7 +132,7 @@ def test_interrupted_manipulations_resume_at_the_first_unfinished_chunk(tmp_path
     run = tmp_path / "run"
     assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small",
                  "--weights", "random", "--workers", "0", "--out", str(run)]) == 0
-    assert main(["-q", "selectivity", str(run), "--draws", "20"]) == 0
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "20"]) == 0
     arguments = ["-q", "manipulate", str(run), "--layers", "features.12.2", "--betas", "0", "--repeats", "1",
                  "--epochs", "1", "--chunk-images", "4"]     # 18 validation and test pictures: 5 chunks
     calls, real, stopped = [], pipeline.evaluate, []

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from emoselect.experiments import ManipulationOptions, plan_layer, score_conditions, summarise
+from emoselect.experiments import ManipulationOptions, best_beta, plan_layer, score_conditions, summarise, table_one
 from emoselect.images import Preprocessing
 from emoselect.manipulation import evaluate, evaluate_naive
 from emoselect.network import load_network, probe_model, record
@@ -80,7 +80,7 @@ def test_all_ones_equals_the_intact_network_and_all_zeros_gives_chance(vgg_weigh
     intact = head_scores(heads, features.numpy().astype(np.float64))[:, 0]
     np.testing.assert_allclose(out[0, :, 0], intact, rtol=1e-5, atol=1e-5 * np.abs(intact).max())
     lesioned = out[1, :, 0]                                  # every picture looks the same to the head
-    assert np.ptp(lesioned) <= 1e-5 * np.abs(lesioned).max()  # (up to float rounding of the linear shortcut)
+    assert np.ptp(lesioned) <= 1e-4 * np.abs(lesioned).max()  # (up to float rounding: the shortcut cancels intact - term)
     assert len(set(lesioned > 0)) == 1
     truth = np.array([True, False, True, False])
     assert binary_metrics(truth, out[1, :, 0] > 0)["balanced_accuracy"] == 0.5
@@ -142,20 +142,21 @@ SELECTIVE = pd.DataFrame({"layer": ["L"] * 5, "unit": [0, 1, 2, 7, 8], "category
 
 def test_plan_has_one_intact_row_and_random_sets_of_the_same_size():
     options = ManipulationOptions(seed=3)
-    plan = plan_layer("L", 20, SELECTIVE, [0.0, 1.0, 2.0], repeats=4, options=options, layer_index=0)
+    plan = plan_layer("L", 20, SELECTIVE, [0.0, 1.0, 2.0], repeats=4, options=options, lesion_repeats=6)
     assert plan.conditions.iloc[0]["units"] == "intact" and np.all(plan.gains[0] == 1)
     assert not (plan.conditions["beta"].iloc[1:] == 1.0).any()
     selective = plan.conditions[(plan.conditions["units"] == "selective") & (plan.conditions["emotion"] == "pleasant")]
     assert list(selective["beta"]) == [0.0, 2.0]
     assert np.array_equal(np.flatnonzero(plan.gains[selective.index[0]] == 0), [0, 1, 2])
     randoms = plan.conditions[(plan.conditions["units"] == "random") & (plan.conditions["emotion"] == "unpleasant")]
-    assert len(randoms) == 8 and (randoms["n_units"] == 2).all()
+    assert len(randoms) == 4 * 2 + 2 and (randoms["n_units"] == 2).all()          # 4 swept sets, 2 lesion-only sets
+    assert list(randoms.loc[randoms["repeat"] > 4, "beta"]) == [0.0, 0.0] and not randoms.loc[randoms["repeat"] > 4, "swept"].any()
     for index in randoms.index:
         assert (plan.gains[index] != 1).sum() == 2
     assert not (plan.conditions["emotion"] == "neutral").any()       # no neutral units: no conditions
-    again = plan_layer("L", 20, SELECTIVE, [0.0, 1.0, 2.0], repeats=4, options=options, layer_index=0)
+    again = plan_layer("L", 20, SELECTIVE, [0.0, 1.0, 2.0], repeats=4, options=options, lesion_repeats=6)
     assert np.array_equal(plan.gains, again.gains)
-    only = plan_layer("L", 20, SELECTIVE, [0.0], repeats=4, options=ManipulationOptions(random_from="nonselective"), layer_index=0)
+    only = plan_layer("L", 20, SELECTIVE, [0.0], repeats=4, options=ManipulationOptions(random_from="nonselective"))
     for index in only.conditions.index[only.conditions["units"] == "random"]:
         assert not set(np.flatnonzero(only.gains[index] == 0)) & {0, 1, 2, 7, 8}
 
@@ -164,14 +165,14 @@ def test_tuning_form_gains():
     units = pd.DataFrame({"layer": "L", "unit": [0, 1, 2, 3] * 2, "dataset": ["a"] * 4 + ["b"] * 4,
                           "t_pleasant": [2.0, -1.0, 0.0, 1.0, 2.0, -3.0, 0.0, 1.0], "t_neutral": 0.0, "t_unpleasant": 0.0})
     plan = plan_layer("L", 4, SELECTIVE.iloc[:0], [0.5, 1.0], repeats=1, options=ManipulationOptions(gain_form="tuning"),
-                      layer_index=0, tuning=units)
+                      tuning=units)
     row = plan.conditions.index[(plan.conditions["units"] == "tuning") & (plan.conditions["emotion"] == "pleasant")][0]
     f = np.array([2.0, -2.0, 0.0, 1.0]) / 2.0                         # mean over datasets / max |.|
     np.testing.assert_allclose(plan.gains[row], np.maximum(0, 1 + 0.5 * f))
 
 
 def test_scoring_best_beta_on_val_and_rank_p_values():
-    plan = plan_layer("L", 20, SELECTIVE, [0.0, 2.0], repeats=2, options=ManipulationOptions(), layer_index=0)
+    plan = plan_layer("L", 20, SELECTIVE, [0.0, 2.0], repeats=2, options=ManipulationOptions())
     n = 8
     evaluated = pd.DataFrame({"dataset": "d", "category": ["pleasant", "neutral"] * 4, "split": ["val"] * 4 + ["test"] * 4})
     margins = np.full((len(plan.gains), n, 1), -1.0)                   # intact: always "not pleasant"
@@ -185,7 +186,8 @@ def test_scoring_best_beta_on_val_and_rank_p_values():
     assert (beta_one["f1"] == intact["f1"].iloc[0]).all() and len(beta_one) == 3
     summary = summarise(manipulation).iloc[0]
     assert summary["original_f1"] == 0.0 and summary["best_beta"] == 2.0 and summary["enhanced_f1"] == 1.0
-    assert summary["p_enhance"] == pytest.approx(1 / 3) and summary["n_random"] == 2
+    assert summary["p_enhance"] == pytest.approx(1 / 3) and summary["n_random"] == 2 and summary["min_p_enhance"] == pytest.approx(1 / 3)
+    assert summary["test_chosen_beta"] == 2.0 and summary["test_chosen_f1"] == 1.0
     lesion = manipulation[manipulation["kind"] == "lesion"]
     assert set(lesion["beta"]) == {0.0} and set(lesion["units"]) == {"selective", "random"}
 
@@ -193,13 +195,96 @@ def test_scoring_best_beta_on_val_and_rank_p_values():
 def test_profiles_resolve_by_device_and_explicit_values_win():
     sites = [f"s{i}" for i in range(13)]
     quick = ManipulationOptions().resolved(sites, torch.device("cpu"))
-    assert quick == (sites[-4:], [0.0, 0.5, 1.0, 2.0, 4.0], 2)
-    layers, betas, repeats = ManipulationOptions().resolved(sites, torch.device("cuda"))
-    assert layers == sites and len(betas) == 51 and betas[-1] == 5.0 and repeats == 10
-    assert ManipulationOptions(profile="paper", layers=["s3"], betas=[3], repeats=5).resolved(sites) == (["s3"], [0.0, 1.0, 3.0], 5)
+    assert quick == (sites[-2:], [0.0, 0.5, 1.0, 2.0, 4.0], 99, 99)
+    layers, betas, repeats, lesion_repeats = ManipulationOptions().resolved(sites, torch.device("cuda"))
+    assert layers == sites and len(betas) == 11 and betas[-1] == 5.0 and repeats == lesion_repeats == 99
+    assert ManipulationOptions(profile="paper", layers=["s3"], betas=[3], repeats=5, lesion_repeats=2).resolved(sites) == (
+        ["s3"], [0.0, 1.0, 3.0], 5, 5)
     from emoselect.problems import InputError
 
     with pytest.raises(InputError, match="not probe sites"):
         ManipulationOptions(layers=["x"]).resolved(sites)
     with pytest.raises(InputError, match=">= 0"):
         ManipulationOptions(betas=[-1]).resolved(sites)
+    with pytest.raises(InputError, match="alpha"):
+        ManipulationOptions(alpha=2).resolved(sites)
+
+
+def test_validation_ties_go_to_beta_one_defect_1():
+    assert best_beta([0.0, 0.5, 1.0, 2.0], [0.4, 0.5, 0.5, 0.5]) == 1.0
+    assert best_beta([0.0, 0.5, 2.0], [0.5, 0.5, 0.5]) == 0.5            # no 1 on the grid: the closest to it
+    assert best_beta([0.0, 0.5, 1.0, 2.0], [0.4, 0.6, 0.5, 0.5]) == 0.5
+    plan = plan_layer("L", 20, SELECTIVE, [0.0, 0.5, 2.0], repeats=2, options=ManipulationOptions())
+    evaluated = pd.DataFrame({"dataset": "d", "category": ["pleasant", "neutral"] * 4, "split": ["val"] * 4 + ["test"] * 4})
+    margins = np.tile(np.array([1.0, -1.0] * 4)[None, :, None], (len(plan.gains), 1, 1))   # every condition perfect
+    manipulation = score_conditions(plan, margins, [Head("d", "pleasant", np.zeros((2, 1)), np.zeros(2), 1)], evaluated, True)
+    summary = summarise(manipulation)
+    assert (summary["best_beta"] == 1.0).all() and (summary["test_chosen_beta"] == 1.0).all()
+
+
+def test_tuning_form_has_no_lesion_rows_defect_3():
+    units = pd.DataFrame({"layer": "L", "unit": [0, 1, 2, 3], "dataset": "a", "t_pleasant": [2.0, -1.0, 0.0, 1.0],
+                          "t_neutral": 0.0, "t_unpleasant": 0.0})
+    plan = plan_layer("L", 4, SELECTIVE.iloc[:0], [0.0, 2.0], repeats=2, options=ManipulationOptions(gain_form="tuning"),
+                      tuning=units)
+    beta_zero = plan.conditions.index[plan.conditions["beta"] == 0.0]
+    assert len(beta_zero) and np.all(plan.gains[beta_zero] == 1.0)        # the tuning form's gain at beta = 0 is 1
+    evaluated = pd.DataFrame({"dataset": "d", "category": ["pleasant", "neutral"] * 2, "split": ["val", "val", "test", "test"]})
+    manipulation = score_conditions(plan, np.zeros((len(plan.gains), 4, 1)),
+                                    [Head("d", "pleasant", np.zeros((2, 1)), np.zeros(2), 1)], evaluated, True)
+    assert not (manipulation["kind"] == "lesion").any()
+    assert summarise(manipulation)["lesioned_f1"].isna().all()
+
+
+def test_small_nonselective_pool_is_an_error_not_smaller_sets_defect_4():
+    from emoselect.problems import InputError
+
+    crowded = pd.DataFrame({"layer": "L", "unit": range(8), "category": ["pleasant"] * 5 + ["neutral"] * 3})
+    with pytest.raises(InputError, match="too few"):
+        plan_layer("L", 10, crowded, [0.0], repeats=3, options=ManipulationOptions(random_from="nonselective"))
+    fits = pd.DataFrame({"layer": "L", "unit": [0], "category": ["pleasant"]})
+    plan = plan_layer("L", 10, fits, [0.0], repeats=3, options=ManipulationOptions(random_from="nonselective"))
+    sizes = plan.conditions.loc[plan.conditions["units"] == "random", "n_units"]
+    assert (sizes == 1).all()
+
+
+def _rank_p_values(rng, effect: float, sets: int = 99, trials: int = 400) -> np.ndarray:
+    """p_lesion of a selective set against ``sets`` random sets, when the selective set's F1 loss is
+    the random sets' distribution shifted by ``effect`` (0 = no difference)."""
+    out = []
+    for _ in range(trials):
+        losses = rng.normal(0.1, 0.05, sets + 1)
+        losses[0] += effect
+        rows = [{"train_dataset": "d", "test_dataset": "d", "emotion": "pleasant", "layer": "L", "split": "test",
+                 "kind": "intact", "units": "intact", "repeat": 0, "beta": 1.0, "f1": 0.7}]
+        for r, loss in enumerate(losses):
+            name = "selective" if r == 0 else "random"
+            for split in ("val", "test"):
+                rows.append({"train_dataset": "d", "test_dataset": "d", "emotion": "pleasant", "layer": "L", "split": split,
+                             "kind": "gain", "units": name, "repeat": r, "beta": 0.0, "n_units": 3, "f1": 0.7 - loss})
+            rows.append({**rows[-1], "kind": "lesion"})
+        out.append(summarise(pd.DataFrame(rows)).iloc[0]["p_lesion"])
+    return np.asarray(out)
+
+
+def test_lesion_rank_test_is_calibrated_and_has_power():
+    rng = np.random.default_rng(7)
+    null = _rank_p_values(rng, 0.0, trials=300)
+    for x in (0.05, 0.1, 0.25, 0.5):
+        assert abs(np.mean(null <= x) - x) <= 0.06
+    planted = _rank_p_values(rng, 0.2, trials=50)                      # 4 SD stronger than random sets
+    assert np.mean(planted <= 0.01) >= 0.9 and planted.min() == pytest.approx(0.01)
+
+
+def test_table_one_reports_the_test_chosen_gain_beside_the_honest_one():
+    plan = plan_layer("L", 20, SELECTIVE, [0.0, 2.0], repeats=2, options=ManipulationOptions())
+    evaluated = pd.DataFrame({"dataset": "d", "category": ["pleasant", "neutral"] * 4, "split": ["val"] * 4 + ["test"] * 4})
+    margins = np.full((len(plan.gains), 8, 1), -1.0)
+    for index in plan.conditions.index[(plan.conditions["units"] == "selective") & (plan.conditions["beta"] == 2.0)]:
+        margins[index, 4:, 0] = [1, -1, 1, -1]                         # helps on test only: val cannot see it
+    manipulation = score_conditions(plan, margins, [Head("d", "pleasant", np.zeros((2, 1)), np.zeros(2), 1)], evaluated, True)
+    summary = summarise(manipulation)
+    table = table_one(summary, manipulation).iloc[0]
+    assert table["enhanced_beta"] == 1.0 and table["enhanced_f1"] == 0.0     # honest: val saw no gain
+    assert table["test_chosen_beta"] == 2.0 and table["test_chosen_f1"] == 1.0
+    assert table["random_test_chosen_f1"] == 0.0

@@ -4,14 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import special as scipy_special
 from scipy import stats as scipy_stats
 
 from emoselect.responses import Responses
 from emoselect.selectivity import (CATEGORY_ORDER, SelectivityOptions, analyse, d_prime, jaccard,
-                                   permutation_p_values, preferred_category, random_jaccard, split_half,
-                                   top_fraction, tuning_quality, tuning_values)
-from emoselect.stats import (benjamini_hochberg, decode_crossvalidated, exceedance_p_value,
-                             spearman_columns)
+                                   label_permutations, permutation_p_values, preferred_category, split_half,
+                                   top_fraction, tuning_quality, tuning_quality_null, tuning_values)
+from emoselect.stats import (benjamini_hochberg, decode_crossvalidated, exceedance_p_value, intersection_pmf,
+                             jaccard_null, random_stream, spearman_columns, trend_test)
 from emoselect.stimuli import Stimuli
 
 CATS = np.array(["pleasant", "pleasant", "neutral", "neutral", "neutral", "unpleasant", "unpleasant", "unknown"])
@@ -60,21 +61,64 @@ def test_top_fraction_and_jaccard():
     assert np.isnan(jaccard(np.zeros(3, bool), np.zeros(3, bool)))
 
 
-def test_random_jaccard_matches_explicit_random_sets_and_the_exact_expectation():
-    n, a, b, draws = 60, 12, 20, 40000
-    fast = random_jaccard(n, a, b, draws, np.random.default_rng(0))
-    rng = np.random.default_rng(1)
-    explicit = []
-    for _ in range(4000):
-        set_a = set(rng.choice(n, a, replace=False))
-        set_b = set(rng.choice(n, b, replace=False))
-        explicit.append(len(set_a & set_b) / len(set_a | set_b))
-    k = np.arange(0, min(a, b) + 1)
-    exact = np.sum(scipy_stats.hypergeom.pmf(k, n, a, b) * k / (a + b - k))
-    assert fast.mean() == pytest.approx(exact, abs=4 * fast.std() / np.sqrt(draws))
-    assert np.mean(explicit) == pytest.approx(exact, abs=4 * np.std(explicit) / np.sqrt(len(explicit)))
-    assert exceedance_p_value(1.0, fast) == pytest.approx(1 / (draws + 1))
-    assert exceedance_p_value(0.0, fast) == 1.0
+def test_intersection_pmf_is_hypergeometric_with_one_universe():
+    pmf = intersection_pmf(60, 60, 60, 12, 20)
+    k = np.arange(13)
+    np.testing.assert_allclose(pmf, scipy_stats.hypergeom.pmf(k, 60, 12, 20), atol=1e-14)
+    exact = np.sum(pmf * k / (32 - k))
+    null = jaccard_null(pmf, 12, 20, 7)
+    assert null["mean"] == pytest.approx(exact, rel=1e-12)
+    assert null["p_above"] == pytest.approx(scipy_stats.hypergeom.sf(6, 60, 12, 20), rel=1e-10)
+    assert null["p_below"] == pytest.approx(scipy_stats.hypergeom.cdf(7, 60, 12, 20), rel=1e-10)
+
+
+def test_intersection_pmf_with_two_universes_equals_brute_force_enumeration():
+    import itertools
+
+    universe_a, universe_b = set(range(0, 7)), set(range(3, 9))          # 4 shared units (3..6)
+    counts = np.zeros(4)
+    for set_a in itertools.combinations(sorted(universe_a), 3):
+        for set_b in itertools.combinations(sorted(universe_b), 2):
+            counts[len(set(set_a) & set(set_b))] += 1
+    expected = counts / counts.sum()
+    pmf = intersection_pmf(4, 7, 6, 3, 2)
+    np.testing.assert_allclose(pmf, expected[:len(pmf)], atol=1e-12)
+    null = jaccard_null(pmf, 3, 2, 1)
+    assert null["p_above"] == pytest.approx(expected[1:].sum())
+    j = np.arange(3) / (5 - np.arange(3))
+    assert null["mean"] == pytest.approx(np.sum(expected[:3] * j))
+    with pytest.raises(ValueError):
+        intersection_pmf(5, 4, 9, 2, 2)
+
+
+def test_overlap_null_draws_from_the_eligible_units_defect_2():
+    """Eligibility correlated across datasets (the same 60 of 200 units kept on both sides) with
+    independent preferences: p must stay calibrated; a null over all units is anti-conservative."""
+    rng = np.random.default_rng(12)
+    eligible = np.zeros(200, bool)
+    eligible[:60] = True
+    fixed, old = [], []
+    for _ in range(400):
+        a = eligible & (rng.integers(0, 3, 200) == 0)
+        b = eligible & (rng.integers(0, 3, 200) == 0)
+        both = int((a & b).sum())
+        fixed.append(jaccard_null(intersection_pmf(60, 60, 60, a.sum(), b.sum()), a.sum(), b.sum(), both)["p_above"])
+        old.append(jaccard_null(intersection_pmf(200, 200, 200, a.sum(), b.sum()), a.sum(), b.sum(), both)["p_above"])
+    assert np.mean(np.asarray(old) < 0.05) > 0.5                       # the defect: most "significant"
+    for x in (0.05, 0.1, 0.25, 0.5):
+        assert np.mean(np.asarray(fixed) <= x) <= x + 0.03
+
+
+def test_overlap_table_uses_eligible_units_with_si_keep():
+    stimuli, responses = planted_run(effect=0.0)
+    result = analyse(stimuli, responses, ["layer1"], SelectivityOptions(si_keep=0.5, tuning_null=0), progress=False)
+    row = result.overlap.iloc[0]
+    assert row["n_eligible_a"] == 20 and row["n_eligible_b"] == 20
+    kept = result.units.pivot(index="unit", columns="dataset", values="kept")
+    assert row["n_eligible_both"] == int((kept["a"] & kept["b"]).sum())
+    expected = jaccard_null(intersection_pmf(int(row["n_eligible_both"]), 20, 20, int(row["n_a"]), int(row["n_b"])),
+                            int(row["n_a"]), int(row["n_b"]), int(row["n_selective"]))
+    assert row["p_value"] == pytest.approx(expected["p_above"]) and row["jaccard_null_mean"] == pytest.approx(expected["mean"])
 
 
 def test_benjamini_hochberg_by_hand():
@@ -145,7 +189,11 @@ def test_planted_selective_units_are_recovered_exactly():
     assert sorted(layer2.loc[layer2["category"] == "pleasant", "unit"]) == list(range(30, 40))
     overlap = result.overlap.set_index(["layer", "category"])
     assert overlap.loc[("layer1", "pleasant"), "jaccard"] == 1.0
-    assert overlap.loc[("layer1", "pleasant"), "p_value"] == pytest.approx(1 / 1001)
+    row = overlap.loc[("layer1", "pleasant")]          # only significant units are eligible: the planted 30 (+ noise)
+    assert row["n_eligible_both"] >= 30 and row["n_a"] == row["n_b"] == 10
+    if row["n_eligible_a"] == row["n_eligible_b"] == row["n_eligible_both"]:
+        assert row["p_value"] == pytest.approx(1 / scipy_special.comb(row["n_eligible_both"], 10), rel=1e-6)
+    assert row["p_value"] < 1e-6
     assert set(result.units["dataset"]) == {"a", "b"}
     assert "rho_valence" in result.units and (result.layers["n_valence_positive"] >= 10).all()
     example = result.examples
@@ -172,9 +220,9 @@ def test_p_values_are_uniform_on_null_data():
     assert scipy_stats.kstest(p_rho, "uniform").pvalue > 0.01
     overlap_p = []
     for _ in range(300):   # two unrelated 'datasets': overlap p-values of independent preferences
-        a, b = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
-        observed = jaccard(a == 0, b == 0)
-        overlap_p.append(exceedance_p_value(observed, random_jaccard(200, (a == 0).sum(), (b == 0).sum(), 999, rng)))
+        a, b = rng.integers(0, 3, 200) == 0, rng.integers(0, 3, 200) == 0
+        pmf = intersection_pmf(200, 200, 200, a.sum(), b.sum())
+        overlap_p.append(jaccard_null(pmf, a.sum(), b.sum(), int((a & b).sum()))["p_above"])
     # discrete p-values are conservative: P(p <= x) <= x (checked with margin at a few points)
     for x in (0.05, 0.1, 0.25, 0.5):
         assert np.mean(np.asarray(overlap_p) <= x) <= x + 0.05
@@ -242,14 +290,75 @@ def test_vectorised_permutation_test_equals_a_plain_loop():
     data = rng.normal(size=(21, 5))
     data[categories == "pleasant", 0] += 3.0
     fast = permutation_p_values(data, categories, 50, np.random.default_rng(9), chunk=7)
-    loop_rng, labels = np.random.default_rng(9), np.argmax(np.stack([categories == c for c in CATEGORY_ORDER], 1), 1)
+    orders = label_permutations(21, 50, np.random.default_rng(9))
     observed = tuning_values(data, categories).max(axis=1)
     exceed = np.zeros(5)
-    for _ in range(50):
-        shuffled = np.array(CATEGORY_ORDER)[loop_rng.permutation(labels)]
-        exceed += tuning_values(data, shuffled).max(axis=1) >= observed - 1e-12
+    quality = []
+    for order in orders:
+        z = tuning_values(data, categories[order])
+        exceed += z.max(axis=1) >= observed - 1e-12
+        quality.append(tuning_quality(z))
     np.testing.assert_allclose(fast, (1 + exceed) / 51)
     assert fast[0] < 0.05
+    np.testing.assert_allclose(tuning_quality_null(data, categories, orders), quality, rtol=1e-12)
+
+
+def _layered(rng, effects, n_per_category=30, units=30):
+    """Responses of len(effects) layers; in layer l a third of the units carry a planted category effect effects[l]."""
+    categories = np.repeat(CATEGORY_ORDER, n_per_category)
+    layers = []
+    for effect in effects:
+        data = rng.normal(size=(len(categories), units))
+        data[categories == "pleasant", :units // 3] += effect
+        layers.append(data)
+    return categories, layers
+
+
+def _trend_p(rng, effects, permutations=99):
+    categories, layers = _layered(rng, effects)
+    orders = label_permutations(len(categories), permutations, rng)
+    null = np.stack([tuning_quality_null(d, categories, orders) for d in layers])
+    observed = np.array([tuning_quality(tuning_values(d, categories)) for d in layers])
+    return trend_test(observed - null.mean(axis=1), null - null.mean(axis=1, keepdims=True))
+
+
+def test_tuning_quality_null_and_depth_trend_detect_a_planted_rise():
+    result = _trend_p(np.random.default_rng(1), [0.0, 0.4, 0.8, 1.2, 1.6, 2.0, 2.4])
+    assert result["rho"] > 0.8 and result["p_rise"] <= 0.02 and result["p_fall"] > 0.5
+
+
+def test_depth_trend_is_calibrated_without_selectivity():
+    rng = np.random.default_rng(2)
+    p = np.array([_trend_p(rng, [0.0] * 5, permutations=39)["p_rise"] for _ in range(150)])
+    for x in (0.1, 0.25, 0.5):
+        assert np.mean(p <= x) <= x + 0.08
+    assert np.mean(p <= 0.5) >= 0.3                                       # not degenerate
+
+
+def test_tuning_quality_null_columns_and_trend_in_the_stage():
+    stimuli, responses = planted_run()
+    result = analyse(stimuli, responses, ["layer1", "layer2"], SelectivityOptions(tuning_null=99), progress=False)
+    layers = result.layers
+    assert (layers["tuning_quality_excess"] > 0.3).all() and (layers["p_tuning_quality"] == 0.01).all()
+    assert (layers["tuning_quality_null_lo"] <= layers["tuning_quality_null_mean"]).all()
+    null = planted_run(null=True)
+    flat = analyse(*null, ["layer1", "layer2"], SelectivityOptions(tuning_null=99), progress=False).layers
+    assert (flat["tuning_quality_excess"].abs() < 0.1).all()
+    assert result.trends.empty                                             # fewer than 3 layers: no trend
+
+
+def test_same_seed_same_tables_whatever_else_is_switched_on_defect_5():
+    stimuli, responses = planted_run(effect=0.3)
+    plain = analyse(stimuli, responses, ["layer1", "layer2"], SelectivityOptions(tuning_null=30), progress=False)
+    more = analyse(stimuli, responses, ["layer1", "layer2"],
+                   SelectivityOptions(tuning_null=30, permutations=40, valence_tuning=True, confounds=True), progress=False)
+    pd.testing.assert_frame_equal(plain.overlap, more.overlap)
+    columns = [c for c in plain.layers.columns]
+    pd.testing.assert_frame_equal(plain.layers[columns], more.layers[columns])
+    one_layer = analyse(stimuli, responses, ["layer2"], SelectivityOptions(tuning_null=30), progress=False)
+    pd.testing.assert_frame_equal(one_layer.layers.drop(columns=["layer_index", "relative_depth"]).reset_index(drop=True),
+                                  plain.layers[plain.layers["layer"] == "layer2"]
+                                  .drop(columns=["layer_index", "relative_depth"]).reset_index(drop=True))
 
 
 def test_ledoit_wolf_shrinkage_equals_its_definition():

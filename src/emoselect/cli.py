@@ -43,6 +43,9 @@ def _extract_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weights", default="imagenet", help="imagenet, random, or a state-dict file")
     group.add_argument("--grayscale", action="store_true", help="show the pictures in gray (the journal version)")
     group.add_argument("--readout", default="auto", help="readout site (auto, pool5, fc6, fc7, ...)")
+    group.add_argument("--resize", type=int, help="short side in pixels before the centre crop (default: the weights' own, "
+                       "256 for files and random weights)")
+    group.add_argument("--crop", type=int, help="centre crop in pixels (default: the weights' own, 224)")
     group.add_argument("--batch-size", type=int, default=32)
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     group.add_argument("--workers", type=int, help="picture-decoding processes (default: cores - 1, at most 4)")
@@ -60,7 +63,8 @@ def _extract_options(args):
                           scales=_pairs(args.scale, "--scale"), overrides=args.overrides,
                           thresholds=tuple(args.thresholds), margin=args.margin, split=tuple(args.split),
                           seed=args.seed, limit=args.limit, model=args.model, weights=args.weights,
-                          grayscale=args.grayscale, readout=args.readout, batch_size=args.batch_size,
+                          grayscale=args.grayscale, readout=args.readout, resize=args.resize, crop=args.crop,
+                          batch_size=args.batch_size,
                           device=args.device, workers=args.workers, cache=args.cache)
 
 
@@ -113,7 +117,8 @@ def _selectivity_arguments(parser: argparse.ArgumentParser) -> None:
                        help="images that define tuning: the training split (default) or all (the paper)")
     group.add_argument("--pair", nargs=2, metavar=("A", "B"), help="the two datasets whose agreement defines selective units")
     group.add_argument("--si-keep", type=float, help="keep the top fraction of units by d' index (journal: 0.8)")
-    group.add_argument("--draws", type=int, default=1000, help="random set pairs for the overlap test (default 1000)")
+    group.add_argument("--tuning-null", type=int, default=200, metavar="N",
+                       help="label permutations for the tuning-quality null and depth-trend test (default 200; 0 = off)")
     group.add_argument("--permutations", type=int, default=0, help="per-unit label permutations (0 = off)")
     group.add_argument("--require-significant", action="store_true", help="selective = also significant (BH) in both datasets")
     group.add_argument("--alpha", type=float, default=0.05, help="false discovery rate for every test (default 0.05)")
@@ -126,7 +131,7 @@ def _selectivity_options(args, seed: int):
     from .selectivity import SelectivityOptions
 
     return SelectivityOptions(define_on=args.define_on, pair=tuple(args.pair) if args.pair else None, si_keep=args.si_keep,
-                              draws=args.draws, permutations=args.permutations,
+                              permutations=args.permutations, tuning_null=args.tuning_null,
                               require_significant=args.require_significant, alpha=args.alpha,
                               valence_tuning=args.valence_tuning, confounds=args.confounds,
                               example_layer=args.example_layer, seed=seed)
@@ -142,7 +147,7 @@ def _print_selectivity(result) -> None:
     print(table.to_string())
     deepest = result.overlap[result.overlap["layer"] == layers.index[-1]]
     for row in deepest.itertuples():
-        print(f"{row.layer} {row.category}: Jaccard {row.jaccard:.3f} vs random {row.jaccard_random_mean:.3f} "
+        print(f"{row.layer} {row.category}: Jaccard {row.jaccard:.3f} vs chance {row.jaccard_null_mean:.3f} "
               f"(p = {row.p_value:.4f}, BH q = {row.q_value:.4f})")
 
 

@@ -37,6 +37,8 @@ class ExtractOptions:
     weights: str = "imagenet"
     grayscale: bool = False
     readout: str = "auto"
+    resize: int | None = None
+    crop: int | None = None
     batch_size: int = 32
     device: str = "auto"
     workers: int | None = None

@@ -34,22 +34,28 @@ def _layer_axis(ax, layers: list[str]) -> None:
 
 
 def tuning_quality(layers: pd.DataFrame, path: Path, control: pd.DataFrame | None = None) -> Path:
-    """Tuning quality (mean max |z|) per layer, per dataset; the random-init control dashed."""
+    """Tuning quality (mean max |z|) per layer and side against its label-shuffled null (band: 2.5-97.5%
+    of the shuffles); left the trained network, right the random-init control."""
     order = list(dict.fromkeys(layers["layer"]))
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    for label, table, style in (("trained", layers, "-"), ("random init", control, "--")):
-        if table is None:
-            continue
+    networks = [("trained", layers)] + ([("random init", control)] if control is not None else [])
+    fig, axes = plt.subplots(1, len(networks), figsize=(6.5 * len(networks), 3.6), squeeze=False, sharey=True)
+    for ax, (label, table) in zip(axes[0], networks):
+        x = np.arange(len(order))
         for i, (dataset, rows) in enumerate(table.groupby("dataset", sort=False)):
             rows = rows.set_index("layer").reindex(order)
-            ax.errorbar(range(len(order)), rows["tuning_quality"], yerr=rows["tuning_quality_sem"], ls=style, marker="o",
-                        ms=3, capsize=2, color=f"C{i}" if label == "trained" else "0.45",
-                        label=f"{dataset} ({label})", alpha=1 if label == "trained" else 0.8)
-    _layer_axis(ax, order)
-    ax.set_ylabel("tuning quality\n(mean over units of max |z|)")
-    ax.set_title("Emotion tuning quality by layer")
-    ax.legend(fontsize=7, frameon=False)
-    ax.grid(alpha=0.3)
+            colour = f"C{i}"
+            if "tuning_quality_null_lo" in rows:
+                ax.fill_between(x, rows["tuning_quality_null_lo"], rows["tuning_quality_null_hi"], color=colour, alpha=0.15,
+                                lw=0, label=f"{dataset}: shuffled labels (95%)")
+            ax.errorbar(x, rows["tuning_quality"], yerr=rows["tuning_quality_sem"], marker="o", ms=3, capsize=2,
+                        color=colour, label=f"{dataset}: observed")
+        _layer_axis(ax, order)
+        ax.set_title(f"{label} network", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+    axes[0, 0].set_ylabel("tuning quality\n(mean over units of max |z|)")
+    fig.suptitle("Emotion tuning quality by layer, against its null", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -63,9 +69,9 @@ def overlap(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | Non
         for ax, category in zip(axes[row], CATEGORIES):
             rows = table[table["category"] == category].set_index("layer").reindex(order)
             x = np.arange(len(order))
-            mean, sd = rows["jaccard_random_mean"], rows["jaccard_random_sd"]
-            ax.fill_between(x, mean - 2 * sd, mean + 2 * sd, color="0.85", label="random sets (mean ± 2 SD)")
-            ax.plot(x, mean, color="0.5", lw=1)
+            ax.fill_between(x, rows["jaccard_null_lo"], rows["jaccard_null_hi"], color="0.85",
+                            label="random sets (exact 95% range)")
+            ax.plot(x, rows["jaccard_null_mean"], color="0.5", lw=1)
             ax.plot(x, rows["jaccard"], marker="o", color=COLOURS[category] if row == 0 else "0.3",
                     ls="-" if row == 0 else "--", label=f"observed ({label})")
             for xi, (value, significant) in enumerate(zip(rows["jaccard"], rows["significant"])):
@@ -165,16 +171,19 @@ def confounds(table: pd.DataFrame, path: Path) -> Path:
 def _selective_vs_random_bars(summary: pd.DataFrame, path: Path, selective: pd.Series, random: pd.Series, q: str,
                               alpha: float, ylabel: str, title: str, labels: tuple[str, str], intact: bool,
                               transfer: bool = False) -> Path:
-    """Bars per layer (selective in the emotion's colour, random grey), one row per dataset pair and
-    one column per emotion; heads tested on their own dataset, or with ``transfer`` on the others
-    (the paper's Fig. 4C); * marks BH q < alpha."""
+    """Bars per layer (selective in the emotion's colour, random grey), one row per network and
+    dataset pair and one column per emotion; heads tested on their own dataset, or with ``transfer``
+    on the others (the paper's Fig. 4C); * marks BH q < alpha. ``summary`` may hold a ``network``
+    column (trained, random init)."""
     own = summary["train_dataset"] == summary["test_dataset"]
     chosen = ~own if transfer else own
-    pairs = list(dict.fromkeys(zip(summary.loc[chosen, "train_dataset"], summary.loc[chosen, "test_dataset"]))) or [("", "")]
+    network = summary["network"] if "network" in summary else pd.Series("", index=summary.index)
+    pairs = list(dict.fromkeys(zip(network[chosen], summary.loc[chosen, "train_dataset"],
+                                   summary.loc[chosen, "test_dataset"]))) or [("", "", "")]
     fig, axes = plt.subplots(len(pairs), 3, figsize=(12, 3.3 * len(pairs)), squeeze=False, sharey="row")
-    for r, (train, test) in enumerate(pairs):
+    for r, (net, train, test) in enumerate(pairs):
         for ax, category in zip(axes[r], CATEGORIES):
-            rows = (chosen & (summary["train_dataset"] == train) & (summary["test_dataset"] == test)
+            rows = (chosen & (network == net) & (summary["train_dataset"] == train) & (summary["test_dataset"] == test)
                     & (summary["emotion"] == category))
             order = list(summary.loc[rows, "layer"])
             x = np.arange(len(order))
@@ -188,7 +197,9 @@ def _selective_vs_random_bars(summary: pd.DataFrame, path: Path, selective: pd.S
                 if qv < alpha:
                     ax.text(xi - 0.2, value, "*", ha="center", va="bottom", fontsize=12)
             _layer_axis(ax, order)
-            ax.set_title(f"{train} heads on {test}: {category}" if transfer else f"{train}: {category}", fontsize=9)
+            prefix = f"{net}, " if net else ""
+            ax.set_title(f"{prefix}{train} heads on {test}: {category}" if transfer else f"{prefix}{train}: {category}",
+                         fontsize=9)
             ax.grid(alpha=0.3, axis="y")
         axes[r, 0].set_ylabel(ylabel)
     axes[0, 0].legend(fontsize=7, frameon=False)

@@ -16,20 +16,22 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import figures
+from .claims import scorecard
 from .config import ExtractOptions, extract_options, read_config, update_config
 from .experiments import ManipulationOptions, plan_layer, score_conditions, summarise, table_one
 from .files import file_digest
-from .manipulation import ResultCache, evaluate, load_pictures
+from .manipulation import ResultCache, evaluate, gain_rescales_readout, load_pictures
 from .network import Network, load_network
 from .problems import InputError
 from .readout import Head, ReadoutOptions, train_heads
 from .report import write_report
 from .responses import Responses, default_cache_dir, extract, load_responses, pick_device, response_key
-from .selectivity import SelectivityOptions, SelectivityResult, analyse
+from .selectivity import SelectivityOptions, SelectivityResult, analyse, trend_difference
 from .stimuli import Stimuli, build_stimuli, category_counts, read_stimuli, write_stimuli
 
 # what later stages write; removed when a run folder is re-extracted with other options
-DOWNSTREAM = ["units.csv", "selective.csv", "layers.csv", "overlap.csv", "examples.csv", "confounds.csv", "readout.csv",
+DOWNSTREAM = ["units.csv", "selective.csv", "layers.csv", "overlap.csv", "examples.csv", "confounds.csv", "trends.csv",
+              "claims.csv", "readout.csv",
               "heads.npz", "manipulation.csv", "manipulation_summary.csv", "table1.csv", "cache", "figures",
               "report.html", "control"]
 
@@ -49,7 +51,15 @@ def cache_dir(options: ExtractOptions) -> Path:
 
 
 def build_network(options: ExtractOptions) -> Network:
-    return load_network(options.model, options.weights, options.seed, options.grayscale, options.readout)
+    return load_network(options.model, options.weights, options.seed, options.grayscale, options.readout,
+                        options.resize, options.crop)
+
+
+def control_options(options: ExtractOptions, trained: Network) -> ExtractOptions:
+    """Extract options of the seeded random-init control of ``trained``: same pictures (the trained
+    network's resize and crop, whatever the weights' own convention), same readout site."""
+    return dataclasses.replace(options, weights="random", readout=trained.readout_site, resize=trained.prep.resize,
+                               crop=trained.prep.crop)
 
 
 def dataset_provenance(stimuli: Stimuli, options: ExtractOptions) -> dict:
@@ -139,6 +149,17 @@ def write_selectivity(result: SelectivityResult, run: Path) -> None:
         result.confounds.to_csv(run / "confounds.csv", index=False)
 
 
+def write_trends(result: SelectivityResult, control: SelectivityResult | None, run: Path) -> pd.DataFrame:
+    """trends.csv: depth-trend tests of the trained network, the control, and their difference."""
+    parts = [result.trends.assign(network="trained")]
+    if control is not None:
+        parts += [control.trends.assign(network="random init"),
+                  trend_difference(result.trend_nulls, control.trend_nulls).assign(network="trained - random init")]
+    table = pd.concat(parts, ignore_index=True)[["network", "measure", "rho", "p_rise", "p_fall", "n_null"]]
+    table.to_csv(run / "trends.csv", index=False)
+    return table
+
+
 def selectivity_stage(run: str | Path, options: SelectivityOptions | None = None,
                       progress: bool = True) -> SelectivityResult:
     """Selectivity tables and figures for a run folder (and for its random-init control, if present)."""
@@ -153,6 +174,7 @@ def selectivity_stage(run: str | Path, options: SelectivityOptions | None = None
         control = analyse(c_stimuli, c_responses, list(c_config["network"]["sites"]), options, progress)
         write_selectivity(control, run / "control")
         update_config(run / "control", selectivity={**dataclasses.asdict(options), "pair_note": control.pair_note})
+    write_trends(result, control, run)
     folder = run / "figures"
     figures.tuning_quality(result.layers, folder / "tuning_quality.png", control.layers if control else None)
     figures.overlap(result.overlap, folder / "overlap.png", control.overlap if control else None, options.alpha)
@@ -161,6 +183,7 @@ def selectivity_stage(run: str | Path, options: SelectivityOptions | None = None
     if result.confounds is not None:
         figures.confounds(result.confounds, folder / "confounds.png")
     update_config(run, selectivity={**dataclasses.asdict(options), "pair_note": result.pair_note})
+    claims_stage(run, options.alpha)
     return result
 
 
@@ -203,7 +226,7 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
     stimuli, config = read_stimuli(run), extracted_config(run)
     sites = list(config["network"]["sites"])
     device = pick_device(recorded.device)
-    layers, betas, repeats = options.resolved(sites, device)
+    layers, betas, repeats, lesion_repeats = options.resolved(sites, device)
     selective = _read_table(run, "selective.csv", "selectivity")
     tuning = _read_table(run, "units.csv", "selectivity") if options.gain_form == "tuning" else None
     network = build_network(recorded)
@@ -213,7 +236,7 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
                          f"{config['network']['readout_site']}: rerun `emoselect extract`")
     heads, readout = readout_stage(run, stimuli, config, options.readout)
     evaluated = stimuli.table[stimuli.table["split"].isin(["val", "test"])].reset_index(drop=True)
-    plans = {layer: plan_layer(layer, network.units[layer], selective, betas, repeats, options, sites.index(layer), tuning)
+    plans = {layer: plan_layer(layer, network.units[layer], selective, betas, repeats, options, lesion_repeats, tuning)
              for layer in layers}
     cache = ResultCache(run / "cache" / "manipulation")
     heads_key = ResultCache.key(*[h.weight for h in heads], *[h.bias for h in heads])
@@ -242,22 +265,55 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
     manipulation = pd.concat(tables, ignore_index=True)
     summary = summarise(manipulation, options.alpha)
     table1 = table_one(summary, manipulation)
+    rescales = {layer: gain_rescales_readout(network, layer) for layer in layers}
+    summary["gain_rescales_readout"] = summary["layer"].map(rescales)
     for name, table in (("manipulation.csv", manipulation), ("manipulation_summary.csv", summary), ("table1.csv", table1)):
         table["readout_site"] = network.readout_site
         table.to_csv(run / name, index=False)
     folder = run / "figures"
-    figures.attention_change(summary, folder / "attention_change.png", options.alpha)
+    shown = summary.assign(network="random init" if is_control(run) else "trained")
+    control_summary = run / "control" / "manipulation_summary.csv"
+    if control_summary.is_file():   # the control's rows below the trained network's
+        shown = pd.concat([shown.assign(network="trained"), pd.read_csv(control_summary).assign(network="random init")],
+                          ignore_index=True)
+    figures.attention_change(shown, folder / "attention_change.png", options.alpha)
     figures.attention_curves(manipulation, folder / "attention_curves.png")
-    figures.lesion(summary, folder / "lesion.png", options.alpha)
+    figures.lesion(shown, folder / "lesion.png", options.alpha)
     if (summary["train_dataset"] != summary["test_dataset"]).any():
-        figures.transfer(summary, folder / "transfer.png", options.alpha)
+        figures.transfer(shown, folder / "transfer.png", options.alpha)
     settings = dataclasses.asdict(options)
     settings.update(profile=options.profile_for(device), layers=layers, betas=betas, repeats=repeats,
+                    lesion_repeats=lesion_repeats,
                     readout_site=network.readout_site,
                     engine="suffix" if network.stages is not None else "full forward (no stage chain)",
                     engine_seconds=round(seconds, 1))
     update_config(run, manipulation=settings)
+    if (run / "trends.csv").is_file():
+        claims_stage(run, options.alpha)
     return Manipulated(readout, manipulation, summary, table1, layers, seconds)
+
+
+def is_control(run: Path) -> bool:
+    """Whether a run folder holds a random-init control (its network has random weights)."""
+    return read_config(run).get("network", {}).get("weights") == "random"
+
+
+def _optional_csv(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def claims_stage(run: str | Path, alpha: float = 0.05) -> pd.DataFrame:
+    """claims.csv: the paper's claims tested on this run's tables (see :mod:`emoselect.claims`),
+    for the trained network and its random-init control(s). Reads only what earlier stages wrote."""
+    run = Path(run)
+    controls = [{"name": "random init", **{name: _optional_csv(folder / f"{file}.csv") for name, file in
+                                          (("overlap", "overlap"), ("layers", "layers"), ("summary", "manipulation_summary"))}}
+                for folder in [run / "control"] if (folder / "config.yaml").is_file()]
+    table = scorecard(_optional_csv(run / "trends.csv"), _optional_csv(run / "overlap.csv"),
+                      _optional_csv(run / "layers.csv"), _optional_csv(run / "manipulation_summary.csv"), controls,
+                      alpha, extract_options(run).seed)
+    table.to_csv(run / "claims.csv", index=False)
+    return table
 
 
 @dataclass
@@ -277,10 +333,13 @@ def run_all(options: ExtractOptions, out: str | Path, selectivity: SelectivityOp
     run = Path(out)
     trained = extract_stage(options, run, progress)
     if control:
-        control_options = dataclasses.replace(options, weights="random", readout=trained.network.readout_site)
-        extract_stage(control_options, run / "control", progress)
+        extract_stage(control_options(options, trained.network), run / "control", progress)
     elif (run / "control").is_dir():
         shutil.rmtree(run / "control")
     result = selectivity_stage(run, selectivity or SelectivityOptions(seed=options.seed), progress)
-    manipulated = manipulate_stage(run, manipulation, progress) if manipulation is not None else None
+    manipulated = None
+    if manipulation is not None:
+        if control:   # the control goes through the same manipulations, with heads on its own features
+            manipulate_stage(run / "control", dataclasses.replace(manipulation), progress)
+        manipulated = manipulate_stage(run, manipulation, progress)
     return Analysis(result, manipulated, write_report(run))

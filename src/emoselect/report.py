@@ -20,6 +20,7 @@ table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1em; }
 th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; } th { background: #f4f4f4; }
 td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
+.supported { background: #dff0d8; } .contradicted { background: #f8d7da; } .inconclusive { background: #fcf3cf; }
 .wide { overflow-x: auto; } .note { color: #555; font-size: .9em; } pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: .8em; }
 """
 
@@ -46,6 +47,33 @@ def _csv(run: Path, name: str) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
 
 
+def _scorecard_section(run: Path) -> list[str]:
+    """The first block: each claim of the paper with its test, effect, p and verdict."""
+    claims = _csv(run, "claims.csv")
+    if claims is None or claims.empty:
+        return ["<h2>The paper's claims on these data</h2><p class='note'>no scorecard yet: run the selectivity "
+                "(and manipulate) stages.</p>"]
+    rows = []
+    for record in claims.itertuples(index=False):
+        cells = [record.claim, record.network, record.verdict, _number(record.effect), _number(record.p),
+                 _number(record.p_opposite), _number(record.min_p), f"{record.test}. {'' if pd.isna(record.note) else record.note}"]
+        rows.append(f"<tr class='{html.escape(str(record.verdict)).replace(' ', '-')}'>"
+                    + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    header = "".join(f"<th>{h}</th>" for h in ("claim", "network", "verdict", "effect", "p", "p (opposite)",
+                                                   "smallest attainable p", "test"))
+    return ["<h2>The paper's claims on these data</h2>",
+            "<p class='note'>Each claim of Liu, Bo, Ding &amp; Fang tested on this run. Verdicts follow fixed rules "
+            "(docs/science.md, \"The scorecard\"): a directional test is <i>supported</i> when p &lt; alpha in the claimed "
+            "direction, <i>contradicted</i> when p &lt; alpha in the opposite one, else <i>inconclusive</i>; a claim over "
+            "many cells needs at least half of them significant. The paper expects the trained network to support each "
+            "claim and the random-init control not to.</p>",
+            f"<div class='wide'><table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"]
+
+
+def _number(value) -> str:
+    return "" if pd.isna(value) else f"{value:.3g}"
+
+
 def _selectivity_section(run: Path, config: dict) -> list[str]:
     layers, overlap = _csv(run, "layers.csv"), _csv(run, "overlap.csv")
     if layers is None or overlap is None:
@@ -56,15 +84,20 @@ def _selectivity_section(run: Path, config: dict) -> list[str]:
              _figure(run, "overlap.png", "Jaccard index of the two sides' unit sets vs random sets of the same sizes."),
              _figure(run, "selective_fraction.png", "Share of units selective per category and layer."),
              _figure(run, "example_neurons.png", "Strongest selective unit per category: tuning curves and valence of its top images.")]
-    quality = layers.pivot(index="layer", columns="dataset", values="tuning_quality").reindex(list(dict.fromkeys(layers["layer"])))
-    quality.columns.name = None
-    parts += ["<h3>Tuning quality (mean over units of max |z|)</h3>", _table(quality.reset_index())]
+    columns = [c for c in ("layer", "dataset", "tuning_quality", "tuning_quality_null_mean", "tuning_quality_null_lo",
+                           "tuning_quality_null_hi", "tuning_quality_excess", "p_tuning_quality") if c in layers]
+    parts += ["<h3>Tuning quality (mean over units of max |z|) against its label-shuffled null</h3>",
+              _table(layers[columns], limit=100)]
     control = _csv(run / "control", "layers.csv")
     if control is not None:
-        c_quality = control.pivot(index="layer", columns="dataset", values="tuning_quality").reindex(quality.index)
-        c_quality.columns.name = None
-        parts += ["<h3>Random-init control: tuning quality</h3>", _table(c_quality.reset_index())]
-    columns = ["layer", "category", "n_units", "n_a", "n_b", "n_selective", "jaccard", "jaccard_random_mean", "p_value", "q_value"]
+        parts += ["<h3>Random-init control: tuning quality against its null</h3>",
+                  _table(control[[c for c in columns if c in control]], limit=100)]
+    trends = _csv(run, "trends.csv")
+    if trends is not None:
+        parts += ["<h3>Depth trends</h3><p class='note'>Spearman rho of each layer's excess over its null with the "
+                  "layer's depth; p from null draws that recompute the whole trend.</p>", _table(trends)]
+    columns = ["layer", "category", "n_eligible_both", "n_a", "n_b", "n_selective", "jaccard", "jaccard_null_mean",
+               "jaccard_excess", "p_value", "q_value"]
     parts += ["<h3>Overlap vs chance</h3>", _table(overlap[columns], limit=100)]
     confounds = _csv(run, "confounds.csv")
     if confounds is not None:
@@ -73,6 +106,15 @@ def _selectivity_section(run: Path, config: dict) -> list[str]:
                   _table(confounds[["dataset", "layer", "image_statistics", "layer_responses", "layer_without_statistics",
                                     "share_explained_by_statistics"]], limit=100)]
     return parts
+
+
+def _rescaled_note(summary: pd.DataFrame | None) -> str:
+    if summary is None or "gain_rescales_readout" not in summary or not summary["gain_rescales_readout"].any():
+        return ""
+    layers = ", ".join(dict.fromkeys(summary.loc[summary["gain_rescales_readout"].astype(bool), "layer"]))
+    return (f"<p class='note'><b>Note:</b> the heads read out directly after {html.escape(layers)} (only pooling "
+            f"between): a gain there only rescales the heads' input features, which says little about the network's "
+            f"own processing; the scorecard counts these cells.</p>")
 
 
 def _manipulation_section(run: Path, config: dict) -> list[str]:
@@ -86,11 +128,22 @@ def _manipulation_section(run: Path, config: dict) -> list[str]:
              _table(readout[readout["split"] == "test"][["dataset", "emotion", "site", "best_epoch", "f1", "accuracy",
                                                          "balanced_accuracy", "n"]]),
              "<h2>Attention gain and lesion</h2>",
-             f"<p>Profile {settings.get('profile', '')}: layers {', '.join(settings.get('layers', []))}; "
-             f"betas {settings.get('betas', '')}; "
-             f"{settings.get('repeats', '')} random sets per layer and emotion; engine: {settings.get('engine', '')}.</p>",
-             "<h3>Table 1 (test split; layer and beta chosen on the validation split)</h3>", _table(table1),
-             _figure(run, "attention_change.png", "Change of test F1 with the best gain: selective vs random units."),
+             f"<p>Profile {html.escape(str(settings.get('profile', '')))}: layers "
+             f"{html.escape(', '.join(map(str, settings.get('layers', []))))}; betas {html.escape(str(settings.get('betas', '')))}; "
+             f"{html.escape(str(settings.get('repeats', '')))} random sets swept over every beta and "
+             f"{html.escape(str(settings.get('lesion_repeats', '')))} lesioned per layer and emotion; engine: "
+             f"{html.escape(str(settings.get('engine', '')))}.</p>",
+             _rescaled_note(summary),
+             "<h3>Table 1 (test split; layer and beta chosen on the validation split)</h3>",
+             "<p class='note'>enhanced = the honest gain (layer and beta chosen on the validation split); test_chosen = "
+             "the optimistic gain chosen on the test split itself, as the paper did, for the selective set and "
+             "(random_test_chosen) for random sets alike: the difference between the two is selection bias.</p>",
+             _table(table1)]
+    control_table1 = _csv(run / "control", "table1.csv")
+    if control_table1 is not None:
+        parts += ["<h3>Random-init control: Table 1</h3>", _table(control_table1)]
+    parts += [_figure(run, "attention_change.png", "Change of test F1 with the best gain: selective vs random units "
+                                                   "(random-init control below, if run)."),
              _figure(run, "lesion.png", "Test F1 after lesioning selective vs random units."),
              _figure(run, "transfer.png", "Cross-dataset transfer: heads tested on the other dataset."),
              _figure(run, "attention_curves.png", "Test F1 against beta, per layer.")]
@@ -117,6 +170,7 @@ def write_report(run: str | Path) -> Path:
     problems = _csv(run, "problems.csv")
     if problems is not None and len(problems):
         parts += [f"<p>{len(problems)} problems were found and handled (see problems.csv):</p>", _table(problems, limit=20)]
+    parts += _scorecard_section(run)
     parts += _selectivity_section(run, config)
     parts += _manipulation_section(run, config)
     parts += ["<h2>Configuration and provenance</h2>",

@@ -31,7 +31,7 @@ from .network import Network, record
 from .problems import InputError
 from .stimuli import Stimuli
 
-RESPONSE_DEFINITION = 1   # bump when the meaning of a cached vector changes
+RESPONSE_DEFINITION = 2   # bump when the meaning of a cached vector changes (2: channels-last forward)
 
 
 def default_cache_dir() -> Path:

@@ -9,8 +9,11 @@ Definitions (Liu, Bo, Ding & Fang; see DESIGN.md):
 * journal version: d'_e = (mean_e - mean_rest) / sqrt((var_e + var_rest) / 2), SI = max_e d'_e;
 * selective units: the same preferred category in both datasets of a pair;
 * overlap: Jaccard index |A & B| / |A | B| of the two datasets' sets per category, against random
-  sets of the same sizes from the same layer (intersection sizes drawn from the exact
-  hypergeometric law), one-sided p = (1 + #{J_random >= J}) / (1 + draws), BH across layers.
+  sets of the same sizes drawn from the units each set could have come from (its eligible units);
+  the null distribution of |A & B| is computed exactly (no sampling), one-sided p = P(J_null >= J),
+  BH across layers;
+* tuning-quality null: tuning quality with the category labels shuffled over the defining pictures,
+  and a depth-trend test (Spearman rho of the excess over the null with depth, recomputed per shuffle).
 """
 from __future__ import annotations
 
@@ -22,9 +25,9 @@ from tqdm.auto import tqdm
 
 from .problems import InputError
 from .responses import Responses
-from .stats import benjamini_hochberg, decode_crossvalidated, spearman_columns
+from .stats import (benjamini_hochberg, decode_crossvalidated, exceedance_p_value, intersection_pmf, jaccard_null,
+                    random_stream, rank_correlation, spearman_columns, trend_test)
 from .stimuli import Stimuli
-from .stats import exceedance_p_value
 
 CATEGORY_ORDER = ("pleasant", "neutral", "unpleasant")
 
@@ -46,15 +49,21 @@ def _check(responses: np.ndarray, onehot: np.ndarray) -> None:
                          f"(counts {dict(zip(CATEGORY_ORDER, counts.astype(int)))})")
 
 
+def _analysed(responses: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The analysed rows: (data float64 [n, n_units], one-hot [n, 3]) without ``unknown`` pictures."""
+    onehot = category_matrix(categories)
+    used = onehot.sum(axis=1) > 0
+    data, onehot = np.asarray(responses, np.float64)[used], onehot[used]
+    _check(data, onehot)
+    return data, onehot
+
+
 def tuning_values(responses: np.ndarray, categories: np.ndarray) -> np.ndarray:
     """z-scored category means: [n_images, n_units] -> [n_units, 3]; NaN for zero-variance units.
 
     Only images whose category is one of the three are used (``unknown`` rows are ignored).
     """
-    onehot = category_matrix(categories)
-    used = onehot.sum(axis=1) > 0
-    data, onehot = np.asarray(responses, np.float64)[used], onehot[used]
-    _check(data, onehot)
+    data, onehot = _analysed(responses, categories)
     mean_all = data.mean(axis=0)
     sd = data.std(axis=0, ddof=1)
     means = (onehot.T @ data) / onehot.sum(axis=0)[:, None]              # [3, n_units]
@@ -80,10 +89,7 @@ def tuning_quality(z: np.ndarray) -> float:
 
 def d_prime(responses: np.ndarray, categories: np.ndarray) -> np.ndarray:
     """Journal selectivity d'_e of every unit: [n_images, n_units] -> [n_units, 3]."""
-    onehot = category_matrix(categories)
-    used = onehot.sum(axis=1) > 0
-    data, onehot = np.asarray(responses, np.float64)[used], onehot[used]
-    _check(data, onehot)
+    data, onehot = _analysed(responses, categories)
     out = np.empty((data.shape[1], 3))
     for k in range(3):
         inside, rest = data[onehot[:, k] > 0], data[onehot[:, k] == 0]
@@ -112,18 +118,27 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else float("nan")
 
 
-def random_jaccard(n_units: int, size_a: int, size_b: int, draws: int, rng: np.random.Generator) -> np.ndarray:
-    """Jaccard indices of ``draws`` pairs of random unit sets of sizes a and b out of n.
+def label_permutations(n_images: int, permutations: int, rng: np.random.Generator) -> np.ndarray:
+    """``permutations`` random orders of ``n_images`` pictures: int [permutations, n_images]; row p
+    gives shuffled labels ``labels[order[p]]``."""
+    return np.argsort(rng.random((permutations, n_images)), axis=1)
 
-    The intersection of a fixed set of size a and a uniformly random set of size b follows the
-    hypergeometric law, so it is drawn directly from it.
+
+def _permuted_tuning(data: np.ndarray, onehot: np.ndarray, orders: np.ndarray, chunk: int = 100):
+    """Tuning values under shuffled labels, chunk by chunk: yields z [size, 3, n_units].
+
+    Mean and SD over all pictures do not change under a permutation, so only the category means are
+    recomputed: one matrix product [size * 3, n] @ [n, n_units] per chunk of permutations.
     """
-    if size_a == 0 and size_b == 0:
-        return np.full(draws, np.nan)
-    if size_a == 0 or size_b == 0:
-        return np.zeros(draws)
-    k = rng.hypergeometric(size_a, n_units - size_a, size_b, size=draws)
-    return k / (size_a + size_b - k)
+    mean_all, sd = data.mean(axis=0), data.std(axis=0, ddof=1)
+    counts = onehot.sum(axis=0)
+    for start in range(0, len(orders), chunk):
+        block = orders[start:start + chunk]
+        shuffled = onehot[block]                                                      # [size, n, 3]
+        stacked = shuffled.transpose(0, 2, 1).reshape(-1, data.shape[0])              # [size * 3, n]
+        means = (stacked @ data).reshape(len(block), 3, -1) / counts[None, :, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            yield (means - mean_all) / sd
 
 
 def permutation_p_values(responses: np.ndarray, categories: np.ndarray, permutations: int,
@@ -131,32 +146,27 @@ def permutation_p_values(responses: np.ndarray, categories: np.ndarray, permutat
     """Per-unit p-value of selectivity: is max_e z_e larger than with shuffled category labels?
 
     Returns [n_units] p = (1 + #{max z under permutation >= observed}) / (1 + permutations);
-    NaN for zero-variance units. Mean and SD over all images do not change under permutation, so
-    only category means are recomputed (one matrix product per chunk of permutations).
+    NaN for zero-variance units.
     """
-    onehot = category_matrix(categories)
-    used = onehot.sum(axis=1) > 0
-    data, onehot = np.asarray(responses, np.float64)[used], onehot[used]
-    _check(data, onehot)
-    mean_all, sd = data.mean(axis=0), data.std(axis=0, ddof=1)
-    counts = onehot.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        observed = (((onehot.T @ data) / counts[:, None] - mean_all) / sd).max(axis=0)
+    data, onehot = _analysed(responses, categories)
+    observed = tuning_values(data, np.array(CATEGORY_ORDER)[onehot.argmax(axis=1)]).max(axis=1)
     exceed = np.zeros(data.shape[1])
-    labels = onehot.argmax(axis=1)
-    done = 0
-    while done < permutations:
-        size = min(chunk, permutations - done)
-        shuffled = np.stack([rng.permutation(labels) for _ in range(size)])           # [size, n]
-        onehots = (shuffled[:, :, None] == np.arange(3)).astype(np.float64)           # [size, n, 3]
-        means = np.einsum("pnk,nu->pku", onehots, data) / counts[None, :, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            null = ((means - mean_all) / sd).max(axis=1)                               # [size, n_units]
-        exceed += (null >= observed - 1e-12).sum(axis=0)
-        done += size
+    for z in _permuted_tuning(data, onehot, label_permutations(len(data), permutations, rng), chunk):
+        exceed += (z.max(axis=1) >= observed - 1e-12).sum(axis=0)
     p = (1 + exceed) / (1 + permutations)
-    p[~(sd > 0)] = np.nan
+    p[np.isnan(observed)] = np.nan
     return p
+
+
+def tuning_quality_null(responses: np.ndarray, categories: np.ndarray, orders: np.ndarray) -> np.ndarray:
+    """Tuning quality of a layer under shuffled labels: [n_images, n_units] -> [n_permutations].
+
+    ``orders`` [n_permutations, n_analysed] from :func:`label_permutations` (pass the same orders to
+    every layer, so that a trend across layers can be recomputed per permutation).
+    """
+    data, onehot = _analysed(responses, categories)
+    return np.concatenate([np.nanmean(np.abs(z).max(axis=1), axis=1)
+                           for z in _permuted_tuning(data, onehot, orders)])
 
 
 def split_half(categories: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -185,10 +195,10 @@ class SelectivityOptions:
     manipulation tests never use the images that chose the units) or ``all`` (the paper).
     ``pair``: the two datasets whose agreement defines selective units (default: the first two;
     with one dataset a seeded split-half of it stands in). ``si_keep``: keep only this top fraction of
-    units by d' selectivity index in each dataset (journal version: 0.8). ``draws``: random set pairs
-    for the overlap test. ``permutations``: per-unit label permutations (0 = off);
+    units by d' selectivity index in each dataset (journal version: 0.8). ``permutations``: per-unit label permutations (0 = off);
     ``require_significant``: selective units must also be significant (BH q < ``alpha``) in both
-    datasets. ``valence_tuning``: Spearman correlation of each unit with valence and arousal.
+    datasets. ``tuning_null``: label permutations for the tuning-quality null and the depth-trend
+    test (0 = off). ``valence_tuning``: Spearman correlation of each unit with valence and arousal.
     ``confounds``: decoding check against low-level image statistics. ``example_layer``: the layer
     whose strongest selective units are shown (default: the deepest).
     """
@@ -196,8 +206,8 @@ class SelectivityOptions:
     define_on: str = "train"
     pair: tuple[str, str] | None = None
     si_keep: float | None = None
-    draws: int = 1000
     permutations: int = 0
+    tuning_null: int = 200
     require_significant: bool = False
     alpha: float = 0.05
     valence_tuning: bool = False
@@ -210,8 +220,10 @@ class SelectivityOptions:
             raise InputError(f"define_on must be 'train' or 'all', got {self.define_on!r}")
         if self.si_keep is not None and not 0 < self.si_keep <= 1:
             raise InputError(f"--si-keep must be a fraction in (0, 1], got {self.si_keep}")
-        if self.draws < 1:
-            raise InputError("--draws must be at least 1")
+        if self.permutations < 0 or self.tuning_null < 0:
+            raise InputError("--permutations and --tuning-null must be >= 0")
+        if not 0 < self.alpha < 1:
+            raise InputError(f"--alpha must be in (0, 1), got {self.alpha}")
         if self.require_significant and self.permutations < 1:
             raise InputError("--require-significant needs a permutation test: give --permutations N (e.g. 1000)")
 
@@ -230,7 +242,11 @@ class Group:
 
 @dataclass
 class SelectivityResult:
-    """The stage's tables (see DESIGN.md); ``pair_note`` says how the two sides were made."""
+    """The stage's tables (see DESIGN.md); ``pair_note`` says how the two sides were made.
+
+    ``trends``: the depth-trend tests (one row per measure); ``trend_nulls``: for each measure,
+    (observed [n_layers], null [n_layers, n_draws]) so that networks can be compared draw by draw.
+    """
 
     units: pd.DataFrame
     selective: pd.DataFrame
@@ -241,6 +257,8 @@ class SelectivityResult:
     groups: list[Group]
     pair_note: str
     top_images: dict = field(default_factory=dict)
+    trends: pd.DataFrame | None = None
+    trend_nulls: dict = field(default_factory=dict)
 
 
 def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[Group], str]:
@@ -272,7 +290,7 @@ def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[G
     name = pair[0]
     table = stimuli.of(name)
     rows = defining(table)
-    half = split_half(table["category"].to_numpy()[rows], np.random.default_rng([options.seed, 7]))
+    half = split_half(table["category"].to_numpy()[rows], random_stream(options.seed, "split-half", name))
     groups = [group(f"{name}/half{h + 1}", name, table, rows[half == h]) for h in (0, 1)]
     return groups, (f"one dataset: a seeded split-half of {name}'s {images} images stands in for two datasets; "
                     f"selective = same preferred category in both halves")
@@ -380,45 +398,139 @@ def _confounds(stimuli: Stimuli, responses: dict[str, Responses], sites: list[st
     return pd.DataFrame(rows)
 
 
+def _overlap_row(site: str, category: str, k: int, a: GroupTuning, b: GroupTuning, groups: list[Group]) -> tuple[dict, np.ndarray]:
+    """One layer and category of overlap.csv, and the exact null pmf of the intersection size.
+
+    The random sets are drawn from the units each observed set could have come from (``eligible``),
+    so restrictions such as --si-keep or --require-significant are part of the null too.
+    """
+    in_a, in_b = (a.preferred == k) & a.eligible, (b.preferred == k) & b.eligible
+    size_a, size_b, both = int(in_a.sum()), int(in_b.sum()), int((in_a & in_b).sum())
+    pmf = intersection_pmf(int((a.eligible & b.eligible).sum()), int(a.eligible.sum()), int(b.eligible.sum()),
+                           size_a, size_b)
+    null = jaccard_null(pmf, size_a, size_b, both)
+    observed = jaccard(in_a, in_b)
+    row = {"layer": site, "category": category, "dataset_a": groups[0].name, "dataset_b": groups[1].name,
+           "n_units": len(a.preferred), "n_eligible_a": int(a.eligible.sum()), "n_eligible_b": int(b.eligible.sum()),
+           "n_eligible_both": int((a.eligible & b.eligible).sum()), "n_a": size_a, "n_b": size_b, "n_selective": both,
+           "jaccard": observed, "jaccard_null_mean": null["mean"], "jaccard_null_sd": null["sd"],
+           "jaccard_null_lo": null["q025"], "jaccard_null_hi": null["q975"], "jaccard_excess": observed - null["mean"],
+           "p_value": null["p_above"], "p_below": null["p_below"]}
+    return row, pmf
+
+
+def _tuning_null_columns(observed: float, null: np.ndarray) -> dict:
+    """layers.csv columns of one layer and side: the tuning-quality null and the excess over it."""
+    return {"tuning_quality_null_mean": float(null.mean()), "tuning_quality_null_lo": float(np.percentile(null, 2.5)),
+            "tuning_quality_null_hi": float(np.percentile(null, 97.5)),
+            "tuning_quality_excess": observed - float(null.mean()), "p_tuning_quality": exceedance_p_value(observed, null)}
+
+
+def _overlap_trend_null(pmfs: list[list[tuple[np.ndarray, int, int]]], draws: int, rng) -> np.ndarray:
+    """Null draws of each layer's mean Jaccard excess over categories: [n_layers, draws].
+
+    ``pmfs[layer]`` holds (intersection pmf, size_a, size_b) per category; categories with two
+    empty sets are left out, as in the observed mean.
+    """
+    out = np.full((len(pmfs), draws), np.nan)
+    for layer, cells in enumerate(pmfs):
+        excess = []
+        for pmf, size_a, size_b in cells:
+            if size_a + size_b == 0:
+                continue
+            k = rng.choice(len(pmf), size=draws, p=pmf)
+            j = k / (size_a + size_b - k)
+            excess.append(j - pmf @ (np.arange(len(pmf)) / (size_a + size_b - np.arange(len(pmf)))))
+        if excess:
+            out[layer] = np.mean(excess, axis=0)
+    return out
+
+
+def _trends(layers: pd.DataFrame, overlap: pd.DataFrame, sites: list[str], tuning_nulls: list[list[np.ndarray]],
+            pmfs: list, options: SelectivityOptions) -> tuple[pd.DataFrame, dict]:
+    """Depth-trend tests of the tuning-quality excess and of the overlap excess (see :func:`trend_test`)."""
+    rows, nulls = [], {}
+    if options.tuning_null and len(sites) >= 3:
+        excess = layers.groupby("layer", sort=False)["tuning_quality_excess"].mean().reindex(sites).to_numpy()
+        null = np.mean([np.stack(per_group) - np.stack(per_group).mean(axis=1, keepdims=True)
+                        for per_group in tuning_nulls], axis=0)                          # [L, P], sides averaged
+        nulls["tuning_quality_excess"] = (excess, null)
+    if len(sites) >= 3:
+        excess = overlap.groupby("layer", sort=False)["jaccard_excess"].mean().reindex(sites).to_numpy()
+        nulls["overlap_excess"] = (excess, _overlap_trend_null(pmfs, 1000, random_stream(options.seed, "overlap-trend")))
+    for measure, (observed, null) in nulls.items():
+        rows.append({"measure": measure, **trend_test(observed, null)})
+    return pd.DataFrame(rows, columns=["measure", "rho", "p_rise", "p_fall", "n_null"]), nulls
+
+
+def trend_difference(trained: dict, control: dict) -> pd.DataFrame:
+    """Does a measure rise more steeply with depth in the trained network than in the control?
+
+    ``trained``/``control``: ``SelectivityResult.trend_nulls`` of the two networks (same pictures,
+    same seed, so the tuning-quality nulls use the same label permutations draw by draw). Statistic:
+    rho(trained) - rho(control); null: the same difference per null draw. Returns one row per measure.
+    """
+    rows = []
+    depth = None
+    for measure in trained:
+        if measure not in control:
+            continue
+        (obs_t, null_t), (obs_c, null_c) = trained[measure], control[measure]
+        depth = np.arange(len(obs_t))
+        draws = min(null_t.shape[1], null_c.shape[1])
+        observed = rank_correlation(depth, obs_t) - rank_correlation(depth, obs_c)
+        null = rank_correlation(depth, null_t[:, :draws]) - rank_correlation(depth, null_c[:, :draws])
+        null = null[np.isfinite(null)]
+        rows.append({"measure": measure, "rho": observed, "p_rise": exceedance_p_value(observed, null),
+                     "p_fall": exceedance_p_value(-observed, -null), "n_null": len(null)})
+    return pd.DataFrame(rows, columns=["measure", "rho", "p_rise", "p_fall", "n_null"])
+
+
 def analyse(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str],
             options: SelectivityOptions | None = None, progress: bool = True) -> SelectivityResult:
-    """Every selectivity table of one network's responses (see the module docstring)."""
+    """Every selectivity table of one network's responses (see the module docstring).
+
+    Each random quantity has its own stream keyed by (seed, purpose, layer, side), so the tables of
+    one analysis do not depend on which other analyses are switched on.
+    """
     options = options or SelectivityOptions()
     options.validate()
     groups, note = define_groups(stimuli, options)
-    rng = np.random.default_rng([options.seed, 11])
-    units, layers, overlap, selective = [], [], [], []
+    orders = [label_permutations(len(g.rows), options.tuning_null, random_stream(options.seed, "tuning-null", i))
+              for i, g in enumerate(groups)]
+    units, layers, overlap, selective, pmfs = [], [], [], [], []
+    tuning_nulls = [[] for _ in groups]
     example_site = options.example_layer or sites[-1]
     if example_site not in sites:
         raise InputError(f"--example-layer {example_site!r} is not a probe site ({', '.join(sites)})")
     example_data = None
-    for site in tqdm(sites, desc="selectivity", disable=not progress, leave=False):
+    for depth, site in enumerate(tqdm(sites, desc="selectivity", disable=not progress, leave=False)):
         data = [np.asarray(responses[g.dataset].sites[site])[g.rows] for g in groups]
         try:
-            tuned = [_describe_group(site, g, d, options, rng) for g, d in zip(groups, data)]
+            tuned = [_describe_group(site, g, d, options, random_stream(options.seed, "unit-permutation", site, i))
+                     for i, (g, d) in enumerate(zip(groups, data))]
+            for i, (g, d, tuning) in enumerate(zip(groups, data, tuned)):
+                tuning.layer_columns.update(layer_index=depth, relative_depth=depth / max(len(sites) - 1, 1))
+                if options.tuning_null:
+                    null = tuning_quality_null(d, g.categories, orders[i])
+                    tuning_nulls[i].append(null)
+                    tuning.layer_columns.update(_tuning_null_columns(tuning.layer_columns["tuning_quality"], null))
         except ValueError as error:
             raise InputError(f"layer {site}: {error}") from error
         for tuning in tuned:
             units.append(pd.DataFrame(tuning.unit_columns))
             layers.append(tuning.layer_columns)
-        n_units = data[0].shape[1]
         a, b = tuned
+        cells = []
         for k, category in enumerate(CATEGORY_ORDER):
-            in_a, in_b = (a.preferred == k) & a.eligible, (b.preferred == k) & b.eligible
-            both = in_a & in_b
-            observed = jaccard(in_a, in_b)
-            null = random_jaccard(n_units, int(in_a.sum()), int(in_b.sum()), options.draws, rng)
-            drawn = null[np.isfinite(null)]
-            overlap.append({"layer": site, "category": category, "dataset_a": groups[0].name, "dataset_b": groups[1].name,
-                            "n_units": n_units, "n_a": int(in_a.sum()), "n_b": int(in_b.sum()),
-                            "n_selective": int(both.sum()), "jaccard": observed,
-                            "jaccard_random_mean": float(drawn.mean()) if len(drawn) else np.nan,
-                            "jaccard_random_sd": float(drawn.std()) if len(drawn) else np.nan,
-                            "jaccard_random_95": float(np.percentile(drawn, 95)) if len(drawn) else np.nan,
-                            "p_value": exceedance_p_value(observed, null)})
+            row, pmf = _overlap_row(site, category, k, a, b, groups)
+            overlap.append(row)
+            cells.append((pmf, row["n_a"], row["n_b"]))
+            both = (a.preferred == k) & a.eligible & (b.preferred == k) & b.eligible
             selective.append(pd.DataFrame({"layer": site, "unit": np.flatnonzero(both), "category": category,
                                            f"t_{groups[0].name}": a.z[both, k], f"t_{groups[1].name}": b.z[both, k],
                                            "strength": (a.z[both, k] + b.z[both, k]) / 2}))
+        pmfs.append(cells)
         if site == example_site:
             example_data = (data, tuned)
     overlap = pd.DataFrame(overlap)
@@ -427,8 +539,10 @@ def analyse(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str],
         rows = overlap["category"] == category
         overlap.loc[rows, "q_value"] = benjamini_hochberg(overlap.loc[rows, "p_value"].to_numpy())
     overlap["significant"] = overlap["q_value"] < options.alpha
+    layers = pd.DataFrame(layers)
+    trends, trend_nulls = _trends(layers, overlap, sites, tuning_nulls, pmfs, options)
     selective = pd.concat(selective, ignore_index=True)
     examples, top_images = _examples(example_site, groups, *example_data, selective)
     confounds = _confounds(stimuli, responses, sites, options.seed, progress) if options.confounds else None
-    return SelectivityResult(pd.concat(units, ignore_index=True), selective, pd.DataFrame(layers), overlap,
-                             examples, confounds, groups, note, top_images)
+    return SelectivityResult(pd.concat(units, ignore_index=True), selective, layers, overlap, examples, confounds,
+                             groups, note, top_images, trends, trend_nulls)

@@ -134,3 +134,96 @@ def decode_crossvalidated(features: np.ndarray, labels: np.ndarray, folds: int =
         weights, offsets = _shrinkage_lda(x_train, codes[train], len(classes))
         scores.append(balanced_accuracy(codes[test], (x_test @ weights + offsets).argmax(axis=1)))
     return np.asarray(scores)
+
+
+def random_stream(seed: int, purpose: str, *keys) -> np.random.Generator:
+    """An independent random generator for one purpose and place, e.g. ``(seed, "tuning-null", layer)``.
+
+    Every random quantity in emoselect is drawn from its own stream, so switching one analysis on or
+    off never changes the numbers of another. ``keys`` are ints or strings (hashed with CRC-32).
+    """
+    import zlib
+
+    def code(key) -> int:
+        return int(key) if isinstance(key, (int, np.integer)) else zlib.crc32(str(key).encode())
+
+    return np.random.default_rng([int(seed), code(purpose), *(code(k) for k in keys)])
+
+
+def intersection_pmf(shared: int, universe_a: int, universe_b: int, size_a: int, size_b: int) -> np.ndarray:
+    """Exact distribution of |A & B| for A a uniformly random ``size_a``-subset of a universe U_a and
+    B an independent uniformly random ``size_b``-subset of U_b, where |U_a & U_b| = ``shared``.
+
+    Returns pmf [min(size_a, size_b, shared) + 1] over k = 0, 1, ... With U_a = U_b (all units
+    eligible on both sides) this is the hypergeometric law. In general, m_a = |A & shared| and
+    m_b = |B & shared| are hypergeometric, and given them k is hypergeometric within the shared units:
+    P(k) = sum_{m_a, m_b} P(m_a) P(m_b) HG(k; shared, m_a, m_b). Terms below 1e-18 are skipped.
+    """
+    if not (0 <= shared <= min(universe_a, universe_b) and 0 <= size_a <= universe_a and 0 <= size_b <= universe_b):
+        raise ValueError(f"impossible set sizes: shared {shared}, universes {universe_a}/{universe_b}, "
+                         f"sets {size_a}/{size_b}")
+    k = np.arange(min(size_a, size_b, shared) + 1)
+    m_a = np.arange(min(size_a, shared) + 1)
+    m_b = np.arange(min(size_b, shared) + 1)
+    p_a = stats.hypergeom.pmf(m_a, universe_a, shared, size_a)
+    p_b = stats.hypergeom.pmf(m_b, universe_b, shared, size_b)
+    keep_b = p_b > 1e-18
+    m_b, p_b = m_b[keep_b], p_b[keep_b]
+    pmf = np.zeros(len(k))
+    for m, p in zip(m_a, p_a):
+        if p > 1e-18:
+            pmf += p * (stats.hypergeom.pmf(k[:, None], shared, m, m_b[None, :]) @ p_b)
+    return pmf / pmf.sum()
+
+
+def jaccard_null(pmf: np.ndarray, size_a: int, size_b: int, observed_k: int) -> dict:
+    """Summary of the Jaccard index J = k / (a + b - k) under an intersection pmf over k = 0, 1, ...
+
+    Returns the null mean, SD, 2.5% and 97.5% quantiles of J, and the exact one-sided p-values
+    P(K >= observed_k) (overlap above chance) and P(K <= observed_k) (below chance). J rises with k
+    for fixed sizes, so tail probabilities of k are those of J. NaN everywhere when both sets are empty.
+    """
+    if size_a + size_b == 0:
+        return {key: np.nan for key in ("mean", "sd", "q025", "q975", "p_above", "p_below")}
+    k = np.arange(len(pmf))
+    j = k / (size_a + size_b - k)
+    mean = float(pmf @ j)
+    cdf = np.cumsum(pmf)
+
+    def quantile(q: float) -> float:
+        return float(j[min(np.searchsorted(cdf, q - 1e-12), len(j) - 1)])
+
+    return {"mean": mean, "sd": float(np.sqrt(max(pmf @ (j - mean) ** 2, 0.0))), "q025": quantile(0.025),
+            "q975": quantile(0.975), "p_above": float(min(1.0, pmf[observed_k:].sum())),
+            "p_below": float(min(1.0, pmf[:observed_k + 1].sum()))}
+
+
+def rank_correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman correlation of ``x`` [L] with every column of ``y`` [L] or [L, P] (average ranks for ties).
+    Returns a float for 1-D ``y``, else [P]; NaN where a column is constant."""
+    y = np.asarray(y, float)
+    flat = y.ndim == 1
+    y = y[:, None] if flat else y
+    rx = stats.rankdata(x) - (len(x) + 1) / 2
+    ry = stats.rankdata(y, axis=0) - (len(x) + 1) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = (rx @ ry) / np.sqrt((rx @ rx) * (ry ** 2).sum(axis=0))
+    return float(rho[0]) if flat else rho
+
+
+def trend_test(observed: np.ndarray, null: np.ndarray) -> dict:
+    """Does a per-layer measure rise with depth? Layers are in forward order.
+
+    ``observed`` [L] the measure; ``null`` [L, P] the same measure recomputed under P draws of the
+    null hypothesis (each column one whole draw across all layers, e.g. one label permutation
+    applied to every layer). Statistic: Spearman rho of the measure with depth. Returns rho, the
+    one-sided permutation p-values for a rise and a fall ((1 + #{null rho >= rho}) / (1 + P)), and P.
+    """
+    depth = np.arange(len(observed))
+    rho = rank_correlation(depth, observed)
+    null_rho = rank_correlation(depth, null)
+    null_rho = null_rho[np.isfinite(null_rho)]
+    if not np.isfinite(rho) or len(null_rho) == 0:
+        return {"rho": rho, "p_rise": np.nan, "p_fall": np.nan, "n_null": len(null_rho)}
+    return {"rho": rho, "p_rise": exceedance_p_value(rho, null_rho), "p_fall": exceedance_p_value(-rho, -null_rho),
+            "n_null": len(null_rho)}
