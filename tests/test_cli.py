@@ -1,6 +1,8 @@
 """The command line: clear messages and exit status 2 for bad input, the run folder for good input."""
 from __future__ import annotations
 
+import pandas as pd
+
 import pytest
 from conftest import make_gaped, make_oasis
 
@@ -107,7 +109,7 @@ def test_run_does_everything_with_a_control_and_writes_the_report(tmp_path, caps
     run = tmp_path / "run"
     assert main(["-q", "run", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small", "--weights", "random",
                  "--seed", "3", "--workers", "0", "--tuning-null", "20", "--layers", "features.12.2", "--betas", "0", "2",
-                 "--repeats", "1", "--epochs", "2", "--out", str(run)]) == 0
+                 "--repeats", "1", "--lesion-repeats", "3", "--epochs", "2", "--controls", "2", "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert "Table 1" in out and "report.html" in out
     control = yaml.safe_load((run / "control" / "config.yaml").read_text())
@@ -115,12 +117,26 @@ def test_run_does_everything_with_a_control_and_writes_the_report(tmp_path, caps
     assert control["network"]["weights"] == "random" and control["network"]["seed"] == 3
     assert control["network"]["readout_site"] == trained["network"]["readout_site"]
     assert (run / "control" / "layers.csv").is_file()
+    second = yaml.safe_load((run / "control2" / "config.yaml").read_text())
+    assert second["network"]["seed"] == 4 and second["extract"]["seed"] == 3       # own weights, same splits
+    assert (pd.read_csv(run / "control2" / "stimuli.csv")["split"] == pd.read_csv(run / "stimuli.csv")["split"]).all()
+    assert (run / "control" / "table1.csv").is_file() and not (run / "control2" / "table1.csv").exists()
+    assert set(pd.read_csv(run / "controls.csv")["n_controls"]) == {2}
+    claims = pd.read_csv(run / "claims.csv")
+    assert {"trained", "random init", "random init 2"} <= set(claims["network"])
+    assert set(claims["verdict"]) <= {"supported", "contradicted", "inconclusive", "not testable"}
+    summary = pd.read_csv(run / "manipulation_summary.csv")
+    assert (summary["n_random_lesion"] == 3).all() and (summary["min_p_lesion"] == 0.25).all()
     page = (run / "report.html").read_text()
-    for text in ("Stimuli", "Selectivity", "Random-init control", "Readout heads", "Table 1", "figures/overlap.png",
-                 "Configuration and provenance"):
+    for text in ("The paper's claims on these data", "Stimuli", "Selectivity", "Random-init control", "Readout heads",
+                 "Table 1", "figures/overlap.png", "Depth trends", "Configuration and provenance"):
         assert text in page, text
     for figure in (run / "figures").glob("*.png"):
         assert f"figures/{figure.name}" in page
+    assert main(["-q", "run", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small", "--weights", "random",
+                 "--seed", "3", "--workers", "0", "--tuning-null", "20", "--controls", "1", "--no-manipulate",
+                 "--out", str(run)]) == 0
+    assert (run / "control").is_dir() and not (run / "control2").exists()
 
 
 def test_interrupted_manipulations_resume_at_the_first_unfinished_chunk(tmp_path, monkeypatch):

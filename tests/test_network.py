@@ -103,3 +103,19 @@ def test_chain_equals_forward_and_record_stops_at_readout():
 
 def test_grayscale_option_is_in_the_preprocessing():
     assert load_network("alexnet", "random", grayscale=True).prep.grayscale
+
+
+def test_a_control_sees_the_same_pictures_as_its_network_defect_6():
+    """torchvision's ImageNet weights for e.g. resnet50 resize to 232, random weights to 256: the
+    control must take its trained network's preprocessing, whatever its own default."""
+    from emoselect.config import ExtractOptions
+    from emoselect.pipeline import build_network, control_options
+
+    trained = load_network("resnet18", "random", seed=0, resize=232)
+    assert trained.prep.resize == 232 and trained.prep.crop == 224
+    options = ExtractOptions(datasets={"x": "."}, model="resnet18", weights="random", seed=5)
+    control = build_network(control_options(options, trained, k=2))
+    assert control.prep == trained.prep and control.seed == 6
+    assert load_network("resnet18", "random").prep.resize == 256
+    with pytest.raises(InputError, match="--resize"):
+        load_network("resnet18", "random", resize=0)

@@ -165,11 +165,14 @@ def cmd_selectivity(args) -> None:
 def _manipulation_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("readout heads and manipulations")
     group.add_argument("--profile", choices=["auto", "quick", "paper"], default="auto",
-                       help="quick: 4 deepest layers, betas 0 0.5 1 2 4, 2 random repeats; paper: all layers, "
-                            "betas 0..5 step 0.1, 10 repeats; auto (default): paper on a GPU, quick on a CPU")
+                       help="quick: the 2 deepest layers, betas 0 0.5 1 2 4, 2 controls; paper: all layers, betas 0..5 "
+                            "step 0.5, 10 controls; both 99 random sets; auto (default): paper on a GPU, quick on a CPU")
     group.add_argument("--layers", nargs="+", help="layers to manipulate (overrides the profile)")
     group.add_argument("--betas", nargs="+", type=float, help="gain values (overrides the profile; 0 and 1 always included)")
-    group.add_argument("--repeats", type=int, help="random unit sets per layer and emotion (overrides the profile)")
+    group.add_argument("--repeats", type=int, help="random unit sets swept over every beta, per layer and emotion "
+                       "(default: the profile's, 99)")
+    group.add_argument("--lesion-repeats", type=int, help="random unit sets lesioned, per layer and emotion (at least "
+                       "--repeats; default: the profile's, 99); smallest attainable p = 1/(sets + 1)")
     group.add_argument("--random-from", choices=["all", "nonselective"], default="all", help="pool of the random unit sets")
     group.add_argument("--gain-form", choices=["channels", "tuning"], default="channels",
                        help="channels: scale the selective units (paper); tuning: 1 + beta * tuning value (Lindsay & Miller)")
@@ -187,6 +190,7 @@ def _manipulation_options(args, seed: int):
     from .readout import ReadoutOptions
 
     return ManipulationOptions(profile=args.profile, layers=args.layers, betas=args.betas, repeats=args.repeats,
+                               lesion_repeats=args.lesion_repeats,
                                random_from=args.random_from, gain_form=args.gain_form, transfer=not args.no_transfer,
                                readout=ReadoutOptions(lr=args.lr, epochs=args.epochs, batch_size=args.head_batch_size,
                                                       balanced=args.balanced, seed=seed),
@@ -228,11 +232,11 @@ def cmd_run(args) -> None:
     options = _extract_options(args)
     manipulation = None if args.no_manipulate else _manipulation_options(args, options.seed)
     analysis = run_all(options, args.out, _selectivity_options(args, options.seed), manipulation,
-                       control=not args.no_control, progress=not args.quiet)
+                       controls=0 if args.no_control else args.controls, progress=not args.quiet)
     _print_selectivity(analysis.selectivity)
     if analysis.manipulated is not None:
         _print_manipulation(analysis.manipulated)
-    print(f"wrote {args.out}/ (tables, figures/{', control/' if not args.no_control else ''}) and {analysis.report} "
+    print(f"wrote {args.out}/ (tables, figures/{', control*/' if not args.no_control else ''}) and {analysis.report} "
           f"in {(time.time() - start) / 60:.1f} min")
 
 
@@ -277,7 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     _extract_arguments(run)
     _selectivity_arguments(run)
     _manipulation_arguments(run)
-    run.add_argument("--no-control", action="store_true", help="skip the random-init control network")
+    run.add_argument("--controls", type=int, metavar="K",
+                     help="random-init control networks (seeds seed .. seed+K-1; default: the profile's, quick 2, paper 10; "
+                          "0 = none); the first also goes through the manipulations")
+    run.add_argument("--no-control", action="store_true", help="no random-init control (same as --controls 0)")
     run.add_argument("--no-manipulate", action="store_true", help="skip readout heads and manipulations")
     run.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
     run.set_defaults(func=cmd_run)

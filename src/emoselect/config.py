@@ -22,7 +22,11 @@ from .stimuli import DEFAULT_SPLIT, PAPER_THRESHOLDS
 
 @dataclass
 class ExtractOptions:
-    """Everything that decides the stimuli and the responses of a run (see ``emoselect extract -h``)."""
+    """Everything that decides the stimuli and the responses of a run (see ``emoselect extract -h``).
+
+    ``seed`` seeds the splits and every random stream; ``init_seed`` (default: ``seed``) the random
+    weights of ``weights='random'``, so that controls with different initial weights share the splits.
+    """
 
     datasets: dict[str, str]
     formats: dict[str, str] = field(default_factory=dict)
@@ -32,6 +36,7 @@ class ExtractOptions:
     margin: float = 0.0
     split: tuple[float, float, float] = DEFAULT_SPLIT
     seed: int = 0
+    init_seed: int | None = None
     limit: int | None = None
     model: str = "vgg16"
     weights: str = "imagenet"

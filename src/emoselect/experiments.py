@@ -29,9 +29,11 @@ from .stimuli import CATEGORIES
 # repeats: random sets that get the whole beta grid (gain test); lesion_repeats: random sets in all
 # for the lesion test (the ones beyond ``repeats`` are only lesioned). Smallest attainable one-sided
 # p = 1 / (sets + 1): 1/100 for both tests in both profiles.
+# controls: random-init control networks of `emoselect run` (smallest p of a trained-vs-controls rank: 1/(K+1)).
 PROFILES = {
-    "quick": {"layers": 2, "betas": [0.0, 0.5, 1.0, 2.0, 4.0], "repeats": 99, "lesion_repeats": 99},
-    "paper": {"layers": None, "betas": [round(0.5 * i, 1) for i in range(11)], "repeats": 99, "lesion_repeats": 99},
+    "quick": {"layers": 2, "betas": [0.0, 0.5, 1.0, 2.0, 4.0], "repeats": 99, "lesion_repeats": 99, "controls": 2},
+    "paper": {"layers": None, "betas": [round(0.5 * i, 1) for i in range(11)], "repeats": 99, "lesion_repeats": 99,
+              "controls": 10},
 }
 
 

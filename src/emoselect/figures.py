@@ -33,14 +33,16 @@ def _layer_axis(ax, layers: list[str]) -> None:
     ax.set_xlim(-0.5, len(layers) - 0.5)
 
 
-def tuning_quality(layers: pd.DataFrame, path: Path, control: pd.DataFrame | None = None) -> Path:
+def tuning_quality(layers: pd.DataFrame, path: Path, controls: list[pd.DataFrame] | None = None) -> Path:
     """Tuning quality (mean max |z|) per layer and side against its label-shuffled null (band: 2.5-97.5%
-    of the shuffles); left the trained network, right the random-init control."""
+    of the shuffles). Left the trained network; right the first random-init control the same way,
+    with the other controls' observed values (mean over sides) as thin grey lines."""
     order = list(dict.fromkeys(layers["layer"]))
-    networks = [("trained", layers)] + ([("random init", control)] if control is not None else [])
+    controls = list(controls or [])
+    networks = [("trained network", layers)] + ([(f"random-init controls ({len(controls)})", controls[0])] if controls else [])
     fig, axes = plt.subplots(1, len(networks), figsize=(6.5 * len(networks), 3.6), squeeze=False, sharey=True)
+    x = np.arange(len(order))
     for ax, (label, table) in zip(axes[0], networks):
-        x = np.arange(len(order))
         for i, (dataset, rows) in enumerate(table.groupby("dataset", sort=False)):
             rows = rows.set_index("layer").reindex(order)
             colour = f"C{i}"
@@ -50,8 +52,12 @@ def tuning_quality(layers: pd.DataFrame, path: Path, control: pd.DataFrame | Non
             ax.errorbar(x, rows["tuning_quality"], yerr=rows["tuning_quality_sem"], marker="o", ms=3, capsize=2,
                         color=colour, label=f"{dataset}: observed")
         _layer_axis(ax, order)
-        ax.set_title(f"{label} network", fontsize=10)
+        ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
+    for k, other in enumerate(controls[1:], 2):
+        mean = other.groupby("layer", sort=False)["tuning_quality"].mean().reindex(order)
+        axes[0, -1].plot(x, mean, color="0.55", lw=0.8, label="other controls (mean of sides)" if k == 2 else None)
+    for ax in axes[0]:
         ax.legend(fontsize=7, frameon=False)
     axes[0, 0].set_ylabel("tuning quality\n(mean over units of max |z|)")
     fig.suptitle("Emotion tuning quality by layer, against its null", fontsize=10)

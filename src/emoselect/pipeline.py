@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from . import figures
 from .claims import scorecard
 from .config import ExtractOptions, extract_options, read_config, update_config
-from .experiments import ManipulationOptions, plan_layer, score_conditions, summarise, table_one
+from .experiments import PROFILES, ManipulationOptions, plan_layer, score_conditions, summarise, table_one
 from .files import file_digest
 from .manipulation import ResultCache, evaluate, gain_rescales_readout, load_pictures
 from .network import Network, load_network
@@ -33,7 +33,7 @@ from .stimuli import Stimuli, build_stimuli, category_counts, read_stimuli, writ
 DOWNSTREAM = ["units.csv", "selective.csv", "layers.csv", "overlap.csv", "examples.csv", "confounds.csv", "trends.csv",
               "claims.csv", "readout.csv",
               "heads.npz", "manipulation.csv", "manipulation_summary.csv", "table1.csv", "cache", "figures",
-              "report.html", "control"]
+              "report.html", "controls.csv"]
 
 
 @dataclass
@@ -51,15 +51,31 @@ def cache_dir(options: ExtractOptions) -> Path:
 
 
 def build_network(options: ExtractOptions) -> Network:
-    return load_network(options.model, options.weights, options.seed, options.grayscale, options.readout,
-                        options.resize, options.crop)
+    seed = options.seed if options.init_seed is None else options.init_seed
+    return load_network(options.model, options.weights, seed, options.grayscale, options.readout, options.resize,
+                        options.crop)
 
 
-def control_options(options: ExtractOptions, trained: Network) -> ExtractOptions:
-    """Extract options of the seeded random-init control of ``trained``: same pictures (the trained
-    network's resize and crop, whatever the weights' own convention), same readout site."""
-    return dataclasses.replace(options, weights="random", readout=trained.readout_site, resize=trained.prep.resize,
-                               crop=trained.prep.crop)
+def control_options(options: ExtractOptions, trained: Network, k: int = 1) -> ExtractOptions:
+    """Extract options of the k-th seeded random-init control of ``trained`` (k = 1, 2, ...): same
+    pictures and splits (the trained network's resize and crop, whatever the weights' own
+    convention), same readout site; initial weights seeded by seed + k - 1."""
+    return dataclasses.replace(options, weights="random", init_seed=options.seed + k - 1, readout=trained.readout_site,
+                               resize=trained.prep.resize, crop=trained.prep.crop)
+
+
+def control_folder(run: Path, k: int) -> Path:
+    """Where the k-th random-init control lives: RUN/control, RUN/control2, RUN/control3, ..."""
+    return run / ("control" if k == 1 else f"control{k}")
+
+
+def control_folders(run: str | Path) -> list[Path]:
+    """The run's random-init controls that were extracted, in order."""
+    folders, k = [], 1
+    while (control_folder(Path(run), k) / "config.yaml").is_file():
+        folders.append(control_folder(Path(run), k))
+        k += 1
+    return folders
 
 
 def dataset_provenance(stimuli: Stimuli, options: ExtractOptions) -> dict:
@@ -88,7 +104,8 @@ def _clear_stale(run: Path, options: ExtractOptions) -> None:
 
     if old is None or what(ExtractOptions.from_dict(old).as_dict()) == what(options.as_dict()):
         return
-    for name in DOWNSTREAM + ["responses"]:
+    controls = [path.name for path in run.glob("control*") if path.is_dir()]
+    for name in DOWNSTREAM + ["responses"] + controls:
         path = run / name
         if path.is_dir():
             shutil.rmtree(path)
@@ -149,36 +166,66 @@ def write_selectivity(result: SelectivityResult, run: Path) -> None:
         result.confounds.to_csv(run / "confounds.csv", index=False)
 
 
-def write_trends(result: SelectivityResult, control: SelectivityResult | None, run: Path) -> pd.DataFrame:
-    """trends.csv: depth-trend tests of the trained network, the control, and their difference."""
+def write_trends(result: SelectivityResult, controls: list[SelectivityResult], run: Path) -> pd.DataFrame:
+    """trends.csv: depth-trend tests of the trained network, each control, and trained minus controls."""
     parts = [result.trends.assign(network="trained")]
-    if control is not None:
-        parts += [control.trends.assign(network="random init"),
-                  trend_difference(result.trend_nulls, control.trend_nulls).assign(network="trained - random init")]
+    parts += [control.trends.assign(network=control_name(k)) for k, control in enumerate(controls, 1)]
+    if controls:
+        name = "trained - random init" + (f" (mean of {len(controls)})" if len(controls) > 1 else "")
+        parts.append(trend_difference(result.trend_nulls, [c.trend_nulls for c in controls]).assign(network=name))
     table = pd.concat(parts, ignore_index=True)[["network", "measure", "rho", "p_rise", "p_fall", "n_null"]]
     table.to_csv(run / "trends.csv", index=False)
     return table
 
 
+def control_name(k: int) -> str:
+    return "random init" if k == 1 else f"random init {k}"
+
+
+def versus_controls_table(result: SelectivityResult, controls: list[SelectivityResult]) -> pd.DataFrame:
+    """controls.csv: per layer, the trained network's tuning-quality and overlap excess beside the
+    controls' range (min, mean, max over the K controls) and whether it lies above all of them."""
+    def per_layer(r: SelectivityResult) -> pd.DataFrame:
+        out = pd.DataFrame({"overlap_excess": r.overlap.groupby("layer", sort=False)["jaccard_excess"].mean()})
+        if "tuning_quality_excess" in r.layers:
+            out["tuning_quality_excess"] = r.layers.groupby("layer", sort=False)["tuning_quality_excess"].mean()
+        return out
+
+    trained = per_layer(result)
+    rows = []
+    for measure in trained.columns:
+        values = np.column_stack([per_layer(c)[measure].reindex(trained.index) for c in controls])
+        for layer, value, row in zip(trained.index, trained[measure], values):
+            rows.append({"layer": layer, "measure": measure, "trained": value, "controls_min": np.nanmin(row),
+                         "controls_mean": np.nanmean(row), "controls_max": np.nanmax(row), "n_controls": len(controls),
+                         "above_all_controls": bool(value > np.nanmax(row)),
+                         "p_rank": (1 + np.sum(row >= value)) / (1 + len(controls))})
+    return pd.DataFrame(rows)
+
+
 def selectivity_stage(run: str | Path, options: SelectivityOptions | None = None,
                       progress: bool = True) -> SelectivityResult:
-    """Selectivity tables and figures for a run folder (and for its random-init control, if present)."""
+    """Selectivity tables and figures for a run folder (and for its random-init controls, if present)."""
     run = Path(run)
     options = options or SelectivityOptions(seed=extract_options(run).seed)
     stimuli, config, responses = load_run(run)
     result = analyse(stimuli, responses, list(config["network"]["sites"]), options, progress)
     write_selectivity(result, run)
-    control = None
-    if (run / "control" / "config.yaml").is_file():
-        c_stimuli, c_config, c_responses = load_run(run / "control")
+    controls = []
+    for folder in control_folders(run):
+        c_stimuli, c_config, c_responses = load_run(folder)
         control = analyse(c_stimuli, c_responses, list(c_config["network"]["sites"]), options, progress)
-        write_selectivity(control, run / "control")
-        update_config(run / "control", selectivity={**dataclasses.asdict(options), "pair_note": control.pair_note})
-    write_trends(result, control, run)
+        write_selectivity(control, folder)
+        update_config(folder, selectivity={**dataclasses.asdict(options), "pair_note": control.pair_note})
+        controls.append(control)
+    write_trends(result, controls, run)
+    if controls:
+        versus_controls_table(result, controls).to_csv(run / "controls.csv", index=False)
     folder = run / "figures"
-    figures.tuning_quality(result.layers, folder / "tuning_quality.png", control.layers if control else None)
-    figures.overlap(result.overlap, folder / "overlap.png", control.overlap if control else None, options.alpha)
-    figures.selective_fraction(result.overlap, folder / "selective_fraction.png", control.overlap if control else None)
+    first = controls[0] if controls else None
+    figures.tuning_quality(result.layers, folder / "tuning_quality.png", [c.layers for c in controls])
+    figures.overlap(result.overlap, folder / "overlap.png", first.overlap if first else None, options.alpha)
+    figures.selective_fraction(result.overlap, folder / "selective_fraction.png", first.overlap if first else None)
     figures.example_neurons(result.examples, result.top_images, folder / "example_neurons.png")
     if result.confounds is not None:
         figures.confounds(result.confounds, folder / "confounds.png")
@@ -306,9 +353,10 @@ def claims_stage(run: str | Path, alpha: float = 0.05) -> pd.DataFrame:
     """claims.csv: the paper's claims tested on this run's tables (see :mod:`emoselect.claims`),
     for the trained network and its random-init control(s). Reads only what earlier stages wrote."""
     run = Path(run)
-    controls = [{"name": "random init", **{name: _optional_csv(folder / f"{file}.csv") for name, file in
-                                          (("overlap", "overlap"), ("layers", "layers"), ("summary", "manipulation_summary"))}}
-                for folder in [run / "control"] if (folder / "config.yaml").is_file()]
+    controls = [{"name": control_name(k), **{name: _optional_csv(folder / f"{file}.csv") for name, file in
+                                             (("overlap", "overlap"), ("layers", "layers"),
+                                              ("summary", "manipulation_summary"))}}
+                for k, folder in enumerate(control_folders(run), 1)]
     table = scorecard(_optional_csv(run / "trends.csv"), _optional_csv(run / "overlap.csv"),
                       _optional_csv(run / "layers.csv"), _optional_csv(run / "manipulation_summary.csv"), controls,
                       alpha, extract_options(run).seed)
@@ -326,20 +374,30 @@ class Analysis:
 
 
 def run_all(options: ExtractOptions, out: str | Path, selectivity: SelectivityOptions | None = None,
-            manipulation: ManipulationOptions | None = None, control: bool = True, progress: bool = True) -> Analysis:
-    """The whole analysis into one run folder: extract (trained network and, with ``control``, the
-    seeded random-init control in RUN/control, read out at the same site), selectivity for both,
-    manipulations (``manipulation`` None skips them) and report.html."""
+            manipulation: ManipulationOptions | None = None, controls: int | None = None,
+            progress: bool = True) -> Analysis:
+    """The whole analysis into one run folder: extract (the trained network and ``controls`` seeded
+    random-init controls in RUN/control, RUN/control2, ..., read out at the same site and shown the
+    same pictures), selectivity for all, manipulations (``manipulation`` None skips them) for the
+    trained network and the first control, and report.html. ``controls`` None: the profile's number
+    (quick 2, paper 10; see :data:`emoselect.experiments.PROFILES`)."""
     run = Path(out)
+    if controls is None:
+        profile = (manipulation or ManipulationOptions()).profile_for(pick_device(options.device))
+        controls = PROFILES[profile]["controls"]
+    if controls < 0:
+        raise InputError(f"--controls must be >= 0, got {controls}")
     trained = extract_stage(options, run, progress)
-    if control:
-        extract_stage(control_options(options, trained.network), run / "control", progress)
-    elif (run / "control").is_dir():
-        shutil.rmtree(run / "control")
+    for k in range(1, controls + 1):
+        extract_stage(control_options(options, trained.network, k), control_folder(run, k), progress)
+    k = controls + 1
+    while control_folder(run, k).is_dir():   # controls of an earlier, larger run no longer apply
+        shutil.rmtree(control_folder(run, k))
+        k += 1
     result = selectivity_stage(run, selectivity or SelectivityOptions(seed=options.seed), progress)
     manipulated = None
     if manipulation is not None:
-        if control:   # the control goes through the same manipulations, with heads on its own features
-            manipulate_stage(run / "control", dataclasses.replace(manipulation), progress)
+        if controls:   # the first control goes through the same manipulations, with heads on its own features
+            manipulate_stage(control_folder(run, 1), dataclasses.replace(manipulation), progress)
         manipulated = manipulate_stage(run, manipulation, progress)
     return Analysis(result, manipulated, write_report(run))

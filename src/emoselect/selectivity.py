@@ -463,23 +463,23 @@ def _trends(layers: pd.DataFrame, overlap: pd.DataFrame, sites: list[str], tunin
     return pd.DataFrame(rows, columns=["measure", "rho", "p_rise", "p_fall", "n_null"]), nulls
 
 
-def trend_difference(trained: dict, control: dict) -> pd.DataFrame:
-    """Does a measure rise more steeply with depth in the trained network than in the control?
+def trend_difference(trained: dict, controls: list[dict]) -> pd.DataFrame:
+    """Does a measure rise more steeply with depth in the trained network than in the controls?
 
-    ``trained``/``control``: ``SelectivityResult.trend_nulls`` of the two networks (same pictures,
-    same seed, so the tuning-quality nulls use the same label permutations draw by draw). Statistic:
-    rho(trained) - rho(control); null: the same difference per null draw. Returns one row per measure.
+    ``trained`` and each of ``controls``: ``SelectivityResult.trend_nulls`` (same pictures, same seed,
+    so the tuning-quality nulls use the same label permutations draw by draw). Statistic:
+    rho(trained) - mean over controls of rho(control); null: the same per null draw. One row per measure.
     """
     rows = []
-    depth = None
-    for measure in trained:
-        if measure not in control:
+    for measure, (obs_t, null_t) in trained.items():
+        mine = [c[measure] for c in controls if measure in c]
+        if not mine:
             continue
-        (obs_t, null_t), (obs_c, null_c) = trained[measure], control[measure]
         depth = np.arange(len(obs_t))
-        draws = min(null_t.shape[1], null_c.shape[1])
-        observed = rank_correlation(depth, obs_t) - rank_correlation(depth, obs_c)
-        null = rank_correlation(depth, null_t[:, :draws]) - rank_correlation(depth, null_c[:, :draws])
+        draws = min([null_t.shape[1]] + [null.shape[1] for _, null in mine])
+        observed = rank_correlation(depth, obs_t) - np.mean([rank_correlation(depth, obs) for obs, _ in mine])
+        null = rank_correlation(depth, null_t[:, :draws]) - np.mean(
+            [rank_correlation(depth, null[:, :draws]) for _, null in mine], axis=0)
         null = null[np.isfinite(null)]
         rows.append({"measure": measure, "rho": observed, "p_rise": exceedance_p_value(observed, null),
                      "p_fall": exceedance_p_value(-observed, -null), "n_null": len(null)})
