@@ -180,7 +180,7 @@ def planted_run(n_per_category=60, effect=2.0, null=False):
 
 def test_planted_selective_units_are_recovered_exactly():
     stimuli, responses = planted_run()
-    options = SelectivityOptions(permutations=200, require_significant=True, valence_tuning=True, example_layer="layer1")
+    options = SelectivityOptions(permutations=200, require_significant=True, valence_tuning=True, example_layers=["layer1"])
     result = analyse(stimuli, responses, ["layer1", "layer2"], options, progress=False)
     layer1 = result.selective[result.selective["layer"] == "layer1"]
     for k, category in enumerate(CATEGORY_ORDER):

@@ -87,7 +87,7 @@ def trend_claims(trends: pd.DataFrame, alpha: float) -> list[dict]:
             continue
         claim = texts[record.measure]
         if record.network.startswith("trained - "):
-            claim = claim.replace("rises with depth", "rises more steeply than in the control")
+            claim = claim.replace("rises with depth", "rises more steeply than in the random-init controls")
         null = "label permutations applied to every layer" if record.measure == "tuning_quality_excess" \
             else "exact per-layer overlap nulls"
         rows.append(_row(claim, record.network, f"Spearman rho with depth; p from {int(record.n_null)} draws of {null}",
@@ -189,4 +189,6 @@ def scorecard(trends: pd.DataFrame | None, overlap: pd.DataFrame | None, layers:
         for control in controls:
             if control.get("summary") is not None and not control["summary"].empty:
                 rows += manipulation_claims(control["summary"], control["name"], alpha, seed)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    order = {claim: i for i, claim in enumerate(dict.fromkeys(table["claim"]))}
+    return table.sort_values("claim", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)

@@ -124,7 +124,8 @@ def _selectivity_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--alpha", type=float, default=0.05, help="false discovery rate for every test (default 0.05)")
     group.add_argument("--valence-tuning", action="store_true", help="Spearman correlation of each unit with valence and arousal")
     group.add_argument("--confounds", action="store_true", help="decode category from low-level image statistics vs each layer")
-    group.add_argument("--example-layer", help="layer for the example neurons (default: the deepest)")
+    group.add_argument("--example-layers", nargs="+", metavar="LAYER",
+                       help="layers for the example neurons (default: an early, a middle and the deepest layer)")
 
 
 def _selectivity_options(args, seed: int):
@@ -134,7 +135,7 @@ def _selectivity_options(args, seed: int):
                               permutations=args.permutations, tuning_null=args.tuning_null,
                               require_significant=args.require_significant, alpha=args.alpha,
                               valence_tuning=args.valence_tuning, confounds=args.confounds,
-                              example_layer=args.example_layer, seed=seed)
+                              example_layers=args.example_layers, seed=seed)
 
 
 def _print_selectivity(result) -> None:

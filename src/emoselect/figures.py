@@ -112,42 +112,102 @@ def selective_fraction(overlap_table: pd.DataFrame, path: Path, control: pd.Data
     return _save(fig, path)
 
 
-def example_neurons(examples: pd.DataFrame, top_images: dict, path: Path) -> Path:
-    """The paper's Fig. 2A-C: per category, the strongest selective unit's tuning curve in each
-    dataset and the valence of its top images against all images."""
-    shown = [c for c in CATEGORIES if c in set(examples["selective_for"])]
-    fig, axes = plt.subplots(max(len(shown), 1), 2, figsize=(9, 2.8 * max(len(shown), 1)), squeeze=False)
-    for row, category in enumerate(shown):
-        table = examples[examples["selective_for"] == category]
-        unit, layer = int(table["unit"].iloc[0]), table["layer"].iloc[0]
-        datasets = list(dict.fromkeys(table["dataset"]))
-        ax = axes[row, 0]
-        width = 0.8 / len(datasets)
-        for i, dataset in enumerate(datasets):
-            rows = table[table["dataset"] == dataset].set_index("category").reindex(CATEGORIES)
-            ax.bar(np.arange(3) + (i - (len(datasets) - 1) / 2) * width, rows["mean_response"], width, yerr=rows["sem"],
-                   color=[COLOURS[c] for c in CATEGORIES], alpha=1.0 - 0.35 * i, edgecolor="k", lw=0.5, capsize=2,
-                   label=dataset)
-        ax.set_xticks(range(3))
-        ax.set_xticklabels(CATEGORIES)
-        ax.set_ylabel("mean response ± SEM")
-        ax.set_title(f"{layer} unit {unit}: {category}-selective", fontsize=9)
-        ax.legend(fontsize=7, frameon=False)
-        ax = axes[row, 1]
-        bins = np.linspace(1, 9, 17)
-        for i, dataset in enumerate(datasets):
-            entry = top_images.get((category, dataset))
-            if entry is None:
+def _example_grid(examples: pd.DataFrame):
+    layers = list(dict.fromkeys(examples["layer"])) or [""]
+    fig, axes = plt.subplots(len(layers), 3, figsize=(11, 2.7 * len(layers)), squeeze=False)
+    return layers, fig, axes
+
+
+def example_neurons(examples: pd.DataFrame, path: Path) -> Path:
+    """The paper's Fig. 2A-C: for each example layer (rows) and category (columns), the strongest
+    selective unit's mean response (± SEM) to each category, per side of the pair."""
+    layers, fig, axes = _example_grid(examples)
+    for r, layer in enumerate(layers):
+        for c, category in enumerate(CATEGORIES):
+            ax = axes[r, c]
+            table = examples[(examples["layer"] == layer) & (examples["selective_for"] == category)]
+            if table.empty:
+                ax.text(0.5, 0.5, f"no {category}-selective unit", ha="center", va="center", fontsize=8, transform=ax.transAxes)
+                ax.set_axis_off()
                 continue
-            if i == 0:
-                ax.hist(entry["all"][np.isfinite(entry["all"])], bins=bins, density=True, color="0.85", label="all images")
-            ax.hist(entry["top"][np.isfinite(entry["top"])], bins=bins, density=True, histtype="step", lw=1.5,
-                    color=COLOURS[category], ls="-" if i == 0 else "--", label=f"top {len(entry['top'])} ({dataset})")
+            datasets = list(dict.fromkeys(table["dataset"]))
+            width = 0.8 / len(datasets)
+            for i, dataset in enumerate(datasets):
+                rows = table[table["dataset"] == dataset].set_index("category").reindex(CATEGORIES)
+                ax.bar(np.arange(3) + (i - (len(datasets) - 1) / 2) * width, rows["mean_response"], width,
+                       yerr=rows["sem"], color=[COLOURS[k] for k in CATEGORIES], alpha=1.0 - 0.35 * i, edgecolor="k",
+                       lw=0.5, capsize=2, label=dataset)
+            ax.set_xticks(range(3))
+            ax.set_xticklabels(CATEGORIES, fontsize=8)
+            ax.set_title(f"{layer} unit {int(table['unit'].iloc[0])}: {category}-selective", fontsize=9)
+            if c == 0:
+                ax.set_ylabel("mean response ± SEM")
+            if r == 0 and c == 0:
+                ax.legend(fontsize=7, frameon=False)
+    fig.suptitle("Example emotion-selective units at an early, a middle and a deep layer (bars: the two sides)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def example_valence(examples: pd.DataFrame, top_images: dict, path: Path) -> Path:
+    """Valence (1-9 scale) of each example unit's 100 most activating pictures against all pictures."""
+    layers, fig, axes = _example_grid(examples)
+    bins = np.linspace(1, 9, 17)
+    for r, layer in enumerate(layers):
+        for c, category in enumerate(CATEGORIES):
+            ax = axes[r, c]
+            datasets = list(dict.fromkeys(examples.loc[(examples["layer"] == layer)
+                                                       & (examples["selective_for"] == category), "dataset"]))
+            if not datasets:
+                ax.set_axis_off()
+                continue
+            for i, dataset in enumerate(datasets):
+                entry = top_images[(layer, category, dataset)]
+                if i == 0:
+                    ax.hist(entry["all"][np.isfinite(entry["all"])], bins=bins, density=True, color="0.85", label="all pictures")
+                ax.hist(entry["top"][np.isfinite(entry["top"])], bins=bins, density=True, histtype="step", lw=1.5,
+                        color=COLOURS[category], ls="-" if i == 0 else "--", label=f"top {len(entry['top'])} ({dataset})")
+            for threshold in (4.3, 6.0):
+                ax.axvline(threshold, color="k", lw=0.6, ls=":")
+            ax.set_title(f"{layer} unit {top_images[(layer, category, datasets[0])]['unit']}: {category}", fontsize=9)
+            if r == len(layers) - 1:
+                ax.set_xlabel("valence (1-9 scale)")
+            if r == 0 and c == 0:
+                ax.legend(fontsize=6, frameon=False)
+    fig.suptitle("Valence of the example units' most activating pictures (dotted: category boundaries)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def stimuli(table: pd.DataFrame, scales: dict, path: Path) -> Path:
+    """The paper's Fig. S1: per dataset, the valence distribution on its own scale coloured by
+    category (with the category boundaries), and the number of pictures per category."""
+    datasets = list(dict.fromkeys(table["dataset"]))
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 2.8 * len(datasets)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 1]})
+    for r, dataset in enumerate(datasets):
+        rows = table[table["dataset"] == dataset]
+        low, high = scales.get(dataset, (1.0, 9.0))
+        bins = np.linspace(low, high, 25)
+        ax = axes[r, 0]
+        ax.hist([rows.loc[rows["category"] == k, "valence"].dropna() for k in CATEGORIES], bins=bins, stacked=True,
+                color=[COLOURS[k] for k in CATEGORIES], label=list(CATEGORIES))
+        unknown = rows.loc[~rows["category"].isin(CATEGORIES), "valence"].dropna()
+        if len(unknown):
+            ax.hist(unknown, bins=bins, histtype="step", color="k", label="unknown")
         for threshold in (4.3, 6.0):
-            ax.axvline(threshold, color="k", lw=0.6, ls=":")
-        ax.set_xlabel("valence (mapped to the 1-9 scale)")
-        ax.set_ylabel("density")
+            ax.axvline(low + (threshold - 1) * (high - low) / 8, color="k", lw=0.6, ls=":")
+        ax.set_xlabel(f"valence ({low:g}-{high:g} scale)")
+        ax.set_ylabel("pictures")
+        ax.set_title(dataset, fontsize=10)
         ax.legend(fontsize=7, frameon=False)
+        counts = rows["category"].value_counts().reindex(list(CATEGORIES) + ["unknown"]).fillna(0)
+        ax = axes[r, 1]
+        ax.bar(range(len(counts)), counts.to_numpy(), color=[COLOURS.get(k, "0.3") for k in counts.index])
+        ax.set_xticks(range(len(counts)))
+        ax.set_xticklabels(counts.index, rotation=30, fontsize=8)
+        for x, n in enumerate(counts.to_numpy()):
+            ax.text(x, n, f"{int(n)}", ha="center", va="bottom", fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -240,23 +300,30 @@ def lesion(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
                                      ("selective lesioned", "random lesioned (mean)"), intact=True)
 
 
-def attention_curves(manipulation: pd.DataFrame, path: Path) -> Path:
-    """Test F1 against beta, one panel per layer: selective (solid) vs random mean (dashed) per emotion."""
-    gain = manipulation[(manipulation["kind"] == "gain") & (manipulation["split"] == "test")
-                        & (manipulation["train_dataset"] == manipulation["test_dataset"])]
-    first = gain[gain["train_dataset"] == gain["train_dataset"].iloc[0]] if len(gain) else gain
+def attention_curves(manipulation: pd.DataFrame, path: Path, train: str | None = None, test: str | None = None) -> Path:
+    """The paper's Fig. 4A-C: test F1 against beta, one panel per layer, for the heads of ``train``
+    tested on ``test`` (default: the first dataset on itself): selective units (solid) vs random
+    sets (dashed: mean; band: 2.5-97.5% over the sets) per emotion."""
+    gain = manipulation[(manipulation["kind"] == "gain") & (manipulation["split"] == "test")]
+    train = train if train is not None else (gain["train_dataset"].iloc[0] if len(gain) else "")
+    test = test if test is not None else train
+    first = gain[(gain["train_dataset"] == train) & (gain["test_dataset"] == test)]
     layers = list(dict.fromkeys(first["layer"])) or [""]
     columns = min(4, len(layers))
     rows_n = int(np.ceil(len(layers) / columns))
-    fig, axes = plt.subplots(rows_n, columns, figsize=(3.2 * columns, 2.7 * rows_n), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(rows_n, columns, figsize=(3.4 * columns, 2.8 * rows_n), squeeze=False, sharey=True)
     for ax, layer in zip(axes.flat, layers):
         here = first[first["layer"] == layer]
         for category in CATEGORIES:
             mine = here[here["emotion"] == category]
             chosen = mine[mine["units"].isin(["selective", "tuning"])].groupby("beta")["f1"].mean()
-            control = mine[mine["units"].isin(["random", "tuning_shuffled"])].groupby("beta")["f1"].mean()
+            control = mine[mine["units"].isin(["random", "tuning_shuffled"])].groupby("beta")["f1"]
+            if len(mine) and control.size().sum():
+                ax.fill_between(control.quantile(0.025).index, control.quantile(0.025), control.quantile(0.975),
+                                color=COLOURS[category], alpha=0.12, lw=0)
+                ax.plot(control.mean().index, control.mean().values, color=COLOURS[category], ls="--", alpha=0.7,
+                        label=f"{category} random (mean, 95%)")
             ax.plot(chosen.index, chosen.values, color=COLOURS[category], marker=".", label=f"{category} selective")
-            ax.plot(control.index, control.values, color=COLOURS[category], ls="--", alpha=0.6, label=f"{category} random")
         ax.axvline(1.0, color="k", lw=0.5, ls=":")
         ax.set_title(layer, fontsize=9)
         ax.set_xlabel("beta (ReLU slope)")
@@ -266,7 +333,7 @@ def attention_curves(manipulation: pd.DataFrame, path: Path) -> Path:
     for ax in axes[:, 0]:
         ax.set_ylabel("test F1")
     axes.flat[0].legend(fontsize=6, frameon=False)
-    dataset = first["train_dataset"].iloc[0] if len(first) else ""
-    fig.suptitle(f"Performance vs gain per layer ({dataset}; beta = 0 is a lesion, 1 the intact network)", fontsize=10)
+    heads = f"{train} heads on {test}" if test != train else f"{train}"
+    fig.suptitle(f"Performance vs gain per layer ({heads}; beta = 0 is a lesion, 1 the intact network)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)

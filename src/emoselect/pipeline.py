@@ -125,6 +125,7 @@ def extract_stage(options: ExtractOptions, out: str | Path, progress: bool = Tru
     responses = extract(stimuli, network, run, cache_dir(options), options.batch_size, options.device,
                         options.workers, progress)
     write_stimuli(stimuli, run)
+    figures.stimuli(stimuli.table, stimuli.scales, run / "figures" / "stimuli.png")
     update_config(run, extract=options.as_dict(), datasets=dataset_provenance(stimuli, options),
                   network=network.describe())
     return Extracted(run, stimuli, network, responses)
@@ -226,7 +227,8 @@ def selectivity_stage(run: str | Path, options: SelectivityOptions | None = None
     figures.tuning_quality(result.layers, folder / "tuning_quality.png", [c.layers for c in controls])
     figures.overlap(result.overlap, folder / "overlap.png", first.overlap if first else None, options.alpha)
     figures.selective_fraction(result.overlap, folder / "selective_fraction.png", first.overlap if first else None)
-    figures.example_neurons(result.examples, result.top_images, folder / "example_neurons.png")
+    figures.example_neurons(result.examples, folder / "example_neurons.png")
+    figures.example_valence(result.examples, result.top_images, folder / "example_valence.png")
     if result.confounds is not None:
         figures.confounds(result.confounds, folder / "confounds.png")
     update_config(run, selectivity={**dataclasses.asdict(options), "pair_note": result.pair_note})
@@ -324,7 +326,10 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
         shown = pd.concat([shown.assign(network="trained"), pd.read_csv(control_summary).assign(network="random init")],
                           ignore_index=True)
     figures.attention_change(shown, folder / "attention_change.png", options.alpha)
-    figures.attention_curves(manipulation, folder / "attention_curves.png")
+    pairs = list(dict.fromkeys(zip(manipulation["train_dataset"], manipulation["test_dataset"])))
+    for number, (train, test) in enumerate(pairs):
+        name = "attention_curves.png" if number == 0 else f"attention_curves_{number + 1}.png"
+        figures.attention_curves(manipulation, folder / name, train, test)
     figures.lesion(shown, folder / "lesion.png", options.alpha)
     if (summary["train_dataset"] != summary["test_dataset"]).any():
         figures.transfer(shown, folder / "transfer.png", options.alpha)

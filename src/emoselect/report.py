@@ -18,7 +18,7 @@ body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; 
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1em; }
 th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; } th { background: #f4f4f4; }
-td:first-child, th:first-child { text-align: left; }
+td:first-child, th:first-child { text-align: left; } td.text { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
 .supported { background: #dff0d8; } .contradicted { background: #f8d7da; } .inconclusive { background: #fcf3cf; }
 .wide { overflow-x: auto; } .note { color: #555; font-size: .9em; } pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: .8em; }
@@ -58,7 +58,8 @@ def _scorecard_section(run: Path) -> list[str]:
         cells = [record.claim, record.network, record.verdict, _number(record.effect), _number(record.p),
                  _number(record.p_opposite), _number(record.min_p), f"{record.test}. {'' if pd.isna(record.note) else record.note}"]
         rows.append(f"<tr class='{html.escape(str(record.verdict)).replace(' ', '-')}'>"
-                    + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+                    + "".join(f"<td class='{'text' if i in (0, 1, 2, 7) else ''}'>{html.escape(str(c))}</td>"
+                              for i, c in enumerate(cells)) + "</tr>")
     header = "".join(f"<th>{h}</th>" for h in ("claim", "network", "verdict", "effect", "p", "p (opposite)",
                                                    "smallest attainable p", "test"))
     return ["<h2>The paper's claims on these data</h2>",
@@ -80,10 +81,13 @@ def _selectivity_section(run: Path, config: dict) -> list[str]:
         return ["<h2>Selectivity</h2><p class='note'>not run yet: <code>emoselect selectivity RUN</code></p>"]
     note = config.get("selectivity", {}).get("pair_note", "")
     parts = ["<h2>Selectivity</h2>", f"<p>{html.escape(note)}.</p>",
-             _figure(run, "tuning_quality.png", "Tuning quality by layer (trained network; random-init control dashed if run)."),
+             _figure(run, "tuning_quality.png", "Tuning quality by layer against its label-shuffled null (band), trained "
+                                                "network and random-init controls."),
              _figure(run, "overlap.png", "Jaccard index of the two sides' unit sets vs random sets of the same sizes."),
              _figure(run, "selective_fraction.png", "Share of units selective per category and layer."),
-             _figure(run, "example_neurons.png", "Strongest selective unit per category: tuning curves and valence of its top images.")]
+             _figure(run, "example_neurons.png", "Strongest selective unit per category at an early, a middle and a deep layer: "
+                                                 "mean response to each category."),
+             _figure(run, "example_valence.png", "Valence of the example units' 100 most activating pictures.")]
     columns = [c for c in ("layer", "dataset", "tuning_quality", "tuning_quality_null_mean", "tuning_quality_null_lo",
                            "tuning_quality_null_hi", "tuning_quality_excess", "p_tuning_quality") if c in layers]
     parts += ["<h3>Tuning quality (mean over units of max |z|) against its label-shuffled null</h3>",
@@ -144,9 +148,11 @@ def _manipulation_section(run: Path, config: dict) -> list[str]:
         parts += ["<h3>Random-init control: Table 1</h3>", _table(control_table1)]
     parts += [_figure(run, "attention_change.png", "Change of test F1 with the best gain: selective vs random units "
                                                    "(random-init control below, if run)."),
-             _figure(run, "lesion.png", "Test F1 after lesioning selective vs random units."),
-             _figure(run, "transfer.png", "Cross-dataset transfer: heads tested on the other dataset."),
-             _figure(run, "attention_curves.png", "Test F1 against beta, per layer.")]
+              _figure(run, "lesion.png", "Test F1 after lesioning selective vs random units."),
+              _figure(run, "transfer.png", "Cross-dataset transfer: heads tested on the other dataset."),
+              _figure(run, "attention_curves.png", "Test F1 against beta, per layer (the first dataset's heads).")]
+    for path in sorted((run / "figures").glob("attention_curves_*.png"), key=lambda p: int(p.stem.rsplit("_", 1)[1])):
+        parts.append(_figure(run, path.name, "Test F1 against beta, per layer (another pair of heads and test pictures)."))
     if summary is not None:
         parts += ["<h3>Per layer</h3>", _table(summary, limit=200)]
     return parts
@@ -166,11 +172,12 @@ def write_report(run: str | Path) -> Path:
              f"{html.escape(', '.join(network.get('untrained_modules', [])) or 'none')}.</p>"]
     rows = [{"dataset": name, "format": d.get("format"), "scale": "-".join(f"{s:g}" for s in d.get("scale", [])),
              **d.get("categories", {}), "total": d.get("n_images")} for name, d in datasets.items()]
-    parts += ["<h2>Stimuli</h2>", _table(pd.DataFrame(rows))]
+    parts += _scorecard_section(run)
+    parts += ["<h2>Stimuli</h2>", _table(pd.DataFrame(rows)),
+              _figure(run, "stimuli.png", "Valence distribution and pictures per category of each dataset.")]
     problems = _csv(run, "problems.csv")
     if problems is not None and len(problems):
         parts += [f"<p>{len(problems)} problems were found and handled (see problems.csv):</p>", _table(problems, limit=20)]
-    parts += _scorecard_section(run)
     parts += _selectivity_section(run, config)
     parts += _manipulation_section(run, config)
     parts += ["<h2>Configuration and provenance</h2>",

@@ -199,8 +199,9 @@ class SelectivityOptions:
     ``require_significant``: selective units must also be significant (BH q < ``alpha``) in both
     datasets. ``tuning_null``: label permutations for the tuning-quality null and the depth-trend
     test (0 = off). ``valence_tuning``: Spearman correlation of each unit with valence and arousal.
-    ``confounds``: decoding check against low-level image statistics. ``example_layer``: the layer
-    whose strongest selective units are shown (default: the deepest).
+    ``confounds``: decoding check against low-level image statistics. ``example_layers``: the layers
+    whose strongest selective units are shown (default: an early, a middle and the deepest layer, at
+    the paper's positions 3, 6 and 13 of 13, i.e. conv2_1, conv3_2 and conv5_3 for VGG-16).
     """
 
     define_on: str = "train"
@@ -212,7 +213,7 @@ class SelectivityOptions:
     alpha: float = 0.05
     valence_tuning: bool = False
     confounds: bool = False
-    example_layer: str | None = None
+    example_layers: list[str] | None = None
     seed: int = 0
 
     def validate(self) -> None:
@@ -345,6 +346,17 @@ def _describe_group(site: str, group: Group, data: np.ndarray, options: Selectiv
             layer_columns[f"n_{name}_negative"] = int(((q < options.alpha) & (rho < 0)).sum())
             layer_columns[f"mean_abs_rho_{name}"] = float(np.nanmean(np.abs(rho))) if np.isfinite(rho).any() else np.nan
     return GroupTuning(z, preferred, eligible, unit_columns, layer_columns)
+
+
+def example_layers(sites: list[str], chosen: list[str] | None = None) -> list[str]:
+    """The layers whose example neurons are shown: ``chosen``, else the sites at relative positions
+    3/13, 6/13 and 13/13 (the paper's conv2_1, conv3_2 and conv5_3 of VGG-16's 13 layers)."""
+    if chosen:
+        unknown = [layer for layer in chosen if layer not in sites]
+        if unknown:
+            raise InputError(f"--example-layers {unknown} are not probe sites ({', '.join(sites)})")
+        return list(dict.fromkeys(chosen))
+    return list(dict.fromkeys(sites[max(0, round(len(sites) * k / 13) - 1)] for k in (3, 6, 13)))
 
 
 def _examples(site: str, groups: list[Group], data: list[np.ndarray], tuned: list[GroupTuning], selective: pd.DataFrame,
@@ -500,10 +512,8 @@ def analyse(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str],
               for i, g in enumerate(groups)]
     units, layers, overlap, selective, pmfs = [], [], [], [], []
     tuning_nulls = [[] for _ in groups]
-    example_site = options.example_layer or sites[-1]
-    if example_site not in sites:
-        raise InputError(f"--example-layer {example_site!r} is not a probe site ({', '.join(sites)})")
-    example_data = None
+    example_sites = example_layers(sites, options.example_layers)
+    example_data = {}
     for depth, site in enumerate(tqdm(sites, desc="selectivity", disable=not progress, leave=False)):
         data = [np.asarray(responses[g.dataset].sites[site])[g.rows] for g in groups]
         try:
@@ -531,8 +541,8 @@ def analyse(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str],
                                            f"t_{groups[0].name}": a.z[both, k], f"t_{groups[1].name}": b.z[both, k],
                                            "strength": (a.z[both, k] + b.z[both, k]) / 2}))
         pmfs.append(cells)
-        if site == example_site:
-            example_data = (data, tuned)
+        if site in example_sites:
+            example_data[site] = (data, tuned)
     overlap = pd.DataFrame(overlap)
     overlap["q_value"] = np.nan
     for category in CATEGORY_ORDER:
@@ -542,7 +552,12 @@ def analyse(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str],
     layers = pd.DataFrame(layers)
     trends, trend_nulls = _trends(layers, overlap, sites, tuning_nulls, pmfs, options)
     selective = pd.concat(selective, ignore_index=True)
-    examples, top_images = _examples(example_site, groups, *example_data, selective)
+    examples, top_images = [], {}
+    for site in example_sites:
+        table, images = _examples(site, groups, *example_data[site], selective)
+        examples.append(table)
+        top_images.update({(site, *key): value for key, value in images.items()})
+    examples = pd.concat(examples, ignore_index=True)
     confounds = _confounds(stimuli, responses, sites, options.seed, progress) if options.confounds else None
     return SelectivityResult(pd.concat(units, ignore_index=True), selective, layers, overlap, examples, confounds,
                              groups, note, top_images, trends, trend_nulls)
