@@ -3,7 +3,8 @@
     python benchmarks/extract.py [--images 64] [--batch-size 16] [--device auto]
 
 The bare pass gets the pictures already decoded and normalised in memory and runs the model's own
-forward (``features`` -> ``avgpool`` -> flatten) with no hooks; `extract` reads the files, decodes,
+forward (``features`` -> ``avgpool`` -> flatten) with no hooks, in PyTorch's default memory layout
+(the plain fp32 forward) and, for reference, in the channels-last layout that emoselect uses; `extract` reads the files, decodes,
 preprocesses, probes all 13 sites, computes image statistics and writes the cache. The ratio is
 extract images/s divided by bare images/s (1.0 = no overhead). Needs ../shared (or EMOSELECT_SHARED).
 """
@@ -43,11 +44,12 @@ def main() -> None:
     pictures = normalise(torch.stack([to_tensor(load_rgb(p)[0], network.prep) for p in stimuli.table["path"]]), network.prep)
     model = network.model
 
-    def bare() -> float:
+    def bare(layout=torch.contiguous_format) -> float:
         start = time.perf_counter()
         with torch.inference_mode():
             for i in range(0, len(pictures), args.batch_size):
-                torch.flatten(model.avgpool(model.features(pictures[i:i + args.batch_size].to(device))), 1).cpu()
+                batch = pictures[i:i + args.batch_size].to(device).contiguous(memory_format=layout)
+                torch.flatten(model.avgpool(model.features(batch)), 1).cpu()
         if device.type == "cuda":
             torch.cuda.synchronize()
         return len(pictures) / (time.perf_counter() - start)
@@ -59,15 +61,16 @@ def main() -> None:
             return len(pictures) / (time.perf_counter() - start)
 
     bare()   # warm-up
-    results = {"bare forward": [], "extract": []}
+    results = {"bare forward": [], "bare channels-last": [], "extract": []}
     for _ in range(args.repeats):
         results["bare forward"].append(bare())
+        results["bare channels-last"].append(bare(torch.channels_last))
         results["extract"].append(ours())
     best = {k: max(v) for k, v in results.items()}
     print(f"device: {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else f'{os.cpu_count()} CPU cores'}), "
           f"torch {torch.__version__}, {len(pictures)} OASIS images, batch {args.batch_size}")
     for name, value in best.items():
-        print(f"{name:>13}: {value:7.2f} images/s   (runs: {', '.join(f'{v:.2f}' for v in results[name])})")
+        print(f"{name:>18}: {value:7.2f} images/s   (runs: {', '.join(f'{v:.2f}' for v in results[name])})")
     print(f"ratio extract / bare forward: {best['extract'] / best['bare forward']:.3f}")
 
 

@@ -4,7 +4,8 @@
 
 Builds a run folder with 2 datasets x ``--images`` pictures and VGG-16's 13 layers (4,224 units;
 planted selective units plus noise), then times ``selectivity_stage`` (tables and figures written)
-with the defaults, and again with the optional per-unit permutation test, valence tuning and the
+with the defaults (exact overlap nulls, the tuning-quality null with 200 label permutations and the
+depth-trend tests), and again with the optional per-unit permutation test, valence tuning and the
 confound check. Needs no network and no data.
 """
 from __future__ import annotations
@@ -61,7 +62,8 @@ def main() -> None:
         run = Path(folder)
         make_run(run, args.images)
         print(f"2 datasets x {args.images} images x {sum(UNITS.values())} units (13 layers)")
-        for label, options in (("defaults (1000 random set pairs per layer and category)", SelectivityOptions()),
+        for label, options in (("defaults (exact overlap nulls, tuning-quality null with 200 permutations, depth trends)",
+                                SelectivityOptions()),
                                (f"+ permutation test ({args.permutations}), valence tuning, confounds",
                                 SelectivityOptions(permutations=args.permutations, valence_tuning=True, confounds=True))):
             start = time.perf_counter()

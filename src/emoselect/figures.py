@@ -142,10 +142,11 @@ def example_neurons(examples: pd.DataFrame, path: Path) -> Path:
             ax.set_title(f"{layer} unit {int(table['unit'].iloc[0])}: {category}-selective", fontsize=9)
             if c == 0:
                 ax.set_ylabel("mean response ± SEM")
-            if r == 0 and c == 0:
-                ax.legend(fontsize=7, frameon=False)
-    fig.suptitle("Example emotion-selective units at an early, a middle and a deep layer (bars: the two sides)", fontsize=10)
-    fig.tight_layout()
+    handles, labels = next((ax.get_legend_handles_labels() for ax in axes.flat if ax.get_legend_handles_labels()[0]), ([], []))
+    fig.suptitle("Example emotion-selective units at an early, a middle and a deep layer", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    if handles:
+        fig.legend(handles, [f"bars: {label}" for label in labels], loc="upper right", fontsize=7, frameon=False, ncol=len(labels))
     return _save(fig, path)
 
 

@@ -400,9 +400,14 @@ def run_all(options: ExtractOptions, out: str | Path, selectivity: SelectivityOp
         shutil.rmtree(control_folder(run, k))
         k += 1
     result = selectivity_stage(run, selectivity or SelectivityOptions(seed=options.seed), progress)
-    manipulated = None
-    if manipulation is not None:
-        if controls:   # the first control goes through the same manipulations, with heads on its own features
-            manipulate_stage(control_folder(run, 1), dataclasses.replace(manipulation), progress)
-        manipulated = manipulate_stage(run, manipulation, progress)
+    manipulated = manipulate_all(run, manipulation, progress) if manipulation is not None else None
     return Analysis(result, manipulated, write_report(run))
+
+
+def manipulate_all(run: str | Path, options: ManipulationOptions | None = None, progress: bool = True) -> Manipulated:
+    """:func:`manipulate_stage` for the run's first random-init control (heads on its own features,
+    the same sweeps), if it has one, then for the trained network; returns the trained network's."""
+    controls = control_folders(run)
+    if controls:
+        manipulate_stage(controls[0], dataclasses.replace(options) if options else None, progress)
+    return manipulate_stage(run, options, progress)

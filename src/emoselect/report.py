@@ -18,7 +18,7 @@ body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; 
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1em; }
 th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; } th { background: #f4f4f4; }
-td:first-child, th:first-child { text-align: left; } td.text { text-align: left; }
+td:first-child, th:first-child { text-align: left; } td.text, th.text { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
 .supported { background: #dff0d8; } .contradicted { background: #f8d7da; } .inconclusive { background: #fcf3cf; }
 .wide { overflow-x: auto; } .note { color: #555; font-size: .9em; } pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: .8em; }
@@ -60,8 +60,8 @@ def _scorecard_section(run: Path) -> list[str]:
         rows.append(f"<tr class='{html.escape(str(record.verdict)).replace(' ', '-')}'>"
                     + "".join(f"<td class='{'text' if i in (0, 1, 2, 7) else ''}'>{html.escape(str(c))}</td>"
                               for i, c in enumerate(cells)) + "</tr>")
-    header = "".join(f"<th>{h}</th>" for h in ("claim", "network", "verdict", "effect", "p", "p (opposite)",
-                                                   "smallest attainable p", "test"))
+    header = "".join(f"<th class='{'text' if i in (0, 1, 2, 7) else ''}'>{h}</th>" for i, h in enumerate(
+        ("claim", "network", "verdict", "effect", "p", "p (opposite)", "smallest attainable p", "test")))
     return ["<h2>The paper's claims on these data</h2>",
             "<p class='note'>Each claim of Liu, Bo, Ding &amp; Fang tested on this run. Verdicts follow fixed rules "
             "(docs/science.md, \"The scorecard\"): a directional test is <i>supported</i> when p &lt; alpha in the claimed "
