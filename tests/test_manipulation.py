@@ -195,7 +195,7 @@ def test_scoring_best_beta_on_val_and_rank_p_values():
 def test_profiles_resolve_by_device_and_explicit_values_win():
     sites = [f"s{i}" for i in range(13)]
     quick = ManipulationOptions().resolved(sites, torch.device("cpu"))
-    assert quick == (sites[-2:], [0.0, 0.5, 1.0, 2.0, 4.0], 49, 49)
+    assert quick == (sites[-2:], [0.0, 0.5, 1.0, 2.0, 4.0], 49, 99)
     layers, betas, repeats, lesion_repeats = ManipulationOptions().resolved(sites, torch.device("cuda"))
     assert layers == sites and len(betas) == 11 and betas[-1] == 5.0 and repeats == lesion_repeats == 99
     assert ManipulationOptions(profile="paper", layers=["s3"], betas=[3], repeats=5, lesion_repeats=2).resolved(sites) == (

@@ -335,6 +335,34 @@ def test_depth_trend_is_calibrated_without_selectivity():
     assert np.mean(p <= 0.5) >= 0.3                                       # not degenerate
 
 
+def test_trend_difference_is_calibrated_and_detects_a_steeper_rise():
+    from emoselect.selectivity import trend_difference
+
+    def nulls(rng, effects, orders, categories):
+        layers = _layered(rng, effects)[1]
+        null = np.stack([tuning_quality_null(d, categories, orders) for d in layers])
+        observed = np.array([tuning_quality(tuning_values(d, categories)) for d in layers])
+        return {"tuning_quality_excess": (observed - null.mean(axis=1), null - null.mean(axis=1, keepdims=True))}
+
+    rng = np.random.default_rng(4)
+    categories = np.repeat(CATEGORY_ORDER, 30)
+    p = []
+    for _ in range(120):        # both networks without selectivity, the same permutations (as in a run)
+        orders = label_permutations(90, 39, rng)
+        table = trend_difference(nulls(rng, [0.0] * 5, orders, categories), [nulls(rng, [0.0] * 5, orders, categories)])
+        p.append(table["p_rise"].iloc[0])
+    p = np.asarray(p)
+    for x in (0.1, 0.25, 0.5):
+        assert np.mean(p <= x) <= x + 0.1
+    detected = []
+    for _ in range(5):          # 13 layers, selectivity rising in the trained network only (power)
+        orders = label_permutations(90, 99, rng)
+        steeper = trend_difference(nulls(rng, list(np.linspace(0, 2.4, 13)), orders, categories),
+                                   [nulls(rng, [0.0] * 13, orders, categories), nulls(rng, [0.0] * 13, orders, categories)])
+        detected.append(steeper["rho"].iloc[0] > 0 and steeper["p_rise"].iloc[0] <= 0.05)
+    assert np.mean(detected) >= 0.8
+
+
 def test_tuning_quality_null_columns_and_trend_in_the_stage():
     stimuli, responses = planted_run()
     result = analyse(stimuli, responses, ["layer1", "layer2"], SelectivityOptions(tuning_null=99), progress=False)

@@ -167,14 +167,14 @@ def _manipulation_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("readout heads and manipulations")
     group.add_argument("--profile", choices=["auto", "quick", "paper"], default="auto",
                        help="quick: the 2 deepest layers, betas 0 0.5 1 2 4, 2 controls; paper: all layers, betas 0..5 "
-                            "step 0.5, 10 controls; 49 (quick) or 99 (paper) random sets; auto (default): paper on a GPU, "
-                            "quick on a CPU")
+                            "step 0.5, 10 controls; 49 (quick) or 99 (paper) random sets for the gains, 99 lesioned; "
+                            "auto (default): paper on a GPU, quick on a CPU")
     group.add_argument("--layers", nargs="+", help="layers to manipulate (overrides the profile)")
     group.add_argument("--betas", nargs="+", type=float, help="gain values (overrides the profile; 0 and 1 always included)")
     group.add_argument("--repeats", type=int, help="random unit sets swept over every beta, per layer and emotion "
                        "(default: the profile's, quick 49, paper 99)")
     group.add_argument("--lesion-repeats", type=int, help="random unit sets lesioned, per layer and emotion (at least "
-                       "--repeats; default: the profile's, quick 49, paper 99); smallest attainable p = 1/(sets + 1)")
+                       "--repeats; default: the profile's, 99); smallest attainable p = 1/(sets + 1)")
     group.add_argument("--random-from", choices=["all", "nonselective"], default="all", help="pool of the random unit sets")
     group.add_argument("--gain-form", choices=["channels", "tuning"], default="channels",
                        help="channels: scale the selective units (paper); tuning: 1 + beta * tuning value (Lindsay & Miller)")

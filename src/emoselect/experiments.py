@@ -28,10 +28,11 @@ from .stimuli import CATEGORIES
 
 # repeats: random sets that get the whole beta grid (gain test); lesion_repeats: random sets in all
 # for the lesion test (the ones beyond ``repeats`` are only lesioned). Smallest attainable one-sided
-# p = 1 / (sets + 1): 1/50 in quick (BH over its 2 layers can still reach q = 0.04), 1/100 in paper.
+# p = 1 / (sets + 1): gains 1/50 in quick (BH over its 2 layers can still reach q = 0.04), lesions
+# 1/100; both 1/100 in paper.
 # controls: random-init control networks of `emoselect run` (smallest p of a trained-vs-controls rank: 1/(K+1)).
 PROFILES = {
-    "quick": {"layers": 2, "betas": [0.0, 0.5, 1.0, 2.0, 4.0], "repeats": 49, "lesion_repeats": 49, "controls": 2},
+    "quick": {"layers": 2, "betas": [0.0, 0.5, 1.0, 2.0, 4.0], "repeats": 49, "lesion_repeats": 99, "controls": 2},
     "paper": {"layers": None, "betas": [round(0.5 * i, 1) for i in range(11)], "repeats": 99, "lesion_repeats": 99,
               "controls": 10},
 }
@@ -44,7 +45,7 @@ class ManipulationOptions:
     ``profile`` sets defaults for ``layers`` (quick: the 2 deepest sites; paper: all), ``betas``
     (quick: 0, 0.5, 1, 2, 4; paper: 0 to 5 in steps of 0.5), ``repeats`` (random sets swept over
     every beta: quick 49, paper 99) and ``lesion_repeats`` (random sets lesioned, at least ``repeats``:
-    quick 49, paper 99);
+    99);
     explicit values override. ``auto`` (the default) is ``paper`` on a GPU and ``quick`` on a CPU.
     ``random_from``: ``all`` units of the layer or only ``nonselective`` ones. ``transfer``: also
     test each dataset's heads on the other datasets.
