@@ -121,7 +121,8 @@ def test_run_does_everything_with_a_control_and_writes_the_report(tmp_path, caps
     assert second["network"]["seed"] == 4 and second["extract"]["seed"] == 3       # own weights, same splits
     assert (pd.read_csv(run / "control2" / "stimuli.csv")["split"] == pd.read_csv(run / "stimuli.csv")["split"]).all()
     assert (run / "control" / "table1.csv").is_file() and not (run / "control2" / "table1.csv").exists()
-    assert set(pd.read_csv(run / "controls.csv")["n_controls"]) == {2}
+    controls = pd.read_csv(run / "controls.csv")
+    assert set(controls["n_controls"]) == {2} and set(controls["min_p_rank"]) == {1 / 3}
     claims = pd.read_csv(run / "claims.csv")
     assert {"trained", "random init", "random init 2"} <= set(claims["network"])
     assert set(claims["verdict"]) <= {"supported", "contradicted", "inconclusive", "not testable"}

@@ -368,6 +368,7 @@ def test_tuning_quality_null_columns_and_trend_in_the_stage():
     result = analyse(stimuli, responses, ["layer1", "layer2"], SelectivityOptions(tuning_null=99), progress=False)
     layers = result.layers
     assert (layers["tuning_quality_excess"] > 0.3).all() and (layers["p_tuning_quality"] == 0.01).all()
+    assert (layers["min_p_tuning_quality"] == 0.01).all()
     assert (layers["tuning_quality_null_lo"] <= layers["tuning_quality_null_mean"]).all()
     null = planted_run(null=True)
     flat = analyse(*null, ["layer1", "layer2"], SelectivityOptions(tuning_null=99), progress=False).layers

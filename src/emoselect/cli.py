@@ -149,7 +149,7 @@ def _print_selectivity(result) -> None:
     deepest = result.overlap[result.overlap["layer"] == layers.index[-1]]
     for row in deepest.itertuples():
         print(f"{row.layer} {row.category}: Jaccard {row.jaccard:.3f} vs chance {row.jaccard_null_mean:.3f} "
-              f"(p = {row.p_value:.4f}, BH q = {row.q_value:.4f})")
+              f"(exact p = {row.p_value:.2g}, BH q = {row.q_value:.2g})")
 
 
 def cmd_selectivity(args) -> None:
@@ -210,6 +210,21 @@ def _print_manipulation(result) -> None:
     print(result.table1[columns].round(3).to_string(index=False))
 
 
+def _print_claims(run) -> None:
+    """The scorecard, one line per claim and network (details in claims.csv and report.html)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(run) / "claims.csv"
+    if not path.is_file():
+        return
+    print("The paper's claims on these data (claims.csv):")
+    for row in pd.read_csv(path).itertuples(index=False):
+        p = "" if pd.isna(row.p) else f" (p = {row.p:.2g})"
+        print(f"  {row.verdict:>12}  {row.network}: {row.claim}{p}")
+
+
 def cmd_manipulate(args) -> None:
     from .config import extract_options
     from .pipeline import manipulate_all
@@ -238,6 +253,7 @@ def cmd_run(args) -> None:
     _print_selectivity(analysis.selectivity)
     if analysis.manipulated is not None:
         _print_manipulation(analysis.manipulated)
+    _print_claims(args.out)
     print(f"wrote {args.out}/ (tables, figures/{', control*/' if not args.no_control else ''}) and {analysis.report} "
           f"in {(time.time() - start) / 60:.1f} min")
 

@@ -200,7 +200,8 @@ def versus_controls_table(result: SelectivityResult, controls: list[SelectivityR
             rows.append({"layer": layer, "measure": measure, "trained": value, "controls_min": np.nanmin(row),
                          "controls_mean": np.nanmean(row), "controls_max": np.nanmax(row), "n_controls": len(controls),
                          "above_all_controls": bool(value > np.nanmax(row)),
-                         "p_rank": (1 + np.sum(row >= value)) / (1 + len(controls))})
+                         "p_rank": (1 + np.sum(row >= value)) / (1 + len(controls)),
+                         "min_p_rank": 1.0 / (1 + len(controls))})
     return pd.DataFrame(rows)
 
 

@@ -435,7 +435,8 @@ def _tuning_null_columns(observed: float, null: np.ndarray) -> dict:
     """layers.csv columns of one layer and side: the tuning-quality null and the excess over it."""
     return {"tuning_quality_null_mean": float(null.mean()), "tuning_quality_null_lo": float(np.percentile(null, 2.5)),
             "tuning_quality_null_hi": float(np.percentile(null, 97.5)),
-            "tuning_quality_excess": observed - float(null.mean()), "p_tuning_quality": exceedance_p_value(observed, null)}
+            "tuning_quality_excess": observed - float(null.mean()), "p_tuning_quality": exceedance_p_value(observed, null),
+            "min_p_tuning_quality": 1.0 / (len(null) + 1)}
 
 
 def _overlap_trend_null(pmfs: list[list[tuple[np.ndarray, int, int]]], draws: int, rng) -> np.ndarray:
