@@ -112,11 +112,12 @@ def overlap_claims(overlap: pd.DataFrame, network: str, alpha: float) -> dict:
 def versus_controls(trained: float, controls: list[float], claim: str, test: str, alpha: float) -> dict:
     """Is the trained network's value above every random-init control's? Rank among the K controls."""
     controls = np.asarray([c for c in controls if np.isfinite(c)], float)
+    network = f"trained vs {len(controls)} random-init control{'s' if len(controls) != 1 else ''}"
     if not np.isfinite(trained) or len(controls) == 0:
-        return {**_row(claim, "trained vs random init", test, np.nan, np.nan, np.nan, 1.0, alpha), "verdict": UNTESTABLE}
+        return {**_row(claim, network, test, np.nan, np.nan, np.nan, 1.0, alpha), "verdict": UNTESTABLE}
     min_p = 1.0 / (len(controls) + 1)
-    note = f"{len(controls)} control(s): smallest attainable p = {min_p:.3g}"
-    return _row(claim, "trained vs random init", test, trained - float(np.mean(controls)),
+    note = f"smallest attainable p with {len(controls)} control(s) = {min_p:.3g}"
+    return _row(claim, network, test, trained - float(np.mean(controls)),
                 exceedance_p_value(trained, controls), exceedance_p_value(-trained, -controls), min_p, alpha, note)
 
 
