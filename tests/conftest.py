@@ -68,16 +68,16 @@ def make_image(path: Path, size=(48, 40), mode: str = "RGB", seed: int = 0, fmt:
 # one tiny picture set per format, each reproducing its format's quirks
 
 
-def make_oasis(root: Path, n: int = 6, valences=None) -> Path:
+def make_oasis(root: Path, n: int = 6, valences=None, seed: int = 0) -> Path:
     """OASIS.csv with CR-only line endings, an empty first header cell, no final newline and a
-    theme with a trailing space; images/<Theme stripped>.jpg."""
+    theme with a trailing space; images/<Theme stripped>.jpg (``seed`` varies the pictures)."""
     valences = valences if valences is not None else np.linspace(1.5, 6.5, n)
     header = ",Theme,Category,Source,Valence_mean,Valence_SD,Valence_N,Arousal_mean,Arousal_SD,Arousal_N"
     lines = [header]
     for i, v in enumerate(valences):
         theme = f"Thing {i + 1}" + (" " if i == 1 else "")
         lines.append(f"I{i + 1},{theme},Object,Pixabay,{v},1.0,100,3.0,1.0,100")
-        make_image(root / "images" / f"{theme.strip()}.jpg", seed=i)
+        make_image(root / "images" / f"{theme.strip()}.jpg", seed=1000 * seed + i)
     (root / "OASIS.csv").write_bytes("\r".join(lines).encode())
     return root
 

@@ -70,8 +70,9 @@ def test_manipulate_stage_writes_all_outputs_and_resumes_from_its_cache(tmp_path
     import pandas as pd
 
     make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
+    make_oasis(tmp_path / "set2", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12), seed=1)   # other pictures
     run = tmp_path / "run"
-    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", "--dataset", f"t={tmp_path / 'set'}",
+    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", "--dataset", f"t={tmp_path / 'set2'}",
                  "--model", "mobilenet_v3_small", "--weights", "random", "--workers", "0", "--out", str(run)]) == 0
     assert main(["-q", "selectivity", str(run), "--tuning-null", "20"]) == 0
     arguments = ["-q", "manipulate", str(run), "--layers", "features.9.block.0.2", "features.12.2",

@@ -178,3 +178,30 @@ def test_image_checks_are_cached_and_a_changed_file_is_rechecked(tmp_path):
     second = build_stimuli({"s": tmp_path / "set"}, cache_dir=tmp_path / "c", progress=False)
     assert first.table["sha1"].iloc[0] != second.table["sha1"].iloc[0]
     assert first.table["sha1"].iloc[1] == second.table["sha1"].iloc[1]
+
+
+def test_the_same_picture_twice_is_found_by_content_defect_10_7(tmp_path):
+    """A copy within a set is excluded (it would count twice, in two splits); two datasets on the same
+    pictures are listed and refused as a cross-dataset pair."""
+    import shutil
+
+    from emoselect.selectivity import SelectivityOptions, define_groups
+
+    root = make_oasis(tmp_path / "set", n=12)
+    images = sorted((root / "images").glob("*.jpg"))
+    shutil.copy(images[0], images[1])                          # the second picture is the first, renamed
+    stimuli = build_stimuli({"a": root}, cache_dir=tmp_path / "cache", progress=False)
+    assert len(stimuli.table) == 11
+    dropped = [p for p in stimuli.problems if "same picture" in p.problem]
+    assert len(dropped) == 1 and dropped[0].action == "excluded" and images[1].name in dropped[0].file
+    both = build_stimuli({"a": root, "b": root}, cache_dir=tmp_path / "cache", progress=False)
+    assert sum("same picture" in p.problem and p.action == "note" for p in both.problems) == 11
+    with pytest.raises(InputError, match="share 100% of their pictures"):
+        define_groups(both, SelectivityOptions(pair=("a", "b")))
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs", "a b", "x/y", ""])
+def test_dataset_names_cannot_be_paths_defect_10_3(tmp_path, name):
+    root = make_oasis(tmp_path / "set", n=6)
+    with pytest.raises(InputError, match="dataset name"):
+        build_stimuli({name: root}, cache_dir=tmp_path / "cache", progress=False)

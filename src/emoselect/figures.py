@@ -254,8 +254,11 @@ def _selective_vs_random_bars(summary: pd.DataFrame, path: Path, selective: pd.S
                     & (summary["emotion"] == category))
             order = list(summary.loc[rows, "layer"])
             x = np.arange(len(order))
-            ax.bar(x - 0.2, selective[rows], 0.4, color=COLOURS[category], label=labels[0])
-            ax.bar(x + 0.2, random[rows], 0.4, color="0.75", label=labels[1])
+            for shift, values, colour, label in ((-0.2, selective[rows], COLOURS[category], labels[0]),
+                                                 (0.2, random[rows], "0.75", labels[1])):
+                values = values.to_numpy(float)
+                shown = np.isfinite(values)      # a % change of an F1 of 0 is undefined: no bar
+                ax.bar(x[shown] + shift, values[shown], 0.4, color=colour, label=label)
             if intact:
                 ax.plot(x, summary.loc[rows, "original_f1"], "k_", ms=18, mew=2, label="intact")
             else:

@@ -6,6 +6,7 @@ earlier ones left there and writes the parts it owns (see DESIGN.md's run-folder
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -134,7 +135,7 @@ def extract_stage(options: ExtractOptions, out: str | Path, progress: bool = Tru
 def inspect_dataset(path: str | Path, fmt: str | None = None, scale: str | None = None, name: str | None = None,
                     cache: str | None = None, progress: bool = True) -> Stimuli:
     """Read one picture set as ``extract`` would (format, categories, image checks) without a network."""
-    name = name or Path(path).name or "dataset"
+    name = name or re.sub(r"[^A-Za-z0-9_-]+", "_", Path(path).name).strip("_") or "dataset"
     return build_stimuli({name: path}, {name: fmt} if fmt else None, {name: scale} if scale else None,
                          cache_dir=Path(cache) if cache else default_cache_dir(), progress=progress)
 

@@ -27,7 +27,7 @@ from .problems import InputError
 from .responses import Responses
 from .stats import (benjamini_hochberg, decode_crossvalidated, exceedance_p_value, intersection_pmf, jaccard_null,
                     random_stream, rank_correlation, spearman_columns, trend_test)
-from .stimuli import Stimuli
+from .stimuli import Stimuli, shared_pictures
 
 CATEGORY_ORDER = ("pleasant", "neutral", "unpleasant")
 
@@ -286,8 +286,14 @@ def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[G
 
     images = "training-split" if options.define_on == "train" else "all analysed"
     if len(pair) == 2:
+        share = shared_pictures(stimuli.table, *pair)
+        if share >= 0.5:
+            raise InputError(f"{pair[0]} and {pair[1]} share {share:.0%} of their pictures (same file contents): their "
+                             f"agreement would not be a cross-dataset test; use two different picture sets, or one "
+                             f"dataset (a split-half stands in)")
         groups = [group(n, n, stimuli.of(n), defining(stimuli.of(n))) for n in pair]
-        return groups, f"selective = same preferred category in {pair[0]} and {pair[1]} ({images} images)"
+        warning = f"; note: they share {share:.0%} of their pictures" if share > 0 else ""
+        return groups, f"selective = same preferred category in {pair[0]} and {pair[1]} ({images} images){warning}"
     name = pair[0]
     table = stimuli.of(name)
     rows = defining(table)

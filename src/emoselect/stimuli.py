@@ -12,6 +12,7 @@ pictures with a category.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,6 +237,8 @@ def build_stimuli(datasets: dict[str, str | Path], formats: dict[str, str] | Non
     if not datasets:
         raise InputError("no dataset given; name one as NAME=PATH")
     formats, scales = formats or {}, scales or {}
+    for name in datasets:
+        check_dataset_name(name)
     for name in list(formats) + list(scales):
         if name not in datasets:
             raise InputError(f"--format/--scale name {name!r} is not a dataset of this run ({', '.join(datasets)})")
@@ -253,10 +256,55 @@ def build_stimuli(datasets: dict[str, str | Path], formats: dict[str, str] | Non
             stimuli.problems.extend(problems)
     finally:
         check_cache.save()
-    table = pd.concat(tables, ignore_index=True)
+    table, duplicates = drop_duplicate_pictures(pd.concat(tables, ignore_index=True))
+    stimuli.problems.extend(duplicates)
     table["split"] = assign_split(table, split, seed)
     stimuli.table = table[STIMULI_COLUMNS]
     return stimuli
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_dataset_name(name: str) -> str:
+    """A dataset name is also a folder name in the run folder: letters, digits, '-' and '_' only."""
+    if not SAFE_NAME.fullmatch(str(name)):
+        raise InputError(f"dataset name {name!r}: use only letters, digits, '-' and '_' (it names a folder "
+                         f"of the run, e.g. --dataset oasis=PATH)")
+    return name
+
+
+def drop_duplicate_pictures(table: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
+    """The same picture (same file content, SHA-1) twice: a later copy within a dataset is excluded
+    (it would count twice and could fall in two splits); copies across datasets are kept and listed
+    (cross-dataset analyses check how many pictures two datasets share)."""
+    problems, drop = [], []
+    hashed = table[table["sha1"].astype(str) != ""]
+    for sha1, rows in hashed.groupby("sha1", sort=False):
+        if len(rows) < 2:
+            continue
+        seen: dict[str, str] = {}                                  # dataset -> its first copy's path
+        for index, row in rows.iterrows():
+            if row["dataset"] in seen:
+                problems.append(Problem(row["dataset"], str(row["path"]), f"the same picture (SHA-1 {sha1[:12]}) as "
+                                        f"{seen[row['dataset']]}", "excluded"))
+                drop.append(index)
+            elif seen:
+                other, path = next(iter(seen.items()))
+                problems.append(Problem(row["dataset"], str(row["path"]), f"the same picture (SHA-1 {sha1[:12]}) as "
+                                        f"{path} of {other}", "note"))
+                seen[row["dataset"]] = str(row["path"])
+            else:
+                seen[row["dataset"]] = str(row["path"])
+    return table.drop(index=drop).reset_index(drop=True), problems
+
+
+def shared_pictures(table: pd.DataFrame, a: str, b: str) -> float:
+    """Share of the smaller of datasets ``a`` and ``b`` whose pictures (by SHA-1) are also in the other."""
+    first = set(table.loc[table["dataset"] == a, "sha1"].astype(str)) - {""}
+    second = set(table.loc[table["dataset"] == b, "sha1"].astype(str)) - {""}
+    smaller = min(len(first), len(second))
+    return len(first & second) / smaller if smaller else 0.0
 
 
 def category_counts(table: pd.DataFrame) -> pd.DataFrame:
