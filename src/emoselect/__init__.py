@@ -1,6 +1,6 @@
 """emoselect: find, test and manipulate emotion-selective units in convolutional networks.
 
-The stages, each usable on its own (see DESIGN.md for the data flow)::
+The stages, each usable on its own (docs/science.md gives every definition)::
 
     stimuli       build_stimuli(...)              picture sets -> one table with category and split
     network       load_network(...)               torchvision CNN with named probe sites

@@ -1,7 +1,7 @@
 """The stages as functions on a run folder: the Python API behind the CLI.
 
 ``extract_stage`` makes a run folder (stimuli, responses, config); each later stage reads what the
-earlier ones left there and writes the parts it owns (see DESIGN.md's run-folder layout).
+earlier ones left there and writes the parts it owns (the README's run-folder table).
 """
 from __future__ import annotations
 

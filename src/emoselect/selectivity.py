@@ -1,6 +1,6 @@
 """Emotion selectivity of units: pure numpy on response matrices [n_images, n_units].
 
-Definitions (Liu, Bo, Ding & Fang; see DESIGN.md):
+Definitions (Liu, Bo, Ding & Fang; docs/science.md gives them in full):
 
 * tuning value of a unit for category e: z_e = (mean response to e - mean over all analysed images)
   / SD over all analysed images (sample SD, ddof=1); units with zero variance get NaN;
@@ -243,7 +243,7 @@ class Group:
 
 @dataclass
 class SelectivityResult:
-    """The stage's tables (see DESIGN.md); ``pair_note`` says how the two sides were made.
+    """The stage's tables (see the README's run-folder table); ``pair_note`` says how the two sides were made.
 
     ``trends``: the depth-trend tests (one row per measure); ``trend_nulls``: for each measure,
     (observed [n_layers], null [n_layers, n_draws]) so that networks can be compared draw by draw.
