@@ -168,3 +168,16 @@ def test_interrupted_manipulations_resume_at_the_first_unfinished_chunk(tmp_path
     calls.clear()
     assert main(arguments) == 0
     assert calls == [4, 4, 2]                      # chunks 3, 4 and 5 only (the third was interrupted)
+
+
+def test_importing_and_drawing_leave_the_plotting_backend_alone(tmp_path):
+    """Issue 11 (part): `import emoselect` and its figures must not switch a notebook's backend."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import emoselect, pandas as pd; from emoselect import figures; "
+            "t = pd.DataFrame({'dataset': 'a', 'image_id': ['1', '2', '3'], 'valence': [2.0, 5.0, 8.0], "
+            "'category': ['unpleasant', 'neutral', 'pleasant']}); "
+            f"figures.stimuli(t, {{'a': (1.0, 9.0)}}, r'{tmp_path / 'f.png'}'); print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "svg" and (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

@@ -2,28 +2,32 @@
 
 Every function takes tables (pandas DataFrames as written to the run folder) and a file path, and
 returns the path. Colours: pleasant blue, neutral grey, unpleasant vermillion (colour-blind safe).
+Figures are drawn without pyplot, so importing emoselect never changes a notebook's plotting backend.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 COLOURS = {"pleasant": "#0072B2", "neutral": "#7F7F7F", "unpleasant": "#D55E00"}
 CATEGORIES = ("pleasant", "neutral", "unpleasant")
 DPI = 130
 
 
+def _subplots(rows: int = 1, columns: int = 1, figsize=(6, 4), **options):
+    """A new figure and its axes, without pyplot: drawing never touches the caller's plotting
+    backend or open figures (e.g. in a notebook)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, columns, **options)
+
+
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -40,7 +44,7 @@ def tuning_quality(layers: pd.DataFrame, path: Path, controls: list[pd.DataFrame
     order = list(dict.fromkeys(layers["layer"]))
     controls = list(controls or [])
     networks = [("trained network", layers)] + ([(f"random-init controls ({len(controls)})", controls[0])] if controls else [])
-    fig, axes = plt.subplots(1, len(networks), figsize=(6.5 * len(networks), 3.6), squeeze=False, sharey=True)
+    fig, axes = _subplots(1, len(networks), figsize=(6.5 * len(networks), 3.6), squeeze=False, sharey=True)
     x = np.arange(len(order))
     for ax, (label, table) in zip(axes[0], networks):
         for i, (dataset, rows) in enumerate(table.groupby("dataset", sort=False)):
@@ -70,7 +74,7 @@ def overlap(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | Non
     the same sizes; a second row for the random-init control (with its own random baseline)."""
     order = list(dict.fromkeys(overlap_table["layer"]))
     networks = [("trained", overlap_table)] + ([("random init", control)] if control is not None else [])
-    fig, axes = plt.subplots(len(networks), 3, figsize=(12, 3.4 * len(networks)), sharey=True, squeeze=False)
+    fig, axes = _subplots(len(networks), 3, figsize=(12, 3.4 * len(networks)), sharey=True, squeeze=False)
     for row, (label, table) in enumerate(networks):
         for ax, category in zip(axes[row], CATEGORIES):
             rows = table[table["category"] == category].set_index("layer").reindex(order)
@@ -96,7 +100,7 @@ def overlap(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | Non
 def selective_fraction(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | None = None) -> Path:
     """Share of each layer's units selective for each category (trained solid, control dashed)."""
     order = list(dict.fromkeys(overlap_table["layer"]))
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = _subplots(figsize=(7, 3.6))
     for label, table, style in (("trained", overlap_table, "-"), ("random init", control, "--")):
         if table is None:
             continue
@@ -114,7 +118,7 @@ def selective_fraction(overlap_table: pd.DataFrame, path: Path, control: pd.Data
 
 def _example_grid(examples: pd.DataFrame):
     layers = list(dict.fromkeys(examples["layer"])) or [""]
-    fig, axes = plt.subplots(len(layers), 3, figsize=(11, 2.7 * len(layers)), squeeze=False)
+    fig, axes = _subplots(len(layers), 3, figsize=(11, 2.7 * len(layers)), squeeze=False)
     return layers, fig, axes
 
 
@@ -184,7 +188,7 @@ def stimuli(table: pd.DataFrame, scales: dict, path: Path) -> Path:
     """The paper's Fig. S1: per dataset, the valence distribution on its own scale coloured by
     category (with the category boundaries), and the number of pictures per category."""
     datasets = list(dict.fromkeys(table["dataset"]))
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 2.8 * len(datasets)), squeeze=False,
+    fig, axes = _subplots(len(datasets), 2, figsize=(10, 2.8 * len(datasets)), squeeze=False,
                              gridspec_kw={"width_ratios": [3, 1]})
     for r, dataset in enumerate(datasets):
         rows = table[table["dataset"] == dataset]
@@ -217,7 +221,7 @@ def confounds(table: pd.DataFrame, path: Path) -> Path:
     """Cross-validated category decoding per layer: from the layer, from the layer without what the
     low-level image statistics explain, and from the statistics alone."""
     datasets = list(dict.fromkeys(table["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.6), squeeze=False, sharey=True)
+    fig, axes = _subplots(1, len(datasets), figsize=(6 * len(datasets), 3.6), squeeze=False, sharey=True)
     for ax, dataset in zip(axes[0], datasets):
         rows = table[table["dataset"] == dataset]
         order = list(rows["layer"])
@@ -247,7 +251,7 @@ def _selective_vs_random_bars(summary: pd.DataFrame, path: Path, selective: pd.S
     network = summary["network"] if "network" in summary else pd.Series("", index=summary.index)
     pairs = list(dict.fromkeys(zip(network[chosen], summary.loc[chosen, "train_dataset"],
                                    summary.loc[chosen, "test_dataset"]))) or [("", "", "")]
-    fig, axes = plt.subplots(len(pairs), 3, figsize=(12, 3.3 * len(pairs)), squeeze=False, sharey="row")
+    fig, axes = _subplots(len(pairs), 3, figsize=(12, 3.3 * len(pairs)), squeeze=False, sharey="row")
     for r, (net, train, test) in enumerate(pairs):
         for ax, category in zip(axes[r], CATEGORIES):
             rows = (chosen & (network == net) & (summary["train_dataset"] == train) & (summary["test_dataset"] == test)
@@ -315,7 +319,7 @@ def attention_curves(manipulation: pd.DataFrame, path: Path, train: str | None =
     layers = list(dict.fromkeys(first["layer"])) or [""]
     columns = min(4, len(layers))
     rows_n = int(np.ceil(len(layers) / columns))
-    fig, axes = plt.subplots(rows_n, columns, figsize=(3.4 * columns, 2.8 * rows_n), squeeze=False, sharey=True)
+    fig, axes = _subplots(rows_n, columns, figsize=(3.4 * columns, 2.8 * rows_n), squeeze=False, sharey=True)
     for ax, layer in zip(axes.flat, layers):
         here = first[first["layer"] == layer]
         for category in CATEGORIES:
