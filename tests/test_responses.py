@@ -190,3 +190,27 @@ def test_grayscale_option_shows_the_network_gray_pictures(small_set, tmp_path):
     np.testing.assert_allclose(gray["s"].image_stats["colourfulness"], 0.0, atol=1e-3)
     site = list(colour["s"].sites)[0]
     assert not np.allclose(colour["s"].sites[site], gray["s"].sites[site])
+
+
+def test_a_table_write_that_fails_leaves_the_old_table_and_no_temporary_file(tmp_path, monkeypatch):
+    """Issue 10 (part): a full disk during a stage must not leave a truncated table for the next stage."""
+    import errno
+
+    import pandas as pd
+
+    from emoselect.files import write_csv_atomic
+
+    target = tmp_path / "selective.csv"
+    write_csv_atomic(target, pd.DataFrame({"unit": [1, 2, 3]}))
+    before = target.read_bytes()
+
+    def half_then_full(self, path, **kwargs):
+        with open(path, "w") as handle:
+            handle.write("unit\n1\n")                                  # cut mid-table
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_full)
+    with pytest.raises(OSError):
+        write_csv_atomic(target, pd.DataFrame({"unit": [4, 5, 6, 7]}))
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["selective.csv"]

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .files import write_atomic
+
 COLOURS = {"pleasant": "#0072B2", "neutral": "#7F7F7F", "unpleasant": "#D55E00"}
 CATEGORIES = ("pleasant", "neutral", "unpleasant")
 DPI = 130
@@ -27,7 +29,7 @@ def _subplots(rows: int = 1, columns: int = 1, figsize=(6, 4), **options):
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    write_atomic(path, lambda temporary: fig.savefig(temporary, dpi=DPI, bbox_inches="tight", format="png"))
     return path
 
 

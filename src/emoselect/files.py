@@ -25,19 +25,37 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
 
 
-def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
-    """``np.save`` to ``path`` (folders created), atomically."""
+def write_atomic(path: str | Path, write) -> Path:
+    """Call ``write(temporary_path)``, then rename the temporary file over ``path`` (folders
+    created). If ``write`` fails (a full disk, an interrupt), the temporary file is removed and
+    ``path`` keeps its old content: a reader never sees a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary(path)
-    np.save(temporary, array)
-    os.replace(temporary, path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
+    """``np.save`` to ``path``, atomically."""
+    write_atomic(path, lambda temporary: np.save(temporary, array))
+
+
+def savez_atomic(path: str | Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` to ``path``, atomically."""
+    write_atomic(path, lambda temporary: np.savez(temporary, **arrays))
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` (folders created), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary(path)
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    """Write ``text`` to ``path``, atomically."""
+    write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def write_csv_atomic(path: str | Path, table) -> None:
+    """A table (pandas DataFrame) to ``path`` as CSV without its index, atomically."""
+    write_atomic(path, lambda temporary: table.to_csv(temporary, index=False))

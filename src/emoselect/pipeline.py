@@ -20,7 +20,7 @@ from . import figures
 from .claims import scorecard
 from .config import ExtractOptions, extract_options, read_config, update_config
 from .experiments import PROFILES, ManipulationOptions, plan_layer, score_conditions, summarise, table_one
-from .files import file_digest
+from .files import file_digest, savez_atomic, write_csv_atomic
 from .manipulation import ResultCache, evaluate, gain_rescales_readout, load_pictures
 from .network import Network, load_network
 from .problems import InputError
@@ -159,13 +159,13 @@ def load_run(run: str | Path) -> tuple[Stimuli, dict, dict[str, Responses]]:
 
 def write_selectivity(result: SelectivityResult, run: Path) -> None:
     """units.csv, selective.csv, layers.csv, overlap.csv, examples.csv (and confounds.csv)."""
-    result.units.to_csv(run / "units.csv", index=False)
-    result.selective.to_csv(run / "selective.csv", index=False)
-    result.layers.to_csv(run / "layers.csv", index=False)
-    result.overlap.to_csv(run / "overlap.csv", index=False)
-    result.examples.to_csv(run / "examples.csv", index=False)
+    write_csv_atomic(run / "units.csv", result.units)
+    write_csv_atomic(run / "selective.csv", result.selective)
+    write_csv_atomic(run / "layers.csv", result.layers)
+    write_csv_atomic(run / "overlap.csv", result.overlap)
+    write_csv_atomic(run / "examples.csv", result.examples)
     if result.confounds is not None:
-        result.confounds.to_csv(run / "confounds.csv", index=False)
+        write_csv_atomic(run / "confounds.csv", result.confounds)
 
 
 def write_trends(result: SelectivityResult, controls: list[SelectivityResult], run: Path) -> pd.DataFrame:
@@ -176,7 +176,7 @@ def write_trends(result: SelectivityResult, controls: list[SelectivityResult], r
         name = "trained - random init" + (f" (mean of {len(controls)})" if len(controls) > 1 else "")
         parts.append(trend_difference(result.trend_nulls, [c.trend_nulls for c in controls]).assign(network=name))
     table = pd.concat(parts, ignore_index=True)[["network", "measure", "rho", "p_rise", "p_fall", "n_null"]]
-    table.to_csv(run / "trends.csv", index=False)
+    write_csv_atomic(run / "trends.csv", table)
     return table
 
 
@@ -223,7 +223,7 @@ def selectivity_stage(run: str | Path, options: SelectivityOptions | None = None
         controls.append(control)
     write_trends(result, controls, run)
     if controls:
-        versus_controls_table(result, controls).to_csv(run / "controls.csv", index=False)
+        write_csv_atomic(run / "controls.csv", versus_controls_table(result, controls))
     folder = run / "figures"
     first = controls[0] if controls else None
     figures.tuning_quality(result.layers, folder / "tuning_quality.png", [c.layers for c in controls])
@@ -250,9 +250,9 @@ def readout_stage(run: Path, stimuli: Stimuli, config: dict, options: ReadoutOpt
     site = config["network"]["readout_site"]
     features = {d: load_responses(run, d, [], site).readout for d in stimuli.datasets}
     heads, table = train_heads(stimuli, features, options, site)
-    table.to_csv(run / "readout.csv", index=False)
-    np.savez(run / "heads.npz", **{f"{h.dataset}|{h.emotion}|weight": h.weight for h in heads},
-             **{f"{h.dataset}|{h.emotion}|bias": h.bias for h in heads})
+    write_csv_atomic(run / "readout.csv", table)
+    savez_atomic(run / "heads.npz", **{f"{h.dataset}|{h.emotion}|weight": h.weight for h in heads},
+                 **{f"{h.dataset}|{h.emotion}|bias": h.bias for h in heads})
     return heads, table
 
 
@@ -320,7 +320,7 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
     summary["gain_rescales_readout"] = summary["layer"].map(rescales)
     for name, table in (("manipulation.csv", manipulation), ("manipulation_summary.csv", summary), ("table1.csv", table1)):
         table["readout_site"] = network.readout_site
-        table.to_csv(run / name, index=False)
+        write_csv_atomic(run / name, table)
     folder = run / "figures"
     shown = summary.assign(network="random init" if is_control(run) else "trained")
     control_summary = run / "control" / "manipulation_summary.csv"
@@ -367,7 +367,7 @@ def claims_stage(run: str | Path, alpha: float = 0.05) -> pd.DataFrame:
     table = scorecard(_optional_csv(run / "trends.csv"), _optional_csv(run / "overlap.csv"),
                       _optional_csv(run / "layers.csv"), _optional_csv(run / "manipulation_summary.csv"), controls,
                       alpha, extract_options(run).seed)
-    table.to_csv(run / "claims.csv", index=False)
+    write_csv_atomic(run / "claims.csv", table)
     return table
 
 

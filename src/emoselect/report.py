@@ -12,6 +12,7 @@ import pandas as pd
 import yaml
 
 from .config import read_config
+from .files import write_text_atomic
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -183,5 +184,5 @@ def write_report(run: str | Path) -> Path:
     parts += ["<h2>Configuration and provenance</h2>",
               f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre></body></html>"]
     path = run / "report.html"
-    path.write_text("\n".join(p for p in parts if p), encoding="utf-8")
+    write_text_atomic(path, "\n".join(p for p in parts if p))
     return path

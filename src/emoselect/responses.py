@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .files import save_npy_atomic
+from .files import save_npy_atomic, write_csv_atomic
 from .images import IMAGE_STATISTICS, ImageProblem, image_statistics, load_rgb, normalise, to_tensor
 from .network import Network, record
 from .problems import InputError
@@ -235,7 +235,7 @@ def extract(stimuli: Stimuli, network: Network, run: str | Path | None = None, c
             arrays = _publish(arrays, folder)
         stats = pd.DataFrame(arrays.pop("image_stats"), columns=list(IMAGE_STATISTICS))
         if folder is not None:
-            stats.to_csv(folder / "image_stats.csv", index=False)
+            write_csv_atomic(folder / "image_stats.csv", stats)
         readout = arrays.pop(network.readout_site)
         results[dataset] = Responses(dataset, arrays, network.readout_site, readout, stats)
     return results

@@ -22,7 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .formats import read_ratings, read_text
-from .files import file_digest, write_text_atomic
+from .files import file_digest, write_csv_atomic, write_text_atomic
 from .images import ImageProblem, load_rgb
 from .problems import InputError, Problem
 
@@ -321,8 +321,8 @@ def write_stimuli(stimuli: Stimuli, run: Path) -> None:
 
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    stimuli.table.to_csv(run / "stimuli.csv", index=False)
-    problems_table(stimuli.problems).to_csv(run / "problems.csv", index=False)
+    write_csv_atomic(run / "stimuli.csv", stimuli.table)
+    write_csv_atomic(run / "problems.csv", problems_table(stimuli.problems))
 
 
 def read_stimuli(run: Path) -> Stimuli:
