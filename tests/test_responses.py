@@ -214,3 +214,26 @@ def test_a_table_write_that_fails_leaves_the_old_table_and_no_temporary_file(tmp
         write_csv_atomic(target, pd.DataFrame({"unit": [4, 5, 6, 7]}))
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["selective.csv"]
+
+
+def test_shared_decoding_gives_the_same_responses_as_separate_passes(tmp_path):
+    """#7: the random-init controls decode each picture once; their responses equal separate passes."""
+    import pandas as pd
+
+    from emoselect.network import load_network
+    from emoselect.responses import extract, prefetch_responses
+    from emoselect.stimuli import build_stimuli
+
+    make_oasis(tmp_path / "set", n=9)
+    stimuli = build_stimuli({"s": tmp_path / "set"}, cache_dir=tmp_path / "checks", progress=False)
+    networks = [load_network("mobilenet_v3_small", "random", seed=seed) for seed in (1, 2)]
+    assert prefetch_responses(stimuli, networks, tmp_path / "shared", batch_size=4, workers=0, progress=False) == 9
+    assert prefetch_responses(stimuli, networks, tmp_path / "shared", batch_size=4, workers=0, progress=False) == 0
+    for network in networks:
+        shared = extract(stimuli, network, cache_dir=tmp_path / "shared", batch_size=4, workers=0, progress=False)["s"]
+        alone = extract(stimuli, network, cache_dir=tmp_path / f"alone{network.seed}", batch_size=4, workers=0,
+                        progress=False)["s"]
+        for site in network.sites:
+            np.testing.assert_allclose(shared.sites[site], alone.sites[site], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(shared.readout, alone.readout, rtol=1e-6, atol=1e-7)
+        pd.testing.assert_frame_equal(shared.image_stats, alone.image_stats)

@@ -26,7 +26,8 @@ from .network import Network, load_network
 from .problems import InputError
 from .readout import Head, ReadoutOptions, train_heads
 from .report import write_report
-from .responses import Responses, default_cache_dir, extract, load_responses, pick_device, response_key
+from .responses import (Responses, default_cache_dir, extract, load_responses, pick_device, prefetch_responses,
+                        response_key)
 from .selectivity import SelectivityOptions, SelectivityResult, analyse, trend_difference
 from .stimuli import Stimuli, build_stimuli, category_counts, read_stimuli, write_stimuli
 
@@ -395,8 +396,12 @@ def run_all(options: ExtractOptions, out: str | Path, selectivity: SelectivityOp
     if controls < 0:
         raise InputError(f"--controls must be >= 0, got {controls}")
     trained = extract_stage(options, run, progress)
-    for k in range(1, controls + 1):
-        extract_stage(control_options(options, trained.network, k), control_folder(run, k), progress)
+    plans = [control_options(options, trained.network, k) for k in range(1, controls + 1)]
+    if len(plans) > 1:   # decode the pictures once for all controls (they share preprocessing)
+        prefetch_responses(trained.stimuli, [build_network(plan) for plan in plans], cache_dir(options),
+                           options.batch_size, options.device, options.workers, progress)
+    for k, plan in enumerate(plans, 1):
+        extract_stage(plan, control_folder(run, k), progress)
     k = controls + 1
     while control_folder(run, k).is_dir():   # controls of an earlier, larger run no longer apply
         shutil.rmtree(control_folder(run, k))

@@ -126,37 +126,66 @@ class _Pictures(torch.utils.data.Dataset):
         return to_tensor(image, self.prep), self.sha1s[i]
 
 
-def _missing(stimuli: Stimuli, store: ResponseStore) -> tuple[list[str], list[str]]:
-    """Paths and SHA-1s of the distinct pictures the store lacks."""
-    first = stimuli.table.drop_duplicates("sha1")
-    todo = first[[not store.has(s) for s in first["sha1"]]]
-    return list(todo["path"]), list(todo["sha1"])
+def response_store(network: Network, cache_dir: str | Path | None = None) -> ResponseStore:
+    """The network's per-picture cache in ``cache_dir`` (default: :func:`default_cache_dir`)."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    return ResponseStore(cache_dir / "responses" / response_key(network), network)
+
+
+def prefetch_responses(stimuli: Stimuli, networks: list[Network], cache_dir: str | Path | None = None,
+                       batch_size: int = 32, device: str = "auto", workers: int | None = None,
+                       progress: bool = True) -> int:
+    """Fill the caches of several networks with one shared picture decoding (see
+    :func:`compute_missing_shared`); a later :func:`extract` of each is then a cache read."""
+    stores = [response_store(network, cache_dir) for network in networks]
+    return compute_missing_shared(stimuli, networks, stores, batch_size, device, workers, progress)
 
 
 def compute_missing(stimuli: Stimuli, network: Network, store: ResponseStore, batch_size: int = 32,
                     device: str = "auto", workers: int | None = None, progress: bool = True) -> int:
     """Record every picture the store lacks; returns how many were computed."""
-    paths, sha1s = _missing(stimuli, store)
-    if not paths:
+    return compute_missing_shared(stimuli, [network], [store], batch_size, device, workers, progress)
+
+
+def compute_missing_shared(stimuli: Stimuli, networks: list[Network], stores: list[ResponseStore], batch_size: int = 32,
+                           device: str = "auto", workers: int | None = None, progress: bool = True) -> int:
+    """Record, for each network, every picture its store lacks, decoding each picture once for all
+    of them (e.g. a network's random-init controls, which share its preprocessing). Returns how
+    many pictures were decoded."""
+    if len({network.prep for network in networks}) > 1:
+        raise ValueError("networks that share picture decoding must share their preprocessing")
+    first = stimuli.table.drop_duplicates("sha1")
+    todo = first[[any(not store.has(sha1) for store in stores) for sha1 in first["sha1"]]]
+    if todo.empty:
         return 0
     device = pick_device(device)
-    network.to(device)
+    for network in networks:
+        network.to(device)
+    prep = networks[0].prep
     workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if workers is None else workers
-    loader = torch.utils.data.DataLoader(_Pictures(paths, sha1s, network.prep), batch_size=batch_size,
+    loader = torch.utils.data.DataLoader(_Pictures(list(todo["path"]), list(todo["sha1"]), prep), batch_size=batch_size,
                                          num_workers=workers, pin_memory=device.type == "cuda")
-    bar = tqdm(total=len(paths), desc=f"responses {network.name}", unit="img", disable=not progress)
+    names_shown = ", ".join(dict.fromkeys(network.name for network in networks))
+    bar = tqdm(total=len(todo), desc=f"responses {names_shown}" + (f" x {len(networks)}" if len(networks) > 1 else ""),
+               unit="img", disable=not progress)
     try:
         for batch, names in loader:
             batch = batch.to(device, non_blocking=True)
             stats = image_statistics(batch)
-            means, readout = record(network, normalise(batch, network.prep))
-            vectors = torch.cat([means[s] for s in network.units] + [readout, stats], dim=1).cpu().numpy()
-            for sha1, vector in zip(names, vectors):
-                store.put(sha1, vector)
+            normalised = normalise(batch, prep)
+            for network, store in zip(networks, stores):
+                need = [i for i, sha1 in enumerate(names) if not store.has(sha1)]
+                if not need:
+                    continue
+                part = normalised if len(need) == len(names) else normalised[need]
+                means, readout = record(network, part)
+                vectors = torch.cat([means[s] for s in network.units] + [readout, stats[need]], dim=1).cpu().numpy()
+                for i, vector in zip(need, vectors):
+                    store.put(names[i], vector)
             bar.update(len(names))
     finally:
         bar.close()
-    return len(paths)
+    return len(todo)
 
 
 @dataclass
@@ -216,8 +245,7 @@ def extract(stimuli: Stimuli, network: Network, run: str | Path | None = None, c
     With ``run``, the arrays are written to the run folder's ``responses/`` (see module docstring)
     and returned memory-mapped from there.
     """
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    store = ResponseStore(cache_dir / "responses" / response_key(network), network)
+    store = response_store(network, cache_dir)
     compute_missing(stimuli, network, store, batch_size, device, workers, progress)
     results = {}
     for dataset in stimuli.datasets:
