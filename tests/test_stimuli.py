@@ -162,8 +162,8 @@ def test_dataset_with_no_usable_picture_is_an_error(tmp_path):
 
 def test_limit_and_unknown_dataset_names(tmp_path):
     make_oasis(tmp_path / "set", n=6)
-    stimuli = build_stimuli({"s": tmp_path / "set"}, limit=2, progress=False)
-    assert list(stimuli.table["image_id"]) == ["Thing 1", "Thing 2"]
+    stimuli = build_stimuli({"s": tmp_path / "set"}, limit=3, progress=False)
+    assert sorted(stimuli.table["category"]) == ["neutral", "pleasant", "unpleasant"]   # not the first 3 rows
     with pytest.raises(InputError, match="'t'"):
         build_stimuli({"s": tmp_path / "set"}, scales={"t": "1-9"}, progress=False)
     with pytest.raises(InputError, match="no dataset 'x'"):
@@ -205,3 +205,18 @@ def test_dataset_names_cannot_be_paths_defect_10_3(tmp_path, name):
     root = make_oasis(tmp_path / "set", n=6)
     with pytest.raises(InputError, match="dataset name"):
         build_stimuli({name: root}, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_limit_is_a_stratified_seeded_sample_defect_10_11(tmp_path):
+    from emoselect.stimuli import stratified_sample
+
+    table = pd.DataFrame({"image_id": [str(i) for i in range(100)],
+                          "category": ["pleasant"] * 60 + ["neutral"] * 30 + ["unpleasant"] * 9 + ["unknown"]})
+    sample = stratified_sample(table, 20, seed=0, dataset="d")
+    assert sample["category"].value_counts().to_dict() == {"pleasant": 12, "neutral": 6, "unpleasant": 2}
+    assert len(sample) == 20 and list(sample.index) == sorted(sample.index)
+    pd.testing.assert_frame_equal(sample, stratified_sample(table, 20, seed=0, dataset="d"))
+    assert not sample.equals(stratified_sample(table, 20, seed=1, dataset="d"))
+    small = stratified_sample(table, 4, seed=0, dataset="d")
+    assert set(small["category"]) == {"pleasant", "neutral", "unpleasant"}      # unknown gets no guaranteed slot
+    assert stratified_sample(table, 500, seed=0, dataset="d") is table

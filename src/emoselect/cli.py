@@ -38,7 +38,7 @@ def _extract_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--margin", type=float, default=0.0, help="pictures within this distance of a boundary (1-9 scale) are 'unknown'")
     group.add_argument("--split", nargs=3, type=float, default=(0.5, 0.25, 0.25), metavar=("TRAIN", "VAL", "TEST"))
     group.add_argument("--seed", type=int, default=0, help="seed for splits, random weights and random unit sets")
-    group.add_argument("--limit", type=int, help="only the first N rated pictures of each set (a quick look)")
+    group.add_argument("--limit", type=int, help="a seeded sample of N pictures of each set, stratified by category (a quick look)")
     group.add_argument("--model", default="vgg16", help="torchvision model name (default vgg16)")
     group.add_argument("--weights", default="imagenet", help="imagenet, random, or a state-dict file")
     group.add_argument("--grayscale", action="store_true", help="show the pictures in gray (the journal version)")

@@ -162,15 +162,40 @@ class ImageCheckCache:
         write_text_atomic(self.file, json.dumps(self.entries))
 
 
+def stratified_sample(table: pd.DataFrame, size: int, seed: int, dataset: str) -> pd.DataFrame:
+    """``size`` rows of ``table`` drawn per category in proportion to its share (largest remainder;
+    every analysed category present gets at least one row while ``size`` allows), seeded by (seed,
+    dataset); rows keep their table order. The whole table when ``size`` is not smaller."""
+    if size >= len(table):
+        return table
+    counts = table["category"].value_counts().sort_index()
+    quota = counts / counts.sum() * size
+    take = np.floor(quota).astype(int)
+    analysed = [c for c in counts.index if c in CATEGORIES]
+    if size >= len(analysed):
+        take[analysed] = take[analysed].clip(lower=1)
+    order = (quota - np.floor(quota)).sort_values(ascending=False, kind="stable").index
+    for category in order:                      # hand out what is left, largest remainder first
+        if take.sum() >= size:
+            break
+        if take[category] < counts[category]:
+            take[category] += 1
+    while take.sum() > size:                    # the minimum of one per category overshot
+        take[take.idxmax()] -= 1
+    rng = np.random.default_rng([seed, zlib.crc32(dataset.encode()), zlib.crc32(b"limit")])
+    chosen = [rng.permutation(np.flatnonzero((table["category"] == category).to_numpy()))[:n]
+              for category, n in take.items()]
+    return table.iloc[np.sort(np.concatenate(chosen))]
+
+
 def load_dataset(name: str, path, fmt: str | None = None, scale=None, thresholds=PAPER_THRESHOLDS,
                  margin: float = 0.0, overrides: pd.DataFrame | None = None, limit: int | None = None,
-                 check_cache: ImageCheckCache | None = None, progress: bool = True):
-    """One picture set as rows of the stimulus table (without split), its Ratings and its problems."""
+                 check_cache: ImageCheckCache | None = None, progress: bool = True, seed: int = 0):
+    """One picture set as rows of the stimulus table (without split), its Ratings and its problems;
+    ``limit`` takes a stratified, seeded sample of that many pictures (:func:`stratified_sample`)."""
     ratings = read_ratings(path, fmt=fmt, dataset=name, scale=scale)
     problems = list(ratings.problems)
     table = ratings.table.copy()
-    if limit is not None:
-        table = table.head(int(limit))
     if "category" in table:
         bad = ~table["category"].isin(CATEGORIES + (UNKNOWN,))
         for image_id, value in table.loc[bad, ["image_id", "category"]].itertuples(index=False):
@@ -195,6 +220,8 @@ def load_dataset(name: str, path, fmt: str | None = None, scale=None, thresholds
             problems.append(Problem(name, "overrides", f"override for {image_id!r}: no such image in this dataset", "note"))
         table.loc[hit, "category"] = table.loc[hit, "image_id"].map(lookup)
         table.loc[hit, "category_source"] = "override"
+    if limit is not None:
+        table = stratified_sample(table, int(limit), seed, name)
 
     check_cache = check_cache or ImageCheckCache(None)
     keep, sha1s = [], []
@@ -231,8 +258,8 @@ def build_stimuli(datasets: dict[str, str | Path], formats: dict[str, str] | Non
     """Read every named picture set and return the combined :class:`Stimuli`.
 
     ``datasets`` maps a dataset name to its folder (or ratings file); ``formats`` and ``scales`` map
-    names to a forced format / valence scale ('LOW-HIGH'). ``limit`` keeps the first N rated pictures
-    of each set (a quick look). ``cache_dir`` remembers checked pictures between runs.
+    names to a forced format / valence scale ('LOW-HIGH'). ``limit`` keeps a stratified, seeded
+    sample of N pictures of each set, every category represented (a quick look). ``cache_dir`` remembers checked pictures between runs.
     """
     if not datasets:
         raise InputError("no dataset given; name one as NAME=PATH")
@@ -248,7 +275,7 @@ def build_stimuli(datasets: dict[str, str | Path], formats: dict[str, str] | Non
     try:
         for name, path in datasets.items():
             table, ratings, problems = load_dataset(name, path, formats.get(name), scales.get(name), thresholds, margin,
-                                                    override_table, limit, check_cache, progress)
+                                                    override_table, limit, check_cache, progress, seed)
             tables.append(table)
             stimuli.scales[name] = tuple(float(s) for s in ratings.scale)
             stimuli.formats[name] = ratings.format
