@@ -21,7 +21,7 @@ from itertools import permutations
 import numpy as np
 import pandas as pd
 
-from .stats import benjamini_hochberg, exceedance_p_value, random_stream, rank_correlation
+from .stats import benjamini_hochberg, random_stream, rank_correlation, rank_p_values
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, UNTESTABLE = "supported", "contradicted", "inconclusive", "not testable"
 COLUMNS = ["claim", "network", "test", "effect", "p", "p_opposite", "min_p", "verdict", "note"]
@@ -77,6 +77,17 @@ def _row(claim: str, network: str, test: str, effect: float, p: float, p_opposit
             "min_p": min_p, "verdict": verdict(p, p_opposite, alpha, min_p), "note": note}
 
 
+def _cells_row(claim: str, network: str, test: str, claimed: np.ndarray, opposite: np.ndarray, min_p: float,
+               alpha: float, note: str) -> dict:
+    """A claim over many cells (each with its own BH-corrected test): the majority rule, and
+    inconclusive whatever the data when a cell's smallest attainable p is not below alpha."""
+    claimed, opposite = np.asarray(claimed, bool), np.asarray(opposite, bool)
+    row = _row(claim, network, test, float(claimed.mean()) if len(claimed) else np.nan, np.nan, np.nan, min_p, alpha,
+               note)
+    row["verdict"] = INCONCLUSIVE if np.isfinite(min_p) and min_p >= alpha else majority_verdict(claimed, opposite)
+    return row
+
+
 def trend_claims(trends: pd.DataFrame, alpha: float) -> list[dict]:
     """Tuning quality and overlap rise with depth, per network, and more in the trained network."""
     texts = {"tuning_quality_excess": "tuning quality (excess over its label-shuffled null) rises with depth",
@@ -102,11 +113,10 @@ def overlap_claims(overlap: pd.DataFrame, network: str, alpha: float) -> dict:
         rows = (overlap["category"] == category).to_numpy()
         below[rows] = benjamini_hochberg(overlap.loc[rows, "p_below"].to_numpy()) < alpha
     above = (overlap["q_value"] < alpha).to_numpy()
-    return {"claim": "units keep their preferred category across datasets more than chance", "network": network,
-            "test": "exact overlap null per layer and category, BH across layers; majority of cells",
-            "effect": float(above.mean()), "p": np.nan, "p_opposite": np.nan, "min_p": np.nan,
-            "verdict": majority_verdict(above, below),
-            "note": f"{int(above.sum())} of {len(above)} cells above chance, {int(below.sum())} below (q < {alpha})"}
+    return _cells_row("units keep their preferred category across datasets more than chance", network,
+                      "exact overlap null per layer and category, BH across layers; majority of cells", above, below,
+                      np.nan, alpha, f"{int(above.sum())} of {len(above)} cells above chance, {int(below.sum())} below "
+                                     f"(q < {alpha})")
 
 
 def versus_controls(trained: float, controls: list[float], claim: str, test: str, alpha: float) -> dict:
@@ -117,8 +127,8 @@ def versus_controls(trained: float, controls: list[float], claim: str, test: str
         return {**_row(claim, network, test, np.nan, np.nan, np.nan, 1.0, alpha), "verdict": UNTESTABLE}
     min_p = 1.0 / (len(controls) + 1)
     note = f"smallest attainable p with {len(controls)} control(s) = {min_p:.3g}"
-    return _row(claim, network, test, trained - float(np.mean(controls)),
-                exceedance_p_value(trained, controls), exceedance_p_value(-trained, -controls), min_p, alpha, note)
+    return _row(claim, network, test, trained - float(np.mean(controls)), *rank_p_values(trained, controls), min_p,
+                alpha, note)
 
 
 def manipulation_claims(summary: pd.DataFrame, network: str, alpha: float, seed: int = 0) -> list[dict]:
@@ -138,13 +148,11 @@ def manipulation_claims(summary: pd.DataFrame, network: str, alpha: float, seed:
             "lesioning selective units hurts the heads more"
         attainable = float(own[min_p].max()) if len(own) else np.nan
         note = f"smallest attainable p per cell {attainable:.3g}{rescaled_note}"
-        claimed, opposite = (own[p] < alpha).to_numpy(), (own[below] < alpha).to_numpy()
-        cells = _row(f"{verb} than on random units", network,
-                     "rank among random unit sets per layer and emotion (test split), BH across layers; majority of cells",
-                     float(claimed.mean()) if len(own) else np.nan, np.nan, np.nan, attainable, alpha,
-                     f"{int(claimed.sum())} of {len(own)} cells q < {alpha}; {note}")
-        cells["verdict"] = INCONCLUSIVE if attainable >= alpha else majority_verdict(claimed, opposite)
-        rows.append(cells)
+        claimed = (own[p] < alpha).to_numpy()
+        rows.append(_cells_row(f"{verb} than on random units", network,
+                               "rank among random unit sets per layer and emotion (test split), BH across layers; "
+                               "majority of cells", claimed, (own[below] < alpha).to_numpy(), attainable, alpha,
+                               f"{int(claimed.sum())} of {len(own)} cells q < {alpha}; {note}"))
         per_layer = effect.groupby(own["layer"], sort=False).mean()
         trend = layer_order_test(per_layer.to_numpy(), seed)
         rows.append(_row(f"the {kind} effect (selective minus random) is larger in deeper layers", network,
@@ -155,13 +163,12 @@ def manipulation_claims(summary: pd.DataFrame, network: str, alpha: float, seed:
                             "as for the gain, heads tested on the other dataset", np.nan, np.nan, np.nan, np.nan, alpha,
                             "needs two datasets"), "verdict": UNTESTABLE})
     else:
-        claimed, opposite = (transfer["q_enhance"] < alpha).to_numpy(), (transfer["q_enhance_below"] < alpha).to_numpy()
-        row = _row("attention gain on selective units transfers to another dataset's pictures", network,
-                   "rank among random unit sets, heads tested on the other dataset; majority of cells",
-                   float(claimed.mean()), np.nan, np.nan, float(transfer["min_p_enhance"].max()), alpha,
-                   f"{int(claimed.sum())} of {len(transfer)} cells q < {alpha}")
-        row["verdict"] = majority_verdict(claimed, opposite)
-        rows.append(row)
+        claimed = (transfer["q_enhance"] < alpha).to_numpy()
+        rows.append(_cells_row("attention gain on selective units transfers to another dataset's pictures", network,
+                               "rank among random unit sets, heads tested on the other dataset; majority of cells",
+                               claimed, (transfer["q_enhance_below"] < alpha).to_numpy(),
+                               float(transfer["min_p_enhance"].max()), alpha,
+                               f"{int(claimed.sum())} of {len(transfer)} cells q < {alpha}"))
     return rows
 
 

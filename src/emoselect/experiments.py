@@ -23,7 +23,7 @@ from math import comb
 
 from .problems import InputError
 from .readout import Head, ReadoutOptions, binary_metrics
-from .stats import benjamini_hochberg, exceedance_p_value, random_stream
+from .stats import benjamini_hochberg, random_stream, rank_p_values
 from .stimuli import CATEGORIES
 
 # repeats: random sets that get the whole beta grid (gain test); lesion_repeats: random sets in all
@@ -246,12 +246,6 @@ def _gain_outcomes(gain: pd.DataFrame) -> pd.DataFrame:
                          "test_chosen_f1": values[rows, optimistic]})
 
 
-def _rank_test(selective: float, random: np.ndarray) -> tuple[float, float]:
-    """One-sided rank p-values of a selective effect among random-set effects (larger = stronger):
-    (p that random sets are at least as strong, p that they are at most as strong), +1 corrected."""
-    return exceedance_p_value(selective, random), exceedance_p_value(-selective, -random)
-
-
 def summarise(manipulation: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Per train/test dataset, emotion and layer: intact test F1; enhanced test F1 at the beta with
     the best validation F1 (and, optimistic, at the beta with the best test F1); lesioned test F1;
@@ -271,8 +265,8 @@ def summarise(manipulation: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         lesioned = lesions.loc[lesions["units"] == "selective", "f1"]
         random_lesioned = lesions.loc[lesions["units"] == "random", "f1"].to_numpy()
         lesioned = float(lesioned.iloc[0]) if len(lesioned) else np.nan
-        p_enhance, p_enhance_below = _rank_test(chosen["enhanced_f1"] - original, random["enhanced_f1"].to_numpy() - original)
-        p_lesion, p_lesion_below = _rank_test(original - lesioned, original - random_lesioned)
+        p_enhance, p_enhance_below = rank_p_values(chosen["enhanced_f1"] - original, random["enhanced_f1"].to_numpy() - original)
+        p_lesion, p_lesion_below = rank_p_values(original - lesioned, original - random_lesioned)
         rows.append(dict(zip(keys, key), units=chosen["units"], n_units=chosen["n_units"], original_f1=original,
                          best_beta=chosen["best_beta"], enhanced_f1=chosen["enhanced_f1"],
                          enhanced_change_pct=_pct(chosen["enhanced_f1"], original),

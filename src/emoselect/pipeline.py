@@ -29,6 +29,7 @@ from .report import write_report
 from .responses import (Responses, default_cache_dir, extract, load_responses, pick_device, prefetch_responses,
                         response_key)
 from .selectivity import SelectivityOptions, SelectivityResult, analyse, trend_difference
+from .stats import rank_p_values
 from .stimuli import Stimuli, build_stimuli, category_counts, read_stimuli, write_stimuli
 
 # what later stages write; removed when a run folder is re-extracted with other options
@@ -202,7 +203,7 @@ def versus_controls_table(result: SelectivityResult, controls: list[SelectivityR
             rows.append({"layer": layer, "measure": measure, "trained": value, "controls_min": np.nanmin(row),
                          "controls_mean": np.nanmean(row), "controls_max": np.nanmax(row), "n_controls": len(controls),
                          "above_all_controls": bool(value > np.nanmax(row)),
-                         "p_rank": (1 + np.sum(row >= value)) / (1 + len(controls)),
+                         "p_rank": rank_p_values(value, row)[0],
                          "min_p_rank": 1.0 / (1 + len(controls))})
     return pd.DataFrame(rows)
 

@@ -33,6 +33,14 @@ def exceedance_p_value(observed: float, null: np.ndarray) -> float:
     return float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null)))
 
 
+def rank_p_values(observed: float, null: np.ndarray) -> tuple[float, float]:
+    """Both one-sided +1-corrected rank p-values of ``observed`` among ``null`` draws (e.g. random
+    unit sets, or random-init controls): (p that the null is at least as large, p that it is at most
+    as large), each with smallest attainable value 1 / (len(null) + 1)."""
+    null = np.asarray(null, dtype=float)
+    return exceedance_p_value(observed, null), exceedance_p_value(-observed, -null)
+
+
 def spearman_columns(data: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Spearman correlation of every column of ``data`` [n, k] with ``values`` [n].
 
