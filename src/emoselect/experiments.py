@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from math import comb
-
 from .problems import InputError
 from .readout import Head, ReadoutOptions, binary_metrics
 from .stats import benjamini_hochberg, random_stream, rank_p_values
@@ -112,7 +110,7 @@ def _random_sets(layer: str, emotion: str, chosen: np.ndarray, pool: np.ndarray,
 
     Raises InputError when the pool cannot give sets of that size, or too few different ones for the
     test (all random sets would be the same set)."""
-    if len(pool) < len(chosen) or comb(len(pool), len(chosen)) < 2:
+    if len(pool) <= len(chosen):                 # too small, or every random set would be the same set
         raise InputError(f"layer {layer}, {emotion}: the pool of random units has {len(pool)} units, too few for "
                          f"random sets of the {len(chosen)} selective units (with --random-from nonselective, "
                          f"use --random-from all)")
@@ -306,10 +304,10 @@ def table_one(summary: pd.DataFrame, manipulation: pd.DataFrame) -> pd.DataFrame
         lesion_val = {layer: sweep["f1"].iloc[0] for layer, sweep in chosen[chosen["kind"] == "lesion"].groupby("layer")}
         if not enhanced_val:
             continue
-        best = group.set_index("layer").loc[max(enhanced_val, key=enhanced_val.get)]
-        worst = group.set_index("layer").loc[min(lesion_val, key=lesion_val.get)] if lesion_val else None
-        optimistic = group.set_index("layer")["test_chosen_f1"].idxmax()
-        optimistic = group.set_index("layer").loc[optimistic]
+        by_layer = group.set_index("layer")
+        best = by_layer.loc[max(enhanced_val, key=enhanced_val.get)]
+        worst = by_layer.loc[min(lesion_val, key=lesion_val.get)] if lesion_val else None
+        optimistic = by_layer.loc[by_layer["test_chosen_f1"].idxmax()]
         rows.append({"train_dataset": key[0], "test_dataset": key[1], "emotion": key[2],
                      "original_f1": best["original_f1"], "enhanced_layer": best.name, "enhanced_beta": best["best_beta"],
                      "enhanced_f1": best["enhanced_f1"], "enhanced_change_pct": best["enhanced_change_pct"],

@@ -328,9 +328,9 @@ def attention_curves(manipulation: pd.DataFrame, path: Path, train: str | None =
             mine = here[here["emotion"] == category]
             chosen = mine[mine["units"].isin(["selective", "tuning"])].groupby("beta")["f1"].mean()
             control = mine[mine["units"].isin(["random", "tuning_shuffled"])].groupby("beta")["f1"]
-            if len(mine) and control.size().sum():
-                ax.fill_between(control.quantile(0.025).index, control.quantile(0.025), control.quantile(0.975),
-                                color=COLOURS[category], alpha=0.12, lw=0)
+            if control.ngroups:
+                low, high = control.quantile(0.025), control.quantile(0.975)
+                ax.fill_between(low.index, low, high, color=COLOURS[category], alpha=0.12, lw=0)
                 ax.plot(control.mean().index, control.mean().values, color=COLOURS[category], ls="--", alpha=0.7,
                         label=f"{category} random (mean, 95%)")
             ax.plot(chosen.index, chosen.values, color=COLOURS[category], marker=".", label=f"{category} selective")

@@ -233,7 +233,7 @@ def evaluate(network: Network, pictures, plan: dict[str, np.ndarray], heads: lis
                 base = network.stages[index][1](x)
                 positive = bool((gains >= 0).all())
                 j = _next_convolution(network.stages, index) if positive else None
-                if positive and rescales[site] and network.readout_dim % base.shape[1] == 0:
+                if positive and rescales[site]:
                     margins = _suffix_rescaled(network.stages, index, base, gains, margins_of)
                 elif j is not None:
                     margins = _suffix_linear(network.stages, index, j, base, gains, per_pass, margins_of)

@@ -6,7 +6,6 @@ earlier ones left there and writes the parts it owns (the README's run-folder ta
 from __future__ import annotations
 
 import dataclasses
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from .responses import (Responses, default_cache_dir, extract, load_responses, p
                         response_key)
 from .selectivity import SelectivityOptions, SelectivityResult, analyse, trend_difference
 from .stats import rank_p_values
-from .stimuli import Stimuli, build_stimuli, category_counts, read_stimuli, write_stimuli
+from .stimuli import Stimuli, build_stimuli, category_counts, dataset_name_from, read_stimuli, write_stimuli
 
 # what later stages write; removed when a run folder is re-extracted with other options
 DOWNSTREAM = ["units.csv", "selective.csv", "layers.csv", "overlap.csv", "examples.csv", "confounds.csv", "trends.csv",
@@ -116,11 +115,13 @@ def _clear_stale(run: Path, options: ExtractOptions) -> None:
             path.unlink()
 
 
-def extract_stage(options: ExtractOptions, out: str | Path, progress: bool = True) -> Extracted:
+def extract_stage(options: ExtractOptions, out: str | Path, progress: bool = True,
+                  network: Network | None = None) -> Extracted:
     """Read the picture sets, record responses and write ``stimuli.csv``, ``problems.csv``,
-    ``responses/`` and ``config.yaml`` to the run folder ``out``."""
+    ``responses/`` and ``config.yaml`` to the run folder ``out``. ``network``: the one
+    ``options`` describe, if already built."""
     run = Path(out)
-    network = build_network(options)
+    network = network or build_network(options)
     stimuli = build_stimuli(options.datasets, options.formats, options.scales, options.overrides, options.thresholds,
                             options.margin, options.split, options.seed, options.limit, cache_dir(options), progress)
     run.mkdir(parents=True, exist_ok=True)
@@ -137,7 +138,7 @@ def extract_stage(options: ExtractOptions, out: str | Path, progress: bool = Tru
 def inspect_dataset(path: str | Path, fmt: str | None = None, scale: str | None = None, name: str | None = None,
                     cache: str | None = None, progress: bool = True) -> Stimuli:
     """Read one picture set as ``extract`` would (format, categories, image checks) without a network."""
-    name = name or re.sub(r"[^A-Za-z0-9_-]+", "_", Path(path).name).strip("_") or "dataset"
+    name = name or dataset_name_from(path)
     return build_stimuli({name: path}, {name: fmt} if fmt else None, {name: scale} if scale else None,
                          cache_dir=Path(cache) if cache else default_cache_dir(), progress=progress)
 
@@ -324,11 +325,10 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
         table["readout_site"] = network.readout_site
         write_csv_atomic(run / name, table)
     folder = run / "figures"
-    shown = summary.assign(network="random init" if is_control(run) else "trained")
-    control_summary = run / "control" / "manipulation_summary.csv"
-    if control_summary.is_file():   # the control's rows below the trained network's
-        shown = pd.concat([shown.assign(network="trained"), pd.read_csv(control_summary).assign(network="random init")],
-                          ignore_index=True)
+    shown = summary.assign(network=control_name(1) if is_control(run) else "trained")
+    control_summary = control_folder(run, 1) / "manipulation_summary.csv"
+    if control_summary.is_file():   # the first control's rows below the trained network's
+        shown = pd.concat([shown, pd.read_csv(control_summary).assign(network=control_name(1))], ignore_index=True)
     figures.attention_change(shown, folder / "attention_change.png", options.alpha)
     pairs = list(dict.fromkeys(zip(manipulation["train_dataset"], manipulation["test_dataset"])))
     for number, (train, test) in enumerate(pairs):
@@ -398,11 +398,12 @@ def run_all(options: ExtractOptions, out: str | Path, selectivity: SelectivityOp
         raise InputError(f"--controls must be >= 0, got {controls}")
     trained = extract_stage(options, run, progress)
     plans = [control_options(options, trained.network, k) for k in range(1, controls + 1)]
-    if len(plans) > 1:   # decode the pictures once for all controls (they share preprocessing)
-        prefetch_responses(trained.stimuli, [build_network(plan) for plan in plans], cache_dir(options),
-                           options.batch_size, options.device, options.workers, progress)
-    for k, plan in enumerate(plans, 1):
-        extract_stage(plan, control_folder(run, k), progress)
+    networks = [build_network(plan) for plan in plans]
+    if networks:   # decode the pictures once for all controls (they share preprocessing)
+        prefetch_responses(trained.stimuli, networks, cache_dir(options), options.batch_size, options.device,
+                           options.workers, progress)
+    for k, (plan, network) in enumerate(zip(plans, networks), 1):
+        extract_stage(plan, control_folder(run, k), progress, network)
     k = controls + 1
     while control_folder(run, k).is_dir():   # controls of an earlier, larger run no longer apply
         shutil.rmtree(control_folder(run, k))
@@ -417,5 +418,5 @@ def manipulate_all(run: str | Path, options: ManipulationOptions | None = None, 
     the same sweeps), if it has one, then for the trained network; returns the trained network's."""
     controls = control_folders(run)
     if controls:
-        manipulate_stage(controls[0], dataclasses.replace(options) if options else None, progress)
+        manipulate_stage(controls[0], options, progress)
     return manipulate_stage(run, options, progress)

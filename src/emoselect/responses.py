@@ -155,7 +155,8 @@ def compute_missing_shared(stimuli: Stimuli, networks: list[Network], stores: li
     if len({network.prep for network in networks}) > 1:
         raise ValueError("networks that share picture decoding must share their preprocessing")
     first = stimuli.table.drop_duplicates("sha1")
-    todo = first[[any(not store.has(sha1) for store in stores) for sha1 in first["sha1"]]]
+    lacking = {sha1: [not store.has(sha1) for store in stores] for sha1 in first["sha1"]}   # one look per file
+    todo = first[[any(lacking[sha1]) for sha1 in first["sha1"]]]
     if todo.empty:
         return 0
     device = pick_device(device)
@@ -173,8 +174,8 @@ def compute_missing_shared(stimuli: Stimuli, networks: list[Network], stores: li
             batch = batch.to(device, non_blocking=True)
             stats = image_statistics(batch)
             normalised = normalise(batch, prep)
-            for network, store in zip(networks, stores):
-                need = [i for i, sha1 in enumerate(names) if not store.has(sha1)]
+            for s, (network, store) in enumerate(zip(networks, stores)):
+                need = [i for i, sha1 in enumerate(names) if lacking[sha1][s]]
                 if not need:
                     continue
                 part = normalised if len(need) == len(names) else normalised[need]

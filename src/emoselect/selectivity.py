@@ -416,14 +416,17 @@ def _confounds(stimuli: Stimuli, responses: dict[str, Responses], sites: list[st
     return pd.DataFrame(rows)
 
 
-def _overlap_row(site: str, category: str, k: int, a: GroupTuning, b: GroupTuning, groups: list[Group]) -> tuple[dict, np.ndarray]:
-    """One layer and category of overlap.csv, and the exact null pmf of the intersection size.
+def _overlap_row(site: str, category: str, k: int, a: GroupTuning, b: GroupTuning,
+                 groups: list[Group]) -> tuple[dict, np.ndarray, np.ndarray]:
+    """One layer and category of overlap.csv, the exact null pmf of the intersection size, and the
+    selective units (boolean [n_units]: in both sides' sets).
 
     The random sets are drawn from the units each observed set could have come from (``eligible``),
     so restrictions such as --si-keep or --require-significant are part of the null too.
     """
     in_a, in_b = (a.preferred == k) & a.eligible, (b.preferred == k) & b.eligible
-    size_a, size_b, both = int(in_a.sum()), int(in_b.sum()), int((in_a & in_b).sum())
+    selective = in_a & in_b
+    size_a, size_b, both = int(in_a.sum()), int(in_b.sum()), int(selective.sum())
     pmf = intersection_pmf(int((a.eligible & b.eligible).sum()), int(a.eligible.sum()), int(b.eligible.sum()),
                            size_a, size_b)
     null = jaccard_null(pmf, size_a, size_b, both)
@@ -434,7 +437,7 @@ def _overlap_row(site: str, category: str, k: int, a: GroupTuning, b: GroupTunin
            "jaccard": observed, "jaccard_null_mean": null["mean"], "jaccard_null_sd": null["sd"],
            "jaccard_null_lo": null["q025"], "jaccard_null_hi": null["q975"], "jaccard_excess": observed - null["mean"],
            "p_value": null["p_above"], "p_below": null["p_below"]}
-    return row, pmf
+    return row, pmf, selective
 
 
 def _tuning_null_columns(observed: float, null: np.ndarray) -> dict:
@@ -445,21 +448,20 @@ def _tuning_null_columns(observed: float, null: np.ndarray) -> dict:
             "min_p_tuning_quality": 1.0 / (len(null) + 1)}
 
 
-def _overlap_trend_null(pmfs: list[list[tuple[np.ndarray, int, int]]], draws: int, rng) -> np.ndarray:
+def _overlap_trend_null(pmfs: list[list[tuple[np.ndarray, int, int, float]]], draws: int, rng) -> np.ndarray:
     """Null draws of each layer's mean Jaccard excess over categories: [n_layers, draws].
 
-    ``pmfs[layer]`` holds (intersection pmf, size_a, size_b) per category; categories with two
-    empty sets are left out, as in the observed mean.
+    ``pmfs[layer]`` holds (intersection pmf, size_a, size_b, null mean of J) per category;
+    categories with two empty sets are left out, as in the observed mean.
     """
     out = np.full((len(pmfs), draws), np.nan)
     for layer, cells in enumerate(pmfs):
         excess = []
-        for pmf, size_a, size_b in cells:
+        for pmf, size_a, size_b, null_mean in cells:
             if size_a + size_b == 0:
                 continue
             k = rng.choice(len(pmf), size=draws, p=pmf)
-            j = k / (size_a + size_b - k)
-            excess.append(j - pmf @ (np.arange(len(pmf)) / (size_a + size_b - np.arange(len(pmf)))))
+            excess.append(k / (size_a + size_b - k) - null_mean)
         if excess:
             out[layer] = np.mean(excess, axis=0)
     return out
@@ -540,10 +542,9 @@ def analyse(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str],
         a, b = tuned
         cells = []
         for k, category in enumerate(CATEGORY_ORDER):
-            row, pmf = _overlap_row(site, category, k, a, b, groups)
+            row, pmf, both = _overlap_row(site, category, k, a, b, groups)
             overlap.append(row)
-            cells.append((pmf, row["n_a"], row["n_b"]))
-            both = (a.preferred == k) & a.eligible & (b.preferred == k) & b.eligible
+            cells.append((pmf, row["n_a"], row["n_b"], row["jaccard_null_mean"]))
             selective.append(pd.DataFrame({"layer": site, "unit": np.flatnonzero(both), "category": category,
                                            f"t_{groups[0].name}": a.z[both, k], f"t_{groups[1].name}": b.z[both, k],
                                            "strength": (a.z[both, k] + b.z[both, k]) / 2}))

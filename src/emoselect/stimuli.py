@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from .formats import read_ratings, read_text
 from .files import file_digest, write_csv_atomic, write_text_atomic
 from .images import ImageProblem, load_rgb
 from .problems import InputError, Problem
+from .stats import random_stream
 
 CATEGORIES = ("pleasant", "neutral", "unpleasant")
 UNKNOWN = "unknown"
@@ -95,7 +95,7 @@ def assign_split(table: pd.DataFrame, fractions=DEFAULT_SPLIT, seed: int = 0) ->
     for (dataset, category), rows in table.groupby(["dataset", "category"], sort=False):
         if category == UNKNOWN:
             continue
-        rng = np.random.default_rng([seed, zlib.crc32(dataset.encode()), zlib.crc32(category.encode())])
+        rng = random_stream(seed, dataset, category)      # = default_rng([seed, crc32(dataset), crc32(category)])
         positions = table.index.get_indexer(rows.index)[rng.permutation(len(rows))]
         n_val, n_test = int(round(len(rows) * fractions[1])), int(round(len(rows) * fractions[2]))
         split[positions[:n_val]] = "val"
@@ -182,7 +182,7 @@ def stratified_sample(table: pd.DataFrame, size: int, seed: int, dataset: str) -
             take[category] += 1
     while take.sum() > size:                    # the minimum of one per category overshot
         take[take.idxmax()] -= 1
-    rng = np.random.default_rng([seed, zlib.crc32(dataset.encode()), zlib.crc32(b"limit")])
+    rng = random_stream(seed, "limit", dataset)
     chosen = [rng.permutation(np.flatnonzero((table["category"] == category).to_numpy()))[:n]
               for category, n in take.items()]
     return table.iloc[np.sort(np.concatenate(chosen))]
@@ -293,6 +293,11 @@ def build_stimuli(datasets: dict[str, str | Path], formats: dict[str, str] | Non
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
+def dataset_name_from(path: str | Path) -> str:
+    """A safe dataset name made from a folder's name (other characters become '_')."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(path).name).strip("_") or "dataset"
+
+
 def check_dataset_name(name: str) -> str:
     """A dataset name is also a folder name in the run folder: letters, digits, '-' and '_' only."""
     if not SAFE_NAME.fullmatch(str(name)):
@@ -306,10 +311,9 @@ def drop_duplicate_pictures(table: pd.DataFrame) -> tuple[pd.DataFrame, list[Pro
     (it would count twice and could fall in two splits); copies across datasets are kept and listed
     (cross-dataset analyses check how many pictures two datasets share)."""
     problems, drop = [], []
-    hashed = table[table["sha1"].astype(str) != ""]
-    for sha1, rows in hashed.groupby("sha1", sort=False):
-        if len(rows) < 2:
-            continue
+    sha1s = table["sha1"].astype(str)
+    copies = table[(sha1s != "") & sha1s.duplicated(keep=False)]
+    for sha1, rows in copies.groupby("sha1", sort=False):
         seen: dict[str, str] = {}                                  # dataset -> its first copy's path
         for index, row in rows.iterrows():
             if row["dataset"] in seen:
