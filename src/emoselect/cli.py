@@ -8,64 +8,31 @@ import argparse
 import sys
 import time
 
+from .options import add_arguments, given
 from .problems import InputError, problems_table
 
 PROBLEM_LINES = 12
 
 
-def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
-    """['a=x', 'b=y'] -> {'a': 'x', 'b': 'y'}, with a clear error for anything else."""
-    out = {}
-    for value in values or []:
-        name, sep, rest = value.partition("=")
-        if not sep or not name.strip() or not rest.strip():
-            raise InputError(f"{option} takes NAME=VALUE, got {value!r}")
-        if name.strip() in out:
-            raise InputError(f"{option}: the name {name.strip()!r} is given twice")
-        out[name.strip()] = rest.strip()
-    return out
+class Parser(argparse.ArgumentParser):
+    """argparse with one line for a usage error (the option and what is wrong), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
 def _extract_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("stimuli and network (recorded in RUN/config.yaml)")
-    group.add_argument("--dataset", action="append", metavar="NAME=PATH", required=True,
-                       help="a picture set: its folder (or ratings file); repeat for several")
-    group.add_argument("--format", action="append", metavar="NAME=FMT", help="force a format: oasis, iaps, naps, gaped, emotion6, csv")
-    group.add_argument("--scale", action="append", metavar="NAME=LOW-HIGH", help="valence scale (needed for csv), e.g. 1-9")
-    group.add_argument("--overrides", metavar="CSV", help="category overrides: image_id,category[,dataset]")
-    group.add_argument("--thresholds", nargs=2, type=float, default=(4.3, 6.0), metavar=("LOW", "HIGH"),
-                       help="valence boundaries on the 1-9 scale (default: 4.3 6.0, the paper's)")
-    group.add_argument("--margin", type=float, default=0.0, help="pictures within this distance of a boundary (1-9 scale) are 'unknown'")
-    group.add_argument("--split", nargs=3, type=float, default=(0.5, 0.25, 0.25), metavar=("TRAIN", "VAL", "TEST"))
-    group.add_argument("--seed", type=int, default=0, help="seed for splits, random weights and random unit sets")
-    group.add_argument("--limit", type=int, help="a seeded sample of N pictures of each set, stratified by category (a quick look)")
-    group.add_argument("--model", default="vgg16", help="torchvision model name (default vgg16)")
-    group.add_argument("--weights", default="imagenet", help="imagenet, random, or a state-dict file")
-    group.add_argument("--grayscale", action="store_true", help="show the pictures in gray (the journal version)")
-    group.add_argument("--readout", default="auto", help="readout site (auto, pool5, fc6, fc7, ...)")
-    group.add_argument("--resize", type=int, help="short side in pixels before the centre crop (default: the weights' own, "
-                       "256 for files and random weights)")
-    group.add_argument("--crop", type=int, help="centre crop in pixels (default: the weights' own, 224)")
-    group.add_argument("--batch-size", type=int, default=32)
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    group.add_argument("--workers", type=int, help="picture-decoding processes (default: cores - 1, at most 4)")
-    group.add_argument("--cache", help="cache folder (default $EMOSELECT_CACHE or ~/.cache/emoselect)")
-
-
-def _extract_options(args):
     from .config import ExtractOptions
 
-    if args.limit is not None and args.limit < 1:
-        raise InputError("--limit must be at least 1")
-    if args.batch_size < 1:
-        raise InputError("--batch-size must be at least 1")
-    return ExtractOptions(datasets=_pairs(args.dataset, "--dataset"), formats=_pairs(args.format, "--format"),
-                          scales=_pairs(args.scale, "--scale"), overrides=args.overrides,
-                          thresholds=tuple(args.thresholds), margin=args.margin, split=tuple(args.split),
-                          seed=args.seed, limit=args.limit, model=args.model, weights=args.weights,
-                          grayscale=args.grayscale, readout=args.readout, resize=args.resize, crop=args.crop,
-                          batch_size=args.batch_size,
-                          device=args.device, workers=args.workers, cache=args.cache)
+    group = parser.add_argument_group("stimuli and network (recorded in RUN/config.yaml)")
+    add_arguments(group, ExtractOptions)
+
+
+def _extract_options(args, recorded: dict | None = None):
+    """The extract options typed on the command line, over those of a config file (``recorded``)."""
+    from .config import ExtractOptions
+
+    return ExtractOptions.from_dict({**(recorded or {}), **given(ExtractOptions, args)})
 
 
 def _print_problems(problems, out=None) -> None:
@@ -86,7 +53,9 @@ def cmd_inspect(args) -> None:
     from .pipeline import inspect_dataset
     from .stimuli import category_counts
 
-    stimuli = inspect_dataset(args.path, args.format, args.scale, cache=args.cache, progress=not args.quiet)
+    scale = args.scale.partition("=")[2] if args.scale and "=" in args.scale else args.scale   # NAME=LOW-HIGH too
+    fmt = args.format.partition("=")[2] if args.format and "=" in args.format else args.format
+    stimuli = inspect_dataset(args.path, fmt, scale, cache=args.cache, progress=not args.quiet)
     name = stimuli.datasets[0]
     low, high = stimuli.scales[name]
     print(f"dataset: {args.path}")
@@ -112,30 +81,17 @@ def cmd_extract(args) -> None:
 
 
 def _selectivity_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("selectivity")
-    group.add_argument("--define-on", choices=["train", "all"], default="train",
-                       help="images that define tuning: the training split (default) or all (the paper)")
-    group.add_argument("--pair", nargs=2, metavar=("A", "B"), help="the two datasets whose agreement defines selective units")
-    group.add_argument("--si-keep", type=float, help="keep the top fraction of units by d' index (journal: 0.8)")
-    group.add_argument("--tuning-null", type=int, default=200, metavar="N",
-                       help="label permutations for the tuning-quality null and depth-trend test (default 200; 0 = off)")
-    group.add_argument("--permutations", type=int, default=0, help="per-unit label permutations (0 = off)")
-    group.add_argument("--require-significant", action="store_true", help="selective = also significant (BH) in both datasets")
-    group.add_argument("--alpha", type=float, default=0.05, help="false discovery rate for every test (default 0.05)")
-    group.add_argument("--valence-tuning", action="store_true", help="Spearman correlation of each unit with valence and arousal")
-    group.add_argument("--confounds", action="store_true", help="decode category from low-level image statistics vs each layer")
-    group.add_argument("--example-layers", nargs="+", metavar="LAYER",
-                       help="layers for the example neurons (default: an early, a middle and the deepest layer)")
-
-
-def _selectivity_options(args, seed: int):
     from .selectivity import SelectivityOptions
 
-    return SelectivityOptions(define_on=args.define_on, pair=tuple(args.pair) if args.pair else None, si_keep=args.si_keep,
-                              permutations=args.permutations, tuning_null=args.tuning_null,
-                              require_significant=args.require_significant, alpha=args.alpha,
-                              valence_tuning=args.valence_tuning, confounds=args.confounds,
-                              example_layers=args.example_layers, seed=seed)
+    add_arguments(parser.add_argument_group("selectivity"), SelectivityOptions)
+
+
+def _selectivity_options(args, seed: int, recorded: dict | None = None):
+    from .options import from_dict
+    from .selectivity import SelectivityOptions
+
+    values = {**(recorded or {}), **given(SelectivityOptions, args), "seed": seed}
+    return from_dict(SelectivityOptions, values, "selectivity")
 
 
 def _print_selectivity(result) -> None:
@@ -157,47 +113,34 @@ def cmd_selectivity(args) -> None:
     from .pipeline import selectivity_stage
 
     start = time.time()
-    result = selectivity_stage(args.run, _selectivity_options(args, extract_options(args.run).seed), progress=not args.quiet)
+    result = selectivity_stage(args.run, _selectivity_options(args, extract_options(args.run).seed),
+                               progress=not args.quiet)
     _print_selectivity(result)
     print(f"wrote {args.run}/units.csv, selective.csv, layers.csv, overlap.csv, examples.csv, figures/ "
           f"in {time.time() - start:.1f} s")
 
 
-def _manipulation_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("readout heads and manipulations")
-    group.add_argument("--profile", choices=["auto", "quick", "paper"], default="auto",
-                       help="quick: the 2 deepest layers, betas 0 0.5 1 2 4, 2 controls; paper: all layers, betas 0..5 "
-                            "step 0.5, 10 controls; 49 (quick) or 99 (paper) random sets for the gains, 99 lesioned; "
-                            "auto (default): paper on a GPU, quick on a CPU")
-    group.add_argument("--layers", nargs="+", help="layers to manipulate (overrides the profile)")
-    group.add_argument("--betas", nargs="+", type=float, help="gain values (overrides the profile; 0 and 1 always included)")
-    group.add_argument("--repeats", type=int, help="random unit sets swept over every beta, per layer and emotion "
-                       "(default: the profile's, quick 49, paper 99)")
-    group.add_argument("--lesion-repeats", type=int, help="random unit sets lesioned, per layer and emotion (at least "
-                       "--repeats; default: the profile's, 99); smallest attainable p = 1/(sets + 1)")
-    group.add_argument("--random-from", choices=["all", "nonselective"], default="all", help="pool of the random unit sets")
-    group.add_argument("--gain-form", choices=["channels", "tuning"], default="channels",
-                       help="channels: scale the selective units (paper); tuning: 1 + beta * tuning value (Lindsay & Miller)")
-    group.add_argument("--no-transfer", action="store_true", help="do not test heads on the other datasets")
-    group.add_argument("--lr", type=float, default=1e-3, help="head learning rate (default 1e-3)")
-    group.add_argument("--epochs", type=int, default=10, help="head training epochs (default 10)")
-    group.add_argument("--head-batch-size", type=int, default=128)
-    group.add_argument("--balanced", action="store_true", help="class-balanced cross-entropy for the heads")
-    group.add_argument("--chunk-images", type=int, default=32, help="pictures per engine chunk (memory bound)")
-    group.add_argument("--batch-samples", type=int, default=64, help="picture-conditions per forward pass")
-
-
-def _manipulation_options(args, seed: int):
+def _manipulation_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     from .experiments import ManipulationOptions
     from .readout import ReadoutOptions
 
-    return ManipulationOptions(profile=args.profile, layers=args.layers, betas=args.betas, repeats=args.repeats,
-                               lesion_repeats=args.lesion_repeats,
-                               random_from=args.random_from, gain_form=args.gain_form, transfer=not args.no_transfer,
-                               readout=ReadoutOptions(lr=args.lr, epochs=args.epochs, batch_size=args.head_batch_size,
-                                                      balanced=args.balanced, seed=seed),
-                               chunk_images=args.chunk_images, batch_samples=args.batch_samples,
-                               alpha=getattr(args, "alpha", 0.05), seed=seed)
+    group = parser.add_argument_group("readout heads and manipulations")
+    add_arguments(group, ManipulationOptions, skip)
+    add_arguments(group, ReadoutOptions)
+
+
+def _manipulation_options(args, seed: int, recorded: dict | None = None):
+    """Manipulation options: typed flags over a config file's values over the declared defaults (in
+    ``emoselect run`` the one --alpha serves both stages)."""
+    from .experiments import ManipulationOptions
+    from .options import from_dict
+    from .readout import ReadoutOptions
+
+    recorded = dict(recorded or {})
+    readout = {**recorded.pop("readout", {}), **given(ReadoutOptions, args), "seed": seed}
+    values = {**recorded, **given(ManipulationOptions, args), "seed": seed}
+    values["readout"] = from_dict(ReadoutOptions, readout, "manipulation.readout")
+    return from_dict(ManipulationOptions, values, "manipulation")
 
 
 def _print_manipulation(result) -> None:
@@ -242,26 +185,64 @@ def cmd_report(args) -> None:
     print(f"wrote {write_report(args.run)}")
 
 
+def _recorded_run(path: str) -> dict:
+    """The option sections of a run's config.yaml (``--config``), with dataset and weight paths that
+    no longer resolve from here replaced by the absolute paths recorded beside them."""
+    from pathlib import Path
+
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as error:
+        raise InputError(f"--config {path}: cannot read it ({error.strerror or error})") from error
+    except yaml.YAMLError as error:
+        raise InputError(f"--config {path}: not valid YAML ({error})") from error
+    known = ("extract", "selectivity", "manipulation", "run", "datasets", "network", "environment", "created", "updated")
+    unknown = [key for key in config if key not in known] if isinstance(config, dict) else ["(not a mapping)"]
+    if unknown:
+        raise InputError(f"--config {path}: unknown section {unknown[0]!r} (known: {', '.join(known)})")
+    extract = dict(config.get("extract") or {})
+    provenance = config.get("datasets") or {}
+    extract["datasets"] = {name: folder if Path(folder).exists() or name not in provenance
+                           else provenance[name].get("path", folder)
+                           for name, folder in (extract.get("datasets") or {}).items()}
+    weights, recorded_weights = extract.get("weights"), (config.get("network") or {}).get("weights")
+    if weights not in (None, "imagenet", "pretrained", "random") and not Path(weights).exists() and recorded_weights:
+        extract["weights"] = recorded_weights
+    unknown_run = [key for key in (config.get("run") or {}) if key not in ("controls", "manipulate")]
+    if unknown_run:
+        raise InputError(f"--config {path}: unknown option {unknown_run[0]!r} in section 'run'")
+    return {"extract": extract, "selectivity": config.get("selectivity") or {},
+            "manipulation": config.get("manipulation"), "run": config.get("run") or {}}
+
+
 def cmd_run(args) -> None:
     from .pipeline import run_all
 
     start = time.time()
-    options = _extract_options(args)
-    manipulation = None if args.no_manipulate else _manipulation_options(args, options.seed)
-    analysis = run_all(options, args.out, _selectivity_options(args, options.seed), manipulation,
-                       controls=0 if args.no_control else args.controls, progress=not args.quiet)
+    recorded = _recorded_run(args.config) if args.config else {"extract": {}, "selectivity": {}, "manipulation": {},
+                                                                "run": {}}
+    options = _extract_options(args, recorded["extract"])
+    selectivity = _selectivity_options(args, options.seed, recorded["selectivity"])
+    skip = args.no_manipulate or (recorded["manipulation"] is None and not recorded["run"].get("manipulate", True))
+    manipulation = None if skip else _manipulation_options(args, options.seed, recorded["manipulation"])
+    controls = 0 if args.no_control else args.controls if args.controls is not None else recorded["run"].get("controls")
+    if controls is not None and controls < 0:
+        raise InputError(f"--controls {controls}: must be an integer >= 0")
+    analysis = run_all(options, args.out, selectivity, manipulation, controls=controls, progress=not args.quiet)
     _print_selectivity(analysis.selectivity)
     if analysis.manipulated is not None:
         _print_manipulation(analysis.manipulated)
     _print_claims(args.out)
-    print(f"wrote {args.out}/ (tables, figures/{', control*/' if not args.no_control else ''}) and {analysis.report} "
+    print(f"wrote {args.out}/ (tables, figures/{', control*/' if controls != 0 else ''}) and {analysis.report} "
           f"in {(time.time() - start) / 60:.1f} min")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="emoselect", description="Find, test and manipulate emotion-selective units in CNNs.")
+    parser = Parser(prog="emoselect", description="Find, test and manipulate emotion-selective units in CNNs.")
     parser.add_argument("--version", action="version", version=f"emoselect {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -270,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     datasets_commands = datasets.add_subparsers(dest="datasets_command", required=True, metavar="SUBCOMMAND")
     inspect = datasets_commands.add_parser("inspect", help="format found, pictures per category, problems found")
     inspect.add_argument("path", help="the set's folder or ratings file")
-    inspect.add_argument("--format", help="force a format")
-    inspect.add_argument("--scale", help="valence scale LOW-HIGH (needed for csv)")
+    inspect.add_argument("--format", help="force a format (FMT or NAME=FMT)")
+    inspect.add_argument("--scale", help="valence scale LOW-HIGH or NAME=LOW-HIGH (needed for csv)")
     inspect.add_argument("--cache", help="cache folder")
     inspect.set_defaults(func=cmd_inspect)
 
@@ -288,7 +269,6 @@ def build_parser() -> argparse.ArgumentParser:
     manipulate = commands.add_parser("manipulate", help="readout heads; lesion and attention gain of selective vs random units")
     manipulate.add_argument("run", help="run folder with selectivity results")
     _manipulation_arguments(manipulate)
-    manipulate.add_argument("--alpha", type=float, default=0.05, help="false discovery rate (default 0.05)")
     manipulate.set_defaults(func=cmd_manipulate)
 
     report = commands.add_parser("report", help="write RUN/report.html from the run's tables and figures")
@@ -298,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="everything: extract (and a random-init control), selectivity, manipulate, report")
     _extract_arguments(run)
     _selectivity_arguments(run)
-    _manipulation_arguments(run)
+    _manipulation_arguments(run, skip=("alpha",))      # one --alpha for both stages
+    run.add_argument("--config", metavar="FILE", help="a run's config.yaml: repeat that run (flags given here override)")
     run.add_argument("--controls", type=int, metavar="K",
                      help="random-init control networks (seeds seed .. seed+K-1; default: the profile's, quick 2, paper 10; "
                           "0 = none); the first also goes through the manipulations")
@@ -311,11 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:          # usage errors (2) and --help / --version (0)
+        return int(stop.code or 0)
     try:
         args.func(args)
     except InputError as error:
         print(f"emoselect: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:            # no space, read-only, permission denied: one sentence, no traceback
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"emoselect: error: {where}{error.strerror or error} (finished work is kept; the same command "
+              f"resumes once this is fixed)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nemoselect: interrupted; finished work is cached, so the same command resumes where it stopped",

@@ -6,17 +6,18 @@ The file is written atomically.
 """
 from __future__ import annotations
 
-import dataclasses
 import platform
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
 from .files import write_text_atomic
+from .options import PAIRS, as_dict, check, from_dict, option
 from .problems import InputError
+from .images import MAX_PIXELS
 from .stimuli import DEFAULT_SPLIT, PAPER_THRESHOLDS
 
 
@@ -26,42 +27,66 @@ class ExtractOptions:
 
     ``seed`` seeds the splits and every random stream; ``init_seed`` (default: ``seed``) the random
     weights of ``weights='random'``, so that controls with different initial weights share the splits.
+    Values are checked on construction (:mod:`emoselect.options`).
     """
 
-    datasets: dict[str, str]
-    formats: dict[str, str] = field(default_factory=dict)
-    scales: dict[str, str] = field(default_factory=dict)
-    overrides: str | None = None
-    thresholds: tuple[float, float] = PAPER_THRESHOLDS
-    margin: float = 0.0
-    split: tuple[float, float, float] = DEFAULT_SPLIT
-    seed: int = 0
-    init_seed: int | None = None
-    limit: int | None = None
-    model: str = "vgg16"
-    weights: str = "imagenet"
-    grayscale: bool = False
-    readout: str = "auto"
-    resize: int | None = None
-    crop: int | None = None
-    batch_size: int = 32
-    device: str = "auto"
-    workers: int | None = None
-    cache: str | None = None
+    datasets: dict[str, str] = option(factory=dict, kind=PAIRS, metavar="NAME=PATH",
+                                      help="a picture set: its folder (or ratings file); repeat for several",
+                                      flag="--dataset")
+    formats: dict[str, str] = option(factory=dict, kind=PAIRS, metavar="NAME=FMT", flag="--format",
+                                     help="force a format: oasis, iaps, naps, gaped, emotion6, csv")
+    scales: dict[str, str] = option(factory=dict, kind=PAIRS, metavar="NAME=LOW-HIGH", flag="--scale",
+                                    help="valence scale (needed for csv), e.g. 1-9")
+    overrides: str | None = option(None, "category overrides: image_id,category[,dataset]", optional=True,
+                                   metavar="CSV")
+    thresholds: tuple[float, float] = option(PAPER_THRESHOLDS, "valence boundaries on the 1-9 scale (the paper's)",
+                                             kind=float, nargs=2, low=1, high=9, metavar=("LOW", "HIGH"))
+    margin: float = option(0.0, "pictures within this distance of a boundary (1-9 scale) are 'unknown'",
+                           kind=float, low=0)
+    split: tuple[float, float, float] = option(DEFAULT_SPLIT, "fractions of each category in train, val and test",
+                                               kind=float, nargs=3, low=0, high=1, metavar=("TRAIN", "VAL", "TEST"))
+    seed: int = option(0, "seed for splits, random weights and random unit sets", kind=int, low=0)
+    init_seed: int | None = option(None, "seed of random weights (default: --seed)", kind=int, low=0, optional=True,
+                                   cli=False)
+    limit: int | None = option(None, "a seeded sample of N pictures of each set, stratified by category (a quick look)",
+                               kind=int, low=1, optional=True)
+    model: str = option("vgg16", "torchvision model name")
+    weights: str = option("imagenet", "imagenet, random, or a state-dict file")
+    grayscale: bool = option(False, "show the pictures in gray (the journal version)", kind=bool)
+    readout: str = option("auto", "readout site (auto, pool5, fc6, fc7, ...)")
+    resize: int | None = option(None, "short side in pixels before the centre crop (default: the weights' own, "
+                                "256 for files and random weights)", kind=int, low=16, optional=True)
+    crop: int | None = option(None, "centre crop in pixels (default: the weights' own, 224)", kind=int, low=16,
+                              optional=True)
+    max_pixels: int = option(MAX_PIXELS, "pictures with more pixels are skipped and listed (a memory guard)",
+                             kind=int, low=1)
+    batch_size: int = option(32, "pictures per forward pass", kind=int, low=1)
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, mps")
+    workers: int | None = option(None, "picture-decoding processes (default: cores - 1, at most 4)", kind=int, low=0,
+                                 optional=True)
+    cache: str | None = option(None, "cache folder (default $EMOSELECT_CACHE or ~/.cache/emoselect)", optional=True)
+
+    def __post_init__(self) -> None:
+        check(self)
+        if not self.datasets:
+            raise InputError("--dataset is needed: give at least one picture set as NAME=PATH")
+        low, high = self.thresholds
+        if not low < high:
+            raise InputError(f"--thresholds {low:g} {high:g}: LOW must be below HIGH")
+        if not (1 < low - self.margin and high + self.margin < 9 and self.margin < (high - low) / 2):
+            raise InputError(f"--margin {self.margin:g} with --thresholds {low:g} {high:g} leaves a category empty: "
+                             f"need 1 < LOW - margin, HIGH + margin < 9 and margin < (HIGH - LOW) / 2")
+        if abs(sum(self.split) - 1) > 1e-6 or min(self.split) <= 0:
+            raise InputError(f"--split {' '.join(f'{v:g}' for v in self.split)}: three fractions above 0 summing to 1")
+        if self.resize is not None and self.crop is not None and self.crop > self.resize:
+            raise InputError(f"--crop {self.crop} is larger than --resize {self.resize}")
 
     def as_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["thresholds"], data["split"] = list(self.thresholds), list(self.split)
-        return data
+        return as_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ExtractOptions":
-        known = {f.name for f in dataclasses.fields(cls)}
-        data = {k: v for k, v in data.items() if k in known}
-        for key in ("thresholds", "split"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
+        return from_dict(cls, data, "extract")
 
 
 def environment() -> dict:
@@ -94,7 +119,7 @@ def write_config(run: str | Path, config: dict) -> None:
     write_text_atomic(Path(run) / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
 
-def update_config(run: str | Path, **sections) -> dict:
+def update_config(run: str | Path, /, **sections) -> dict:
     """Replace the named sections of a run's config.yaml (creating it if needed), stamping the time."""
     path = Path(run) / "config.yaml"
     config = read_config(run) if path.is_file() else {}

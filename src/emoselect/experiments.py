@@ -14,11 +14,13 @@ largest |tuning value|; its control shuffles f over the units.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
+from .options import check, option
 from .problems import InputError
 from .readout import Head, ReadoutOptions, binary_metrics
 from .stats import benjamini_hochberg, random_stream, rank_p_values
@@ -49,19 +51,34 @@ class ManipulationOptions:
     test each dataset's heads on the other datasets.
     """
 
-    profile: str = "auto"
-    layers: list[str] | None = None
-    betas: list[float] | None = None
-    repeats: int | None = None
-    lesion_repeats: int | None = None
-    random_from: str = "all"
-    gain_form: str = "channels"
-    transfer: bool = True
-    readout: ReadoutOptions = field(default_factory=ReadoutOptions)
-    chunk_images: int = 32
-    batch_samples: int = 64
-    alpha: float = 0.05
-    seed: int = 0
+    profile: str = option("auto", "quick: the 2 deepest layers, betas 0 0.5 1 2 4, 2 controls; paper: all layers, "
+                          "betas 0..5 step 0.5, 10 controls; 49 (quick) or 99 (paper) random sets for the gains, 99 "
+                          "lesioned; auto: paper on a GPU, quick on a CPU", choices=("auto", *PROFILES))
+    layers: list[str] | None = option(None, "layers to manipulate (overrides the profile)", nargs="+", optional=True)
+    betas: list[float] | None = option(None, "gain values (overrides the profile; 0 and 1 always included)",
+                                       kind=float, nargs="+", low=0, optional=True)
+    repeats: int | None = option(None, "random unit sets swept over every beta, per layer and emotion (default: the "
+                                 "profile's, quick 49, paper 99)", kind=int, low=1, optional=True)
+    lesion_repeats: int | None = option(None, "random unit sets lesioned, per layer and emotion (at least --repeats; "
+                                        "default: the profile's, 99); smallest attainable p = 1/(sets + 1)",
+                                        kind=int, low=1, optional=True)
+    random_from: str = option("all", "pool of the random unit sets", choices=("all", "nonselective"))
+    gain_form: str = option("channels", "channels: scale the selective units (paper); tuning: 1 + beta * tuning "
+                            "value (Lindsay & Miller)", choices=("channels", "tuning"))
+    transfer: bool = option(True, "do not test heads on the other datasets", kind=bool, negate=True,
+                            flag="--no-transfer")
+    readout: ReadoutOptions = option(factory=ReadoutOptions, help="training of the heads", cli=False)
+    chunk_images: int = option(32, "pictures per engine chunk (memory bound)", kind=int, low=1)
+    batch_samples: int = option(64, "picture-conditions per forward pass", kind=int, low=1)
+    alpha: float = option(0.05, "false discovery rate for every test", kind=float, low=0, high=1, open_low=True,
+                          open_high=True)
+    seed: int = option(0, "seed of the random unit sets (the extract seed)", kind=int, low=0, cli=False)
+
+    NESTED: ClassVar[dict] = {"readout": ReadoutOptions}
+    RECORDED: ClassVar[tuple] = ("readout_site", "engine", "engine_seconds")   # results the stage writes beside
+
+    def __post_init__(self) -> None:
+        check(self)
 
     def profile_for(self, device) -> str:
         """The profile in force on ``device`` (a torch.device): ``auto`` resolves by device type."""
@@ -71,26 +88,14 @@ class ManipulationOptions:
 
     def resolved(self, sites: list[str], device="cpu") -> tuple[list[str], list[float], int, int]:
         """(layers, betas, repeats, lesion_repeats) after applying the profile's defaults."""
-        if self.profile != "auto" and self.profile not in PROFILES:
-            raise InputError(f"unknown profile {self.profile!r}; use auto, {', '.join(PROFILES)}")
-        if self.random_from not in ("all", "nonselective"):
-            raise InputError(f"random_from must be 'all' or 'nonselective', got {self.random_from!r}")
-        if self.gain_form not in ("channels", "tuning"):
-            raise InputError(f"gain_form must be 'channels' or 'tuning', got {self.gain_form!r}")
         profile = PROFILES[self.profile_for(device)]
         layers = self.layers or (sites[-profile["layers"]:] if profile["layers"] else list(sites))
         unknown = [layer for layer in layers if layer not in sites]
         if unknown:
             raise InputError(f"layers {unknown} are not probe sites of this network ({', '.join(sites)})")
         betas = sorted({float(b) for b in (self.betas if self.betas is not None else profile["betas"])} | {0.0, 1.0})
-        if min(betas) < 0:
-            raise InputError("betas must be >= 0 (a negative slope is not a gain)")
         repeats = self.repeats if self.repeats is not None else profile["repeats"]
-        if repeats < 1:
-            raise InputError(f"--repeats must be at least 1, got {repeats}")
         lesion_repeats = max(repeats, self.lesion_repeats if self.lesion_repeats is not None else profile["lesion_repeats"])
-        if not 0 < self.alpha < 1:
-            raise InputError(f"--alpha must be in (0, 1), got {self.alpha}")
         return layers, betas, repeats, lesion_repeats
 
 

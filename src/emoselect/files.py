@@ -5,11 +5,19 @@ interrupted run leaves either the old file or the new one, never a half-written 
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import json
 import os
+import shutil
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+
+from .problems import InputError
 
 
 def file_digest(path: str | Path, algorithm: str = "sha1") -> str:
@@ -59,3 +67,116 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_csv_atomic(path: str | Path, table) -> None:
     """A table (pandas DataFrame) to ``path`` as CSV without its index, atomically."""
     write_atomic(path, lambda temporary: table.to_csv(temporary, index=False))
+
+
+# ---------------------------------------------------------------------------------------------
+# stale temporary files, free space and writability
+
+
+def _owner_alive(temporary: Path) -> bool:
+    """Whether the process named in a temporary file's name (``.<name>.<pid>.tmp<suffix>``) runs."""
+    try:
+        pid = int(temporary.name.split(".tmp")[0].rsplit(".", 1)[1])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:        # a process of another user holds that pid
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Delete temporary files under ``folder`` left by processes that no longer run (a kill -9, a
+    power cut); returns how many were removed."""
+    removed = 0
+    for temporary in Path(folder).rglob(".*.tmp*"):
+        if temporary.is_file() and not _owner_alive(temporary):
+            temporary.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def check_writable(folder: str | Path, what: str) -> Path:
+    """Create ``folder`` if needed and prove it writable with a probe file, or raise one
+    :class:`InputError` naming it (read-only, permission denied, no space)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe.{os.getpid()}.tmp"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise InputError(f"{what} {folder} is not writable: {error.strerror or error}") from error
+    return folder
+
+
+def check_free_space(folder: str | Path, needed_bytes: int, what: str) -> None:
+    """Raise one :class:`InputError` if the file system of ``folder`` has less than ``needed_bytes``
+    free (checked before long work, so that it does not fail at the end)."""
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise InputError(f"{what} needs about {needed_bytes / 1e6:,.0f} MB in {folder}, but only "
+                         f"{free / 1e6:,.0f} MB are free")
+
+
+def reserve(path: str | Path) -> None:
+    """Allocate a (memory-mapped) file's blocks now, so that a full disk is an OSError (ENOSPC) here
+    and not a bus error on a later write through the map. A file system without the call is left as is."""
+    allocate = getattr(os, "posix_fallocate", None)
+    if allocate is None:
+        return
+    with open(path, "r+b") as handle:
+        try:
+            allocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as error:
+            if error.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                return
+            raise
+
+
+# ---------------------------------------------------------------------------------------------
+# one writer per run folder
+
+
+_HELD: dict[Path, list] = {}      # run folder -> [open lock file, nesting depth] held by this process
+
+
+@contextlib.contextmanager
+def run_lock(run: str | Path):
+    """Hold the run folder's lock (``RUN/.lock``, an flock released by the OS when the process ends,
+    even after kill -9) while a stage writes. A second process gets one :class:`InputError` naming
+    the process that holds it. Nested use in one process is allowed. Readers do not lock."""
+    run = Path(run).resolve()
+    if run in _HELD:
+        _HELD[run][1] += 1
+        try:
+            yield run
+        finally:
+            _HELD[run][1] -= 1
+        return
+    check_writable(run, "the run folder")
+    handle = open(run / ".lock", "a+")
+    try:
+        import fcntl
+    except ImportError:              # Windows: no flock; runs are not protected against a second writer
+        fcntl = None
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise InputError(f"the run folder {run} is being written by {holder}: wait for it to finish, "
+                             f"or write to another folder") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} ({' '.join(sys.argv[:2])}, since {time.strftime('%H:%M:%S')})")
+    handle.flush()
+    _HELD[run] = [handle, 1]
+    try:
+        remove_stale_temporaries(run)
+        yield run
+    finally:
+        del _HELD[run]
+        handle.close()

@@ -139,6 +139,13 @@ def _finish(fmt: str, source: Path, scale, rows: list[dict], index: ImageIndex, 
     """Turn parsed rows into a Ratings: merge duplicate IDs, report missing images and unrated ones."""
     columns = ["image_id", "path", "valence", "arousal"] + (["category"] if with_category else [])
     table = pd.DataFrame(rows, columns=columns + ["_extra"]) if rows else pd.DataFrame(columns=columns + ["_extra"])
+    raw = table["valence"]                      # the readers keep the cell as written; converted here
+    table["valence"] = raw.map(parse_number).astype(float)
+    unparsed = table["valence"].isna()
+    for image_id, value in zip(table.loc[unparsed, "image_id"], raw[unparsed]):
+        if str(value).strip().lower() not in MISSING_MARKS:
+            problems.append(Problem(dataset, str(source), f"valence {str(value)!r} of {image_id!r} is not a number: "
+                                    f"category unknown", "note"))
     rated = {Path(p).resolve() for p in table["path"].dropna()}
     table = _merge_duplicates(table, source, problems, dataset, merge)
     table = table.drop(columns="_extra")
@@ -219,7 +226,7 @@ def read_oasis(root: Path, dataset: str = "oasis", source: Path | None = None, *
             continue
         name = row[theme].strip()
         path = index.find(name + ".jpg", folders=("images", ""))
-        out.append(dict(image_id=name, path=str(path) if path else None, valence=parse_number(row[val]),
+        out.append(dict(image_id=name, path=str(path) if path else None, valence=(row[val]),
                         arousal=parse_number(row[aro]), _extra=row[0]))
     return _finish("oasis", source, NATIVE_SCALES["oasis"], out, index, problems, dataset)
 
@@ -257,7 +264,7 @@ def read_iaps(root: Path, dataset: str = "iaps", source: Path | None = None, **_
         image_id = cells[col["IAPS"]]
         path = index.find(image_id + ".jpg")
         extra = f"set {cells[set_col]}" if set_col is not None and set_col < len(cells) else "set ?"
-        out.append(dict(image_id=image_id, path=str(path) if path else None, valence=parse_number(cells[col["valmn"]]),
+        out.append(dict(image_id=image_id, path=str(path) if path else None, valence=(cells[col["valmn"]]),
                         arousal=parse_number(cells[col["aromn"]]), _extra=extra))
     return _finish("iaps", source, NATIVE_SCALES["iaps"], out, index, problems, dataset, merge="mean")
 
@@ -308,7 +315,7 @@ def read_naps(root: Path, dataset: str = "naps", source: Path | None = None, **_
             continue
         image_id = str(row.iloc[id_col]).strip()
         path = index.find(image_id + ".jpg")
-        out.append(dict(image_id=image_id, path=str(path) if path else None, valence=parse_number(row.iloc[val_col]),
+        out.append(dict(image_id=image_id, path=str(path) if path else None, valence=(row.iloc[val_col]),
                         arousal=parse_number(row.iloc[aro_col]), _extra=""))
     return _finish("naps", source, NATIVE_SCALES["naps"], out, index, problems, dataset)
 
@@ -334,7 +341,7 @@ def read_gaped(root: Path, dataset: str = "gaped", **_) -> Ratings:
                 continue
             stem = Path(row[0].strip()).stem
             path = index.find(stem, folders=(source.stem, ""))
-            out.append(dict(image_id=stem, path=str(path) if path else None, valence=parse_number(row[val]),
+            out.append(dict(image_id=stem, path=str(path) if path else None, valence=(row[val]),
                             arousal=parse_number(row[aro]) if aro is not None and aro < len(row) else np.nan, _extra=source.name))
     return _finish("gaped", root, NATIVE_SCALES["gaped"], out, index, problems, dataset)
 
@@ -355,7 +362,7 @@ def read_emotion6(root: Path, dataset: str = "emotion6", source: Path | None = N
         rel = row[name].strip().replace("\\", "/")
         path = index.find(rel, folders=("images", ""))
         out.append(dict(image_id=str(Path(rel).with_suffix("").as_posix()), path=str(path) if path else None,
-                        valence=parse_number(row[val]), arousal=parse_number(row[aro]), _extra=""))
+                        valence=(row[val]), arousal=parse_number(row[aro]), _extra=""))
     return _finish("emotion6", source, NATIVE_SCALES["emotion6"], out, index, problems, dataset)
 
 
@@ -390,7 +397,7 @@ def read_generic(root: Path, dataset: str = "csv", source: Path | None = None, s
         rel = row[img].strip()
         path = index.find(rel, folders=("", "images"))
         record = dict(image_id=Path(rel.replace("\\", "/")).with_suffix("").as_posix(), path=str(path) if path else None,
-                      valence=parse_number(row[val]),
+                      valence=(row[val]),
                       arousal=parse_number(row[aro]) if aro is not None and aro < len(row) else np.nan, _extra="")
         if cat is not None:
             record["category"] = row[cat].strip().lower() if cat < len(row) else ""

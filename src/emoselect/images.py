@@ -40,46 +40,63 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
+TILE_ROWS = 256      # rows converted at a time, so that a huge 16-bit picture never exists in float64
+
+
 def _to_8bit(image: Image.Image) -> tuple[Image.Image, str | None]:
-    """16-bit ('I;16*', 'I') and float ('F') images rescaled to 8 bits by their nominal range."""
+    """16-bit ('I;16*', 'I') and float ('F') images rescaled to 8 bits by their nominal range,
+    converted a band of rows at a time (memory: the 8-bit result plus one band)."""
     array = np.asarray(image)
     if image.mode.startswith("I;16"):
-        scaled = array.astype(np.float64) / 65535.0 * 255.0
+        top, low = 65535.0, None
         note = "16-bit image rescaled to 8 bits"
     elif image.mode == "I":
-        top = 65535.0 if array.max() > 255 else 255.0
-        scaled = array.astype(np.float64) / top * 255.0
+        top, low = (65535.0 if array.max() > 255 else 255.0), None
         note = "32-bit integer image rescaled to 8 bits"
     else:  # 'F'
-        top = 1.0 if array.max() <= 1.0 else float(array.max())
-        scaled = np.clip(array, 0, None) / top * 255.0
+        top, low = (1.0 if array.max() <= 1.0 else float(array.max())), 0.0
         note = "floating-point image rescaled to 8 bits"
-    return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8)), note
+    out = np.empty(array.shape, np.uint8)
+    for start in range(0, array.shape[0], TILE_ROWS):
+        band = array[start:start + TILE_ROWS]
+        band = np.clip(band, low, None) if low is not None else band.astype(np.float64)   # floats stay float32
+        out[start:start + TILE_ROWS] = np.clip(np.round(band / top * 255.0), 0, 255)
+    return Image.fromarray(out), note
 
 
-def load_rgb(path: str | Path) -> tuple[Image.Image, list[str]]:
+MAX_PIXELS = 90_000_000   # default guard: larger pictures are skipped (about Pillow's own bomb limit)
+
+
+def load_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[Image.Image, list[str]]:
     """Open a picture as 8-bit RGB; returns (image, notes on conversions made).
 
-    Raises :class:`ImageProblem` for a missing, unreadable, corrupt, truncated or tiny file.
+    Raises :class:`ImageProblem` for a missing, unreadable, corrupt, truncated or tiny file, and
+    for one with more than ``max_pixels`` pixels (checked from the header, before decoding; None:
+    no check, for pictures that passed it already). Pillow's own decompression-bomb error (twice its
+    ``MAX_IMAGE_PIXELS``, about 179 million pixels) still applies.
     """
     path = Path(path)
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)     # --max-pixels is the guard
             with Image.open(path) as opened:
+                width, height = opened.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageProblem(f"{width}x{height} = {width * height / 1e6:.0f} million pixels, over "
+                                       f"--max-pixels {max_pixels} (raise it if the memory allows)")
                 opened.load()
-                image = opened
+                frames = getattr(opened, "n_frames", 1)
                 fmt = opened.format
-                image = ImageOps.exif_transpose(image) or image
+                image = ImageOps.exif_transpose(opened) or opened
     except FileNotFoundError as error:
         raise ImageProblem("file not found") from error
     except UnidentifiedImageError as error:
         raise ImageProblem("not an image file Pillow can read (corrupt or unknown format)") from error
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise ImageProblem(f"cannot decode image ({error})") from error
-    if getattr(image, "n_frames", 1) > 1:
-        notes.append(f"{fmt} with {image.n_frames} frames: first frame used")
+    if frames > 1:
+        notes.append(f"{fmt} with {frames} frames: first frame used")
     mode = image.mode
     if mode in ("I", "F") or mode.startswith("I;16"):
         image, note = _to_8bit(image)
@@ -136,12 +153,12 @@ HSF_CUTOFF = 0.25   # cycles per pixel: half the Nyquist frequency
 def image_statistics(batch: torch.Tensor) -> torch.Tensor:
     """Low-level statistics of pictures as the network sees them: [B, 3, H, W] in [0, 1] -> [B, 4].
 
-    Columns (``IMAGE_STATISTICS``): mean luma (Rec. 709 weights on the gamma-encoded values, 0-1);
+    Computed in float64 per picture, returned as float32. Columns (``IMAGE_STATISTICS``): mean luma (Rec. 709 weights on the gamma-encoded values, 0-1);
     RMS contrast (SD of luma over pixels, 0-1); colourfulness (Hasler & Suesstrunk 2003, on the 0-255
     scale); high-spatial-frequency energy (share of the luma power spectrum, mean removed, above
     ``HSF_CUTOFF`` cycles/pixel).
     """
-    batch = batch.float()
+    batch = batch.double()        # float64: the same numbers whatever the batch size (float32 FFTs differ by 1e-7)
     luma = 0.2126 * batch[:, 0] + 0.7152 * batch[:, 1] + 0.0722 * batch[:, 2]
     luminance = luma.mean(dim=(1, 2))
     contrast = luma.std(dim=(1, 2), unbiased=False)
@@ -157,4 +174,4 @@ def image_statistics(batch: torch.Tensor) -> torch.Tensor:
     high = (torch.sqrt(fx ** 2 + fy ** 2) > HSF_CUTOFF).float()
     total = power.sum(dim=(1, 2))
     hsf = torch.where(total > 0, (power * high).sum(dim=(1, 2)) / total.clamp_min(1e-20), torch.zeros_like(total))
-    return torch.stack([luminance, contrast, colourfulness, hsf], dim=1)
+    return torch.stack([luminance, contrast, colourfulness, hsf], dim=1).float()

@@ -266,7 +266,7 @@ def evaluate_naive(network: Network, pictures, plan: dict[str, np.ndarray], head
 
 def load_pictures(paths: list[str], network: Network) -> torch.Tensor:
     """The pictures as one normalised tensor [n, 3, crop, crop] (float32, CPU)."""
-    tensors = [to_tensor(load_rgb(p)[0], network.prep) for p in paths]
+    tensors = [to_tensor(load_rgb(p, max_pixels=None)[0], network.prep) for p in paths]   # checked with the stimuli
     return normalise(torch.stack(tensors), network.prep)
 
 
@@ -290,7 +290,7 @@ class ResultCache:
             return None
         try:
             return np.load(self.folder / f"{key}.npy")
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):     # a damaged entry (e.g. zero bytes) is recomputed
             return None
 
     def put(self, key: str, array: np.ndarray) -> None:

@@ -117,7 +117,11 @@ def _read_state_dict(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a broken or foreign file
-        raise InputError(f"{path}: not a PyTorch state dict ({type(error).__name__}: {error})") from error
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+        kind = "a text file" if head and all(b in b"\t\n\r" or 32 <= b < 127 for b in head) else "a file"
+        raise InputError(f"{path}: {kind} that torch.load cannot read, not a PyTorch state dict saved with "
+                         f"torch.save ({type(error).__name__}: {error})") from error
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -5,6 +5,7 @@ earlier ones left there and writes the parts it owns (the README's run-folder ta
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
@@ -15,13 +16,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import figures
+from . import figures, manifest
 from .claims import scorecard
 from .config import ExtractOptions, extract_options, read_config, update_config
 from .experiments import PROFILES, ManipulationOptions, plan_layer, score_conditions, summarise, table_one
-from .files import file_digest, savez_atomic, write_csv_atomic
+from .files import check_free_space, check_writable, file_digest, run_lock, savez_atomic, write_csv_atomic
 from .manipulation import ResultCache, evaluate, gain_rescales_readout, load_pictures
 from .network import Network, load_network
+from .options import as_dict
 from .problems import InputError
 from .readout import Head, ReadoutOptions, train_heads
 from .report import write_report
@@ -115,23 +117,41 @@ def _clear_stale(run: Path, options: ExtractOptions) -> None:
             path.unlink()
 
 
+def _check_room(stimuli: Stimuli, network: Network, run: Path, cache: Path) -> None:
+    """Before any picture is computed: the file systems of the cache and the run folder have room for
+    the responses (float32, one vector per picture; a 10% margin)."""
+    width = sum(network.units.values()) + network.readout_dim + 8
+    pictures = stimuli.table["sha1"].nunique()
+    check_free_space(cache, int(1.1 * pictures * width * 4), "the response cache")
+    check_free_space(run, int(1.1 * len(stimuli.table) * width * 4), "the run folder's responses")
+
+
 def extract_stage(options: ExtractOptions, out: str | Path, progress: bool = True,
                   network: Network | None = None) -> Extracted:
     """Read the picture sets, record responses and write ``stimuli.csv``, ``problems.csv``,
     ``responses/`` and ``config.yaml`` to the run folder ``out``. ``network``: the one
     ``options`` describe, if already built."""
     run = Path(out)
+    pick_device(options.device)                  # an unusable device is an error before anything is written
+    check_writable(cache_dir(options), "the cache folder")
     network = network or build_network(options)
     stimuli = build_stimuli(options.datasets, options.formats, options.scales, options.overrides, options.thresholds,
-                            options.margin, options.split, options.seed, options.limit, cache_dir(options), progress)
+                            options.margin, options.split, options.seed, options.limit, cache_dir(options), progress,
+                            options.max_pixels)
     run.mkdir(parents=True, exist_ok=True)
-    _clear_stale(run, options)
-    responses = extract(stimuli, network, run, cache_dir(options), options.batch_size, options.device,
-                        options.workers, progress)
-    write_stimuli(stimuli, run)
-    figures.stimuli(stimuli.table, stimuli.scales, run / "figures" / "stimuli.png")
-    update_config(run, extract=options.as_dict(), datasets=dataset_provenance(stimuli, options),
-                  network=network.describe())
+    with run_lock(run):
+        _clear_stale(run, options)
+        manifest.begin(run, "extract")
+        _check_room(stimuli, network, run, cache_dir(options))
+        responses = extract(stimuli, network, run, cache_dir(options), options.batch_size, options.device,
+                            options.workers, progress)
+        write_stimuli(stimuli, run)
+        figures.stimuli(stimuli.table, stimuli.scales, run / "figures" / "stimuli.png")
+        update_config(run, extract=options.as_dict(), datasets=dataset_provenance(stimuli, options),
+                      network=network.describe())
+        written = [run / "stimuli.csv", run / "problems.csv"]
+        written += [p for p in (run / "responses").rglob("*") if p.is_file() and not p.name.startswith(".")]
+        manifest.finish(run, "extract", written)
     return Extracted(run, stimuli, network, responses)
 
 
@@ -160,15 +180,19 @@ def load_run(run: str | Path) -> tuple[Stimuli, dict, dict[str, Responses]]:
     return stimuli, config, responses
 
 
-def write_selectivity(result: SelectivityResult, run: Path) -> None:
-    """units.csv, selective.csv, layers.csv, overlap.csv, examples.csv (and confounds.csv)."""
-    write_csv_atomic(run / "units.csv", result.units)
-    write_csv_atomic(run / "selective.csv", result.selective)
-    write_csv_atomic(run / "layers.csv", result.layers)
-    write_csv_atomic(run / "overlap.csv", result.overlap)
-    write_csv_atomic(run / "examples.csv", result.examples)
-    if result.confounds is not None:
-        write_csv_atomic(run / "confounds.csv", result.confounds)
+def write_selectivity(result: SelectivityResult, run: Path) -> list[Path]:
+    """units.csv, selective.csv, layers.csv, overlap.csv, examples.csv (and confounds.csv); returns
+    the paths written."""
+    tables = {"units.csv": result.units, "selective.csv": result.selective, "layers.csv": result.layers,
+              "overlap.csv": result.overlap, "examples.csv": result.examples, "confounds.csv": result.confounds}
+    written = []
+    for name, table in tables.items():
+        if table is not None:
+            write_csv_atomic(run / name, table)
+            written.append(run / name)
+        elif (run / name).exists():       # from an earlier analysis with other options
+            (run / name).unlink()
+    return written
 
 
 def write_trends(result: SelectivityResult, controls: list[SelectivityResult], run: Path) -> pd.DataFrame:
@@ -214,19 +238,33 @@ def selectivity_stage(run: str | Path, options: SelectivityOptions | None = None
     """Selectivity tables and figures for a run folder (and for its random-init controls, if present)."""
     run = Path(run)
     options = options or SelectivityOptions(seed=extract_options(run).seed)
+    with contextlib.ExitStack() as locks:
+        folders = [run, *control_folders(run)]
+        for folder in folders:
+            locks.enter_context(run_lock(folder))
+            manifest.require(folder, "extract")
+            manifest.begin(folder, "selectivity")
+        return _selectivity(run, folders[1:], options, progress)
+
+
+def _selectivity(run: Path, control_runs: list[Path], options: SelectivityOptions, progress: bool) -> SelectivityResult:
     stimuli, config, responses = load_run(run)
     result = analyse(stimuli, responses, list(config["network"]["sites"]), options, progress)
-    write_selectivity(result, run)
+    written = write_selectivity(result, run)
     controls = []
-    for folder in control_folders(run):
+    for folder in control_runs:
         c_stimuli, c_config, c_responses = load_run(folder)
         control = analyse(c_stimuli, c_responses, list(c_config["network"]["sites"]), options, progress)
-        write_selectivity(control, folder)
-        update_config(folder, selectivity={**dataclasses.asdict(options), "pair_note": control.pair_note})
+        manifest.finish(folder, "selectivity", write_selectivity(control, folder), inputs=("extract",))
+        update_config(folder, selectivity={**as_dict(options), "pair_note": control.pair_note})
         controls.append(control)
     write_trends(result, controls, run)
+    written.append(run / "trends.csv")
     if controls:
         write_csv_atomic(run / "controls.csv", versus_controls_table(result, controls))
+        written.append(run / "controls.csv")
+    elif (run / "controls.csv").exists():
+        (run / "controls.csv").unlink()
     folder = run / "figures"
     first = controls[0] if controls else None
     figures.tuning_quality(result.layers, folder / "tuning_quality.png", [c.layers for c in controls])
@@ -234,9 +272,13 @@ def selectivity_stage(run: str | Path, options: SelectivityOptions | None = None
     figures.selective_fraction(result.overlap, folder / "selective_fraction.png", first.overlap if first else None)
     figures.example_neurons(result.examples, folder / "example_neurons.png")
     figures.example_valence(result.examples, result.top_images, folder / "example_valence.png")
+    names = ["tuning_quality", "overlap", "selective_fraction", "example_neurons", "example_valence"]
     if result.confounds is not None:
         figures.confounds(result.confounds, folder / "confounds.png")
-    update_config(run, selectivity={**dataclasses.asdict(options), "pair_note": result.pair_note})
+        names.append("confounds")
+    written += [folder / f"{name}.png" for name in names]
+    update_config(run, selectivity={**as_dict(options), "pair_note": result.pair_note})
+    manifest.finish(run, "selectivity", written, inputs=("extract",))
     claims_stage(run, options.alpha)
     return result
 
@@ -275,6 +317,14 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
     """Readout heads, then lesion and attention-gain sweeps of selective vs random units; writes
     readout.csv, manipulation.csv, manipulation_summary.csv, table1.csv and figures."""
     run = Path(run)
+    with run_lock(run):
+        manifest.require(run, "extract")
+        manifest.require(run, "selectivity")
+        manifest.begin(run, "manipulate")
+        return _manipulate(run, options, progress)
+
+
+def _manipulate(run: Path, options: ManipulationOptions | None, progress: bool) -> Manipulated:
     recorded = extract_options(run)
     options = options or ManipulationOptions(seed=recorded.seed)
     stimuli, config = read_stimuli(run), extracted_config(run)
@@ -329,21 +379,26 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
     control_summary = control_folder(run, 1) / "manipulation_summary.csv"
     if control_summary.is_file():   # the first control's rows below the trained network's
         shown = pd.concat([shown, pd.read_csv(control_summary).assign(network=control_name(1))], ignore_index=True)
+    written = [run / name for name in ("readout.csv", "heads.npz", "manipulation.csv", "manipulation_summary.csv",
+                                       "table1.csv", "figures/attention_change.png", "figures/lesion.png")]
     figures.attention_change(shown, folder / "attention_change.png", options.alpha)
     pairs = list(dict.fromkeys(zip(manipulation["train_dataset"], manipulation["test_dataset"])))
     for number, (train, test) in enumerate(pairs):
         name = "attention_curves.png" if number == 0 else f"attention_curves_{number + 1}.png"
         figures.attention_curves(manipulation, folder / name, train, test)
+        written.append(folder / name)
     figures.lesion(shown, folder / "lesion.png", options.alpha)
     if (summary["train_dataset"] != summary["test_dataset"]).any():
         figures.transfer(shown, folder / "transfer.png", options.alpha)
-    settings = dataclasses.asdict(options)
+        written.append(folder / "transfer.png")
+    settings = as_dict(options)
     settings.update(profile=options.profile_for(device), layers=layers, betas=betas, repeats=repeats,
                     lesion_repeats=lesion_repeats,
                     readout_site=network.readout_site,
                     engine="suffix" if network.stages is not None else "full forward (no stage chain)",
                     engine_seconds=round(seconds, 1))
     update_config(run, manipulation=settings)
+    manifest.finish(run, "manipulate", written, inputs=("extract", "selectivity"))
     if (run / "trends.csv").is_file():
         claims_stage(run, options.alpha)
     return Manipulated(readout, manipulation, summary, table1, layers, seconds)
@@ -362,6 +417,16 @@ def claims_stage(run: str | Path, alpha: float = 0.05) -> pd.DataFrame:
     """claims.csv: the paper's claims tested on this run's tables (see :mod:`emoselect.claims`),
     for the trained network and its random-init control(s). Reads only what earlier stages wrote."""
     run = Path(run)
+    with run_lock(run):
+        manifest.require(run, "selectivity")
+        manifest.begin(run, "claims")
+        table = _claims(run, alpha)
+        inputs = ("selectivity", "manipulate") if "manipulate" in manifest.read(run) else ("selectivity",)
+        manifest.finish(run, "claims", [run / "claims.csv"], inputs=inputs)
+    return table
+
+
+def _claims(run: Path, alpha: float) -> pd.DataFrame:
     controls = [{"name": control_name(k), **{name: _optional_csv(folder / f"{file}.csv") for name, file in
                                              (("overlap", "overlap"), ("layers", "layers"),
                                               ("summary", "manipulation_summary"))}}
@@ -395,7 +460,7 @@ def run_all(options: ExtractOptions, out: str | Path, selectivity: SelectivityOp
         profile = (manipulation or ManipulationOptions()).profile_for(pick_device(options.device))
         controls = PROFILES[profile]["controls"]
     if controls < 0:
-        raise InputError(f"--controls must be >= 0, got {controls}")
+        raise InputError(f"--controls {controls}: must be an integer >= 0")
     trained = extract_stage(options, run, progress)
     plans = [control_options(options, trained.network, k) for k in range(1, controls + 1)]
     networks = [build_network(plan) for plan in plans]
@@ -408,6 +473,7 @@ def run_all(options: ExtractOptions, out: str | Path, selectivity: SelectivityOp
     while control_folder(run, k).is_dir():   # controls of an earlier, larger run no longer apply
         shutil.rmtree(control_folder(run, k))
         k += 1
+    update_config(run, run={"controls": controls, "manipulate": manipulation is not None})
     result = selectivity_stage(run, selectivity or SelectivityOptions(seed=options.seed), progress)
     manipulated = manipulate_all(run, manipulation, progress) if manipulation is not None else None
     return Analysis(result, manipulated, write_report(run))

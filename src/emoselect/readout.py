@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .options import check, option
 from .problems import InputError
 from .stimuli import CATEGORIES, Stimuli
 
@@ -24,11 +25,15 @@ from .stimuli import CATEGORIES, Stimuli
 class ReadoutOptions:
     """Training of the heads. ``balanced`` weights the cross-entropy by inverse class frequency."""
 
-    lr: float = 1e-3
-    epochs: int = 10
-    batch_size: int = 128
-    balanced: bool = False
-    seed: int = 0
+    lr: float = option(1e-3, "head learning rate", kind=float, low=0, open_low=True)
+    epochs: int = option(10, "head training epochs", kind=int, low=1)
+    batch_size: int = option(128, "pictures per head training step", kind=int, low=1, flag="--head-batch-size")
+    balanced: bool = option(False, "class-balanced cross-entropy for the heads", kind=bool)
+    seed: int = option(0, "seed of the heads' initial weights and batches (the extract seed)", kind=int, low=0,
+                       cli=False)
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from . import manifest
 from .config import read_config
 from .files import write_text_atomic
 
@@ -162,6 +163,7 @@ def _manipulation_section(run: Path, config: dict) -> list[str]:
 def write_report(run: str | Path) -> Path:
     """Write RUN/report.html from the run folder's tables and figures; returns its path."""
     run = Path(run)
+    manifest.check_finished(run)          # never a page from a cut or mixed table
     config = read_config(run)
     datasets = config.get("datasets", {})
     network = config.get("network", {})

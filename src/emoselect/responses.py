@@ -25,13 +25,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .files import save_npy_atomic, write_csv_atomic
+from .files import remove_stale_temporaries, reserve, save_npy_atomic, write_csv_atomic
 from .images import IMAGE_STATISTICS, ImageProblem, image_statistics, load_rgb, normalise, to_tensor
 from .network import Network, record
 from .problems import InputError
 from .stimuli import Stimuli
 
-RESPONSE_DEFINITION = 2   # bump when the meaning of a cached vector changes (2: channels-last forward)
+RESPONSE_DEFINITION = 3   # bump when the meaning of a cached vector changes (2: channels-last forward;
+                          # 3: image statistics in float64, independent of the batch size)
 
 
 def default_cache_dir() -> Path:
@@ -52,9 +53,13 @@ def pick_device(device: str = "auto") -> torch.device:
     try:
         chosen = torch.device(device)
     except RuntimeError as error:
-        raise InputError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:1, mps)") from error
+        raise InputError(f"--device {device!r}: unknown device (use auto, cpu, cuda, cuda:1, mps)") from error
     if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for, but PyTorch sees no CUDA GPU here")
+        raise InputError(f"--device {device!r}: PyTorch sees no CUDA GPU here")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise InputError(f"--device {device!r}: PyTorch sees {torch.cuda.device_count()} CUDA GPU(s) here")
+    if chosen.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError(f"--device {device!r}: Apple MPS is not available here")
     return chosen
 
 
@@ -120,7 +125,7 @@ class _Pictures(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         try:
-            image, _ = load_rgb(self.paths[i])
+            image, _ = load_rgb(self.paths[i], max_pixels=None)   # sizes were checked with the stimuli
         except ImageProblem as problem:
             raise InputError(f"{self.paths[i]}: {problem} (it opened when the stimuli were checked: did it change?)") from problem
         return to_tensor(image, self.prep), self.sha1s[i]
@@ -171,8 +176,8 @@ def compute_missing_shared(stimuli: Stimuli, networks: list[Network], stores: li
                unit="img", disable=not progress)
     try:
         for batch, names in loader:
+            stats = image_statistics(batch).to(device)      # on the CPU, in float64: the same numbers everywhere
             batch = batch.to(device, non_blocking=True)
-            stats = image_statistics(batch)
             normalised = normalise(batch, prep)
             for s, (network, store) in enumerate(zip(networks, stores)):
                 need = [i for i, sha1 in enumerate(names) if lacking[sha1][s]]
@@ -206,20 +211,28 @@ def _assemble(rows: pd.DataFrame, store: ResponseStore, folder: Path | None) -> 
     with ``folder`` the response arrays are temporary .npy files there, so memory stays bounded
     (the few image statistics stay in memory). Also returns the SHA-1s whose entries were unreadable."""
     arrays, unreadable = {}, []
-    for name, width in store.layout:
-        shape = (len(rows), width)
-        if folder is None or name == "image_stats":
-            arrays[name] = np.empty(shape, np.float32)
-        else:
-            folder.mkdir(parents=True, exist_ok=True)
-            arrays[name] = np.lib.format.open_memmap(folder / f".{name}.{os.getpid()}.tmp.npy", "w+", np.float32, shape)
-    for i, sha1 in enumerate(rows["sha1"]):
-        vector = store.get(sha1)
-        if vector is None:
-            unreadable.append(sha1)
-            continue
-        for name, part in store.split(vector[None, :]).items():
-            arrays[name][i] = part[0]
+    try:
+        for name, width in store.layout:
+            shape = (len(rows), width)
+            if folder is None or name == "image_stats":
+                arrays[name] = np.empty(shape, np.float32)
+            else:
+                folder.mkdir(parents=True, exist_ok=True)
+                temporary = folder / f".{name}.{os.getpid()}.tmp.npy"
+                arrays[name] = np.lib.format.open_memmap(temporary, "w+", np.float32, shape)
+                reserve(temporary)           # a full disk: an OSError now, not a bus error later
+        for i, sha1 in enumerate(rows["sha1"]):
+            vector = store.get(sha1)
+            if vector is None:
+                unreadable.append(sha1)
+                continue
+            for name, part in store.split(vector[None, :]).items():
+                arrays[name][i] = part[0]
+    except BaseException:                    # no temporary file outlives a failure
+        for array in arrays.values():
+            if isinstance(array, np.memmap):
+                Path(array.filename).unlink(missing_ok=True)
+        raise
     return arrays, unreadable
 
 
@@ -247,6 +260,8 @@ def extract(stimuli: Stimuli, network: Network, run: str | Path | None = None, c
     and returned memory-mapped from there.
     """
     store = response_store(network, cache_dir)
+    if store.folder.is_dir():
+        remove_stale_temporaries(store.folder)     # left by a killed run
     compute_missing(stimuli, network, store, batch_size, device, workers, progress)
     results = {}
     for dataset in stimuli.datasets:

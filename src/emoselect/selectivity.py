@@ -18,11 +18,13 @@ Definitions (Liu, Bo, Ding & Fang; docs/science.md gives them in full):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .options import check, option
 from .problems import InputError
 from .responses import Responses
 from .stats import (benjamini_hochberg, decode_crossvalidated, exceedance_p_value, intersection_pmf, jaccard_null,
@@ -204,27 +206,28 @@ class SelectivityOptions:
     the paper's positions 3, 6 and 13 of 13, i.e. conv2_1, conv3_2 and conv5_3 for VGG-16).
     """
 
-    define_on: str = "train"
-    pair: tuple[str, str] | None = None
-    si_keep: float | None = None
-    permutations: int = 0
-    tuning_null: int = 200
-    require_significant: bool = False
-    alpha: float = 0.05
-    valence_tuning: bool = False
-    confounds: bool = False
-    example_layers: list[str] | None = None
-    seed: int = 0
+    define_on: str = option("train", "images that define tuning: the training split or all (the paper)",
+                            choices=("train", "all"))
+    pair: tuple[str, str] | None = option(None, "the two datasets whose agreement defines selective units",
+                                          nargs=2, optional=True, metavar=("A", "B"))
+    si_keep: float | None = option(None, "keep the top fraction of units by d' index (journal: 0.8)", kind=float,
+                                   low=0, high=1, open_low=True, optional=True)
+    permutations: int = option(0, "per-unit label permutations (0 = off)", kind=int, low=0)
+    tuning_null: int = option(200, "label permutations for the tuning-quality null and depth-trend test (0 = off)",
+                              kind=int, low=0, metavar="N")
+    require_significant: bool = option(False, "selective = also significant (BH) in both datasets", kind=bool)
+    alpha: float = option(0.05, "false discovery rate for every test", kind=float, low=0, high=1, open_low=True,
+                          open_high=True)
+    valence_tuning: bool = option(False, "Spearman correlation of each unit with valence and arousal", kind=bool)
+    confounds: bool = option(False, "decode category from low-level image statistics vs each layer", kind=bool)
+    example_layers: list[str] | None = option(None, "layers for the example neurons (default: an early, a middle and "
+                                              "the deepest layer)", nargs="+", optional=True, metavar="LAYER")
+    seed: int = option(0, "seed of the random streams (the extract seed)", kind=int, low=0, cli=False)
 
-    def validate(self) -> None:
-        if self.define_on not in ("train", "all"):
-            raise InputError(f"define_on must be 'train' or 'all', got {self.define_on!r}")
-        if self.si_keep is not None and not 0 < self.si_keep <= 1:
-            raise InputError(f"--si-keep must be a fraction in (0, 1], got {self.si_keep}")
-        if self.permutations < 0 or self.tuning_null < 0:
-            raise InputError("--permutations and --tuning-null must be >= 0")
-        if not 0 < self.alpha < 1:
-            raise InputError(f"--alpha must be in (0, 1), got {self.alpha}")
+    RECORDED: ClassVar[tuple] = ("pair_note",)     # a result the stage writes beside its options
+
+    def __post_init__(self) -> None:
+        check(self)
         if self.require_significant and self.permutations < 1:
             raise InputError("--require-significant needs a permutation test: give --permutations N (e.g. 1000)")
 
@@ -515,7 +518,6 @@ def analyse(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str],
     one analysis do not depend on which other analyses are switched on.
     """
     options = options or SelectivityOptions()
-    options.validate()
     groups, note = define_groups(stimuli, options)
     orders = [label_permutations(len(g.rows), options.tuning_null, random_stream(options.seed, "tuning-null", i))
               for i, g in enumerate(groups)]

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .formats import read_ratings, read_text
 from .files import file_digest, write_csv_atomic, write_text_atomic
-from .images import ImageProblem, load_rgb
+from .images import MAX_PIXELS, ImageProblem, load_rgb
 from .problems import InputError, Problem
 from .stats import random_stream
 
@@ -90,7 +90,8 @@ def assign_split(table: pd.DataFrame, fractions=DEFAULT_SPLIT, seed: int = 0) ->
     """
     fractions = np.asarray(fractions, dtype=float)
     if fractions.shape != (3,) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
-        raise InputError(f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
+        raise InputError("--split: fractions must be three non-negative numbers summing to 1, got "
+                         f"{' '.join(f'{v:g}' for v in fractions.ravel())}")
     split = np.full(len(table), "none", dtype=object)
     for (dataset, category), rows in table.groupby(["dataset", "category"], sort=False):
         if category == UNKNOWN:
@@ -124,12 +125,15 @@ def read_overrides(path: Path) -> pd.DataFrame:
 
 
 class ImageCheckCache:
-    """Remembers which files were already opened successfully, keyed by (path, size, mtime).
+    """Remembers which files were already opened successfully, keyed by (path, size, mtime, inode,
+    ctime): any change of a file's bytes changes its ctime (which no program can set back), so a
+    remembered SHA-1 is only reused for the same bytes.
 
     A JSON file in the cache folder; written atomically, so an interrupted run never leaves it corrupt.
     """
 
-    def __init__(self, folder: Path | None):
+    def __init__(self, folder: Path | None, max_pixels: int = MAX_PIXELS):
+        self.max_pixels = max_pixels
         self.file = Path(folder) / "image-checks.json" if folder else None
         self.entries: dict = {}
         if self.file and self.file.is_file():
@@ -141,19 +145,19 @@ class ImageCheckCache:
     @staticmethod
     def key(path: Path) -> str:
         stat = path.stat()
-        return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}|{stat.st_ctime_ns}"
 
     def check(self, path: Path) -> tuple[str, list[str]]:
         """(sha1, conversion notes) of a usable picture; raises ImageProblem otherwise."""
         if not path.is_file():
             raise ImageProblem("file not found")
         key = self.key(path)
-        if key in self.entries:
-            entry = self.entries[key]
+        entry = self.entries.get(key)
+        if entry is not None and entry.get("pixels", np.inf) <= self.max_pixels:
             return entry["sha1"], entry["notes"]
-        _, notes = load_rgb(path)
+        image, notes = load_rgb(path, self.max_pixels)
         sha1 = file_digest(path)
-        self.entries[key] = {"sha1": sha1, "notes": notes}
+        self.entries[key] = {"sha1": sha1, "notes": notes, "pixels": image.width * image.height}
         return sha1, notes
 
     def save(self) -> None:
@@ -254,12 +258,14 @@ def load_dataset(name: str, path, fmt: str | None = None, scale=None, thresholds
 def build_stimuli(datasets: dict[str, str | Path], formats: dict[str, str] | None = None,
                   scales: dict[str, str] | None = None, overrides: str | Path | None = None,
                   thresholds=PAPER_THRESHOLDS, margin: float = 0.0, split=DEFAULT_SPLIT, seed: int = 0,
-                  limit: int | None = None, cache_dir: str | Path | None = None, progress: bool = True) -> Stimuli:
+                  limit: int | None = None, cache_dir: str | Path | None = None, progress: bool = True,
+                  max_pixels: int = MAX_PIXELS) -> Stimuli:
     """Read every named picture set and return the combined :class:`Stimuli`.
 
     ``datasets`` maps a dataset name to its folder (or ratings file); ``formats`` and ``scales`` map
     names to a forced format / valence scale ('LOW-HIGH'). ``limit`` keeps a stratified, seeded
-    sample of N pictures of each set, every category represented (a quick look). ``cache_dir`` remembers checked pictures between runs.
+    sample of N pictures of each set, every category represented (a quick look). ``cache_dir``
+    remembers checked pictures between runs. Pictures over ``max_pixels`` are skipped and listed.
     """
     if not datasets:
         raise InputError("no dataset given; name one as NAME=PATH")
@@ -270,7 +276,7 @@ def build_stimuli(datasets: dict[str, str | Path], formats: dict[str, str] | Non
         if name not in datasets:
             raise InputError(f"--format/--scale name {name!r} is not a dataset of this run ({', '.join(datasets)})")
     override_table = read_overrides(Path(overrides)) if overrides else None
-    check_cache = ImageCheckCache(cache_dir)
+    check_cache = ImageCheckCache(cache_dir, max_pixels)
     tables, stimuli = [], Stimuli(pd.DataFrame(columns=STIMULI_COLUMNS))
     try:
         for name, path in datasets.items():

@@ -1,0 +1,123 @@
+"""Options are declared once (emoselect.options): every invalid value is one sentence naming the
+option, before any work; config.yaml round-trips; `run --config` repeats a run exactly."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_oasis
+
+from emoselect import ExtractOptions, ManipulationOptions, ReadoutOptions, SelectivityOptions
+from emoselect.cli import main
+from emoselect.options import PAIRS, declared_fields, flag_of
+from emoselect.problems import InputError
+
+RECORDS = (ExtractOptions, SelectivityOptions, ManipulationOptions, ReadoutOptions)
+
+
+def invalid_values(spec) -> list[list[str]]:
+    """Command-line values outside an option's declared range, made from the declaration itself."""
+    count = spec.nargs if isinstance(spec.nargs, int) else 1
+    bad = []
+    if spec.kind in (int, float):
+        if spec.low is not None:
+            bad.append(spec.low - 1)
+        if spec.high is not None:
+            bad.append(spec.high + 1)
+        bad += ["nan"] if spec.kind is float else ["x", "1.5"]
+        if isinstance(spec.nargs, int):
+            bad.append("wrong count")
+    elif spec.choices:
+        bad.append("bogus")
+    out = []
+    for value in bad:
+        if value == "wrong count":
+            out.append(["1"] * (count - 1))
+        else:
+            out.append([f"{value:g}" if isinstance(value, float) else str(value)] * count)
+    return out
+
+
+CASES = [(flag_of(f, spec), values) for record in RECORDS for f, spec in declared_fields(record)
+         if spec.cli and spec.kind is not PAIRS for values in invalid_values(spec)]
+CASES += [("--thresholds", ["6.0", "4.3"]), ("--margin", ["-2"]), ("--margin", ["0.9"]), ("--permutations", ["-3"]),
+          ("--alpha", ["2"]), ("--epochs", ["0"]), ("--seed", ["-1"]), ("--workers", ["-1"]), ("--lr", ["-1"]),
+          ("--chunk-images", ["0"]), ("--head-batch-size", ["0"]), ("--split", ["0.5", "0.5", "0.5"]),
+          ("--split", ["1", "0", "0"]), ("--controls", ["-1"]), ("--crop", ["300"]), ("--device", ["cuda:7"])]
+
+
+def test_every_declared_option_has_invalid_cases():
+    flags = {flag for flag, _ in CASES}
+    numeric = [flag_of(f, s) for r in RECORDS for f, s in declared_fields(r) if s.cli and s.kind in (int, float)]
+    assert numeric and set(numeric) <= flags
+
+
+@pytest.mark.parametrize("flag, values", CASES, ids=[f"{f} {' '.join(v)}" for f, v in CASES])
+def test_an_invalid_value_is_one_sentence_before_any_work(tmp_path, capsys, flag, values):
+    make_oasis(tmp_path / "set", n=3)
+    out = tmp_path / "run"
+    base = ["-q", "run", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small", "--weights", "random",
+            "--workers", "0", "--out", str(out)]
+    if flag == "--crop":
+        base += ["--resize", "256"]
+    code = main([*base, flag, *values])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and flag in err, err
+    assert not out.exists(), "nothing may be written before the options are checked"
+
+
+def test_the_python_api_checks_on_construction():
+    with pytest.raises(InputError, match=r"--alpha 2\.0: must be a number in \(0, 1\)"):
+        SelectivityOptions(alpha=2.0)
+    with pytest.raises(InputError, match="--chunk-images 0"):
+        ManipulationOptions(chunk_images=0)
+    with pytest.raises(InputError, match="--epochs"):
+        ReadoutOptions(epochs=0)
+    with pytest.raises(InputError, match="--seed"):
+        ExtractOptions(datasets={"a": "x"}, seed=True)
+    with pytest.raises(InputError, match="--dataset is needed"):
+        ExtractOptions()
+    options = ExtractOptions(datasets={"a": "x"}, thresholds=[4, 6], split=[0.5, 0.25, 0.25])
+    assert options.thresholds == (4.0, 6.0) and options.split == (0.5, 0.25, 0.25)
+
+
+def test_options_round_trip_through_config_and_unknown_keys_are_named():
+    from emoselect.options import as_dict, from_dict
+
+    manipulation = ManipulationOptions(layers=["a"], betas=[0, 2], readout=ReadoutOptions(epochs=3, seed=4), seed=4)
+    assert from_dict(ManipulationOptions, as_dict(manipulation), "manipulation") == manipulation
+    extract = ExtractOptions(datasets={"a": "x"}, limit=5, margin=0.2)
+    assert ExtractOptions.from_dict(extract.as_dict()) == extract
+    with pytest.raises(InputError, match="unknown option 'epoch'"):
+        from_dict(ManipulationOptions, {"readout": {"epoch": 3}}, "manipulation")
+    with pytest.raises(InputError, match="unknown option 'thresholdz'"):
+        ExtractOptions.from_dict({"datasets": {"a": "x"}, "thresholdz": [1, 2]})
+
+
+def test_run_with_config_repeats_a_run_exactly(tmp_path, capsys):
+    make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["-q", "run", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small", "--weights",
+                 "random", "--seed", "5", "--margin", "0.1", "--workers", "0", "--tuning-null", "20", "--layers",
+                 "features.12.2", "--betas", "0", "2", "--repeats", "2", "--lesion-repeats", "3", "--epochs", "2",
+                 "--controls", "1", "--out", str(first)]) == 0
+    assert main(["-q", "run", "--config", str(first / "config.yaml"), "--out", str(second)]) == 0
+    tables = sorted(p.relative_to(first) for p in first.rglob("*.csv") if "cache" not in p.parts)
+    assert len(tables) > 10 and (first / "control" / "table1.csv").is_file()
+    for table in tables:
+        assert (second / table).read_bytes() == (first / table).read_bytes(), table
+    broken = tmp_path / "broken.yaml"
+    broken.write_text((first / "config.yaml").read_text().replace("tuning_null:", "tuning_nul:"))
+    assert main(["-q", "run", "--config", str(broken), "--out", str(tmp_path / "third")]) == 2
+    err = capsys.readouterr().err
+    assert "tuning_nul" in err and "Traceback" not in err and not (tmp_path / "third").exists()
+
+
+def test_declarations_cover_every_field():
+    for record in RECORDS:
+        declared = {f.name for f, _ in declared_fields(record)}
+        assert declared == {f.name for f in dataclasses.fields(record)}, record
+    assert pd.api.types.is_list_like(ExtractOptions(datasets={"a": "x"}).as_dict()["split"])

@@ -1,0 +1,314 @@
+"""Faults, hostile input and concurrent use never give a wrong table (issue 10): locks, manifests,
+OS errors as messages, stale temporaries, damaged cache entries, fault injection."""
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_oasis
+
+from emoselect import manifest
+from emoselect.cli import main
+from emoselect.manipulation import ResultCache
+
+SMALL = ["--model", "mobilenet_v3_small", "--weights", "random", "--workers", "0"]
+
+
+def _extracted(tmp_path, n=30):
+    make_oasis(tmp_path / "set", n=n, valences=np.repeat([2.0, 4.5, 6.5], n // 3))
+    run = tmp_path / "run"
+    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--out", str(run)]) == 0
+    return run
+
+
+MANIPULATE = ["--layers", "features.12.2", "--betas", "0", "2", "--repeats", "2", "--lesion-repeats", "3",
+              "--epochs", "2"]
+
+
+def test_a_cut_table_is_refused_by_the_next_stage_and_the_report(tmp_path, capsys):
+    run = _extracted(tmp_path)
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0
+    text = (run / "selective.csv").read_bytes()
+    (run / "selective.csv").write_bytes(text[: len(text) // 2])          # a full disk during a copy, say
+    capsys.readouterr()
+    assert main(["-q", "manipulate", str(run), *MANIPULATE]) == 2
+    err = capsys.readouterr().err
+    assert "selective.csv differs from what the selectivity stage wrote" in err and err.count("\n") == 1
+    assert not (run / "table1.csv").exists()
+    assert main(["-q", "report", str(run)]) == 2
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0          # the rerun repairs it
+    assert main(["-q", "manipulate", str(run), *MANIPULATE]) == 0
+
+
+def test_a_stage_without_a_finished_earlier_stage_is_refused(tmp_path, capsys):
+    run = _extracted(tmp_path)
+    data = manifest.read(run)
+    del data["extract"]
+    (run / "manifest.json").write_text(__import__("json").dumps(data))           # as if extract was interrupted
+    assert main(["-q", "selectivity", str(run)]) == 2
+    assert "extract stage has not finished" in capsys.readouterr().err
+
+
+def test_new_selectivity_drops_the_manipulations_made_from_the_old_one(tmp_path):
+    run = _extracted(tmp_path)
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0
+    assert main(["-q", "manipulate", str(run), *MANIPULATE]) == 0
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0          # same result: kept
+    assert (run / "table1.csv").is_file() and "manipulate" in manifest.read(run)
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "10", "--define-on", "all"]) == 0
+    assert not (run / "table1.csv").exists() and "manipulate" not in manifest.read(run)
+    assert not (run / "figures" / "lesion.png").exists()
+    assert main(["-q", "report", str(run)]) == 0
+
+
+def test_a_second_writer_is_refused_and_names_the_first(tmp_path, capsys):
+    run = _extracted(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from emoselect.files import run_lock\n"
+                               "with run_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(60)", str(run)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        assert main(["-q", "selectivity", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert f"being written by process {holder.pid}" in err and err.count("\n") == 1
+        assert main(["-q", "report", str(run)]) == 0                  # readers are not blocked
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0    # kill -9 left no stale lock
+
+
+def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path):
+    run = _extracted(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = run / "responses" / "s" / f".features.12.2.{dead.stdout.strip()}.tmp.npy"
+    stale.write_bytes(b"x" * 1000)
+    live = run / f".notes.txt.{os.getpid()}.tmp.txt"
+    live.write_text("in progress")
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0
+    assert not stale.exists() and live.exists()
+
+
+def test_a_zero_byte_manipulation_cache_entry_is_recomputed(tmp_path):
+    cache = ResultCache(tmp_path)
+    (tmp_path / "abc.npy").write_bytes(b"")
+    assert cache.get("abc") is None
+    cache.put("abc", np.ones(3))
+    assert cache.get("abc").tolist() == [1, 1, 1]
+
+
+def test_too_little_free_space_is_said_before_any_picture_is_computed(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from emoselect import files
+
+    make_oasis(tmp_path / "set", n=3)
+    real = shutil.disk_usage
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    calls = []
+    monkeypatch.setattr("emoselect.responses.compute_missing_shared", lambda *a, **k: calls.append(1))
+    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "MB are free" in err and "Traceback" not in err and not calls
+
+
+def test_a_cache_that_cannot_be_written_is_one_sentence(tmp_path, capsys):
+    make_oasis(tmp_path / "set", n=3)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--cache", str(blocker / "cache"),
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "the cache folder" in err and "is not writable" in err and err.count("\n") == 1
+
+
+def test_a_full_disk_while_assembling_responses_is_a_message_and_leaves_no_temporary(tmp_path, capsys, monkeypatch):
+    from emoselect import responses
+
+    make_oasis(tmp_path / "set", n=3)
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(responses, "reserve", full)
+    run = tmp_path / "run"
+    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    assert not list(run.rglob(".*.tmp*")) and "extract" not in manifest.read(run)
+
+
+def test_report_writes_no_traceback_for_a_permission_error(tmp_path, capsys, monkeypatch):
+    run = _extracted(tmp_path)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(run / "report.html"))
+
+    monkeypatch.setattr("emoselect.report.write_text_atomic", denied)
+    assert main(["-q", "report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "report.html: Permission denied" in err and "Traceback" not in err
+
+
+def test_kill_9_at_several_points_then_rerun_gives_the_undisturbed_tables(tmp_path):
+    """A subprocess running the whole analysis is killed (SIGKILL) at 15%, 45% and 75% of an
+    undisturbed run's time (import and stimuli, extraction, selectivity or manipulations); the same
+    command then finishes, with tables byte-equal to the undisturbed run's and no temporaries left."""
+    make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
+    command = [sys.executable, "-m", "emoselect.cli", "-q", "run", "--dataset", f"s={tmp_path / 'set'}", *SMALL,
+               "--tuning-null", "10", *MANIPULATE, "--controls", "1"]
+    env = {**os.environ, "EMOSELECT_CACHE": str(tmp_path / "cache-a")}
+    start = time.time()
+    subprocess.run([*command, "--out", str(tmp_path / "calm")], env=env, check=True, capture_output=True)
+    duration = time.time() - start
+    env["EMOSELECT_CACHE"] = str(tmp_path / "cache-b")
+    for fraction in (0.15, 0.45, 0.75):
+        victim = subprocess.Popen([*command, "--out", str(tmp_path / "hit")], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(fraction * duration)
+        victim.kill()
+        victim.wait()
+    subprocess.run([*command, "--out", str(tmp_path / "hit")], env=env, check=True, capture_output=True)
+    calm = sorted(p.relative_to(tmp_path / "calm") for p in (tmp_path / "calm").rglob("*.csv") if "cache" not in p.parts)
+    assert len(calm) > 10
+    for table in calm:
+        assert (tmp_path / "hit" / table).read_bytes() == (tmp_path / "calm" / table).read_bytes(), table
+    assert not list((tmp_path / "hit").rglob(".*.tmp*")) and not list((tmp_path / "cache-b").rglob(".*.tmp*"))
+
+
+def test_a_picture_changed_in_place_with_its_old_size_and_mtime_is_rehashed(tmp_path):
+    from conftest import make_image
+
+    from emoselect.stimuli import ImageCheckCache
+
+    picture = make_image(tmp_path / "a.png", seed=1)
+    checks = ImageCheckCache(tmp_path / "cache")
+    first, _ = checks.check(picture)
+    stat = picture.stat()
+    other = make_image(tmp_path / "b.png", seed=2)
+    assert other.stat().st_size == stat.st_size                    # same size, other bytes
+    picture.write_bytes(other.read_bytes())
+    os.utime(picture, ns=(stat.st_atime_ns, stat.st_mtime_ns))     # and the old modification time
+    second, _ = checks.check(picture)
+    assert second != first and second == __import__("emoselect.files", fromlist=["x"]).file_digest(other)
+
+
+def test_a_huge_16_bit_picture_is_loaded_in_bounded_memory_and_max_pixels_guards(tmp_path):
+    """A 9000 x 9000 16-bit PNG (small on disk): peak memory of loading it stays under 500 MB more
+    than before loading, and a lower --max-pixels skips it with a message (before decoding)."""
+    from PIL import Image
+
+    from emoselect.images import ImageProblem, load_rgb
+
+    path = tmp_path / "huge.png"
+    gradient = (np.arange(9000, dtype=np.uint32) * 7 % 65536).astype(np.uint16)
+    Image.fromarray(np.broadcast_to(gradient, (9000, 9000)).copy()).save(path)
+    code = ("import resource, sys; from emoselect.images import load_rgb, to_tensor, Preprocessing; "
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            "image, notes = load_rgb(sys.argv[1]); to_tensor(image, Preprocessing()); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, notes)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
+    grown_kb = int(out.split()[0])
+    assert grown_kb < 500 * 1024, out
+    assert "16-bit image rescaled to 8 bits" in out
+    with pytest.raises(ImageProblem, match="over --max-pixels 1000000"):
+        load_rgb(path, max_pixels=1_000_000)
+
+
+def test_16_bit_conversion_in_bands_equals_the_whole_array_way(tmp_path):
+    from PIL import Image
+
+    from emoselect import images
+
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 65536, (600, 300), dtype=np.uint16)
+    converted, _ = images._to_8bit(Image.fromarray(array))
+    plain = np.clip(np.round(array.astype(np.float64) / 65535.0 * 255.0), 0, 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(converted), plain)
+    floats = rng.normal(0.5, 0.6, (600, 300)).astype(np.float32)
+    converted, _ = images._to_8bit(Image.fromarray(floats, mode="F"))
+    top = float(floats.max())
+    plain = np.clip(np.round(np.clip(floats, 0, None) / top * 255.0), 0, 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(converted), plain)
+
+
+def test_an_animated_gif_gets_a_first_frame_note(tmp_path):
+    from PIL import Image
+
+    from emoselect.images import load_rgb
+
+    frames = [Image.new("RGB", (80, 80), colour) for colour in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    _, notes = load_rgb(tmp_path / "a.gif")
+    assert any("3 frames: first frame used" in note for note in notes)
+
+
+def test_image_statistics_do_not_depend_on_the_batch_size():
+    import torch
+
+    from emoselect.images import image_statistics
+
+    batch = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    together = image_statistics(batch)
+    alone = torch.cat([image_statistics(batch[i:i + 1]) for i in range(8)])
+    assert torch.equal(together, alone)
+
+
+def test_small_items_clear_messages(tmp_path, capsys):
+    from conftest import make_generic
+
+    make_generic(tmp_path / "set", rows=[("a.png", "seven", 3.0), ("b.png", 4.0, 3.0), ("c.png", 7.0, 3.0)])
+    assert main(["-q", "datasets", "inspect", str(tmp_path / "set")]) == 2
+    assert "--scale" in capsys.readouterr().err
+    assert main(["-q", "datasets", "inspect", str(tmp_path / "set"), "--scale", "set=1-9"]) == 0   # as suggested
+    out = capsys.readouterr().out
+    assert "valence 'seven' of 'a' is not a number" in out
+    weights = tmp_path / "weights.pth"
+    weights.write_text("these are not weights\n")
+    make_oasis(tmp_path / "o", n=3)
+    assert main(["-q", "extract", "--dataset", f"o={tmp_path / 'o'}", "--model", "mobilenet_v3_small", "--weights",
+                 str(weights), "--out", str(tmp_path / "run")]) == 2
+    assert "a text file that torch.load cannot read" in capsys.readouterr().err
+
+
+HOSTILE = "<img src=x onerror=alert(1)>\"'&"
+
+
+def _hostile(value):
+    if isinstance(value, dict):
+        return {k: _hostile(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hostile(v) for v in value]
+    return HOSTILE if isinstance(value, str) else value
+
+
+def test_hostile_strings_in_inputs_and_config_are_escaped_in_the_report(tmp_path):
+    """Picture names (hence image IDs, paths, problems) and every string of config.yaml carry
+    markup; the page shows them as text."""
+    import yaml
+
+    root = tmp_path / "set"
+    make_oasis(root, n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
+    text = (root / "OASIS.csv").read_bytes().decode().replace("Thing 1,", "Thing 1 <b onmouseover=alert(1)>,")
+    (root / "OASIS.csv").write_bytes(text.encode())
+    os.rename(root / "images" / "Thing 1.jpg", root / "images" / "Thing 1 <b onmouseover=alert(1)>.jpg")
+    (root / "images" / "<img src=x onerror=alert(2)>.jpg").write_bytes(b"not a picture")
+    run = tmp_path / "run"
+    assert main(["-q", "run", "--dataset", f"s={root}", *SMALL, "--tuning-null", "10", *MANIPULATE,
+                 "--controls", "1", "--out", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "onmouseover=alert(1)" in page or "Thing 1" in page
+    assert "<b onmouseover" not in page and "<img src=x" not in page
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump(_hostile(config)))
+    assert main(["-q", "report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<script" not in page.lower()
