@@ -312,3 +312,63 @@ def test_hostile_strings_in_inputs_and_config_are_escaped_in_the_report(tmp_path
     page = (run / "report.html").read_text()
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<script" not in page.lower()
+
+
+def test_a_full_disk_at_random_writes_of_every_stage_then_a_rerun_gives_the_undisturbed_tables(tmp_path, monkeypatch,
+                                                                                             capsys):
+    """ENOSPC injected at the k-th atomic write of a whole run (k drawn over all its writes: cache
+    entries, responses, tables, figures, heads, report, config, manifest); the command fails with a
+    message, no temporary is left, and the rerun's tables equal the undisturbed run's."""
+    from emoselect import figures, files
+
+    make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
+    command = ["-q", "run", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--tuning-null", "10", *MANIPULATE,
+               "--controls", "1"]
+    real, calls = files.write_atomic, []
+
+    def counting(path, write):
+        calls.append(str(path))
+        return real(path, write)
+
+    for module in (files, figures):
+        monkeypatch.setattr(module, "write_atomic", counting)
+    monkeypatch.setenv("EMOSELECT_CACHE", str(tmp_path / "cache-calm"))
+    assert main([*command, "--out", str(tmp_path / "calm")]) == 0
+    total = len(calls)
+    assert total > 50
+    calm = sorted(p.relative_to(tmp_path / "calm") for p in (tmp_path / "calm").rglob("*.csv") if "cache" not in p.parts)
+    for k in sorted(np.random.default_rng(7).choice(np.arange(1, total), 4, replace=False)):
+        def failing(path, write, k=k):
+            calls.append(str(path))
+            if len(calls) == k:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            return real(path, write)
+
+        calls.clear()
+        for module in (files, figures):
+            monkeypatch.setattr(module, "write_atomic", failing)
+        monkeypatch.setenv("EMOSELECT_CACHE", str(tmp_path / f"cache-{k}"))
+        out = tmp_path / f"hit-{k}"
+        assert main([*command, "--out", str(out)]) == 2, k
+        assert "No space left on device" in capsys.readouterr().err
+        assert not list(out.rglob(".*.tmp*")) and not list((tmp_path / f"cache-{k}").rglob(".*.tmp*"))
+        for module in (files, figures):
+            monkeypatch.setattr(module, "write_atomic", counting)
+        assert main([*command, "--out", str(out)]) == 0, k
+        for table in calm:
+            assert (out / table).read_bytes() == (tmp_path / "calm" / table).read_bytes(), (k, table)
+
+
+def test_a_rating_row_pointing_outside_its_set_is_excluded_not_matched_by_stem(tmp_path):
+    from conftest import make_generic, make_image
+
+    from emoselect.stimuli import build_stimuli
+
+    make_image(tmp_path / "other" / "a.png", seed=9)
+    outside = make_image(tmp_path / "elsewhere" / "c.png", seed=8)           # exists: not created by make_generic
+    make_generic(tmp_path / "set", rows=[("a.png", 2.0, 3.0), ("b.png", 5.0, 3.0), ("c.png", 7.0, 3.0),
+                                         ("../other/a.png", 7.5, 3.0), (str(outside), 1.5, 3.0)])
+    stimuli = build_stimuli({"s": tmp_path / "set"}, scales={"s": "1-9"}, progress=False)
+    assert sorted(stimuli.table["image_id"]) == ["a", "b", "c"]
+    excluded = [p.problem for p in stimuli.problems if p.action == "excluded"]
+    assert any("../other/a" in text for text in excluded) and any("elsewhere/c" in text for text in excluded)

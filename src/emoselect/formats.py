@@ -120,8 +120,11 @@ class ImageIndex:
     def find(self, name: str, folders: tuple[str, ...] = ("",), extension: str | None = None) -> Path | None:
         """The image called ``name`` (a file name or relative path; its extension may differ in case
         or kind) under one of ``folders``, else the only file anywhere with that stem; None if absent
-        or ambiguous."""
+        or ambiguous. A name that leaves the folder (absolute, or with '..') is never matched: its row
+        is excluded and listed, not matched by stem to another picture of the set."""
         name = name.replace("\\", "/")
+        if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in name.split("/"):
+            return None
         stem = Path(name).with_suffix("").as_posix() if Path(name).suffix.lower() in IMAGE_EXTENSIONS else name
         for folder in folders:
             key = f"{folder}/{stem}".strip("/").lower()
