@@ -8,6 +8,7 @@ forward (``features`` -> ``avgpool`` -> flatten) with no hooks, in PyTorch's def
 preprocesses, probes all 13 sites, computes image statistics and writes the cache. The ratio is
 extract images/s divided by bare images/s (1.0 = no overhead). Needs ../shared (or EMOSELECT_SHARED).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,22 +34,25 @@ def main() -> None:
     if not (SHARED / "weights" / "vgg16_imagenet_features.pth").is_file():
         sys.exit(f"{SHARED} has no shared weights: set EMOSELECT_SHARED")
 
-    from emoselect.images import load_rgb, normalise, to_tensor
+    from emoselect.images import load_rgb
     from emoselect.network import load_network
     from emoselect.responses import extract, pick_device
     from emoselect.stimuli import build_stimuli
+    from emoselect.tensors import normalise, to_tensor
 
     device = pick_device(args.device)
     network = load_network("vgg16", str(SHARED / "weights" / "vgg16_imagenet_features.pth")).to(device)
     stimuli = build_stimuli({"oasis": SHARED / "data" / "oasis"}, limit=args.images, progress=False)
-    pictures = normalise(torch.stack([to_tensor(load_rgb(p)[0], network.prep) for p in stimuli.table["path"]]), network.prep)
+    pictures = normalise(
+        torch.stack([to_tensor(load_rgb(p)[0], network.prep) for p in stimuli.table["path"]]), network.prep
+    )
     model = network.model
 
     def bare(layout=torch.contiguous_format) -> float:
         start = time.perf_counter()
         with torch.inference_mode():
             for i in range(0, len(pictures), args.batch_size):
-                batch = pictures[i:i + args.batch_size].to(device).contiguous(memory_format=layout)
+                batch = pictures[i : i + args.batch_size].to(device).contiguous(memory_format=layout)
                 torch.flatten(model.avgpool(model.features(batch)), 1).cpu()
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -60,15 +64,17 @@ def main() -> None:
             extract(stimuli, network, cache_dir=cache, batch_size=args.batch_size, device=str(device), progress=False)
             return len(pictures) / (time.perf_counter() - start)
 
-    bare()   # warm-up
+    bare()  # warm-up
     results = {"bare forward": [], "bare channels-last": [], "extract": []}
     for _ in range(args.repeats):
         results["bare forward"].append(bare())
         results["bare channels-last"].append(bare(torch.channels_last))
         results["extract"].append(ours())
     best = {k: max(v) for k, v in results.items()}
-    print(f"device: {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else f'{os.cpu_count()} CPU cores'}), "
-          f"torch {torch.__version__}, {len(pictures)} OASIS images, batch {args.batch_size}")
+    print(
+        f"device: {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else f'{os.cpu_count()} CPU cores'}), "
+        f"torch {torch.__version__}, {len(pictures)} OASIS images, batch {args.batch_size}"
+    )
     for name, value in best.items():
         print(f"{name:>18}: {value:7.2f} images/s   (runs: {', '.join(f'{v:.2f}' for v in results[name])})")
     print(f"ratio extract / bare forward: {best['extract'] / best['bare forward']:.3f}")

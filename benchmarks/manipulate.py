@@ -13,6 +13,7 @@ condition. Both return head margins; the script checks they agree to 1e-5 relati
 conditions/s (condition x picture passes per second), the ratio, and each way's peak memory (peak
 resident set size of a fresh process; on CUDA also the peak allocated GPU memory).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,21 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EMOSELECT_SHARED", REPO.parent / "shared"))
-ALL = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1", "conv4_2", "conv4_3",
-       "conv5_1", "conv5_2", "conv5_3"]
+ALL = [
+    "conv1_1",
+    "conv1_2",
+    "conv2_1",
+    "conv2_2",
+    "conv3_1",
+    "conv3_2",
+    "conv3_3",
+    "conv4_1",
+    "conv4_2",
+    "conv4_3",
+    "conv5_1",
+    "conv5_2",
+    "conv5_3",
+]
 
 
 def setup(images: int, layers: list[str], conditions: int, device: str):
@@ -44,11 +58,19 @@ def setup(images: int, layers: list[str], conditions: int, device: str):
     stimuli = build_stimuli({"oasis": SHARED / "data" / "oasis"}, limit=images, progress=False)
     pictures = load_pictures(list(stimuli.table["path"]), network)
     rng = np.random.default_rng(0)
-    heads = [Head("oasis", e, (rng.normal(size=(2, network.readout_dim)) / 160).astype(np.float32),
-                  rng.normal(size=2).astype(np.float32), 1) for e in ("pleasant", "neutral", "unpleasant")]
+    heads = [
+        Head(
+            "oasis",
+            e,
+            (rng.normal(size=(2, network.readout_dim)) / 160).astype(np.float32),
+            rng.normal(size=2).astype(np.float32),
+            1,
+        )
+        for e in ("pleasant", "neutral", "unpleasant")
+    ]
     plan = {}
     grid = np.round(np.arange(0, 5.01, 0.1), 1)
-    for layer in layers:   # like the paper: unit sets (a random quarter of the channels) x betas of 0..5
+    for layer in layers:  # like the paper: unit sets (a random quarter of the channels) x betas of 0..5
         n = network.units[layer]
         sets = [rng.choice(n, n // 4, replace=False) for _ in range(max(1, conditions // 2))]
         gains = np.ones((conditions, n), np.float32)
@@ -77,33 +99,63 @@ def child(method: str, images: int, layers: list[str], conditions: int, device: 
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     np.savez(out, **margins)
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else None,
-                      "device": str(network.device)}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+                "device": str(network.device),
+            }
+        )
+    )
 
 
 def sweep(name: str, images: int, layers: list[str], conditions: int, device: str) -> dict:
     results = {}
     for method in ("naive", "engine"):
         out = f"/tmp/emoselect-bench-{os.getpid()}-{method}.npz"
-        command = [sys.executable, __file__, "--child", method, "--images", str(images), "--conditions", str(conditions),
-                   "--device", device, "--out", out, "--layers", *layers]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            method,
+            "--images",
+            str(images),
+            "--conditions",
+            str(conditions),
+            "--device",
+            device,
+            "--out",
+            out,
+            "--layers",
+            *layers,
+        ]
         text = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         results[method] = json.loads(text)
         results[method]["margins"] = dict(np.load(out))
         os.unlink(out)
-    worst = max(np.abs(results["engine"]["margins"][k] - results["naive"]["margins"][k]).max()
-                / np.abs(results["naive"]["margins"][k]).max() for k in layers)
+    worst = max(
+        np.abs(results["engine"]["margins"][k] - results["naive"]["margins"][k]).max()
+        / np.abs(results["naive"]["margins"][k]).max()
+        for k in layers
+    )
     passes = conditions * len(layers) * images
-    print(f"\n{name}: {len(layers)} layers x {conditions} conditions x {images} pictures = {passes} condition-picture passes"
-          f" on {results['engine']['device']}")
+    print(
+        f"\n{name}: {len(layers)} layers x {conditions} conditions x {images} pictures = {passes} condition-picture passes"
+        f" on {results['engine']['device']}"
+    )
     for method in ("naive", "engine"):
         r = results[method]
         gpu = f", peak GPU {r['peak_gpu_mb']:.0f} MB" if r["peak_gpu_mb"] else ""
-        print(f"  {method:>6}: {r['seconds']:8.1f} s  {passes / r['seconds']:8.2f} conditions/s  "
-              f"peak RSS {r['peak_rss_mb']:.0f} MB{gpu}")
-    print(f"  ratio engine / naive: {results['naive']['seconds'] / results['engine']['seconds']:.2f}x   "
-          f"largest relative difference of the margins: {worst:.2e}")
+        print(
+            f"  {method:>6}: {r['seconds']:8.1f} s  {passes / r['seconds']:8.2f} conditions/s  "
+            f"peak RSS {r['peak_rss_mb']:.0f} MB{gpu}"
+        )
+    print(
+        f"  ratio engine / naive: {results['naive']['seconds'] / results['engine']['seconds']:.2f}x   "
+        f"largest relative difference of the margins: {worst:.2e}"
+    )
     return results
 
 
@@ -122,8 +174,10 @@ def main() -> None:
         return
     if not (SHARED / "weights" / "vgg16_imagenet_features.pth").is_file():
         sys.exit(f"{SHARED} has no shared weights: set EMOSELECT_SHARED")
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPU cores"
-          + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""))
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} CPU cores"
+        + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")
+    )
     sweep("all layers", args.images, ALL, args.conditions, args.device)
     sweep("conv5 layers", args.images, ALL[-3:], args.deep_conditions, args.device)
 

@@ -8,6 +8,7 @@ with the defaults (exact overlap nulls, the tuning-quality null with 200 label p
 depth-trend tests), and again with the optional per-unit permutation test, valence tuning and the
 confound check. Needs no network and no data.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,21 @@ import numpy as np
 import pandas as pd
 import yaml
 
-UNITS = {"conv1_1": 64, "conv1_2": 64, "conv2_1": 128, "conv2_2": 128, "conv3_1": 256, "conv3_2": 256, "conv3_3": 256,
-         "conv4_1": 512, "conv4_2": 512, "conv4_3": 512, "conv5_1": 512, "conv5_2": 512, "conv5_3": 512}
+UNITS = {
+    "conv1_1": 64,
+    "conv1_2": 64,
+    "conv2_1": 128,
+    "conv2_2": 128,
+    "conv3_1": 256,
+    "conv3_2": 256,
+    "conv3_3": 256,
+    "conv4_1": 512,
+    "conv4_2": 512,
+    "conv4_3": 512,
+    "conv5_1": 512,
+    "conv5_2": 512,
+    "conv5_3": 512,
+}
 CATEGORIES = ("pleasant", "neutral", "unpleasant")
 
 
@@ -29,24 +43,41 @@ def make_run(folder: Path, images: int, seed: int = 0) -> None:
     rows = []
     for dataset in ("a", "b"):
         categories = rng.choice(CATEGORIES, images)
-        valence = np.select([categories == "pleasant", categories == "neutral"], [7.0, 5.0], 2.5) + rng.normal(0, 0.5, images)
+        valence = np.select([categories == "pleasant", categories == "neutral"], [7.0, 5.0], 2.5) + rng.normal(
+            0, 0.5, images
+        )
         split = rng.choice(["train", "val", "test"], images, p=[0.5, 0.25, 0.25])
-        rows.append(pd.DataFrame({"dataset": dataset, "image_id": [f"{dataset}{i}" for i in range(images)], "path": "",
-                                  "valence": valence, "arousal": rng.uniform(1, 9, images), "category": categories,
-                                  "split": split, "category_source": "valence", "sha1": ""}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "dataset": dataset,
+                    "image_id": [f"{dataset}{i}" for i in range(images)],
+                    "path": "",
+                    "valence": valence,
+                    "arousal": rng.uniform(1, 9, images),
+                    "category": categories,
+                    "split": split,
+                    "category_source": "valence",
+                    "sha1": "",
+                }
+            )
+        )
         out = folder / "responses" / dataset
         out.mkdir(parents=True)
         for layer, n in UNITS.items():
             data = rng.gamma(2.0, 1.0, size=(images, n)).astype(np.float32)
-            for k, category in enumerate(CATEGORIES):          # a tenth of each layer prefers each category
-                data[categories == category, k * n // 10:(k + 1) * n // 10] += 0.5
+            for k, category in enumerate(CATEGORIES):  # a tenth of each layer prefers each category
+                data[categories == category, k * n // 10 : (k + 1) * n // 10] += 0.5
             np.save(out / f"{layer}.npy", data)
-        pd.DataFrame(rng.uniform(size=(images, 4)), columns=["luminance", "rms_contrast", "colourfulness", "hsf_energy"]).to_csv(
-            out / "image_stats.csv", index=False)
+        pd.DataFrame(
+            rng.uniform(size=(images, 4)), columns=["luminance", "rms_contrast", "colourfulness", "hsf_energy"]
+        ).to_csv(out / "image_stats.csv", index=False)
     pd.concat(rows).to_csv(folder / "stimuli.csv", index=False)
-    config = {"extract": {"datasets": {"a": "", "b": ""}, "seed": 0},
-              "datasets": {d: {"scale": [1.0, 9.0], "format": "csv", "ratings_file": ""} for d in ("a", "b")},
-              "network": {"model": "vgg16", "sites": UNITS, "readout_site": "pool5"}}
+    config = {
+        "extract": {"datasets": {"a": "", "b": ""}, "seed": 0},
+        "datasets": {d: {"scale": [1.0, 9.0], "format": "csv", "ratings_file": ""} for d in ("a", "b")},
+        "network": {"model": "vgg16", "sites": UNITS, "readout_site": "pool5"},
+    }
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
 
 
@@ -62,10 +93,16 @@ def main() -> None:
         run = Path(folder)
         make_run(run, args.images)
         print(f"2 datasets x {args.images} images x {sum(UNITS.values())} units (13 layers)")
-        for label, options in (("defaults (exact overlap nulls, tuning-quality null with 200 permutations, depth trends)",
-                                SelectivityOptions()),
-                               (f"+ permutation test ({args.permutations}), valence tuning, confounds",
-                                SelectivityOptions(permutations=args.permutations, valence_tuning=True, confounds=True))):
+        for label, options in (
+            (
+                "defaults (exact overlap nulls, tuning-quality null with 200 permutations, depth trends)",
+                SelectivityOptions(),
+            ),
+            (
+                f"+ permutation test ({args.permutations}), valence tuning, confounds",
+                SelectivityOptions(permutations=args.permutations, valence_tuning=True, confounds=True),
+            ),
+        ):
             start = time.perf_counter()
             selectivity_stage(run, options, progress=False)
             print(f"  {label}: {time.perf_counter() - start:.1f} s (tables and figures written)")

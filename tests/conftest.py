@@ -1,4 +1,5 @@
 """Shared test helpers: where ../shared is, and small synthetic picture sets in each native format."""
+
 from __future__ import annotations
 
 import os
@@ -87,13 +88,15 @@ def make_iaps(root: Path) -> Path:
     IDs like 2345.1, CRLF line endings, image extensions in either case."""
     preamble = ["IAPS Technical Manual", "All subjects", "", "Means and SDs"]
     header = "desc\tIAPS\tvalmn\tvalsd\taromn\tarosd\tdom1mn\tdom1sd\tdom2mn\tdom2sd\tset"
-    rows = ["Snake\t1050\t3.46\t1.96\t6.87\t1.68\t3.49\t2.39\t.\t.\t4",
-            "Puppies\t1710\t8.34\t1.12\t5.41\t2.34\t6.09\t2.16\t.\t.\t5",
-            "Man\t2345.1\t5.10\t1.20\t3.10\t2.00\t.\t.\t.\t.\t13",
-            "Mushroom\t5500\t5.42\t1.32\t3.00\t2.00\t.\t.\t.\t.\t1",
-            "Mushroom\t5500\t5.62\t1.40\t3.20\t2.10\t.\t.\t.\t.\t8",
-            "Missing\t7000\t.\t.\t2.50\t1.50\t.\t.\t.\t.\t2",
-            "Attack\t6350\t1.90\t1.30\t7.29\t1.87\t.\t.\t.\t.\t9"]
+    rows = [
+        "Snake\t1050\t3.46\t1.96\t6.87\t1.68\t3.49\t2.39\t.\t.\t4",
+        "Puppies\t1710\t8.34\t1.12\t5.41\t2.34\t6.09\t2.16\t.\t.\t5",
+        "Man\t2345.1\t5.10\t1.20\t3.10\t2.00\t.\t.\t.\t.\t13",
+        "Mushroom\t5500\t5.42\t1.32\t3.00\t2.00\t.\t.\t.\t.\t1",
+        "Mushroom\t5500\t5.62\t1.40\t3.20\t2.10\t.\t.\t.\t.\t8",
+        "Missing\t7000\t.\t.\t2.50\t1.50\t.\t.\t.\t.\t2",
+        "Attack\t6350\t1.90\t1.30\t7.29\t1.87\t.\t.\t.\t.\t9",
+    ]
     (root).mkdir(parents=True, exist_ok=True)
     (root / "AllSubjects_1-20.txt").write_bytes("\r\n".join(preamble + [header] + rows + [""]).encode())
     for i, name in enumerate(["1050.jpg", "1710.JPG", "2345.1.jpg", "5500.jpg", "7000.jpg", "6350.Jpg"]):
@@ -105,9 +108,35 @@ def _naps_rows():
     top = ["", "", "", "", ""] + ["Women"] + [""] * 5 + ["Men"] + [""] * 5 + ["All"] + [""] * 5
     mid = ["", "", "", "", ""] + (["Valence", "", "Av/Ap", "", "Arousal", ""] * 3)
     low = ["ID", "Category", "Nr", "V/H", "Description"] + ["M", "SD"] * 9
-    data = [["Animals_001_h", "Animals", 1, "H", "dog", 7.0, 1, 6, 1, 4, 1, 6.6, 1, 6, 1, 4.5, 1, 6.8, 1.1, 6, 1, 4.2, 1.2],
-            ["Faces_002_v", "Faces", 2, "V", "face", 5.0, 1, 5, 1, 3, 1, 5.2, 1, 5, 1, 3.5, 1, 5.1, 1.0, 5, 1, 3.3, 1.0],
-            ["People_003_h", "People", 3, "H", "injury", 2.0, 1, 3, 1, 7, 1, 2.4, 1, 3, 1, 7.5, 1, 2.2, 0.9, 3, 1, 7.2, 1.3]]
+    data = [
+        ["Animals_001_h", "Animals", 1, "H", "dog", 7.0, 1, 6, 1, 4, 1, 6.6, 1, 6, 1, 4.5, 1, 6.8, 1.1, 6, 1, 4.2, 1.2],
+        ["Faces_002_v", "Faces", 2, "V", "face", 5.0, 1, 5, 1, 3, 1, 5.2, 1, 5, 1, 3.5, 1, 5.1, 1.0, 5, 1, 3.3, 1.0],
+        [
+            "People_003_h",
+            "People",
+            3,
+            "H",
+            "injury",
+            2.0,
+            1,
+            3,
+            1,
+            7,
+            1,
+            2.4,
+            1,
+            3,
+            1,
+            7.5,
+            1,
+            2.2,
+            0.9,
+            3,
+            1,
+            7.2,
+            1.3,
+        ],
+    ]
     return top, mid, low, data
 
 
@@ -151,9 +180,11 @@ def make_naps(root: Path, kind: str = "xlsx") -> Path:
 def make_gaped(root: Path) -> Path:
     """GAPED: A.txt N.txt P.txt (empty first header cell, one with extra norm columns); rows name
     .jpg but files are <cat>/<id>.bmp; stray Thumbs.db files."""
-    files = {"A": [("A001.jpg", 20.5, 60.1), ("A002.jpg", 30.0, 55.0)],
-             "N": [("N001.jpg", 50.0, 20.0), ("N002.jpg", 55.5, 22.0)],
-             "P": [("P001.jpg", 85.0, 40.0), ("P002.jpg", 90.2, 35.0)]}
+    files = {
+        "A": [("A001.jpg", 20.5, 60.1), ("A002.jpg", 30.0, 55.0)],
+        "N": [("N001.jpg", 50.0, 20.0), ("N002.jpg", 55.5, 22.0)],
+        "P": [("P001.jpg", 85.0, 40.0), ("P002.jpg", 90.2, 35.0)],
+    }
     root.mkdir(parents=True, exist_ok=True)
     for i, (cat, rows) in enumerate(files.items()):
         header = "\tValence\tArousal" + ("\tInternal norms\tExternal norms" if cat == "P" else "")
@@ -168,9 +199,11 @@ def make_gaped(root: Path) -> Path:
 def make_emotion6(root: Path) -> Path:
     """Emotion6 ground_truth.txt with bracketed headers and paths relative to images/."""
     header = "[image_filename]\t[valence]\t[arousal]\t[prob. anger]\t[prob. disgust]\t[prob. fear]\t[prob. joy]\t[prob. sadness]\t[prob. surprise]\t[prob. neutral]"
-    rows = ["anger/1.jpg\t2.1\t6.0\t0.6\t0.1\t0.1\t0\t0.1\t0.1\t0",
-            "joy/1.jpg\t7.4\t5.0\t0\t0\t0\t0.9\t0\t0.1\t0",
-            "neutral/3.jpg\t5.0\t2.0\t0\t0\t0\t0\t0\t0\t1"]
+    rows = [
+        "anger/1.jpg\t2.1\t6.0\t0.6\t0.1\t0.1\t0\t0.1\t0.1\t0",
+        "joy/1.jpg\t7.4\t5.0\t0\t0\t0\t0.9\t0\t0.1\t0",
+        "neutral/3.jpg\t5.0\t2.0\t0\t0\t0\t0\t0\t0\t1",
+    ]
     root.mkdir(parents=True, exist_ok=True)
     (root / "ground_truth.txt").write_text("\n".join([header] + rows) + "\n")
     for i, row in enumerate(rows):

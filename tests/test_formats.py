@@ -1,11 +1,12 @@
 """Each native ratings format read from a fixture that reproduces its quirks."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_emotion6, make_gaped, make_generic, make_iaps, make_naps, make_oasis
 
+from conftest import make_emotion6, make_gaped, make_generic, make_iaps, make_naps, make_oasis
 from emoselect.formats import detect_format, parse_number, parse_scale, read_ratings, read_text
 from emoselect.problems import InputError
 
@@ -20,7 +21,7 @@ def test_oasis_cr_line_endings_empty_header_cell_and_trailing_space(tmp_path):
     ratings = read_ratings(tmp_path)
     assert ratings.format == "oasis" and ratings.scale == (1.0, 7.0)
     table = by_id(ratings)
-    assert list(table.index) == ["Thing 1", "Thing 2", "Thing 3", "Thing 4"]   # "Thing 2 " stripped
+    assert list(table.index) == ["Thing 1", "Thing 2", "Thing 3", "Thing 4"]  # "Thing 2 " stripped
     assert table.loc["Thing 2", "path"].endswith("images/Thing 2.jpg")
     np.testing.assert_allclose(table["valence"], [1.5, 3.0, 5.0, 6.5])
     assert ratings.problems == []
@@ -34,7 +35,7 @@ def test_iaps_header_found_by_content_missing_marks_repeats_and_extension_case(t
     assert set(table.index) == {"1050", "1710", "2345.1", "5500", "7000", "6350"}
     assert table.loc["2345.1", "path"].endswith("2345.1.jpg")
     assert table.loc["1710", "path"].endswith("1710.JPG")
-    assert table.loc["5500", "valence"] == pytest.approx((5.42 + 5.62) / 2)      # rated in sets 1 and 8
+    assert table.loc["5500", "valence"] == pytest.approx((5.42 + 5.62) / 2)  # rated in sets 1 and 8
     assert np.isnan(table.loc["7000", "valence"]) and table.loc["7000", "arousal"] == 2.5
     merged = [p for p in ratings.problems if p.action == "merged"]
     assert len(merged) == 1 and "5500" in merged[0].problem and "set 1" in merged[0].problem
@@ -120,11 +121,13 @@ def test_numbers_and_scales():
 
 
 def test_duplicate_ids_identical_merge_and_conflicting_excluded(tmp_path):
-    make_generic(tmp_path, rows=[("a.png", 2.0, 3.0), ("a.png", 2.0, 3.0), ("b.png", 5.0, 3.0), ("b.png", 6.0, 3.0),
-                                 ("c.png", 8.0, 3.0)])
+    make_generic(
+        tmp_path,
+        rows=[("a.png", 2.0, 3.0), ("a.png", 2.0, 3.0), ("b.png", 5.0, 3.0), ("b.png", 6.0, 3.0), ("c.png", 8.0, 3.0)],
+    )
     ratings = read_ratings(tmp_path, scale="1-9")
     assert sorted(ratings.table["image_id"]) == ["a", "c"]
-    actions = {p.problem.split("'")[1]: p.action for p in ratings.problems}   # nothing else reported
+    actions = {p.problem.split("'")[1]: p.action for p in ratings.problems}  # nothing else reported
     assert actions == {"a": "merged", "b": "excluded"}
 
 

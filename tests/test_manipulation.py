@@ -1,4 +1,5 @@
 """The manipulation engine against the plain way, and the experiments' known answers."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,16 @@ from emoselect.readout import Head, ReadoutOptions, binary_metrics, head_scores,
 
 def random_heads(network, n=3, seed=0):
     rng = np.random.default_rng(seed)
-    return [Head("d", f"e{i}", rng.normal(size=(2, network.readout_dim)).astype(np.float32) / np.sqrt(network.readout_dim),
-                 rng.normal(size=2).astype(np.float32), 1) for i in range(n)]
+    return [
+        Head(
+            "d",
+            f"e{i}",
+            rng.normal(size=(2, network.readout_dim)).astype(np.float32) / np.sqrt(network.readout_dim),
+            rng.normal(size=2).astype(np.float32),
+            1,
+        )
+        for i in range(n)
+    ]
 
 
 def random_plan(network, sites, conditions=3, seed=0):
@@ -25,7 +34,7 @@ def random_plan(network, sites, conditions=3, seed=0):
     plan = {}
     for site in sites:
         gains = rng.uniform(0, 5, size=(conditions, network.units[site])).astype(np.float32)
-        gains[0, rng.random(network.units[site]) < 0.5] = 0.0      # a partial lesion
+        gains[0, rng.random(network.units[site]) < 0.5] = 0.0  # a partial lesion
         plan[site] = gains
     return plan
 
@@ -46,16 +55,23 @@ def test_engine_equals_full_forward_on_vgg16(vgg_weights):
     assert engine["conv5_3"].shape == (3, 3, 3)
 
 
-@pytest.mark.parametrize("name, sites", [("mobilenet_v2", ["features.2.conv.0.2", "features.16.conv.1.2", "features.18.2"]),
-                                         ("resnet18", ["relu", "layer2.1", "layer4.1"])])
+@pytest.mark.parametrize(
+    "name, sites",
+    [
+        ("mobilenet_v2", ["features.2.conv.0.2", "features.16.conv.1.2", "features.18.2"]),
+        ("resnet18", ["relu", "layer2.1", "layer4.1"]),
+    ],
+)
 def test_engine_equals_full_forward_for_nested_sites(name, sites):
     network = load_network(name, "random", seed=1)
     assert network.stages is not None
     pictures = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     plan = random_plan(network, sites, conditions=2, seed=2)
     heads = random_heads(network, n=2)
-    assert_same(evaluate(network, pictures, plan, heads, chunk_images=2, batch_samples=3, progress=False),
-                evaluate_naive(network, pictures, plan, heads))
+    assert_same(
+        evaluate(network, pictures, plan, heads, chunk_images=2, batch_samples=3, progress=False),
+        evaluate_naive(network, pictures, plan, heads),
+    )
 
 
 def test_network_without_a_chain_falls_back_to_the_plain_way():
@@ -79,8 +95,10 @@ def test_all_ones_equals_the_intact_network_and_all_zeros_gives_chance(vgg_weigh
     _, features = record(network, pictures)
     intact = head_scores(heads, features.numpy().astype(np.float64))[:, 0]
     np.testing.assert_allclose(out[0, :, 0], intact, rtol=1e-5, atol=1e-5 * np.abs(intact).max())
-    lesioned = out[1, :, 0]                                  # every picture looks the same to the head
-    assert np.ptp(lesioned) <= 1e-4 * np.abs(lesioned).max()  # (up to float rounding: the shortcut cancels intact - term)
+    lesioned = out[1, :, 0]  # every picture looks the same to the head
+    assert (
+        np.ptp(lesioned) <= 1e-4 * np.abs(lesioned).max()
+    )  # (up to float rounding: the shortcut cancels intact - term)
     assert len(set(lesioned > 0)) == 1
     truth = np.array([True, False, True, False])
     assert binary_metrics(truth, out[1, :, 0] > 0)["balanced_accuracy"] == 0.5
@@ -116,20 +134,25 @@ def test_lesioning_the_one_informative_channel_is_the_only_lesion_that_hurts():
     n = 600
     label = np.arange(n) % 2 == 0
     colour = rng.normal(size=(n, 3)).astype(np.float32)
-    colour[:, 0] += np.where(label, 1.5, -1.5)                # red carries the label
+    colour[:, 0] += np.where(label, 1.5, -1.5)  # red carries the label
     pictures = torch.from_numpy(colour)[:, :, None, None].expand(n, 3, 32, 32).contiguous()
     pictures += 0.05 * torch.randn(pictures.shape, generator=torch.Generator().manual_seed(0))
     _, features = record(network, pictures)
     features = features.numpy()
-    head = train_head(features[:400], label[:400].astype(int), features[400:500], label[400:500].astype(int),
-                      ReadoutOptions(epochs=50, lr=0.01))
+    head = train_head(
+        features[:400],
+        label[:400].astype(int),
+        features[400:500],
+        label[400:500].astype(int),
+        ReadoutOptions(epochs=50, lr=0.01),
+    )
     gains = np.ones((5, 4), np.float32)
     for channel in range(4):
         gains[channel + 1, channel] = 0.0
     out = evaluate(network, pictures[500:], {"features.1": gains}, [head], progress=False)["features.1"]
     accuracy = [binary_metrics(label[500:], out[c, :, 0] > 0)["balanced_accuracy"] for c in range(5)]
-    assert accuracy[0] > 0.8                                  # intact
-    assert accuracy[1] <= 0.6                                 # channel 0 lesioned: near chance
+    assert accuracy[0] > 0.8  # intact
+    assert accuracy[1] <= 0.6  # channel 0 lesioned: near chance
     assert max(abs(a - accuracy[0]) for a in accuracy[2:]) <= 0.05
 
 
@@ -137,7 +160,9 @@ def test_lesioning_the_one_informative_channel_is_the_only_lesion_that_hurts():
 # experiment bookkeeping
 
 
-SELECTIVE = pd.DataFrame({"layer": ["L"] * 5, "unit": [0, 1, 2, 7, 8], "category": ["pleasant"] * 3 + ["unpleasant"] * 2})
+SELECTIVE = pd.DataFrame(
+    {"layer": ["L"] * 5, "unit": [0, 1, 2, 7, 8], "category": ["pleasant"] * 3 + ["unpleasant"] * 2}
+)
 
 
 def test_plan_has_one_intact_row_and_random_sets_of_the_same_size():
@@ -149,11 +174,14 @@ def test_plan_has_one_intact_row_and_random_sets_of_the_same_size():
     assert list(selective["beta"]) == [0.0, 2.0]
     assert np.array_equal(np.flatnonzero(plan.gains[selective.index[0]] == 0), [0, 1, 2])
     randoms = plan.conditions[(plan.conditions["units"] == "random") & (plan.conditions["emotion"] == "unpleasant")]
-    assert len(randoms) == 4 * 2 + 2 and (randoms["n_units"] == 2).all()          # 4 swept sets, 2 lesion-only sets
-    assert list(randoms.loc[randoms["repeat"] > 4, "beta"]) == [0.0, 0.0] and not randoms.loc[randoms["repeat"] > 4, "swept"].any()
+    assert len(randoms) == 4 * 2 + 2 and (randoms["n_units"] == 2).all()  # 4 swept sets, 2 lesion-only sets
+    assert (
+        list(randoms.loc[randoms["repeat"] > 4, "beta"]) == [0.0, 0.0]
+        and not randoms.loc[randoms["repeat"] > 4, "swept"].any()
+    )
     for index in randoms.index:
         assert (plan.gains[index] != 1).sum() == 2
-    assert not (plan.conditions["emotion"] == "neutral").any()       # no neutral units: no conditions
+    assert not (plan.conditions["emotion"] == "neutral").any()  # no neutral units: no conditions
     again = plan_layer("L", 20, SELECTIVE, [0.0, 1.0, 2.0], repeats=4, options=options, lesion_repeats=6)
     assert np.array_equal(plan.gains, again.gains)
     only = plan_layer("L", 20, SELECTIVE, [0.0], repeats=4, options=ManipulationOptions(random_from="nonselective"))
@@ -162,31 +190,52 @@ def test_plan_has_one_intact_row_and_random_sets_of_the_same_size():
 
 
 def test_tuning_form_gains():
-    units = pd.DataFrame({"layer": "L", "unit": [0, 1, 2, 3] * 2, "dataset": ["a"] * 4 + ["b"] * 4,
-                          "t_pleasant": [2.0, -1.0, 0.0, 1.0, 2.0, -3.0, 0.0, 1.0], "t_neutral": 0.0, "t_unpleasant": 0.0})
-    plan = plan_layer("L", 4, SELECTIVE.iloc[:0], [0.5, 1.0], repeats=1, options=ManipulationOptions(gain_form="tuning"),
-                      tuning=units)
+    units = pd.DataFrame(
+        {
+            "layer": "L",
+            "unit": [0, 1, 2, 3] * 2,
+            "dataset": ["a"] * 4 + ["b"] * 4,
+            "t_pleasant": [2.0, -1.0, 0.0, 1.0, 2.0, -3.0, 0.0, 1.0],
+            "t_neutral": 0.0,
+            "t_unpleasant": 0.0,
+        }
+    )
+    plan = plan_layer(
+        "L", 4, SELECTIVE.iloc[:0], [0.5, 1.0], repeats=1, options=ManipulationOptions(gain_form="tuning"), tuning=units
+    )
     row = plan.conditions.index[(plan.conditions["units"] == "tuning") & (plan.conditions["emotion"] == "pleasant")][0]
-    f = np.array([2.0, -2.0, 0.0, 1.0]) / 2.0                         # mean over datasets / max |.|
+    f = np.array([2.0, -2.0, 0.0, 1.0]) / 2.0  # mean over datasets / max |.|
     np.testing.assert_allclose(plan.gains[row], np.maximum(0, 1 + 0.5 * f))
 
 
 def test_scoring_best_beta_on_val_and_rank_p_values():
     plan = plan_layer("L", 20, SELECTIVE, [0.0, 2.0], repeats=2, options=ManipulationOptions())
     n = 8
-    evaluated = pd.DataFrame({"dataset": "d", "category": ["pleasant", "neutral"] * 4, "split": ["val"] * 4 + ["test"] * 4})
-    margins = np.full((len(plan.gains), n, 1), -1.0)                   # intact: always "not pleasant"
-    selective = plan.conditions.index[(plan.conditions["units"] == "selective") & (plan.conditions["emotion"] == "pleasant")]
+    evaluated = pd.DataFrame(
+        {"dataset": "d", "category": ["pleasant", "neutral"] * 4, "split": ["val"] * 4 + ["test"] * 4}
+    )
+    margins = np.full((len(plan.gains), n, 1), -1.0)  # intact: always "not pleasant"
+    selective = plan.conditions.index[
+        (plan.conditions["units"] == "selective") & (plan.conditions["emotion"] == "pleasant")
+    ]
     for index in selective:
         if plan.conditions.loc[index, "beta"] == 2.0:
-            margins[index, :, 0] = [1, -1] * 4                          # gain 2 on selective units: perfect
-    manipulation = score_conditions(plan, margins, [Head("d", "pleasant", np.zeros((2, 1)), np.zeros(2), 1)], evaluated, True)
+            margins[index, :, 0] = [1, -1] * 4  # gain 2 on selective units: perfect
+    manipulation = score_conditions(
+        plan, margins, [Head("d", "pleasant", np.zeros((2, 1)), np.zeros(2), 1)], evaluated, True
+    )
     intact = manipulation[(manipulation["kind"] == "intact") & (manipulation["split"] == "test")]
-    beta_one = manipulation[(manipulation["kind"] == "gain") & (manipulation["beta"] == 1.0) & (manipulation["split"] == "test")]
+    beta_one = manipulation[
+        (manipulation["kind"] == "gain") & (manipulation["beta"] == 1.0) & (manipulation["split"] == "test")
+    ]
     assert (beta_one["f1"] == intact["f1"].iloc[0]).all() and len(beta_one) == 3
     summary = summarise(manipulation).iloc[0]
     assert summary["original_f1"] == 0.0 and summary["best_beta"] == 2.0 and summary["enhanced_f1"] == 1.0
-    assert summary["p_enhance"] == pytest.approx(1 / 3) and summary["n_random"] == 2 and summary["min_p_enhance"] == pytest.approx(1 / 3)
+    assert (
+        summary["p_enhance"] == pytest.approx(1 / 3)
+        and summary["n_random"] == 2
+        and summary["min_p_enhance"] == pytest.approx(1 / 3)
+    )
     assert summary["test_chosen_beta"] == 2.0 and summary["test_chosen_f1"] == 1.0
     lesion = manipulation[manipulation["kind"] == "lesion"]
     assert set(lesion["beta"]) == {0.0} and set(lesion["units"]) == {"selective", "random"}
@@ -198,8 +247,9 @@ def test_profiles_resolve_by_device_and_explicit_values_win():
     assert quick == (sites[-2:], [0.0, 0.5, 1.0, 2.0, 4.0], 49, 99)
     layers, betas, repeats, lesion_repeats = ManipulationOptions().resolved(sites, torch.device("cuda"))
     assert layers == sites and len(betas) == 11 and betas[-1] == 5.0 and repeats == lesion_repeats == 99
-    assert ManipulationOptions(profile="paper", layers=["s3"], betas=[3], repeats=5, lesion_repeats=2).resolved(sites) == (
-        ["s3"], [0.0, 1.0, 3.0], 5, 5)
+    assert ManipulationOptions(profile="paper", layers=["s3"], betas=[3], repeats=5, lesion_repeats=2).resolved(
+        sites
+    ) == (["s3"], [0.0, 1.0, 3.0], 5, 5)
     from emoselect.problems import InputError
 
     with pytest.raises(InputError, match="not probe sites"):
@@ -212,26 +262,46 @@ def test_profiles_resolve_by_device_and_explicit_values_win():
 
 def test_validation_ties_go_to_beta_one_defect_1():
     assert best_beta([0.0, 0.5, 1.0, 2.0], [0.4, 0.5, 0.5, 0.5]) == 1.0
-    assert best_beta([0.0, 0.5, 2.0], [0.5, 0.5, 0.5]) == 0.5            # no 1 on the grid: the closest to it
+    assert best_beta([0.0, 0.5, 2.0], [0.5, 0.5, 0.5]) == 0.5  # no 1 on the grid: the closest to it
     assert best_beta([0.0, 0.5, 1.0, 2.0], [0.4, 0.6, 0.5, 0.5]) == 0.5
     plan = plan_layer("L", 20, SELECTIVE, [0.0, 0.5, 2.0], repeats=2, options=ManipulationOptions())
-    evaluated = pd.DataFrame({"dataset": "d", "category": ["pleasant", "neutral"] * 4, "split": ["val"] * 4 + ["test"] * 4})
-    margins = np.tile(np.array([1.0, -1.0] * 4)[None, :, None], (len(plan.gains), 1, 1))   # every condition perfect
-    manipulation = score_conditions(plan, margins, [Head("d", "pleasant", np.zeros((2, 1)), np.zeros(2), 1)], evaluated, True)
+    evaluated = pd.DataFrame(
+        {"dataset": "d", "category": ["pleasant", "neutral"] * 4, "split": ["val"] * 4 + ["test"] * 4}
+    )
+    margins = np.tile(np.array([1.0, -1.0] * 4)[None, :, None], (len(plan.gains), 1, 1))  # every condition perfect
+    manipulation = score_conditions(
+        plan, margins, [Head("d", "pleasant", np.zeros((2, 1)), np.zeros(2), 1)], evaluated, True
+    )
     summary = summarise(manipulation)
     assert (summary["best_beta"] == 1.0).all() and (summary["test_chosen_beta"] == 1.0).all()
 
 
 def test_tuning_form_has_no_lesion_rows_defect_3():
-    units = pd.DataFrame({"layer": "L", "unit": [0, 1, 2, 3], "dataset": "a", "t_pleasant": [2.0, -1.0, 0.0, 1.0],
-                          "t_neutral": 0.0, "t_unpleasant": 0.0})
-    plan = plan_layer("L", 4, SELECTIVE.iloc[:0], [0.0, 2.0], repeats=2, options=ManipulationOptions(gain_form="tuning"),
-                      tuning=units)
+    units = pd.DataFrame(
+        {
+            "layer": "L",
+            "unit": [0, 1, 2, 3],
+            "dataset": "a",
+            "t_pleasant": [2.0, -1.0, 0.0, 1.0],
+            "t_neutral": 0.0,
+            "t_unpleasant": 0.0,
+        }
+    )
+    plan = plan_layer(
+        "L", 4, SELECTIVE.iloc[:0], [0.0, 2.0], repeats=2, options=ManipulationOptions(gain_form="tuning"), tuning=units
+    )
     beta_zero = plan.conditions.index[plan.conditions["beta"] == 0.0]
-    assert len(beta_zero) and np.all(plan.gains[beta_zero] == 1.0)        # the tuning form's gain at beta = 0 is 1
-    evaluated = pd.DataFrame({"dataset": "d", "category": ["pleasant", "neutral"] * 2, "split": ["val", "val", "test", "test"]})
-    manipulation = score_conditions(plan, np.zeros((len(plan.gains), 4, 1)),
-                                    [Head("d", "pleasant", np.zeros((2, 1)), np.zeros(2), 1)], evaluated, True)
+    assert len(beta_zero) and np.all(plan.gains[beta_zero] == 1.0)  # the tuning form's gain at beta = 0 is 1
+    evaluated = pd.DataFrame(
+        {"dataset": "d", "category": ["pleasant", "neutral"] * 2, "split": ["val", "val", "test", "test"]}
+    )
+    manipulation = score_conditions(
+        plan,
+        np.zeros((len(plan.gains), 4, 1)),
+        [Head("d", "pleasant", np.zeros((2, 1)), np.zeros(2), 1)],
+        evaluated,
+        True,
+    )
     assert not (manipulation["kind"] == "lesion").any()
     assert summarise(manipulation)["lesioned_f1"].isna().all()
 
@@ -255,13 +325,38 @@ def _rank_p_values(rng, effect: float, sets: int = 99, trials: int = 400) -> np.
     for _ in range(trials):
         losses = rng.normal(0.1, 0.05, sets + 1)
         losses[0] += effect
-        rows = [{"train_dataset": "d", "test_dataset": "d", "emotion": "pleasant", "layer": "L", "split": "test",
-                 "kind": "intact", "units": "intact", "repeat": 0, "beta": 1.0, "f1": 0.7}]
+        rows = [
+            {
+                "train_dataset": "d",
+                "test_dataset": "d",
+                "emotion": "pleasant",
+                "layer": "L",
+                "split": "test",
+                "kind": "intact",
+                "units": "intact",
+                "repeat": 0,
+                "beta": 1.0,
+                "f1": 0.7,
+            }
+        ]
         for r, loss in enumerate(losses):
             name = "selective" if r == 0 else "random"
             for split in ("val", "test"):
-                rows.append({"train_dataset": "d", "test_dataset": "d", "emotion": "pleasant", "layer": "L", "split": split,
-                             "kind": "gain", "units": name, "repeat": r, "beta": 0.0, "n_units": 3, "f1": 0.7 - loss})
+                rows.append(
+                    {
+                        "train_dataset": "d",
+                        "test_dataset": "d",
+                        "emotion": "pleasant",
+                        "layer": "L",
+                        "split": split,
+                        "kind": "gain",
+                        "units": name,
+                        "repeat": r,
+                        "beta": 0.0,
+                        "n_units": 3,
+                        "f1": 0.7 - loss,
+                    }
+                )
             rows.append({**rows[-1], "kind": "lesion"})
         out.append(summarise(pd.DataFrame(rows)).iloc[0]["p_lesion"])
     return np.asarray(out)
@@ -272,20 +367,24 @@ def test_lesion_rank_test_is_calibrated_and_has_power():
     null = _rank_p_values(rng, 0.0, trials=300)
     for x in (0.05, 0.1, 0.25, 0.5):
         assert abs(np.mean(null <= x) - x) <= 0.06
-    planted = _rank_p_values(rng, 0.2, trials=50)                      # 4 SD stronger than random sets
+    planted = _rank_p_values(rng, 0.2, trials=50)  # 4 SD stronger than random sets
     assert np.mean(planted <= 0.01) >= 0.9 and planted.min() == pytest.approx(0.01)
 
 
 def test_table_one_reports_the_test_chosen_gain_beside_the_honest_one():
     plan = plan_layer("L", 20, SELECTIVE, [0.0, 2.0], repeats=2, options=ManipulationOptions())
-    evaluated = pd.DataFrame({"dataset": "d", "category": ["pleasant", "neutral"] * 4, "split": ["val"] * 4 + ["test"] * 4})
+    evaluated = pd.DataFrame(
+        {"dataset": "d", "category": ["pleasant", "neutral"] * 4, "split": ["val"] * 4 + ["test"] * 4}
+    )
     margins = np.full((len(plan.gains), 8, 1), -1.0)
     for index in plan.conditions.index[(plan.conditions["units"] == "selective") & (plan.conditions["beta"] == 2.0)]:
-        margins[index, 4:, 0] = [1, -1, 1, -1]                         # helps on test only: val cannot see it
-    manipulation = score_conditions(plan, margins, [Head("d", "pleasant", np.zeros((2, 1)), np.zeros(2), 1)], evaluated, True)
+        margins[index, 4:, 0] = [1, -1, 1, -1]  # helps on test only: val cannot see it
+    manipulation = score_conditions(
+        plan, margins, [Head("d", "pleasant", np.zeros((2, 1)), np.zeros(2), 1)], evaluated, True
+    )
     summary = summarise(manipulation)
     table = table_one(summary, manipulation).iloc[0]
-    assert table["enhanced_beta"] == 1.0 and table["enhanced_f1"] == 0.0     # honest: val saw no gain
+    assert table["enhanced_beta"] == 1.0 and table["enhanced_f1"] == 0.0  # honest: val saw no gain
     assert table["test_chosen_beta"] == 2.0 and table["test_chosen_f1"] == 1.0
     assert table["random_test_chosen_f1"] == 0.0
 
@@ -296,21 +395,58 @@ def _gain_p_values(rng, effect: float, sets: int = 99, trials: int = 200) -> np.
     betas = [0.0, 0.5, 2.0, 4.0]
     out = []
     for _ in range(trials):
-        rows = [{"train_dataset": "d", "test_dataset": "d", "emotion": "pleasant", "layer": "L", "split": split,
-                 "kind": "intact", "units": "intact", "repeat": 0, "beta": 1.0, "n_units": 0, "f1": 0.55}
-                for split in ("val", "test")]
+        rows = [
+            {
+                "train_dataset": "d",
+                "test_dataset": "d",
+                "emotion": "pleasant",
+                "layer": "L",
+                "split": split,
+                "kind": "intact",
+                "units": "intact",
+                "repeat": 0,
+                "beta": 1.0,
+                "n_units": 0,
+                "f1": 0.55,
+            }
+            for split in ("val", "test")
+        ]
         for r in range(sets + 1):
-            shift = rng.normal(0, 0.02)                                   # a set's own effect, shared by val and test
+            shift = rng.normal(0, 0.02)  # a set's own effect, shared by val and test
             for beta in betas:
                 for split in ("val", "test"):
                     f1 = 0.55 + shift + rng.normal(0, 0.03) + (effect if r == 0 and beta == 2.0 else 0.0)
-                    rows.append({"train_dataset": "d", "test_dataset": "d", "emotion": "pleasant", "layer": "L",
-                                 "split": split, "kind": "gain", "units": "selective" if r == 0 else "random",
-                                 "repeat": r, "beta": beta, "n_units": 3, "f1": f1})
+                    rows.append(
+                        {
+                            "train_dataset": "d",
+                            "test_dataset": "d",
+                            "emotion": "pleasant",
+                            "layer": "L",
+                            "split": split,
+                            "kind": "gain",
+                            "units": "selective" if r == 0 else "random",
+                            "repeat": r,
+                            "beta": beta,
+                            "n_units": 3,
+                            "f1": f1,
+                        }
+                    )
             for split in ("val", "test"):
-                rows.append({"train_dataset": "d", "test_dataset": "d", "emotion": "pleasant", "layer": "L", "split": split,
-                             "kind": "gain", "units": "selective" if r == 0 else "random", "repeat": r, "beta": 1.0,
-                             "n_units": 3, "f1": 0.55})
+                rows.append(
+                    {
+                        "train_dataset": "d",
+                        "test_dataset": "d",
+                        "emotion": "pleasant",
+                        "layer": "L",
+                        "split": split,
+                        "kind": "gain",
+                        "units": "selective" if r == 0 else "random",
+                        "repeat": r,
+                        "beta": 1.0,
+                        "n_units": 3,
+                        "f1": 0.55,
+                    }
+                )
         out.append(summarise(pd.DataFrame(rows)).iloc[0]["p_enhance"])
     return np.asarray(out)
 

@@ -1,4 +1,5 @@
 """Networks: weights, partial loads, probe sites, readout site and the suffix chain."""
+
 from __future__ import annotations
 
 import urllib.error
@@ -13,8 +14,16 @@ from emoselect.problems import InputError
 
 def test_vgg16_shared_weights_classifier_untrained_and_readout_pool5(vgg_weights):
     network = load_network("vgg16", str(vgg_weights))
-    assert list(network.sites) == [f"conv{b}_{i}" for b, n in [(1, 2), (2, 2), (3, 3), (4, 3), (5, 3)] for i in range(1, n + 1)]
-    assert [network.units[s] for s in ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_3")] == [64, 128, 256, 512, 512]
+    assert list(network.sites) == [
+        f"conv{b}_{i}" for b, n in [(1, 2), (2, 2), (3, 3), (4, 3), (5, 3)] for i in range(1, n + 1)
+    ]
+    assert [network.units[s] for s in ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_3")] == [
+        64,
+        128,
+        256,
+        512,
+        512,
+    ]
     assert network.untrained == ["classifier.0", "classifier.3", "classifier.6"]
     assert network.readout_site == "pool5" and network.readout_dim == 25088
     assert network.stages is not None
@@ -74,8 +83,17 @@ def test_wrapped_state_dicts_are_accepted(tmp_path):
 
 def test_shared_activation_modules_are_probed_at_their_block():
     network = load_network("resnet18", "random")
-    assert list(network.sites) == ["relu", "layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1",
-                                   "layer4.0", "layer4.1"]
+    assert list(network.sites) == [
+        "relu",
+        "layer1.0",
+        "layer1.1",
+        "layer2.0",
+        "layer2.1",
+        "layer3.0",
+        "layer3.1",
+        "layer4.0",
+        "layer4.1",
+    ]
     assert network.readout_site == "fc-input" and network.readout_dim == 512
 
 
@@ -119,3 +137,29 @@ def test_a_control_sees_the_same_pictures_as_its_network_defect_6():
     assert load_network("resnet18", "random").prep.resize == 256
     with pytest.raises(InputError, match="--resize"):
         load_network("resnet18", "random", resize=0)
+
+
+def test_probe_model_leaves_the_callers_model_as_it_was():
+    import torch
+    from torch import nn
+
+    from emoselect.images import Preprocessing
+    from emoselect.network import probe_model
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(4 * 30 * 30, 2)).train()
+    network = probe_model(model, "tiny", prep=Preprocessing(resize=32, crop=32))
+    assert model.training and model[1].inplace and all(p.requires_grad for p in model.parameters())
+    assert not network.model.training and not network.model[1].inplace
+    assert torch.equal(network.model[0].weight, model[0].weight)
+
+
+def test_public_functions_document_parameters_and_returns():
+    import inspect
+
+    import emoselect
+
+    for name in emoselect.__all__:
+        value = getattr(emoselect, name)
+        if inspect.isfunction(value):
+            doc = inspect.getdoc(value) or ""
+            assert "Parameters\n----------" in doc and "Returns\n-------" in doc, name

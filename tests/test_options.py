@@ -1,5 +1,6 @@
 """Options are declared once (emoselect.options): every invalid value is one sentence naming the
 option, before any work; config.yaml round-trips; `run --config` repeats a run exactly."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,8 +8,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_oasis
 
+from conftest import make_oasis
 from emoselect import ExtractOptions, ManipulationOptions, ReadoutOptions, SelectivityOptions
 from emoselect.cli import main
 from emoselect.options import PAIRS, declared_fields, flag_of
@@ -40,12 +41,31 @@ def invalid_values(spec) -> list[list[str]]:
     return out
 
 
-CASES = [(flag_of(f, spec), values) for record in RECORDS for f, spec in declared_fields(record)
-         if spec.cli and spec.kind is not PAIRS for values in invalid_values(spec)]
-CASES += [("--thresholds", ["6.0", "4.3"]), ("--margin", ["-2"]), ("--margin", ["0.9"]), ("--permutations", ["-3"]),
-          ("--alpha", ["2"]), ("--epochs", ["0"]), ("--seed", ["-1"]), ("--workers", ["-1"]), ("--lr", ["-1"]),
-          ("--chunk-images", ["0"]), ("--head-batch-size", ["0"]), ("--split", ["0.5", "0.5", "0.5"]),
-          ("--split", ["1", "0", "0"]), ("--controls", ["-1"]), ("--crop", ["300"]), ("--device", ["cuda:7"])]
+CASES = [
+    (flag_of(f, spec), values)
+    for record in RECORDS
+    for f, spec in declared_fields(record)
+    if spec.cli and spec.kind is not PAIRS
+    for values in invalid_values(spec)
+]
+CASES += [
+    ("--thresholds", ["6.0", "4.3"]),
+    ("--margin", ["-2"]),
+    ("--margin", ["0.9"]),
+    ("--permutations", ["-3"]),
+    ("--alpha", ["2"]),
+    ("--epochs", ["0"]),
+    ("--seed", ["-1"]),
+    ("--workers", ["-1"]),
+    ("--lr", ["-1"]),
+    ("--chunk-images", ["0"]),
+    ("--head-batch-size", ["0"]),
+    ("--split", ["0.5", "0.5", "0.5"]),
+    ("--split", ["1", "0", "0"]),
+    ("--controls", ["-1"]),
+    ("--crop", ["300"]),
+    ("--device", ["cuda:7"]),
+]
 
 
 def test_every_declared_option_has_invalid_cases():
@@ -58,8 +78,20 @@ def test_every_declared_option_has_invalid_cases():
 def test_an_invalid_value_is_one_sentence_before_any_work(tmp_path, capsys, flag, values):
     make_oasis(tmp_path / "set", n=3)
     out = tmp_path / "run"
-    base = ["-q", "run", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small", "--weights", "random",
-            "--workers", "0", "--out", str(out)]
+    base = [
+        "-q",
+        "run",
+        "--dataset",
+        f"s={tmp_path / 'set'}",
+        "--model",
+        "mobilenet_v3_small",
+        "--weights",
+        "random",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+    ]
     if flag == "--crop":
         base += ["--resize", "256"]
     code = main([*base, flag, *values])
@@ -100,10 +132,44 @@ def test_options_round_trip_through_config_and_unknown_keys_are_named():
 def test_run_with_config_repeats_a_run_exactly(tmp_path, capsys):
     make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
     first, second = tmp_path / "first", tmp_path / "second"
-    assert main(["-q", "run", "--dataset", f"s={tmp_path / 'set'}", "--model", "mobilenet_v3_small", "--weights",
-                 "random", "--seed", "5", "--margin", "0.1", "--workers", "0", "--tuning-null", "20", "--layers",
-                 "features.12.2", "--betas", "0", "2", "--repeats", "2", "--lesion-repeats", "3", "--epochs", "2",
-                 "--controls", "1", "--out", str(first)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "run",
+                "--dataset",
+                f"s={tmp_path / 'set'}",
+                "--model",
+                "mobilenet_v3_small",
+                "--weights",
+                "random",
+                "--seed",
+                "5",
+                "--margin",
+                "0.1",
+                "--workers",
+                "0",
+                "--tuning-null",
+                "20",
+                "--layers",
+                "features.12.2",
+                "--betas",
+                "0",
+                "2",
+                "--repeats",
+                "2",
+                "--lesion-repeats",
+                "3",
+                "--epochs",
+                "2",
+                "--controls",
+                "1",
+                "--out",
+                str(first),
+            ]
+        )
+        == 0
+    )
     assert main(["-q", "run", "--config", str(first / "config.yaml"), "--out", str(second)]) == 0
     tables = sorted(p.relative_to(first) for p in first.rglob("*.csv") if "cache" not in p.parts)
     assert len(tables) > 10 and (first / "control" / "table1.csv").is_file()

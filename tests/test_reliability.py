@@ -1,5 +1,6 @@
 """Faults, hostile input and concurrent use never give a wrong table (issue 10): locks, manifests,
 OS errors as messages, stale temporaries, damaged cache entries, fault injection."""
+
 from __future__ import annotations
 
 import errno
@@ -9,10 +10,9 @@ import sys
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
-from conftest import make_oasis
 
+from conftest import make_oasis
 from emoselect import manifest
 from emoselect.cli import main
 from emoselect.manipulation import ResultCache
@@ -27,22 +27,33 @@ def _extracted(tmp_path, n=30):
     return run
 
 
-MANIPULATE = ["--layers", "features.12.2", "--betas", "0", "2", "--repeats", "2", "--lesion-repeats", "3",
-              "--epochs", "2"]
+MANIPULATE = [
+    "--layers",
+    "features.12.2",
+    "--betas",
+    "0",
+    "2",
+    "--repeats",
+    "2",
+    "--lesion-repeats",
+    "3",
+    "--epochs",
+    "2",
+]
 
 
 def test_a_cut_table_is_refused_by_the_next_stage_and_the_report(tmp_path, capsys):
     run = _extracted(tmp_path)
     assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0
     text = (run / "selective.csv").read_bytes()
-    (run / "selective.csv").write_bytes(text[: len(text) // 2])          # a full disk during a copy, say
+    (run / "selective.csv").write_bytes(text[: len(text) // 2])  # a full disk during a copy, say
     capsys.readouterr()
     assert main(["-q", "manipulate", str(run), *MANIPULATE]) == 2
     err = capsys.readouterr().err
     assert "selective.csv differs from what the selectivity stage wrote" in err and err.count("\n") == 1
     assert not (run / "table1.csv").exists()
     assert main(["-q", "report", str(run)]) == 2
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0          # the rerun repairs it
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0  # the rerun repairs it
     assert main(["-q", "manipulate", str(run), *MANIPULATE]) == 0
 
 
@@ -50,7 +61,7 @@ def test_a_stage_without_a_finished_earlier_stage_is_refused(tmp_path, capsys):
     run = _extracted(tmp_path)
     data = manifest.read(run)
     del data["extract"]
-    (run / "manifest.json").write_text(__import__("json").dumps(data))           # as if extract was interrupted
+    (run / "manifest.json").write_text(__import__("json").dumps(data))  # as if extract was interrupted
     assert main(["-q", "selectivity", str(run)]) == 2
     assert "extract stage has not finished" in capsys.readouterr().err
 
@@ -59,7 +70,7 @@ def test_new_selectivity_drops_the_manipulations_made_from_the_old_one(tmp_path)
     run = _extracted(tmp_path)
     assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0
     assert main(["-q", "manipulate", str(run), *MANIPULATE]) == 0
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0          # same result: kept
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0  # same result: kept
     assert (run / "table1.csv").is_file() and "manipulate" in manifest.read(run)
     assert main(["-q", "selectivity", str(run), "--tuning-null", "10", "--define-on", "all"]) == 0
     assert not (run / "table1.csv").exists() and "manipulate" not in manifest.read(run)
@@ -69,20 +80,28 @@ def test_new_selectivity_drops_the_manipulations_made_from_the_old_one(tmp_path)
 
 def test_a_second_writer_is_refused_and_names_the_first(tmp_path, capsys):
     run = _extracted(tmp_path)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from emoselect.files import run_lock\n"
-                               "with run_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(60)", str(run)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from emoselect.files import run_lock\n"
+            "with run_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(60)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         capsys.readouterr()
         assert main(["-q", "selectivity", str(run)]) == 2
         err = capsys.readouterr().err
         assert f"being written by process {holder.pid}" in err and err.count("\n") == 1
-        assert main(["-q", "report", str(run)]) == 0                  # readers are not blocked
+        assert main(["-q", "report", str(run)]) == 0  # readers are not blocked
     finally:
         holder.kill()
         holder.wait()
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0    # kill -9 left no stale lock
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0  # kill -9 left no stale lock
 
 
 def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path):
@@ -123,8 +142,22 @@ def test_a_cache_that_cannot_be_written_is_one_sentence(tmp_path, capsys):
     make_oasis(tmp_path / "set", n=3)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--cache", str(blocker / "cache"),
-                 "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(
+            [
+                "-q",
+                "extract",
+                "--dataset",
+                f"s={tmp_path / 'set'}",
+                *SMALL,
+                "--cache",
+                str(blocker / "cache"),
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "the cache folder" in err and "is not writable" in err and err.count("\n") == 1
 
@@ -162,21 +195,37 @@ def test_kill_9_at_several_points_then_rerun_gives_the_undisturbed_tables(tmp_pa
     undisturbed run's time (import and stimuli, extraction, selectivity or manipulations); the same
     command then finishes, with tables byte-equal to the undisturbed run's and no temporaries left."""
     make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
-    command = [sys.executable, "-m", "emoselect.cli", "-q", "run", "--dataset", f"s={tmp_path / 'set'}", *SMALL,
-               "--tuning-null", "10", *MANIPULATE, "--controls", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "emoselect.cli",
+        "-q",
+        "run",
+        "--dataset",
+        f"s={tmp_path / 'set'}",
+        *SMALL,
+        "--tuning-null",
+        "10",
+        *MANIPULATE,
+        "--controls",
+        "1",
+    ]
     env = {**os.environ, "EMOSELECT_CACHE": str(tmp_path / "cache-a")}
     start = time.time()
     subprocess.run([*command, "--out", str(tmp_path / "calm")], env=env, check=True, capture_output=True)
     duration = time.time() - start
     env["EMOSELECT_CACHE"] = str(tmp_path / "cache-b")
     for fraction in (0.15, 0.45, 0.75):
-        victim = subprocess.Popen([*command, "--out", str(tmp_path / "hit")], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        victim = subprocess.Popen(
+            [*command, "--out", str(tmp_path / "hit")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(fraction * duration)
         victim.kill()
         victim.wait()
     subprocess.run([*command, "--out", str(tmp_path / "hit")], env=env, check=True, capture_output=True)
-    calm = sorted(p.relative_to(tmp_path / "calm") for p in (tmp_path / "calm").rglob("*.csv") if "cache" not in p.parts)
+    calm = sorted(
+        p.relative_to(tmp_path / "calm") for p in (tmp_path / "calm").rglob("*.csv") if "cache" not in p.parts
+    )
     assert len(calm) > 10
     for table in calm:
         assert (tmp_path / "hit" / table).read_bytes() == (tmp_path / "calm" / table).read_bytes(), table
@@ -185,7 +234,6 @@ def test_kill_9_at_several_points_then_rerun_gives_the_undisturbed_tables(tmp_pa
 
 def test_a_picture_changed_in_place_with_its_old_size_and_mtime_is_rehashed(tmp_path):
     from conftest import make_image
-
     from emoselect.stimuli import ImageCheckCache
 
     picture = make_image(tmp_path / "a.png", seed=1)
@@ -193,9 +241,9 @@ def test_a_picture_changed_in_place_with_its_old_size_and_mtime_is_rehashed(tmp_
     first, _ = checks.check(picture)
     stat = picture.stat()
     other = make_image(tmp_path / "b.png", seed=2)
-    assert other.stat().st_size == stat.st_size                    # same size, other bytes
+    assert other.stat().st_size == stat.st_size  # same size, other bytes
     picture.write_bytes(other.read_bytes())
-    os.utime(picture, ns=(stat.st_atime_ns, stat.st_mtime_ns))     # and the old modification time
+    os.utime(picture, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the old modification time
     second, _ = checks.check(picture)
     assert second != first and second == __import__("emoselect.files", fromlist=["x"]).file_digest(other)
 
@@ -210,10 +258,12 @@ def test_a_huge_16_bit_picture_is_loaded_in_bounded_memory_and_max_pixels_guards
     path = tmp_path / "huge.png"
     gradient = (np.arange(9000, dtype=np.uint32) * 7 % 65536).astype(np.uint16)
     Image.fromarray(np.broadcast_to(gradient, (9000, 9000)).copy()).save(path)
-    code = ("import resource, sys; from emoselect.images import load_rgb, to_tensor, Preprocessing; "
-            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-            "image, notes = load_rgb(sys.argv[1]); to_tensor(image, Preprocessing()); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, notes)")
+    code = (
+        "import resource, sys; from emoselect.images import load_rgb, Preprocessing; from emoselect.tensors import to_tensor; "
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+        "image, notes = load_rgb(sys.argv[1]); to_tensor(image, Preprocessing()); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, notes)"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
     grown_kb = int(out.split()[0])
     assert grown_kb < 500 * 1024, out
@@ -253,11 +303,11 @@ def test_an_animated_gif_gets_a_first_frame_note(tmp_path):
 def test_image_statistics_do_not_depend_on_the_batch_size():
     import torch
 
-    from emoselect.images import image_statistics
+    from emoselect.tensors import image_statistics
 
     batch = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     together = image_statistics(batch)
-    alone = torch.cat([image_statistics(batch[i:i + 1]) for i in range(8)])
+    alone = torch.cat([image_statistics(batch[i : i + 1]) for i in range(8)])
     assert torch.equal(together, alone)
 
 
@@ -267,14 +317,29 @@ def test_small_items_clear_messages(tmp_path, capsys):
     make_generic(tmp_path / "set", rows=[("a.png", "seven", 3.0), ("b.png", 4.0, 3.0), ("c.png", 7.0, 3.0)])
     assert main(["-q", "datasets", "inspect", str(tmp_path / "set")]) == 2
     assert "--scale" in capsys.readouterr().err
-    assert main(["-q", "datasets", "inspect", str(tmp_path / "set"), "--scale", "set=1-9"]) == 0   # as suggested
+    assert main(["-q", "datasets", "inspect", str(tmp_path / "set"), "--scale", "set=1-9"]) == 0  # as suggested
     out = capsys.readouterr().out
     assert "valence 'seven' of 'a' is not a number" in out
     weights = tmp_path / "weights.pth"
     weights.write_text("these are not weights\n")
     make_oasis(tmp_path / "o", n=3)
-    assert main(["-q", "extract", "--dataset", f"o={tmp_path / 'o'}", "--model", "mobilenet_v3_small", "--weights",
-                 str(weights), "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(
+            [
+                "-q",
+                "extract",
+                "--dataset",
+                f"o={tmp_path / 'o'}",
+                "--model",
+                "mobilenet_v3_small",
+                "--weights",
+                str(weights),
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     assert "a text file that torch.load cannot read" in capsys.readouterr().err
 
 
@@ -301,8 +366,25 @@ def test_hostile_strings_in_inputs_and_config_are_escaped_in_the_report(tmp_path
     os.rename(root / "images" / "Thing 1.jpg", root / "images" / "Thing 1 <b onmouseover=alert(1)>.jpg")
     (root / "images" / "<img src=x onerror=alert(2)>.jpg").write_bytes(b"not a picture")
     run = tmp_path / "run"
-    assert main(["-q", "run", "--dataset", f"s={root}", *SMALL, "--tuning-null", "10", *MANIPULATE,
-                 "--controls", "1", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "run",
+                "--dataset",
+                f"s={root}",
+                *SMALL,
+                "--tuning-null",
+                "10",
+                *MANIPULATE,
+                "--controls",
+                "1",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     page = (run / "report.html").read_text()
     assert "onmouseover=alert(1)" in page or "Thing 1" in page
     assert "<b onmouseover" not in page and "<img src=x" not in page
@@ -314,16 +396,27 @@ def test_hostile_strings_in_inputs_and_config_are_escaped_in_the_report(tmp_path
     assert "<script" not in page.lower()
 
 
-def test_a_full_disk_at_random_writes_of_every_stage_then_a_rerun_gives_the_undisturbed_tables(tmp_path, monkeypatch,
-                                                                                             capsys):
+def test_a_full_disk_at_random_writes_of_every_stage_then_a_rerun_gives_the_undisturbed_tables(
+    tmp_path, monkeypatch, capsys
+):
     """ENOSPC injected at the k-th atomic write of a whole run (k drawn over all its writes: cache
     entries, responses, tables, figures, heads, report, config, manifest); the command fails with a
     message, no temporary is left, and the rerun's tables equal the undisturbed run's."""
     from emoselect import figures, files
 
     make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
-    command = ["-q", "run", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--tuning-null", "10", *MANIPULATE,
-               "--controls", "1"]
+    command = [
+        "-q",
+        "run",
+        "--dataset",
+        f"s={tmp_path / 'set'}",
+        *SMALL,
+        "--tuning-null",
+        "10",
+        *MANIPULATE,
+        "--controls",
+        "1",
+    ]
     real, calls = files.write_atomic, []
 
     def counting(path, write):
@@ -336,8 +429,11 @@ def test_a_full_disk_at_random_writes_of_every_stage_then_a_rerun_gives_the_undi
     assert main([*command, "--out", str(tmp_path / "calm")]) == 0
     total = len(calls)
     assert total > 50
-    calm = sorted(p.relative_to(tmp_path / "calm") for p in (tmp_path / "calm").rglob("*.csv") if "cache" not in p.parts)
+    calm = sorted(
+        p.relative_to(tmp_path / "calm") for p in (tmp_path / "calm").rglob("*.csv") if "cache" not in p.parts
+    )
     for k in sorted(np.random.default_rng(7).choice(np.arange(1, total), 4, replace=False)):
+
         def failing(path, write, k=k):
             calls.append(str(path))
             if len(calls) == k:
@@ -361,13 +457,20 @@ def test_a_full_disk_at_random_writes_of_every_stage_then_a_rerun_gives_the_undi
 
 def test_a_rating_row_pointing_outside_its_set_is_excluded_not_matched_by_stem(tmp_path):
     from conftest import make_generic, make_image
-
     from emoselect.stimuli import build_stimuli
 
     make_image(tmp_path / "other" / "a.png", seed=9)
-    outside = make_image(tmp_path / "elsewhere" / "c.png", seed=8)           # exists: not created by make_generic
-    make_generic(tmp_path / "set", rows=[("a.png", 2.0, 3.0), ("b.png", 5.0, 3.0), ("c.png", 7.0, 3.0),
-                                         ("../other/a.png", 7.5, 3.0), (str(outside), 1.5, 3.0)])
+    outside = make_image(tmp_path / "elsewhere" / "c.png", seed=8)  # exists: not created by make_generic
+    make_generic(
+        tmp_path / "set",
+        rows=[
+            ("a.png", 2.0, 3.0),
+            ("b.png", 5.0, 3.0),
+            ("c.png", 7.0, 3.0),
+            ("../other/a.png", 7.5, 3.0),
+            (str(outside), 1.5, 3.0),
+        ],
+    )
     stimuli = build_stimuli({"s": tmp_path / "set"}, scales={"s": "1-9"}, progress=False)
     assert sorted(stimuli.table["image_id"]) == ["a", "b", "c"]
     excluded = [p.problem for p in stimuli.problems if p.action == "excluded"]

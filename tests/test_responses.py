@@ -1,29 +1,36 @@
 """Recorded responses equal an independent computation; the cache hits, resumes and invalidates."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import make_image, make_oasis
 from PIL import Image
 from torchvision import transforms
 from torchvision.models.feature_extraction import create_feature_extractor
 
+from conftest import make_image, make_oasis
 from emoselect.config import ExtractOptions
-from emoselect.images import IMAGE_STATISTICS, image_statistics
 from emoselect.network import load_network
 from emoselect.pipeline import extract_stage
 from emoselect.responses import ResponseStore, extract, response_key
 from emoselect.stimuli import build_stimuli
+from emoselect.tensors import IMAGE_STATISTICS, image_statistics
 
-PICTURES = ["Acorns 1", "Monkey 3", "War 2"]   # Monkey 3 is the RGBA file
+PICTURES = ["Acorns 1", "Monkey 3", "War 2"]  # Monkey 3 is the RGBA file
 
 
 def torchvision_input(paths):
     """Independent preprocessing: torchvision's standard ImageNet transform on PIL RGB images."""
-    pipeline = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-                                   transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    pipeline = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
     return torch.stack([pipeline(Image.open(p).convert("RGB")) for p in paths])
 
 
@@ -89,7 +96,7 @@ def test_image_statistics_on_known_pictures():
     assert stats.shape == (3, len(IMAGE_STATISTICS))
     np.testing.assert_allclose(stats[0], [0.5, 0.0, 0.0, 0.0], atol=1e-6)
     assert stats[1, 0] == pytest.approx(0.2126) and stats[1, 2] == pytest.approx(0.3 * np.hypot(255, 127.5), rel=1e-5)
-    assert stats[2, 1] == pytest.approx(0.5) and stats[2, 3] == pytest.approx(1.0)   # all power at Nyquist
+    assert stats[2, 1] == pytest.approx(0.5) and stats[2, 3] == pytest.approx(1.0)  # all power at Nyquist
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,7 +132,9 @@ def test_second_call_is_a_cache_hit_and_interrupted_call_resumes(small_set, tmp_
 
     computed = []
     real_compute = module.compute_missing
-    monkeypatch.setattr(module, "compute_missing", lambda *a, **k: computed.append(real_compute(*a, **k)) or computed[-1])
+    monkeypatch.setattr(
+        module, "compute_missing", lambda *a, **k: computed.append(real_compute(*a, **k)) or computed[-1]
+    )
     first = extract(stimuli, network, cache_dir=tmp_path / "c", batch_size=1, progress=False, workers=0)
     second = extract(stimuli, network, cache_dir=tmp_path / "c", batch_size=1, progress=False, workers=0)
     assert computed == [3, 0]
@@ -147,7 +156,7 @@ def test_changed_picture_and_corrupt_entry_are_recomputed(small_set, tmp_path):
     stimuli = build_stimuli({"s": small_set}, progress=False)
     after = extract(stimuli, network, cache_dir=tmp_path / "c", progress=False, workers=0)["s"]
     site = list(network.sites)[0]
-    assert_relative(after.sites[site][0], before.sites[site][0])                          # recomputed, same picture
+    assert_relative(after.sites[site][0], before.sites[site][0])  # recomputed, same picture
     assert not np.allclose(after.sites[site][1], before.sites[site][1], rtol=1e-3, atol=0)  # changed picture
     np.testing.assert_array_equal(after.sites[site][2:], before.sites[site][2:])
 
@@ -160,8 +169,13 @@ def test_cache_key_depends_on_weights_and_preprocessing():
 
 
 def test_extract_stage_writes_the_run_folder(small_set, tmp_path):
-    options = ExtractOptions(datasets={"a": str(small_set), "b": str(small_set)}, model="mobilenet_v3_small",
-                             weights="random", limit=4, workers=0)
+    options = ExtractOptions(
+        datasets={"a": str(small_set), "b": str(small_set)},
+        model="mobilenet_v3_small",
+        weights="random",
+        limit=4,
+        workers=0,
+    )
     result = extract_stage(options, tmp_path / "run", progress=False)
     run = tmp_path / "run"
     for dataset in ("a", "b"):
@@ -175,17 +189,24 @@ def test_extract_stage_writes_the_run_folder(small_set, tmp_path):
     assert (run / "stimuli.csv").read_text().count("\n") == 9
     (run / "units.csv").write_text("stale")
     extract_stage(ExtractOptions(**{**options.__dict__, "batch_size": 3}), tmp_path / "run", progress=False)
-    assert (run / "units.csv").exists()                       # same stimuli and network: later outputs still valid
+    assert (run / "units.csv").exists()  # same stimuli and network: later outputs still valid
     assert not list(run.rglob(".*tmp*"))
     extract_stage(ExtractOptions(**{**options.__dict__, "limit": 3}), tmp_path / "run", progress=False)
-    assert not (run / "units.csv").exists()                   # other options: stale outputs removed
+    assert not (run / "units.csv").exists()  # other options: stale outputs removed
 
 
 def test_grayscale_option_shows_the_network_gray_pictures(small_set, tmp_path):
     stimuli = build_stimuli({"s": small_set}, progress=False)
-    colour = extract(stimuli, load_network("mobilenet_v3_small", "random"), cache_dir=tmp_path, progress=False, workers=0)
-    gray = extract(stimuli, load_network("mobilenet_v3_small", "random", grayscale=True), cache_dir=tmp_path,
-                   progress=False, workers=0)
+    colour = extract(
+        stimuli, load_network("mobilenet_v3_small", "random"), cache_dir=tmp_path, progress=False, workers=0
+    )
+    gray = extract(
+        stimuli,
+        load_network("mobilenet_v3_small", "random", grayscale=True),
+        cache_dir=tmp_path,
+        progress=False,
+        workers=0,
+    )
     assert (colour["s"].image_stats["colourfulness"] > 1).all()
     np.testing.assert_allclose(gray["s"].image_stats["colourfulness"], 0.0, atol=1e-3)
     site = list(colour["s"].sites)[0]
@@ -206,7 +227,7 @@ def test_a_table_write_that_fails_leaves_the_old_table_and_no_temporary_file(tmp
 
     def half_then_full(self, path, **kwargs):
         with open(path, "w") as handle:
-            handle.write("unit\n1\n")                                  # cut mid-table
+            handle.write("unit\n1\n")  # cut mid-table
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_full)
@@ -231,8 +252,9 @@ def test_shared_decoding_gives_the_same_responses_as_separate_passes(tmp_path):
     assert prefetch_responses(stimuli, networks, tmp_path / "shared", batch_size=4, workers=0, progress=False) == 0
     for network in networks:
         shared = extract(stimuli, network, cache_dir=tmp_path / "shared", batch_size=4, workers=0, progress=False)["s"]
-        alone = extract(stimuli, network, cache_dir=tmp_path / f"alone{network.seed}", batch_size=4, workers=0,
-                        progress=False)["s"]
+        alone = extract(
+            stimuli, network, cache_dir=tmp_path / f"alone{network.seed}", batch_size=4, workers=0, progress=False
+        )["s"]
         for site in network.sites:
             np.testing.assert_allclose(shared.sites[site], alone.sites[site], rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(shared.readout, alone.readout, rtol=1e-6, atol=1e-7)

@@ -1,4 +1,5 @@
 """Selectivity statistics against hand computations and planted units."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,11 +9,29 @@ from scipy import special as scipy_special
 from scipy import stats as scipy_stats
 
 from emoselect.responses import Responses
-from emoselect.selectivity import (CATEGORY_ORDER, SelectivityOptions, analyse, d_prime, jaccard,
-                                   label_permutations, permutation_p_values, preferred_category, split_half,
-                                   top_fraction, tuning_quality, tuning_quality_null, tuning_values)
-from emoselect.stats import (benjamini_hochberg, decode_crossvalidated, exceedance_p_value, intersection_pmf,
-                             jaccard_null, random_stream, spearman_columns, trend_test)
+from emoselect.selectivity import (
+    CATEGORY_ORDER,
+    SelectivityOptions,
+    analyse,
+    d_prime,
+    jaccard,
+    label_permutations,
+    permutation_p_values,
+    preferred_category,
+    split_half,
+    top_fraction,
+    tuning_quality,
+    tuning_quality_null,
+    tuning_values,
+)
+from emoselect.stats import (
+    benjamini_hochberg,
+    decode_crossvalidated,
+    intersection_pmf,
+    jaccard_null,
+    spearman_columns,
+    trend_test,
+)
 from emoselect.stimuli import Stimuli
 
 CATS = np.array(["pleasant", "pleasant", "neutral", "neutral", "neutral", "unpleasant", "unpleasant", "unknown"])
@@ -22,7 +41,7 @@ TINY = np.array([[1.0, 5.0], [3.0, 5.0], [2.0, 1.0], [0.0, 2.0], [1.0, 3.0], [4.
 def test_tuning_values_equal_a_hand_computation():
     z = tuning_values(TINY, CATS)
     for unit in range(2):
-        used = [TINY[i, unit] for i in range(7)]            # the 'unknown' row is not analysed
+        used = [TINY[i, unit] for i in range(7)]  # the 'unknown' row is not analysed
         mean = sum(used) / 7
         sd = (sum((v - mean) ** 2 for v in used) / 6) ** 0.5
         for k, category in enumerate(CATEGORY_ORDER):
@@ -38,7 +57,7 @@ def test_d_prime_equals_a_hand_computation():
         for k, category in enumerate(CATEGORY_ORDER):
             inside = [TINY[i, unit] for i in range(7) if CATS[i] == category]
             rest = [TINY[i, unit] for i in range(7) if CATS[i] != category]
-            var = lambda v: sum((x - sum(v) / len(v)) ** 2 for x in v) / (len(v) - 1)   # noqa: E731
+            var = lambda v: sum((x - sum(v) / len(v)) ** 2 for x in v) / (len(v) - 1)  # noqa: E731
             expected = (sum(inside) / len(inside) - sum(rest) / len(rest)) / ((var(inside) + var(rest)) / 2) ** 0.5
             assert d[unit, k] == pytest.approx(expected, abs=1e-9)
 
@@ -75,14 +94,14 @@ def test_intersection_pmf_is_hypergeometric_with_one_universe():
 def test_intersection_pmf_with_two_universes_equals_brute_force_enumeration():
     import itertools
 
-    universe_a, universe_b = set(range(0, 7)), set(range(3, 9))          # 4 shared units (3..6)
+    universe_a, universe_b = set(range(0, 7)), set(range(3, 9))  # 4 shared units (3..6)
     counts = np.zeros(4)
     for set_a in itertools.combinations(sorted(universe_a), 3):
         for set_b in itertools.combinations(sorted(universe_b), 2):
             counts[len(set(set_a) & set(set_b))] += 1
     expected = counts / counts.sum()
     pmf = intersection_pmf(4, 7, 6, 3, 2)
-    np.testing.assert_allclose(pmf, expected[:len(pmf)], atol=1e-12)
+    np.testing.assert_allclose(pmf, expected[: len(pmf)], atol=1e-12)
     null = jaccard_null(pmf, 3, 2, 1)
     assert null["p_above"] == pytest.approx(expected[1:].sum())
     j = np.arange(3) / (5 - np.arange(3))
@@ -104,7 +123,7 @@ def test_overlap_null_draws_from_the_eligible_units_defect_2():
         both = int((a & b).sum())
         fixed.append(jaccard_null(intersection_pmf(60, 60, 60, a.sum(), b.sum()), a.sum(), b.sum(), both)["p_above"])
         old.append(jaccard_null(intersection_pmf(200, 200, 200, a.sum(), b.sum()), a.sum(), b.sum(), both)["p_above"])
-    assert np.mean(np.asarray(old) < 0.05) > 0.5                       # the defect: most "significant"
+    assert np.mean(np.asarray(old) < 0.05) > 0.5  # the defect: most "significant"
     for x in (0.05, 0.1, 0.25, 0.5):
         assert np.mean(np.asarray(fixed) <= x) <= x + 0.03
 
@@ -116,9 +135,15 @@ def test_overlap_table_uses_eligible_units_with_si_keep():
     assert row["n_eligible_a"] == 20 and row["n_eligible_b"] == 20
     kept = result.units.pivot(index="unit", columns="dataset", values="kept")
     assert row["n_eligible_both"] == int((kept["a"] & kept["b"]).sum())
-    expected = jaccard_null(intersection_pmf(int(row["n_eligible_both"]), 20, 20, int(row["n_a"]), int(row["n_b"])),
-                            int(row["n_a"]), int(row["n_b"]), int(row["n_selective"]))
-    assert row["p_value"] == pytest.approx(expected["p_above"]) and row["jaccard_null_mean"] == pytest.approx(expected["mean"])
+    expected = jaccard_null(
+        intersection_pmf(int(row["n_eligible_both"]), 20, 20, int(row["n_a"]), int(row["n_b"])),
+        int(row["n_a"]),
+        int(row["n_b"]),
+        int(row["n_selective"]),
+    )
+    assert row["p_value"] == pytest.approx(expected["p_above"]) and row["jaccard_null_mean"] == pytest.approx(
+        expected["mean"]
+    )
 
 
 def test_benjamini_hochberg_by_hand():
@@ -159,7 +184,7 @@ def planted(seed: int, n_per_category: int = 60, effect: float = 2.0):
     categories = np.repeat(CATEGORY_ORDER, n_per_category)
     data = rng.normal(size=(len(categories), 40))
     for k, category in enumerate(CATEGORY_ORDER):
-        data[categories == category, 10 * k:10 * (k + 1)] += effect
+        data[categories == category, 10 * k : 10 * (k + 1)] += effect
     return categories, data + 5.0
 
 
@@ -168,11 +193,25 @@ def planted_run(n_per_category=60, effect=2.0, null=False):
     for seed, name in ((1, "a"), (2, "b")):
         categories, data = planted(seed, n_per_category, 0.0 if null else effect)
         n = len(categories)
-        tables.append(pd.DataFrame({"dataset": name, "image_id": [f"{name}{i}" for i in range(n)], "path": "",
-                                    "valence": np.where(categories == "pleasant", 7.0, np.where(categories == "neutral", 5.0, 2.0)),
-                                    "arousal": 5.0, "category": categories, "split": "train", "category_source": "valence",
-                                    "sha1": ""}))
-        stats = pd.DataFrame(np.random.default_rng(seed).normal(size=(n, 4)), columns=["luminance", "rms_contrast", "colourfulness", "hsf_energy"])
+        tables.append(
+            pd.DataFrame(
+                {
+                    "dataset": name,
+                    "image_id": [f"{name}{i}" for i in range(n)],
+                    "path": "",
+                    "valence": np.where(categories == "pleasant", 7.0, np.where(categories == "neutral", 5.0, 2.0)),
+                    "arousal": 5.0,
+                    "category": categories,
+                    "split": "train",
+                    "category_source": "valence",
+                    "sha1": "",
+                }
+            )
+        )
+        stats = pd.DataFrame(
+            np.random.default_rng(seed).normal(size=(n, 4)),
+            columns=["luminance", "rms_contrast", "colourfulness", "hsf_energy"],
+        )
         responses[name] = Responses(name, {"layer1": data, "layer2": data[:, ::-1].copy()}, "", np.empty((n, 0)), stats)
     stimuli = Stimuli(pd.concat(tables, ignore_index=True), scales={"a": (1.0, 9.0), "b": (1.0, 9.0)})
     return stimuli, responses
@@ -180,7 +219,9 @@ def planted_run(n_per_category=60, effect=2.0, null=False):
 
 def test_planted_selective_units_are_recovered_exactly():
     stimuli, responses = planted_run()
-    options = SelectivityOptions(permutations=200, require_significant=True, valence_tuning=True, example_layers=["layer1"])
+    options = SelectivityOptions(
+        permutations=200, require_significant=True, valence_tuning=True, example_layers=["layer1"]
+    )
     result = analyse(stimuli, responses, ["layer1", "layer2"], options, progress=False)
     layer1 = result.selective[result.selective["layer"] == "layer1"]
     for k, category in enumerate(CATEGORY_ORDER):
@@ -189,7 +230,7 @@ def test_planted_selective_units_are_recovered_exactly():
     assert sorted(layer2.loc[layer2["category"] == "pleasant", "unit"]) == list(range(30, 40))
     overlap = result.overlap.set_index(["layer", "category"])
     assert overlap.loc[("layer1", "pleasant"), "jaccard"] == 1.0
-    row = overlap.loc[("layer1", "pleasant")]          # only significant units are eligible: the planted 30 (+ noise)
+    row = overlap.loc[("layer1", "pleasant")]  # only significant units are eligible: the planted 30 (+ noise)
     assert row["n_eligible_both"] >= 30 and row["n_a"] == row["n_b"] == 10
     if row["n_eligible_a"] == row["n_eligible_b"] == row["n_eligible_both"]:
         assert row["p_value"] == pytest.approx(1 / scipy_special.comb(row["n_eligible_both"], 10), rel=1e-6)
@@ -219,7 +260,7 @@ def test_p_values_are_uniform_on_null_data():
     _, p_rho = spearman_columns(data, rng.normal(size=90))
     assert scipy_stats.kstest(p_rho, "uniform").pvalue > 0.01
     overlap_p = []
-    for _ in range(300):   # two unrelated 'datasets': overlap p-values of independent preferences
+    for _ in range(300):  # two unrelated 'datasets': overlap p-values of independent preferences
         a, b = rng.integers(0, 3, 200) == 0, rng.integers(0, 3, 200) == 0
         pmf = intersection_pmf(200, 200, 200, a.sum(), b.sum())
         overlap_p.append(jaccard_null(pmf, a.sum(), b.sum(), int((a & b).sum()))["p_above"])
@@ -245,8 +286,10 @@ def test_define_on_train_uses_only_the_training_split():
     everything = analyse(stimuli, responses, ["layer1"], SelectivityOptions(define_on="all"), progress=False)
     assert train.layers["n_images"].tolist() == [90, 90] and everything.layers["n_images"].tolist() == [180, 180]
     a_rows = stimuli.of("a")
-    expected = tuning_values(responses["a"].sites["layer1"][(a_rows["split"] == "train").to_numpy()],
-                             a_rows["category"][a_rows["split"] == "train"].to_numpy())
+    expected = tuning_values(
+        responses["a"].sites["layer1"][(a_rows["split"] == "train").to_numpy()],
+        a_rows["category"][a_rows["split"] == "train"].to_numpy(),
+    )
     got = train.units[(train.units["dataset"] == "a")][["t_pleasant", "t_neutral", "t_unpleasant"]].to_numpy()
     np.testing.assert_allclose(got, expected, atol=1e-12)
 
@@ -262,11 +305,11 @@ def test_decoding_confound_check_on_planted_statistics():
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(3), 80)
     image_stats = rng.normal(size=(240, 4))
-    image_stats[:, 0] += 3.0 * labels                                  # luminance carries the category
+    image_stats[:, 0] += 3.0 * labels  # luminance carries the category
     explained = np.column_stack([image_stats[:, 0] * w for w in rng.normal(size=20)]) + 0.1 * rng.normal(size=(240, 20))
     independent = rng.normal(size=(240, 20))
-    independent[:, :5] += 2.0 * labels[:, None]                        # category carried by something else
-    assert decode_crossvalidated(image_stats, labels).mean() > 0.85    # optimum (means 0, 3, 6; SD 1): 0.91
+    independent[:, :5] += 2.0 * labels[:, None]  # category carried by something else
+    assert decode_crossvalidated(image_stats, labels).mean() > 0.85  # optimum (means 0, 3, 6; SD 1): 0.91
     assert decode_crossvalidated(explained, labels).mean() > 0.8
     assert decode_crossvalidated(explained, labels, covariates=image_stats).mean() < 0.5
     unrelated_stats = rng.normal(size=(240, 4))
@@ -280,7 +323,7 @@ def test_confounds_table_from_the_stage():
     result = analyse(stimuli, responses, ["layer1"], SelectivityOptions(confounds=True), progress=False)
     confounds = result.confounds.set_index("dataset")
     assert (confounds["layer_responses"] > 0.9).all()
-    assert (confounds["image_statistics"] < 0.5).all()          # random statistics carry nothing
+    assert (confounds["image_statistics"] < 0.5).all()  # random statistics carry nothing
     assert (confounds["share_explained_by_statistics"].abs() < 0.1).all()
 
 
@@ -309,7 +352,7 @@ def _layered(rng, effects, n_per_category=30, units=30):
     layers = []
     for effect in effects:
         data = rng.normal(size=(len(categories), units))
-        data[categories == "pleasant", :units // 3] += effect
+        data[categories == "pleasant", : units // 3] += effect
         layers.append(data)
     return categories, layers
 
@@ -332,7 +375,7 @@ def test_depth_trend_is_calibrated_without_selectivity():
     p = np.array([_trend_p(rng, [0.0] * 5, permutations=39)["p_rise"] for _ in range(150)])
     for x in (0.1, 0.25, 0.5):
         assert np.mean(p <= x) <= x + 0.08
-    assert np.mean(p <= 0.5) >= 0.3                                       # not degenerate
+    assert np.mean(p <= 0.5) >= 0.3  # not degenerate
 
 
 def test_trend_difference_is_calibrated_and_detects_a_steeper_rise():
@@ -347,7 +390,7 @@ def test_trend_difference_is_calibrated_and_detects_a_steeper_rise():
     rng = np.random.default_rng(4)
     categories = np.repeat(CATEGORY_ORDER, 30)
     p = []
-    for _ in range(120):        # both networks without selectivity, the same permutations (as in a run)
+    for _ in range(120):  # both networks without selectivity, the same permutations (as in a run)
         orders = label_permutations(90, 39, rng)
         table = trend_difference(nulls(rng, [0.0] * 5, orders, categories), [nulls(rng, [0.0] * 5, orders, categories)])
         p.append(table["p_rise"].iloc[0])
@@ -355,10 +398,12 @@ def test_trend_difference_is_calibrated_and_detects_a_steeper_rise():
     for x in (0.1, 0.25, 0.5):
         assert np.mean(p <= x) <= x + 0.1
     detected = []
-    for _ in range(5):          # 13 layers, selectivity rising in the trained network only (power)
+    for _ in range(5):  # 13 layers, selectivity rising in the trained network only (power)
         orders = label_permutations(90, 99, rng)
-        steeper = trend_difference(nulls(rng, list(np.linspace(0, 2.4, 13)), orders, categories),
-                                   [nulls(rng, [0.0] * 13, orders, categories), nulls(rng, [0.0] * 13, orders, categories)])
+        steeper = trend_difference(
+            nulls(rng, list(np.linspace(0, 2.4, 13)), orders, categories),
+            [nulls(rng, [0.0] * 13, orders, categories), nulls(rng, [0.0] * 13, orders, categories)],
+        )
         detected.append(steeper["rho"].iloc[0] > 0 and steeper["p_rise"].iloc[0] <= 0.05)
     assert np.mean(detected) >= 0.8
 
@@ -373,21 +418,29 @@ def test_tuning_quality_null_columns_and_trend_in_the_stage():
     null = planted_run(null=True)
     flat = analyse(*null, ["layer1", "layer2"], SelectivityOptions(tuning_null=99), progress=False).layers
     assert (flat["tuning_quality_excess"].abs() < 0.1).all()
-    assert result.trends.empty                                             # fewer than 3 layers: no trend
+    assert result.trends.empty  # fewer than 3 layers: no trend
 
 
 def test_same_seed_same_tables_whatever_else_is_switched_on_defect_5():
     stimuli, responses = planted_run(effect=0.3)
     plain = analyse(stimuli, responses, ["layer1", "layer2"], SelectivityOptions(tuning_null=30), progress=False)
-    more = analyse(stimuli, responses, ["layer1", "layer2"],
-                   SelectivityOptions(tuning_null=30, permutations=40, valence_tuning=True, confounds=True), progress=False)
+    more = analyse(
+        stimuli,
+        responses,
+        ["layer1", "layer2"],
+        SelectivityOptions(tuning_null=30, permutations=40, valence_tuning=True, confounds=True),
+        progress=False,
+    )
     pd.testing.assert_frame_equal(plain.overlap, more.overlap)
     columns = [c for c in plain.layers.columns]
     pd.testing.assert_frame_equal(plain.layers[columns], more.layers[columns])
     one_layer = analyse(stimuli, responses, ["layer2"], SelectivityOptions(tuning_null=30), progress=False)
-    pd.testing.assert_frame_equal(one_layer.layers.drop(columns=["layer_index", "relative_depth"]).reset_index(drop=True),
-                                  plain.layers[plain.layers["layer"] == "layer2"]
-                                  .drop(columns=["layer_index", "relative_depth"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        one_layer.layers.drop(columns=["layer_index", "relative_depth"]).reset_index(drop=True),
+        plain.layers[plain.layers["layer"] == "layer2"]
+        .drop(columns=["layer_index", "relative_depth"])
+        .reset_index(drop=True),
+    )
 
 
 def test_ledoit_wolf_shrinkage_equals_its_definition():
@@ -399,6 +452,6 @@ def test_ledoit_wolf_shrinkage_equals_its_definition():
     n, p = x.shape
     sample = x.T @ x / n
     target = np.trace(sample) / p * np.eye(p)
-    b2 = sum(np.sum((np.outer(row, row) - sample) ** 2) for row in x) / n ** 2
+    b2 = sum(np.sum((np.outer(row, row) - sample) ** 2) for row in x) / n**2
     d2 = np.sum((sample - target) ** 2)
     assert ledoit_wolf_shrinkage(x) == pytest.approx(min(b2, d2) / d2, rel=1e-10)

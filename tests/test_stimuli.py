@@ -1,13 +1,14 @@
 """Categories, splits, overrides and every bad-input case of the stimulus stage."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_generic, make_image, make_oasis
 from PIL import Image
 
-from emoselect.images import load_rgb, ImageProblem
+from conftest import make_generic, make_image, make_oasis
+from emoselect.images import ImageProblem, load_rgb
 from emoselect.problems import InputError
 from emoselect.stimuli import assign_split, build_stimuli, categorize, category_counts, to_scale
 
@@ -17,7 +18,15 @@ def test_thresholds_map_linearly_onto_each_scale():
     assert to_scale(4.3, (1, 7)) == pytest.approx(1 + 3.3 * 6 / 8)
     assert to_scale(6.0, (0, 100)) == pytest.approx(62.5)
     values = np.array([1.0, 4.29, 4.3, 5.0, 6.0, 6.01, np.nan])
-    assert list(categorize(values, (1, 9))) == ["unpleasant", "unpleasant", "neutral", "neutral", "neutral", "pleasant", "unknown"]
+    assert list(categorize(values, (1, 9))) == [
+        "unpleasant",
+        "unpleasant",
+        "neutral",
+        "neutral",
+        "neutral",
+        "pleasant",
+        "unknown",
+    ]
     on_100 = (values - 1) / 8 * 100
     assert list(categorize(on_100, (0, 100))) == list(categorize(values, (1, 9)))
 
@@ -25,12 +34,23 @@ def test_thresholds_map_linearly_onto_each_scale():
 def test_margin_marks_pictures_near_a_boundary_unknown():
     values = np.array([4.0, 4.2, 4.4, 4.7, 5.8, 6.1, 6.4])
     assert list(categorize(values, (1, 9), margin=0.25)) == [
-        "unpleasant", "unknown", "unknown", "neutral", "unknown", "unknown", "pleasant"]
+        "unpleasant",
+        "unknown",
+        "unknown",
+        "neutral",
+        "unknown",
+        "unknown",
+        "pleasant",
+    ]
 
 
 def test_split_is_stratified_seeded_and_independent_of_other_datasets():
-    table = pd.DataFrame({"dataset": ["a"] * 40 + ["b"] * 8,
-                          "category": ["pleasant"] * 20 + ["neutral"] * 12 + ["unknown"] * 8 + ["neutral"] * 8})
+    table = pd.DataFrame(
+        {
+            "dataset": ["a"] * 40 + ["b"] * 8,
+            "category": ["pleasant"] * 20 + ["neutral"] * 12 + ["unknown"] * 8 + ["neutral"] * 8,
+        }
+    )
     split = assign_split(table, seed=3)
     assert np.array_equal(split, assign_split(table, seed=3))
     assert not np.array_equal(split, assign_split(table, seed=4))
@@ -67,15 +87,24 @@ def test_oasis_category_counts_match_the_mapped_thresholds(oasis_dir):
     assert counts["neutral"] == ((independent >= low) & (independent <= high)).sum()
     assert counts["total"] == 900
     rgba = [p for p in stimuli.problems if "Monkey 3" in p.file]
-    assert rgba == []   # its alpha channel is fully opaque: nothing to report
+    assert rgba == []  # its alpha channel is fully opaque: nothing to report
 
 
 # ---------------------------------------------------------------------------------------------
 # odd and broken pictures
 
 
-@pytest.mark.parametrize("mode, note", [("L", "grayscale"), ("RGBA", "composited on white"), ("CMYK", "CMYK"),
-                                        ("I;16", "16-bit"), ("P", "palette"), ("LA", "composited")])
+@pytest.mark.parametrize(
+    "mode, note",
+    [
+        ("L", "grayscale"),
+        ("RGBA", "composited on white"),
+        ("CMYK", "CMYK"),
+        ("I;16", "16-bit"),
+        ("P", "palette"),
+        ("LA", "composited"),
+    ],
+)
 def test_odd_picture_modes_become_rgb_with_a_note(tmp_path, mode, note):
     suffix = {"CMYK": ".jpg", "L": ".jpg"}.get(mode, ".png")
     path = make_image(tmp_path / f"x{suffix}", mode=mode)
@@ -101,7 +130,7 @@ def test_transparent_pixels_are_white(tmp_path):
 def test_exif_orientation_is_applied(tmp_path):
     image = Image.new("RGB", (60, 30), (200, 10, 10))
     exif = image.getexif()
-    exif[0x0112] = 6   # rotate 90 degrees
+    exif[0x0112] = 6  # rotate 90 degrees
     image.save(tmp_path / "rot.jpg", exif=exif)
     loaded, _ = load_rgb(tmp_path / "rot.jpg")
     assert loaded.size == (30, 60)
@@ -127,8 +156,16 @@ def test_broken_pictures_raise_a_clear_problem(tmp_path):
 
 def test_bad_pictures_are_skipped_and_listed_never_lost(tmp_path):
     root = tmp_path / "set"
-    rows = [("ok.png", 2.0, 3.0), ("junk.jpg", 5.0, 3.0), ("cut.jpg", 8.0, 3.0), ("gray.png", 8.5, 3.0),
-            ("cmyk.jpg", 1.5, 3.0), ("tiny.png", 5.0, 3.0), ("noval.png", ".", 3.0), ("out.png", 12.0, 3.0)]
+    rows = [
+        ("ok.png", 2.0, 3.0),
+        ("junk.jpg", 5.0, 3.0),
+        ("cut.jpg", 8.0, 3.0),
+        ("gray.png", 8.5, 3.0),
+        ("cmyk.jpg", 1.5, 3.0),
+        ("tiny.png", 5.0, 3.0),
+        ("noval.png", ".", 3.0),
+        ("out.png", 12.0, 3.0),
+    ]
     root.mkdir()
     (root / "junk.jpg").write_bytes(b"\x00" * 50)
     make_image(root / "big.jpg", size=(300, 300))
@@ -144,8 +181,13 @@ def test_bad_pictures_are_skipped_and_listed_never_lost(tmp_path):
     assert table.loc["noval", "category"] == "unknown" and table.loc["out", "category"] == "unknown"
     assert table.loc["gray", "category"] == "pleasant" and table.loc["cmyk", "category"] == "unpleasant"
     listed = {(p.file.rsplit("/", 1)[-1], p.action) for p in stimuli.problems}
-    assert {("junk.jpg", "skipped"), ("cut.jpg", "skipped"), ("tiny.png", "skipped"),
-            ("gray.png", "converted"), ("cmyk.jpg", "converted")} <= listed
+    assert {
+        ("junk.jpg", "skipped"),
+        ("cut.jpg", "skipped"),
+        ("tiny.png", "skipped"),
+        ("gray.png", "converted"),
+        ("cmyk.jpg", "converted"),
+    } <= listed
     texts = " | ".join(p.problem for p in stimuli.problems)
     assert "'noval' has no valence rating" in texts and "outside the 1-9 scale" in texts
     assert "fewer than 10" in texts
@@ -163,7 +205,7 @@ def test_dataset_with_no_usable_picture_is_an_error(tmp_path):
 def test_limit_and_unknown_dataset_names(tmp_path):
     make_oasis(tmp_path / "set", n=6)
     stimuli = build_stimuli({"s": tmp_path / "set"}, limit=3, progress=False)
-    assert sorted(stimuli.table["category"]) == ["neutral", "pleasant", "unpleasant"]   # not the first 3 rows
+    assert sorted(stimuli.table["category"]) == ["neutral", "pleasant", "unpleasant"]  # not the first 3 rows
     with pytest.raises(InputError, match="'t'"):
         build_stimuli({"s": tmp_path / "set"}, scales={"t": "1-9"}, progress=False)
     with pytest.raises(InputError, match="no dataset 'x'"):
@@ -189,7 +231,7 @@ def test_the_same_picture_twice_is_found_by_content_defect_10_7(tmp_path):
 
     root = make_oasis(tmp_path / "set", n=12)
     images = sorted((root / "images").glob("*.jpg"))
-    shutil.copy(images[0], images[1])                          # the second picture is the first, renamed
+    shutil.copy(images[0], images[1])  # the second picture is the first, renamed
     stimuli = build_stimuli({"a": root}, cache_dir=tmp_path / "cache", progress=False)
     assert len(stimuli.table) == 11
     dropped = [p for p in stimuli.problems if "same picture" in p.problem]
@@ -210,13 +252,17 @@ def test_dataset_names_cannot_be_paths_defect_10_3(tmp_path, name):
 def test_limit_is_a_stratified_seeded_sample_defect_10_11(tmp_path):
     from emoselect.stimuli import stratified_sample
 
-    table = pd.DataFrame({"image_id": [str(i) for i in range(100)],
-                          "category": ["pleasant"] * 60 + ["neutral"] * 30 + ["unpleasant"] * 9 + ["unknown"]})
+    table = pd.DataFrame(
+        {
+            "image_id": [str(i) for i in range(100)],
+            "category": ["pleasant"] * 60 + ["neutral"] * 30 + ["unpleasant"] * 9 + ["unknown"],
+        }
+    )
     sample = stratified_sample(table, 20, seed=0, dataset="d")
     assert sample["category"].value_counts().to_dict() == {"pleasant": 12, "neutral": 6, "unpleasant": 2}
     assert len(sample) == 20 and list(sample.index) == sorted(sample.index)
     pd.testing.assert_frame_equal(sample, stratified_sample(table, 20, seed=0, dataset="d"))
     assert not sample.equals(stratified_sample(table, 20, seed=1, dataset="d"))
     small = stratified_sample(table, 4, seed=0, dataset="d")
-    assert set(small["category"]) == {"pleasant", "neutral", "unpleasant"}      # unknown gets no guaranteed slot
+    assert set(small["category"]) == {"pleasant", "neutral", "unpleasant"}  # unknown gets no guaranteed slot
     assert stratified_sample(table, 500, seed=0, dataset="d") is table

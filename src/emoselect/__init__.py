@@ -15,24 +15,55 @@ The stages, each usable on its own (docs/science.md gives every definition)::
 and the same on a run folder: extract_stage, selectivity_stage, manipulate_stage (manipulate_all:
 with the first random-init control), claims_stage, run_all.
 """
+
 __version__ = "0.1.0"
 
-from .config import ExtractOptions  # noqa: E402
-from .experiments import ManipulationOptions  # noqa: E402
-from .manipulation import evaluate, evaluate_naive  # noqa: E402
-from .network import Network, load_network, probe_model  # noqa: E402
-from .claims import scorecard  # noqa: E402
-from .pipeline import (claims_stage, extract_stage, inspect_dataset, manipulate_all, manipulate_stage, run_all,  # noqa: E402
-                       selectivity_stage)
-from .problems import InputError, Problem  # noqa: E402
-from .readout import ReadoutOptions, train_heads  # noqa: E402
-from .report import write_report  # noqa: E402
-from .responses import Responses, extract, load_responses  # noqa: E402
-from .selectivity import SelectivityOptions, analyse  # noqa: E402
-from .stimuli import CATEGORIES, Stimuli, build_stimuli, categorize, read_stimuli  # noqa: E402
+# public name -> the module that defines it; imported on first use, so that `import emoselect`
+# loads neither torch nor matplotlib and changes nothing (PEP 562)
+_HOMES = {
+    "CATEGORIES": "stimuli",
+    "Stimuli": "stimuli",
+    "build_stimuli": "stimuli",
+    "categorize": "stimuli",
+    "read_stimuli": "stimuli",
+    "ExtractOptions": "config",
+    "ManipulationOptions": "experiments",
+    "SelectivityOptions": "selectivity",
+    "ReadoutOptions": "records",
+    "Responses": "records",
+    "InputError": "problems",
+    "Problem": "problems",
+    "analyse": "selectivity",
+    "scorecard": "claims",
+    "Network": "network",
+    "load_network": "network",
+    "probe_model": "network",
+    "extract": "responses",
+    "load_responses": "responses",
+    "train_heads": "readout",
+    "evaluate": "manipulation",
+    "evaluate_naive": "manipulation",
+    "write_report": "report",
+    "extract_stage": "pipeline",
+    "selectivity_stage": "pipeline",
+    "manipulate_stage": "pipeline",
+    "manipulate_all": "pipeline",
+    "claims_stage": "pipeline",
+    "run_all": "pipeline",
+    "inspect_dataset": "pipeline",
+}
+__all__ = sorted(_HOMES)
 
-__all__ = ["CATEGORIES", "ExtractOptions", "InputError", "ManipulationOptions", "Network", "Problem", "ReadoutOptions",
-           "Responses", "SelectivityOptions", "Stimuli", "analyse", "build_stimuli", "categorize", "evaluate",
-           "evaluate_naive", "extract", "extract_stage", "inspect_dataset", "load_network", "load_responses",
-           "claims_stage", "manipulate_all", "manipulate_stage", "scorecard", "probe_model", "read_stimuli", "run_all", "selectivity_stage", "train_heads",
-           "write_report"]
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'emoselect' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -14,6 +14,7 @@ to a data set:
 * a test whose smallest attainable p is not below alpha is *inconclusive* whatever the data, and
   says so.
 """
+
 from __future__ import annotations
 
 from itertools import permutations
@@ -67,31 +68,64 @@ def layer_order_test(values: np.ndarray, seed: int = 0, draws: int = 9999) -> di
         orders = np.vstack([np.arange(len(values))] + [rng.permutation(len(values)) for _ in range(draws)])
     null = rank_correlation(depth, values[orders].T)
     null = np.where(np.isfinite(null), null, 0.0)
-    return {"rho": rho, "p_rise": float(np.mean(null >= rho - 1e-12)), "p_fall": float(np.mean(null <= rho + 1e-12)),
-            "min_p": 1.0 / len(orders) if len(values) <= 8 else 1.0 / (draws + 1)}
+    return {
+        "rho": rho,
+        "p_rise": float(np.mean(null >= rho - 1e-12)),
+        "p_fall": float(np.mean(null <= rho + 1e-12)),
+        "min_p": 1.0 / len(orders) if len(values) <= 8 else 1.0 / (draws + 1),
+    }
 
 
-def _row(claim: str, network: str, test: str, effect: float, p: float, p_opposite: float, min_p: float,
-         alpha: float, note: str = "") -> dict:
-    return {"claim": claim, "network": network, "test": test, "effect": effect, "p": p, "p_opposite": p_opposite,
-            "min_p": min_p, "verdict": verdict(p, p_opposite, alpha, min_p), "note": note}
+def _row(
+    claim: str,
+    network: str,
+    test: str,
+    effect: float,
+    p: float,
+    p_opposite: float,
+    min_p: float,
+    alpha: float,
+    note: str = "",
+) -> dict:
+    return {
+        "claim": claim,
+        "network": network,
+        "test": test,
+        "effect": effect,
+        "p": p,
+        "p_opposite": p_opposite,
+        "min_p": min_p,
+        "verdict": verdict(p, p_opposite, alpha, min_p),
+        "note": note,
+    }
 
 
-def _cells_row(claim: str, network: str, test: str, claimed: np.ndarray, opposite: np.ndarray, min_p: float,
-               alpha: float, note: str) -> dict:
+def _cells_row(
+    claim: str,
+    network: str,
+    test: str,
+    claimed: np.ndarray,
+    opposite: np.ndarray,
+    min_p: float,
+    alpha: float,
+    note: str,
+) -> dict:
     """A claim over many cells (each with its own BH-corrected test): the majority rule, and
     inconclusive whatever the data when a cell's smallest attainable p is not below alpha."""
     claimed, opposite = np.asarray(claimed, bool), np.asarray(opposite, bool)
-    row = _row(claim, network, test, float(claimed.mean()) if len(claimed) else np.nan, np.nan, np.nan, min_p, alpha,
-               note)
+    row = _row(
+        claim, network, test, float(claimed.mean()) if len(claimed) else np.nan, np.nan, np.nan, min_p, alpha, note
+    )
     row["verdict"] = INCONCLUSIVE if np.isfinite(min_p) and min_p >= alpha else majority_verdict(claimed, opposite)
     return row
 
 
 def trend_claims(trends: pd.DataFrame, alpha: float) -> list[dict]:
     """Tuning quality and overlap rise with depth, per network, and more in the trained network."""
-    texts = {"tuning_quality_excess": "tuning quality (excess over its label-shuffled null) rises with depth",
-             "overlap_excess": "cross-dataset overlap (excess over chance) rises with depth"}
+    texts = {
+        "tuning_quality_excess": "tuning quality (excess over its label-shuffled null) rises with depth",
+        "overlap_excess": "cross-dataset overlap (excess over chance) rises with depth",
+    }
     rows = []
     for record in trends.itertuples(index=False):
         if record.measure not in texts:
@@ -99,10 +133,23 @@ def trend_claims(trends: pd.DataFrame, alpha: float) -> list[dict]:
         claim = texts[record.measure]
         if record.network.startswith("trained - "):
             claim = claim.replace("rises with depth", "rises more steeply than in the random-init controls")
-        null = "label permutations applied to every layer" if record.measure == "tuning_quality_excess" \
+        null = (
+            "label permutations applied to every layer"
+            if record.measure == "tuning_quality_excess"
             else "exact per-layer overlap nulls"
-        rows.append(_row(claim, record.network, f"Spearman rho with depth; p from {int(record.n_null)} draws of {null}",
-                         record.rho, record.p_rise, record.p_fall, 1.0 / (record.n_null + 1), alpha))
+        )
+        rows.append(
+            _row(
+                claim,
+                record.network,
+                f"Spearman rho with depth; p from {int(record.n_null)} draws of {null}",
+                record.rho,
+                record.p_rise,
+                record.p_fall,
+                1.0 / (record.n_null + 1),
+                alpha,
+            )
+        )
     return rows
 
 
@@ -113,85 +160,163 @@ def overlap_claims(overlap: pd.DataFrame, network: str, alpha: float) -> dict:
         rows = (overlap["category"] == category).to_numpy()
         below[rows] = benjamini_hochberg(overlap.loc[rows, "p_below"].to_numpy()) < alpha
     above = (overlap["q_value"] < alpha).to_numpy()
-    return _cells_row("units keep their preferred category across datasets more than chance", network,
-                      "exact overlap null per layer and category, BH across layers; majority of cells", above, below,
-                      np.nan, alpha, f"{int(above.sum())} of {len(above)} cells above chance, {int(below.sum())} below "
-                                     f"(q < {alpha})")
+    return _cells_row(
+        "units keep their preferred category across datasets more than chance",
+        network,
+        "exact overlap null per layer and category, BH across layers; majority of cells",
+        above,
+        below,
+        np.nan,
+        alpha,
+        f"{int(above.sum())} of {len(above)} cells above chance, {int(below.sum())} below (q < {alpha})",
+    )
 
 
 def versus_controls(trained: float, controls: list[float], claim: str, test: str, alpha: float) -> dict:
     """Is the trained network's value above every random-init control's? Rank among the K controls."""
-    controls = np.asarray([c for c in controls if np.isfinite(c)], float)
-    network = f"trained vs {len(controls)} random-init control{'s' if len(controls) != 1 else ''}"
-    if not np.isfinite(trained) or len(controls) == 0:
+    finite = np.asarray([c for c in controls if np.isfinite(c)], float)
+    network = f"trained vs {len(finite)} random-init control{'s' if len(finite) != 1 else ''}"
+    if not np.isfinite(trained) or len(finite) == 0:
         return {**_row(claim, network, test, np.nan, np.nan, np.nan, 1.0, alpha), "verdict": UNTESTABLE}
-    min_p = 1.0 / (len(controls) + 1)
-    note = f"smallest attainable p with {len(controls)} control(s) = {min_p:.3g}"
-    return _row(claim, network, test, trained - float(np.mean(controls)), *rank_p_values(trained, controls), min_p,
-                alpha, note)
+    min_p = 1.0 / (len(finite) + 1)
+    note = f"smallest attainable p with {len(finite)} control(s) = {min_p:.3g}"
+    return _row(
+        claim, network, test, trained - float(np.mean(finite)), *rank_p_values(trained, finite), min_p, alpha, note
+    )
 
 
 def manipulation_claims(summary: pd.DataFrame, network: str, alpha: float, seed: int = 0) -> list[dict]:
     """Gain and lesion of selective vs random units (own dataset and transfer), and their depth trends."""
     rows = []
     own = summary[summary["train_dataset"] == summary["test_dataset"]]
-    transfer = summary[summary["train_dataset"] != summary["test_dataset"]]
     rescaled = int(own.get("gain_rescales_readout", pd.Series(False, index=own.index)).fillna(False).astype(bool).sum())
-    rescaled_note = (f"; {rescaled} of {len(own)} cells manipulate a layer the readout follows directly "
-                     f"(gain = rescaled head inputs)" if rescaled else "")
+    rescaled_note = (
+        f"; {rescaled} of {len(own)} cells manipulate a layer the readout follows directly "
+        f"(gain = rescaled head inputs)"
+        if rescaled
+        else ""
+    )
     for kind, p, below, min_p, effect in (
-            ("gain", "q_enhance", "q_enhance_below", "min_p_enhance",
-             own["enhanced_f1"] - own["random_enhanced_f1"]),
-            ("lesion", "q_lesion", "q_lesion_below", "min_p_lesion",
-             own["random_lesioned_f1"] - own["lesioned_f1"])):
-        verb = "attention gain on selective units improves the heads more" if kind == "gain" else \
-            "lesioning selective units hurts the heads more"
+        ("gain", "q_enhance", "q_enhance_below", "min_p_enhance", own["enhanced_f1"] - own["random_enhanced_f1"]),
+        ("lesion", "q_lesion", "q_lesion_below", "min_p_lesion", own["random_lesioned_f1"] - own["lesioned_f1"]),
+    ):
+        verb = (
+            "attention gain on selective units improves the heads more"
+            if kind == "gain"
+            else "lesioning selective units hurts the heads more"
+        )
         attainable = float(own[min_p].max()) if len(own) else np.nan
         note = f"smallest attainable p per cell {attainable:.3g}{rescaled_note}"
         claimed = (own[p] < alpha).to_numpy()
-        rows.append(_cells_row(f"{verb} than on random units", network,
-                               "rank among random unit sets per layer and emotion (test split), BH across layers; "
-                               "majority of cells", claimed, (own[below] < alpha).to_numpy(), attainable, alpha,
-                               f"{int(claimed.sum())} of {len(own)} cells q < {alpha}; {note}"))
+        rows.append(
+            _cells_row(
+                f"{verb} than on random units",
+                network,
+                "rank among random unit sets per layer and emotion (test split), BH across layers; majority of cells",
+                claimed,
+                (own[below] < alpha).to_numpy(),
+                attainable,
+                alpha,
+                f"{int(claimed.sum())} of {len(own)} cells q < {alpha}; {note}",
+            )
+        )
         per_layer = effect.groupby(own["layer"], sort=False).mean()
         trend = layer_order_test(per_layer.to_numpy(), seed)
-        rows.append(_row(f"the {kind} effect (selective minus random) is larger in deeper layers", network,
-                         f"Spearman rho with depth over {len(per_layer)} layers; exact layer-order permutation",
-                         trend["rho"], trend["p_rise"], trend["p_fall"], trend["min_p"], alpha))
-    if transfer.empty:
-        rows.append({**_row("attention gain on selective units transfers to another dataset's pictures", network,
-                            "as for the gain, heads tested on the other dataset", np.nan, np.nan, np.nan, np.nan, alpha,
-                            "needs two datasets"), "verdict": UNTESTABLE})
-    else:
-        claimed = (transfer["q_enhance"] < alpha).to_numpy()
-        rows.append(_cells_row("attention gain on selective units transfers to another dataset's pictures", network,
-                               "rank among random unit sets, heads tested on the other dataset; majority of cells",
-                               claimed, (transfer["q_enhance_below"] < alpha).to_numpy(),
-                               float(transfer["min_p_enhance"].max()), alpha,
-                               f"{int(claimed.sum())} of {len(transfer)} cells q < {alpha}"))
+        rows.append(
+            _row(
+                f"the {kind} effect (selective minus random) is larger in deeper layers",
+                network,
+                f"Spearman rho with depth over {len(per_layer)} layers; exact layer-order permutation",
+                trend["rho"],
+                trend["p_rise"],
+                trend["p_fall"],
+                trend["min_p"],
+                alpha,
+            )
+        )
+    rows.append(transfer_claim(summary[summary["train_dataset"] != summary["test_dataset"]], network, alpha))
     return rows
 
 
-def scorecard(trends: pd.DataFrame | None, overlap: pd.DataFrame | None, layers: pd.DataFrame | None,
-              summary: pd.DataFrame | None, controls: list[dict], alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
-    """claims.csv from a run's tables. ``controls``: one dict per random-init control with its
-    ``overlap``, ``layers`` and ``summary`` tables (any may be None)."""
+def transfer_claim(transfer: pd.DataFrame, network: str, alpha: float) -> dict:
+    """Attention gain on selective units helps heads tested on another dataset's pictures (``transfer``:
+    the summary rows whose train and test datasets differ; not testable without them)."""
+    claim = "attention gain on selective units transfers to another dataset's pictures"
+    if transfer.empty:
+        test = "as for the gain, heads tested on the other dataset"
+        row = _row(claim, network, test, np.nan, np.nan, np.nan, np.nan, alpha, "needs two datasets")
+        return {**row, "verdict": UNTESTABLE}
+    claimed = (transfer["q_enhance"] < alpha).to_numpy()
+    return _cells_row(
+        claim,
+        network,
+        "rank among random unit sets, heads tested on the other dataset; majority of cells",
+        claimed,
+        (transfer["q_enhance_below"] < alpha).to_numpy(),
+        float(transfer["min_p_enhance"].max()),
+        alpha,
+        f"{int(claimed.sum())} of {len(transfer)} cells q < {alpha}",
+    )
+
+
+def scorecard(
+    trends: pd.DataFrame | None,
+    overlap: pd.DataFrame | None,
+    layers: pd.DataFrame | None,
+    summary: pd.DataFrame | None,
+    controls: list[dict],
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The paper's claims tested on a run's tables (claims.csv).
+
+    Parameters
+    ----------
+    trends, overlap, layers, summary : DataFrame or None
+        The run's trends.csv, overlap.csv, layers.csv and manipulation_summary.csv (None: not run).
+    controls : list[dict]
+        One dict per random-init control: ``name`` and its ``overlap``, ``layers`` and ``summary``
+        tables (any may be None).
+    alpha : float
+        False discovery rate of every test.
+    seed : int
+        Seeds the exact layer-order permutations.
+
+    Returns
+    -------
+    DataFrame
+        One row per claim and network: claim, network, test, effect, p (both directions), smallest
+        attainable p, verdict (supported, contradicted, inconclusive, not testable), note.
+    """
     rows = trend_claims(trends, alpha) if trends is not None else []
     if overlap is not None:
         rows.append(overlap_claims(overlap, "trained", alpha))
         rows += [overlap_claims(c["overlap"], c["name"], alpha) for c in controls if c.get("overlap") is not None]
         mean_excess = [c["overlap"]["jaccard_excess"].mean() for c in controls if c.get("overlap") is not None]
-        rows.append(versus_controls(overlap["jaccard_excess"].mean(), mean_excess,
-                                    "cross-dataset overlap is above the random-init controls'",
-                                    "mean Jaccard excess over chance (layers x categories), rank among the controls",
-                                    alpha))
+        rows.append(
+            versus_controls(
+                overlap["jaccard_excess"].mean(),
+                mean_excess,
+                "cross-dataset overlap is above the random-init controls'",
+                "mean Jaccard excess over chance (layers x categories), rank among the controls",
+                alpha,
+            )
+        )
     if layers is not None and "tuning_quality_excess" in layers:
-        excess = [c["layers"]["tuning_quality_excess"].mean() for c in controls
-                  if c.get("layers") is not None and "tuning_quality_excess" in c["layers"]]
-        rows.append(versus_controls(layers["tuning_quality_excess"].mean(), excess,
-                                    "tuning quality is above the random-init controls'",
-                                    "mean tuning-quality excess over its null (layers x sides), rank among the controls",
-                                    alpha))
+        excess = [
+            c["layers"]["tuning_quality_excess"].mean()
+            for c in controls
+            if c.get("layers") is not None and "tuning_quality_excess" in c["layers"]
+        ]
+        rows.append(
+            versus_controls(
+                layers["tuning_quality_excess"].mean(),
+                excess,
+                "tuning quality is above the random-init controls'",
+                "mean tuning-quality excess over its null (layers x sides), rank among the controls",
+                alpha,
+            )
+        )
     if summary is not None and not summary.empty:
         rows += manipulation_claims(summary, "trained", alpha, seed)
         for control in controls:

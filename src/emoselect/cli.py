@@ -2,6 +2,7 @@
 
 Bad input ends with one clear line on stderr and exit status 2; an interrupted run says how to resume.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,7 @@ def cmd_inspect(args) -> None:
     from .pipeline import inspect_dataset
     from .stimuli import category_counts
 
-    scale = args.scale.partition("=")[2] if args.scale and "=" in args.scale else args.scale   # NAME=LOW-HIGH too
+    scale = args.scale.partition("=")[2] if args.scale and "=" in args.scale else args.scale  # NAME=LOW-HIGH too
     fmt = args.format.partition("=")[2] if args.format and "=" in args.format else args.format
     stimuli = inspect_dataset(args.path, fmt, scale, cache=args.cache, progress=not args.quiet)
     name = stimuli.datasets[0]
@@ -75,8 +76,10 @@ def cmd_extract(args) -> None:
     network = result.network
     if network.untrained:
         print(f"note: {network.name} has untrained layers {network.untrained}; readout site is {network.readout_site}")
-    print(f"{len(network.sites)} probe sites ({', '.join(list(network.sites)[:3])} ... {list(network.sites)[-1]}), "
-          f"readout {network.readout_site} ({network.readout_dim}-d)")
+    print(
+        f"{len(network.sites)} probe sites ({', '.join(list(network.sites)[:3])} ... {list(network.sites)[-1]}), "
+        f"readout {network.readout_site} ({network.readout_dim}-d)"
+    )
     print(f"wrote {args.out}/stimuli.csv, problems.csv, responses/, config.yaml in {time.time() - start:.1f} s")
 
 
@@ -104,8 +107,10 @@ def _print_selectivity(result) -> None:
     print(table.to_string())
     deepest = result.overlap[result.overlap["layer"] == layers.index[-1]]
     for row in deepest.itertuples():
-        print(f"{row.layer} {row.category}: Jaccard {row.jaccard:.3f} vs chance {row.jaccard_null_mean:.3f} "
-              f"(exact p = {row.p_value:.2g}, BH q = {row.q_value:.2g})")
+        print(
+            f"{row.layer} {row.category}: Jaccard {row.jaccard:.3f} vs chance {row.jaccard_null_mean:.3f} "
+            f"(exact p = {row.p_value:.2g}, BH q = {row.q_value:.2g})"
+        )
 
 
 def cmd_selectivity(args) -> None:
@@ -113,16 +118,19 @@ def cmd_selectivity(args) -> None:
     from .pipeline import selectivity_stage
 
     start = time.time()
-    result = selectivity_stage(args.run, _selectivity_options(args, extract_options(args.run).seed),
-                               progress=not args.quiet)
+    result = selectivity_stage(
+        args.run, _selectivity_options(args, extract_options(args.run).seed), progress=not args.quiet
+    )
     _print_selectivity(result)
-    print(f"wrote {args.run}/units.csv, selective.csv, layers.csv, overlap.csv, examples.csv, figures/ "
-          f"in {time.time() - start:.1f} s")
+    print(
+        f"wrote {args.run}/units.csv, selective.csv, layers.csv, overlap.csv, examples.csv, figures/ "
+        f"in {time.time() - start:.1f} s"
+    )
 
 
 def _manipulation_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     from .experiments import ManipulationOptions
-    from .readout import ReadoutOptions
+    from .records import ReadoutOptions
 
     group = parser.add_argument_group("readout heads and manipulations")
     add_arguments(group, ManipulationOptions, skip)
@@ -134,7 +142,7 @@ def _manipulation_options(args, seed: int, recorded: dict | None = None):
     ``emoselect run`` the one --alpha serves both stages)."""
     from .experiments import ManipulationOptions
     from .options import from_dict
-    from .readout import ReadoutOptions
+    from .records import ReadoutOptions
 
     recorded = dict(recorded or {})
     readout = {**recorded.pop("readout", {}), **given(ReadoutOptions, args), "seed": seed}
@@ -148,8 +156,19 @@ def _print_manipulation(result) -> None:
     print(f"readout heads at {test['site'].iloc[0]} (test split):")
     print(test[["dataset", "emotion", "f1", "accuracy", "balanced_accuracy", "n"]].round(3).to_string(index=False))
     print("Table 1 (test split; layer and beta chosen on the validation split):")
-    columns = ["train_dataset", "test_dataset", "emotion", "original_f1", "enhanced_layer", "enhanced_beta", "enhanced_f1",
-               "enhanced_change_pct", "lesioned_layer", "lesioned_f1", "lesioned_change_pct"]
+    columns = [
+        "train_dataset",
+        "test_dataset",
+        "emotion",
+        "original_f1",
+        "enhanced_layer",
+        "enhanced_beta",
+        "enhanced_f1",
+        "enhanced_change_pct",
+        "lesioned_layer",
+        "lesioned_f1",
+        "lesioned_change_pct",
+    ]
     print(result.table1[columns].round(3).to_string(index=False))
 
 
@@ -173,10 +192,14 @@ def cmd_manipulate(args) -> None:
     from .pipeline import manipulate_all
 
     start = time.time()
-    result = manipulate_all(args.run, _manipulation_options(args, extract_options(args.run).seed), progress=not args.quiet)
+    result = manipulate_all(
+        args.run, _manipulation_options(args, extract_options(args.run).seed), progress=not args.quiet
+    )
     _print_manipulation(result)
-    print(f"wrote {args.run}/readout.csv, manipulation.csv, manipulation_summary.csv, table1.csv, figures/ "
-          f"in {time.time() - start:.1f} s")
+    print(
+        f"wrote {args.run}/readout.csv, manipulation.csv, manipulation_summary.csv, table1.csv, figures/ "
+        f"in {time.time() - start:.1f} s"
+    )
 
 
 def cmd_report(args) -> None:
@@ -198,31 +221,47 @@ def _recorded_run(path: str) -> dict:
         raise InputError(f"--config {path}: cannot read it ({error.strerror or error})") from error
     except yaml.YAMLError as error:
         raise InputError(f"--config {path}: not valid YAML ({error})") from error
-    known = ("extract", "selectivity", "manipulation", "run", "datasets", "network", "environment", "created", "updated")
+    known = (
+        "extract",
+        "selectivity",
+        "manipulation",
+        "run",
+        "datasets",
+        "network",
+        "environment",
+        "created",
+        "updated",
+    )
     unknown = [key for key in config if key not in known] if isinstance(config, dict) else ["(not a mapping)"]
     if unknown:
         raise InputError(f"--config {path}: unknown section {unknown[0]!r} (known: {', '.join(known)})")
     extract = dict(config.get("extract") or {})
     provenance = config.get("datasets") or {}
-    extract["datasets"] = {name: folder if Path(folder).exists() or name not in provenance
-                           else provenance[name].get("path", folder)
-                           for name, folder in (extract.get("datasets") or {}).items()}
+    extract["datasets"] = {
+        name: folder if Path(folder).exists() or name not in provenance else provenance[name].get("path", folder)
+        for name, folder in (extract.get("datasets") or {}).items()
+    }
     weights, recorded_weights = extract.get("weights"), (config.get("network") or {}).get("weights")
     if weights not in (None, "imagenet", "pretrained", "random") and not Path(weights).exists() and recorded_weights:
         extract["weights"] = recorded_weights
     unknown_run = [key for key in (config.get("run") or {}) if key not in ("controls", "manipulate")]
     if unknown_run:
         raise InputError(f"--config {path}: unknown option {unknown_run[0]!r} in section 'run'")
-    return {"extract": extract, "selectivity": config.get("selectivity") or {},
-            "manipulation": config.get("manipulation"), "run": config.get("run") or {}}
+    return {
+        "extract": extract,
+        "selectivity": config.get("selectivity") or {},
+        "manipulation": config.get("manipulation"),
+        "run": config.get("run") or {},
+    }
 
 
 def cmd_run(args) -> None:
     from .pipeline import run_all
 
     start = time.time()
-    recorded = _recorded_run(args.config) if args.config else {"extract": {}, "selectivity": {}, "manipulation": {},
-                                                                "run": {}}
+    recorded = (
+        _recorded_run(args.config) if args.config else {"extract": {}, "selectivity": {}, "manipulation": {}, "run": {}}
+    )
     options = _extract_options(args, recorded["extract"])
     selectivity = _selectivity_options(args, options.seed, recorded["selectivity"])
     skip = args.no_manipulate or (recorded["manipulation"] is None and not recorded["run"].get("manipulate", True))
@@ -235,8 +274,10 @@ def cmd_run(args) -> None:
     if analysis.manipulated is not None:
         _print_manipulation(analysis.manipulated)
     _print_claims(args.out)
-    print(f"wrote {args.out}/ (tables, figures/{', control*/' if controls != 0 else ''}) and {analysis.report} "
-          f"in {(time.time() - start) / 60:.1f} min")
+    print(
+        f"wrote {args.out}/ (tables, figures/{', control*/' if controls != 0 else ''}) and {analysis.report} "
+        f"in {(time.time() - start) / 60:.1f} min"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     _selectivity_arguments(selectivity)
     selectivity.set_defaults(func=cmd_selectivity)
 
-    manipulate = commands.add_parser("manipulate", help="readout heads; lesion and attention gain of selective vs random units")
+    manipulate = commands.add_parser(
+        "manipulate", help="readout heads; lesion and attention gain of selective vs random units"
+    )
     manipulate.add_argument("run", help="run folder with selectivity results")
     _manipulation_arguments(manipulate)
     manipulate.set_defaults(func=cmd_manipulate)
@@ -275,14 +318,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run")
     report.set_defaults(func=cmd_report)
 
-    run = commands.add_parser("run", help="everything: extract (and a random-init control), selectivity, manipulate, report")
+    run = commands.add_parser(
+        "run", help="everything: extract (and a random-init control), selectivity, manipulate, report"
+    )
     _extract_arguments(run)
     _selectivity_arguments(run)
-    _manipulation_arguments(run, skip=("alpha",))      # one --alpha for both stages
-    run.add_argument("--config", metavar="FILE", help="a run's config.yaml: repeat that run (flags given here override)")
-    run.add_argument("--controls", type=int, metavar="K",
-                     help="random-init control networks (seeds seed .. seed+K-1; default: the profile's, quick 2, paper 10; "
-                          "0 = none); the first also goes through the manipulations")
+    _manipulation_arguments(run, skip=("alpha",))  # one --alpha for both stages
+    run.add_argument(
+        "--config", metavar="FILE", help="a run's config.yaml: repeat that run (flags given here override)"
+    )
+    run.add_argument(
+        "--controls",
+        type=int,
+        metavar="K",
+        help="random-init control networks (seeds seed .. seed+K-1; default: the profile's, quick 2, paper 10; "
+        "0 = none); the first also goes through the manipulations",
+    )
     run.add_argument("--no-control", action="store_true", help="no random-init control (same as --controls 0)")
     run.add_argument("--no-manipulate", action="store_true", help="skip readout heads and manipulations")
     run.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
@@ -294,21 +345,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as stop:          # usage errors (2) and --help / --version (0)
+    except SystemExit as stop:  # usage errors (2) and --help / --version (0)
         return int(stop.code or 0)
     try:
         args.func(args)
     except InputError as error:
         print(f"emoselect: error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:            # no space, read-only, permission denied: one sentence, no traceback
+    except OSError as error:  # no space, read-only, permission denied: one sentence, no traceback
         where = f"{error.filename}: " if error.filename else ""
-        print(f"emoselect: error: {where}{error.strerror or error} (finished work is kept; the same command "
-              f"resumes once this is fixed)", file=sys.stderr)
+        print(
+            f"emoselect: error: {where}{error.strerror or error} (finished work is kept; the same command "
+            f"resumes once this is fixed)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
-        print("\nemoselect: interrupted; finished work is cached, so the same command resumes where it stopped",
-              file=sys.stderr)
+        print(
+            "\nemoselect: interrupted; finished work is cached, so the same command resumes where it stopped",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

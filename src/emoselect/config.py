@@ -4,6 +4,7 @@ Each stage owns one section (``extract``, ``selectivity``, ``manipulation``) and
 section; ``datasets``, ``network`` and ``environment`` hold provenance (file hashes, versions).
 The file is written atomically.
 """
+
 from __future__ import annotations
 
 import platform
@@ -15,9 +16,9 @@ from pathlib import Path
 import yaml
 
 from .files import write_text_atomic
+from .images import MAX_PIXELS
 from .options import PAIRS, as_dict, check, from_dict, option
 from .problems import InputError
-from .images import MAX_PIXELS
 from .stimuli import DEFAULT_SPLIT, PAPER_THRESHOLDS
 
 
@@ -30,40 +31,84 @@ class ExtractOptions:
     Values are checked on construction (:mod:`emoselect.options`).
     """
 
-    datasets: dict[str, str] = option(factory=dict, kind=PAIRS, metavar="NAME=PATH",
-                                      help="a picture set: its folder (or ratings file); repeat for several",
-                                      flag="--dataset")
-    formats: dict[str, str] = option(factory=dict, kind=PAIRS, metavar="NAME=FMT", flag="--format",
-                                     help="force a format: oasis, iaps, naps, gaped, emotion6, csv")
-    scales: dict[str, str] = option(factory=dict, kind=PAIRS, metavar="NAME=LOW-HIGH", flag="--scale",
-                                    help="valence scale (needed for csv), e.g. 1-9")
-    overrides: str | None = option(None, "category overrides: image_id,category[,dataset]", optional=True,
-                                   metavar="CSV")
-    thresholds: tuple[float, float] = option(PAPER_THRESHOLDS, "valence boundaries on the 1-9 scale (the paper's)",
-                                             kind=float, nargs=2, low=1, high=9, metavar=("LOW", "HIGH"))
-    margin: float = option(0.0, "pictures within this distance of a boundary (1-9 scale) are 'unknown'",
-                           kind=float, low=0)
-    split: tuple[float, float, float] = option(DEFAULT_SPLIT, "fractions of each category in train, val and test",
-                                               kind=float, nargs=3, low=0, high=1, metavar=("TRAIN", "VAL", "TEST"))
+    datasets: dict[str, str] = option(
+        factory=dict,
+        kind=PAIRS,
+        metavar="NAME=PATH",
+        help="a picture set: its folder (or ratings file); repeat for several",
+        flag="--dataset",
+    )
+    formats: dict[str, str] = option(
+        factory=dict,
+        kind=PAIRS,
+        metavar="NAME=FMT",
+        flag="--format",
+        help="force a format: oasis, iaps, naps, gaped, emotion6, csv",
+    )
+    scales: dict[str, str] = option(
+        factory=dict,
+        kind=PAIRS,
+        metavar="NAME=LOW-HIGH",
+        flag="--scale",
+        help="valence scale (needed for csv), e.g. 1-9",
+    )
+    overrides: str | None = option(
+        None, "category overrides: image_id,category[,dataset]", optional=True, metavar="CSV"
+    )
+    thresholds: tuple[float, float] = option(
+        PAPER_THRESHOLDS,
+        "valence boundaries on the 1-9 scale (the paper's)",
+        kind=float,
+        nargs=2,
+        low=1,
+        high=9,
+        metavar=("LOW", "HIGH"),
+    )
+    margin: float = option(
+        0.0, "pictures within this distance of a boundary (1-9 scale) are 'unknown'", kind=float, low=0
+    )
+    split: tuple[float, float, float] = option(
+        DEFAULT_SPLIT,
+        "fractions of each category in train, val and test",
+        kind=float,
+        nargs=3,
+        low=0,
+        high=1,
+        metavar=("TRAIN", "VAL", "TEST"),
+    )
     seed: int = option(0, "seed for splits, random weights and random unit sets", kind=int, low=0)
-    init_seed: int | None = option(None, "seed of random weights (default: --seed)", kind=int, low=0, optional=True,
-                                   cli=False)
-    limit: int | None = option(None, "a seeded sample of N pictures of each set, stratified by category (a quick look)",
-                               kind=int, low=1, optional=True)
+    init_seed: int | None = option(
+        None, "seed of random weights (default: --seed)", kind=int, low=0, optional=True, cli=False
+    )
+    limit: int | None = option(
+        None,
+        "a seeded sample of N pictures of each set, stratified by category (a quick look)",
+        kind=int,
+        low=1,
+        optional=True,
+    )
     model: str = option("vgg16", "torchvision model name")
     weights: str = option("imagenet", "imagenet, random, or a state-dict file")
     grayscale: bool = option(False, "show the pictures in gray (the journal version)", kind=bool)
     readout: str = option("auto", "readout site (auto, pool5, fc6, fc7, ...)")
-    resize: int | None = option(None, "short side in pixels before the centre crop (default: the weights' own, "
-                                "256 for files and random weights)", kind=int, low=16, optional=True)
-    crop: int | None = option(None, "centre crop in pixels (default: the weights' own, 224)", kind=int, low=16,
-                              optional=True)
-    max_pixels: int = option(MAX_PIXELS, "pictures with more pixels are skipped and listed (a memory guard)",
-                             kind=int, low=1)
+    resize: int | None = option(
+        None,
+        "short side in pixels before the centre crop (default: the weights' own, 256 for files and random weights)",
+        kind=int,
+        low=16,
+        optional=True,
+    )
+    crop: int | None = option(
+        None, "centre crop in pixels (default: the weights' own, 224)", kind=int, low=16, optional=True
+    )
+    max_pixels: int = option(
+        MAX_PIXELS, "pictures with more pixels are skipped and listed (a memory guard)", kind=int, low=1
+    )
     batch_size: int = option(32, "pictures per forward pass", kind=int, low=1)
     device: str = option("auto", "auto, cpu, cuda, cuda:1, mps")
-    workers: int | None = option(None, "picture-decoding processes (default: cores - 1, at most 4)", kind=int, low=0,
-                                 optional=True)
+    workers: int | None = option(
+        None, "picture-decoding processes (default: cores - 1, at most 4)", kind=int, low=0, optional=True
+    )
     cache: str | None = option(None, "cache folder (default $EMOSELECT_CACHE or ~/.cache/emoselect)", optional=True)
 
     def __post_init__(self) -> None:
@@ -74,8 +119,10 @@ class ExtractOptions:
         if not low < high:
             raise InputError(f"--thresholds {low:g} {high:g}: LOW must be below HIGH")
         if not (1 < low - self.margin and high + self.margin < 9 and self.margin < (high - low) / 2):
-            raise InputError(f"--margin {self.margin:g} with --thresholds {low:g} {high:g} leaves a category empty: "
-                             f"need 1 < LOW - margin, HIGH + margin < 9 and margin < (HIGH - LOW) / 2")
+            raise InputError(
+                f"--margin {self.margin:g} with --thresholds {low:g} {high:g} leaves a category empty: "
+                f"need 1 < LOW - margin, HIGH + margin < 9 and margin < (HIGH - LOW) / 2"
+            )
         if abs(sum(self.split) - 1) > 1e-6 or min(self.split) <= 0:
             raise InputError(f"--split {' '.join(f'{v:g}' for v in self.split)}: three fractions above 0 summing to 1")
         if self.resize is not None and self.crop is not None and self.crop > self.resize:
@@ -85,7 +132,7 @@ class ExtractOptions:
         return as_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ExtractOptions":
+    def from_dict(cls, data: dict) -> ExtractOptions:
         return from_dict(cls, data, "extract")
 
 
@@ -99,10 +146,17 @@ def environment() -> dict:
 
     from . import __version__
 
-    return {"emoselect": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
-            "torch": str(torch.__version__), "torchvision": str(torchvision.__version__), "numpy": numpy.__version__,
-            "scipy": scipy.__version__, "pandas": pandas.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "emoselect": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "pandas": pandas.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def read_config(run: str | Path) -> dict:

@@ -12,18 +12,19 @@ Optionally (``gain_form='tuning'``), the Lindsay & Miller form scales every unit
 gain = max(0, 1 + beta * f), f = the unit's tuning value for the emotion divided by the layer's
 largest |tuning value|; its control shuffles f over the units.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from .options import check, option
 from .problems import InputError
-from .readout import Head, ReadoutOptions, binary_metrics
-from .stats import benjamini_hochberg, random_stream, rank_p_values
+from .records import Head, ReadoutOptions
+from .stats import benjamini_hochberg, binary_metrics, random_stream, rank_p_values
 from .stimuli import CATEGORIES
 
 # repeats: random sets that get the whole beta grid (gain test); lesion_repeats: random sets in all
@@ -31,10 +32,15 @@ from .stimuli import CATEGORIES
 # p = 1 / (sets + 1): gains 1/50 in quick (BH over its 2 layers can still reach q = 0.04), lesions
 # 1/100; both 1/100 in paper.
 # controls: random-init control networks of `emoselect run` (smallest p of a trained-vs-controls rank: 1/(K+1)).
-PROFILES = {
+PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"layers": 2, "betas": [0.0, 0.5, 1.0, 2.0, 4.0], "repeats": 49, "lesion_repeats": 99, "controls": 2},
-    "paper": {"layers": None, "betas": [round(0.5 * i, 1) for i in range(11)], "repeats": 99, "lesion_repeats": 99,
-              "controls": 10},
+    "paper": {
+        "layers": None,
+        "betas": [round(0.5 * i, 1) for i in range(11)],
+        "repeats": 99,
+        "lesion_repeats": 99,
+        "controls": 10,
+    },
 }
 
 
@@ -51,31 +57,56 @@ class ManipulationOptions:
     test each dataset's heads on the other datasets.
     """
 
-    profile: str = option("auto", "quick: the 2 deepest layers, betas 0 0.5 1 2 4, 2 controls; paper: all layers, "
-                          "betas 0..5 step 0.5, 10 controls; 49 (quick) or 99 (paper) random sets for the gains, 99 "
-                          "lesioned; auto: paper on a GPU, quick on a CPU", choices=("auto", *PROFILES))
+    profile: str = option(
+        "auto",
+        "quick: the 2 deepest layers, betas 0 0.5 1 2 4, 2 controls; paper: all layers, "
+        "betas 0..5 step 0.5, 10 controls; 49 (quick) or 99 (paper) random sets for the gains, 99 "
+        "lesioned; auto: paper on a GPU, quick on a CPU",
+        choices=("auto", *PROFILES),
+    )
     layers: list[str] | None = option(None, "layers to manipulate (overrides the profile)", nargs="+", optional=True)
-    betas: list[float] | None = option(None, "gain values (overrides the profile; 0 and 1 always included)",
-                                       kind=float, nargs="+", low=0, optional=True)
-    repeats: int | None = option(None, "random unit sets swept over every beta, per layer and emotion (default: the "
-                                 "profile's, quick 49, paper 99)", kind=int, low=1, optional=True)
-    lesion_repeats: int | None = option(None, "random unit sets lesioned, per layer and emotion (at least --repeats; "
-                                        "default: the profile's, 99); smallest attainable p = 1/(sets + 1)",
-                                        kind=int, low=1, optional=True)
+    betas: list[float] | None = option(
+        None,
+        "gain values (overrides the profile; 0 and 1 always included)",
+        kind=float,
+        nargs="+",
+        low=0,
+        optional=True,
+    )
+    repeats: int | None = option(
+        None,
+        "random unit sets swept over every beta, per layer and emotion (default: the profile's, quick 49, paper 99)",
+        kind=int,
+        low=1,
+        optional=True,
+    )
+    lesion_repeats: int | None = option(
+        None,
+        "random unit sets lesioned, per layer and emotion (at least --repeats; "
+        "default: the profile's, 99); smallest attainable p = 1/(sets + 1)",
+        kind=int,
+        low=1,
+        optional=True,
+    )
     random_from: str = option("all", "pool of the random unit sets", choices=("all", "nonselective"))
-    gain_form: str = option("channels", "channels: scale the selective units (paper); tuning: 1 + beta * tuning "
-                            "value (Lindsay & Miller)", choices=("channels", "tuning"))
-    transfer: bool = option(True, "do not test heads on the other datasets", kind=bool, negate=True,
-                            flag="--no-transfer")
+    gain_form: str = option(
+        "channels",
+        "channels: scale the selective units (paper); tuning: 1 + beta * tuning value (Lindsay & Miller)",
+        choices=("channels", "tuning"),
+    )
+    transfer: bool = option(
+        True, "do not test heads on the other datasets", kind=bool, negate=True, flag="--no-transfer"
+    )
     readout: ReadoutOptions = option(factory=ReadoutOptions, help="training of the heads", cli=False)
     chunk_images: int = option(32, "pictures per engine chunk (memory bound)", kind=int, low=1)
     batch_samples: int = option(64, "picture-conditions per forward pass", kind=int, low=1)
-    alpha: float = option(0.05, "false discovery rate for every test", kind=float, low=0, high=1, open_low=True,
-                          open_high=True)
+    alpha: float = option(
+        0.05, "false discovery rate for every test", kind=float, low=0, high=1, open_low=True, open_high=True
+    )
     seed: int = option(0, "seed of the random unit sets (the extract seed)", kind=int, low=0, cli=False)
 
     NESTED: ClassVar[dict] = {"readout": ReadoutOptions}
-    RECORDED: ClassVar[tuple] = ("readout_site", "engine", "engine_seconds")   # results the stage writes beside
+    RECORDED: ClassVar[tuple] = ("readout_site", "engine", "engine_seconds")  # results the stage writes beside
 
     def __post_init__(self) -> None:
         check(self)
@@ -89,13 +120,15 @@ class ManipulationOptions:
     def resolved(self, sites: list[str], device="cpu") -> tuple[list[str], list[float], int, int]:
         """(layers, betas, repeats, lesion_repeats) after applying the profile's defaults."""
         profile = PROFILES[self.profile_for(device)]
-        layers = self.layers or (sites[-profile["layers"]:] if profile["layers"] else list(sites))
+        layers = self.layers or (sites[-profile["layers"] :] if profile["layers"] else list(sites))
         unknown = [layer for layer in layers if layer not in sites]
         if unknown:
             raise InputError(f"layers {unknown} are not probe sites of this network ({', '.join(sites)})")
         betas = sorted({float(b) for b in (self.betas if self.betas is not None else profile["betas"])} | {0.0, 1.0})
         repeats = self.repeats if self.repeats is not None else profile["repeats"]
-        lesion_repeats = max(repeats, self.lesion_repeats if self.lesion_repeats is not None else profile["lesion_repeats"])
+        lesion_repeats = max(
+            repeats, self.lesion_repeats if self.lesion_repeats is not None else profile["lesion_repeats"]
+        )
         return layers, betas, repeats, lesion_repeats
 
 
@@ -109,69 +142,118 @@ class LayerPlan:
     conditions: pd.DataFrame
 
 
-def _random_sets(layer: str, emotion: str, chosen: np.ndarray, pool: np.ndarray, count: int,
-                 seed: int) -> list[np.ndarray]:
+def _random_sets(
+    layer: str, emotion: str, chosen: np.ndarray, pool: np.ndarray, count: int, seed: int
+) -> list[np.ndarray]:
     """``count`` random unit sets of the selective set's size from ``pool``, from their own stream.
 
     Raises InputError when the pool cannot give sets of that size, or too few different ones for the
     test (all random sets would be the same set)."""
-    if len(pool) <= len(chosen):                 # too small, or every random set would be the same set
-        raise InputError(f"layer {layer}, {emotion}: the pool of random units has {len(pool)} units, too few for "
-                         f"random sets of the {len(chosen)} selective units (with --random-from nonselective, "
-                         f"use --random-from all)")
+    if len(pool) <= len(chosen):  # too small, or every random set would be the same set
+        raise InputError(
+            f"layer {layer}, {emotion}: the pool of random units has {len(pool)} units, too few for "
+            f"random sets of the {len(chosen)} selective units (with --random-from nonselective, "
+            f"use --random-from all)"
+        )
     rng = random_stream(seed, "random-units", layer, emotion)
     return [np.sort(rng.choice(pool, len(chosen), replace=False)) for _ in range(count)]
 
 
-def plan_layer(layer: str, n_units: int, selective: pd.DataFrame, betas: list[float], repeats: int,
-               options: ManipulationOptions, lesion_repeats: int | None = None,
-               tuning: pd.DataFrame | None = None) -> LayerPlan:
+def plan_layer(
+    layer: str,
+    n_units: int,
+    selective: pd.DataFrame,
+    betas: list[float],
+    repeats: int,
+    options: ManipulationOptions,
+    lesion_repeats: int | None = None,
+    tuning: pd.DataFrame | None = None,
+) -> LayerPlan:
     """All conditions of one layer. beta = 1 is the intact network for every unit set, so it is
     evaluated once (row 0) and shared. Random sets 1..``repeats`` get every beta; sets up to
     ``lesion_repeats`` only beta = 0 (the lesion test)."""
     lesion_repeats = max(repeats, lesion_repeats or repeats)
     rows = [{"emotion": "", "units": "intact", "repeat": 0, "beta": 1.0, "n_units": 0, "swept": False}]
     gains = [np.ones(n_units, np.float32)]
-
-    def add(gain: np.ndarray, **row) -> None:
-        gains.append(gain.astype(np.float32))
-        rows.append(row)
-
-    here = selective[selective["layer"] == layer]
-    nonselective = np.setdiff1d(np.arange(n_units), here["unit"].to_numpy())
     for emotion in CATEGORIES:
         if options.gain_form == "channels":
-            chosen = np.sort(here.loc[here["category"] == emotion, "unit"].to_numpy())
-            if len(chosen) == 0:
-                continue
-            pool = nonselective if options.random_from == "nonselective" else np.arange(n_units)
-            sets = [("selective", 0, chosen)] + [("random", r + 1, units) for r, units in
-                                                enumerate(_random_sets(layer, emotion, chosen, pool, lesion_repeats, options.seed))]
-            for name, repeat, units in sets:
-                for beta in (betas if repeat <= repeats else [0.0]):
-                    if beta != 1.0:
-                        g = np.ones(n_units)
-                        g[units] = beta
-                        add(g, emotion=emotion, units=name, repeat=repeat, beta=beta, n_units=len(units),
-                            swept=repeat <= repeats)
+            conditions = _channel_conditions(
+                layer, emotion, n_units, selective, betas, repeats, lesion_repeats, options
+            )
         else:
-            f = tuning.loc[tuning["layer"] == layer].groupby("unit")[f"t_{emotion}"].mean().reindex(range(n_units)).to_numpy()
-            f = np.nan_to_num(f / np.nanmax(np.abs(f)) if np.isfinite(f).any() and np.nanmax(np.abs(f)) > 0 else np.zeros(n_units))
-            rng = random_stream(options.seed, "shuffled-tuning", layer, emotion)
-            profiles = [("tuning", 0, f)] + [("tuning_shuffled", r + 1, rng.permutation(f)) for r in range(repeats)]
-            for name, repeat, values in profiles:
-                for beta in betas:
-                    if beta != 1.0:
-                        add(np.maximum(0.0, 1.0 + beta * values), emotion=emotion, units=name, repeat=repeat, beta=beta,
-                            n_units=n_units, swept=True)
+            if tuning is None:
+                raise ValueError("gain_form='tuning' needs the units table (units.csv) as `tuning`")
+            conditions = _tuning_conditions(layer, emotion, n_units, tuning, betas, repeats, options.seed)
+        for gain, row in conditions:
+            gains.append(gain.astype(np.float32))
+            rows.append(row)
     return LayerPlan(layer, np.stack(gains), pd.DataFrame(rows))
 
 
-LESIONED = ("selective", "random")   # unit sets whose beta = 0 silences units (not the tuning form, where gain = 1)
+def _channel_conditions(
+    layer: str,
+    emotion: str,
+    n_units: int,
+    selective: pd.DataFrame,
+    betas: list[float],
+    repeats: int,
+    lesion_repeats: int,
+    options: ManipulationOptions,
+):
+    """(gain [n_units], description) of the paper's form: the emotion's selective units, then its
+    random sets, scaled by every beta but 1 (random sets beyond ``repeats`` only by 0)."""
+    here = selective[selective["layer"] == layer]
+    chosen = np.sort(here.loc[here["category"] == emotion, "unit"].to_numpy())
+    if len(chosen) == 0:
+        return
+    nonselective = np.setdiff1d(np.arange(n_units), here["unit"].to_numpy())
+    pool = nonselective if options.random_from == "nonselective" else np.arange(n_units)
+    sets = [("selective", 0, chosen)] + [
+        ("random", r + 1, units)
+        for r, units in enumerate(_random_sets(layer, emotion, chosen, pool, lesion_repeats, options.seed))
+    ]
+    for name, repeat, units in sets:
+        for beta in betas if repeat <= repeats else [0.0]:
+            if beta != 1.0:
+                gain = np.ones(n_units)
+                gain[units] = beta
+                yield (
+                    gain,
+                    {
+                        "emotion": emotion,
+                        "units": name,
+                        "repeat": repeat,
+                        "beta": beta,
+                        "n_units": len(units),
+                        "swept": repeat <= repeats,
+                    },
+                )
 
 
-def score_conditions(plan: LayerPlan, margins: np.ndarray, heads: list[Head], eval_table: pd.DataFrame,
-                     transfer: bool) -> pd.DataFrame:
+def _tuning_conditions(
+    layer: str, emotion: str, n_units: int, tuning: pd.DataFrame, betas: list[float], repeats: int, seed: int
+):
+    """(gain [n_units], description) of the Lindsay & Miller form: gain = max(0, 1 + beta * f), f the
+    units' tuning values for the emotion over the layer's largest |value|, then f shuffled ``repeats`` times."""
+    f = tuning.loc[tuning["layer"] == layer].groupby("unit")[f"t_{emotion}"].mean().reindex(range(n_units)).to_numpy()
+    f = np.nan_to_num(
+        f / np.nanmax(np.abs(f)) if np.isfinite(f).any() and np.nanmax(np.abs(f)) > 0 else np.zeros(n_units)
+    )
+    rng = random_stream(seed, "shuffled-tuning", layer, emotion)
+    profiles = [("tuning", 0, f)] + [("tuning_shuffled", r + 1, rng.permutation(f)) for r in range(repeats)]
+    for name, repeat, values in profiles:
+        for beta in betas:
+            if beta != 1.0:
+                row = {"emotion": emotion, "units": name, "repeat": repeat, "beta": beta, "n_units": n_units}
+                yield np.maximum(0.0, 1.0 + beta * values), {**row, "swept": True}
+
+
+LESIONED = ("selective", "random")  # unit sets whose beta = 0 silences units (not the tuning form, where gain = 1)
+
+
+def score_conditions(
+    plan: LayerPlan, margins: np.ndarray, heads: list[Head], eval_table: pd.DataFrame, transfer: bool
+) -> pd.DataFrame:
     """Metrics of every (head, test dataset, split, condition) of one layer.
 
     ``margins`` [n_conditions, n_eval, n_heads]; ``eval_table`` the evaluated pictures (dataset,
@@ -192,23 +274,43 @@ def score_conditions(plan: LayerPlan, margins: np.ndarray, heads: list[Head], ev
                 mask = ((eval_table["dataset"] == test) & (eval_table["split"] == split)).to_numpy()
                 if not mask.any():
                     continue
-                truth = (eval_table["category"].to_numpy()[mask] == head.emotion)
-                intact = binary_metrics(truth, margins[0, mask, h] > 0)
-                base = {"train_dataset": head.dataset, "test_dataset": test, "emotion": head.emotion,
-                        "layer": plan.layer, "split": split}
-                rows.append({**base, "kind": "intact", "units": "intact", "repeat": 0, "beta": 1.0, "n_units": 0, **intact})
-                for name, repeat, n_units in swept[["units", "repeat", "n_units"]].itertuples(index=False):
-                    rows.append({**base, "kind": "gain", "units": name, "repeat": int(repeat), "beta": 1.0,
-                                 "n_units": int(n_units), **intact})
-                for c, condition in zip(mine.index, mine.itertuples(index=False)):
-                    metrics = binary_metrics(truth, margins[c, mask, h] > 0)
-                    common = {**base, "units": condition.units, "repeat": int(condition.repeat),
-                              "beta": float(condition.beta), "n_units": int(condition.n_units), **metrics}
-                    if condition.swept:
-                        rows.append({**common, "kind": "gain"})
-                    if condition.units in LESIONED and condition.beta == 0.0:
-                        rows.append({**common, "kind": "lesion"})
+                truth = eval_table["category"].to_numpy()[mask] == head.emotion
+                base = {
+                    "train_dataset": head.dataset,
+                    "test_dataset": test,
+                    "emotion": head.emotion,
+                    "layer": plan.layer,
+                    "split": split,
+                }
+                rows += _scored_rows(base, mine, swept, margins[:, mask, h], truth)
     return pd.DataFrame(rows)
+
+
+def _scored_rows(
+    base: dict, conditions: pd.DataFrame, swept: pd.DataFrame, margins: np.ndarray, truth: np.ndarray
+) -> list[dict]:
+    """The rows of one head on one test set: intact, then beta = 1 of every swept set (= intact), then
+    each of the head's conditions as a gain row (swept sets) and/or a lesion row (beta = 0 of a unit
+    set). ``margins`` [n_conditions, n_pictures] of this head; ``truth`` [n_pictures] is the emotion."""
+    intact = binary_metrics(truth, margins[0] > 0)
+    rows = [{**base, "kind": "intact", "units": "intact", "repeat": 0, "beta": 1.0, "n_units": 0, **intact}]
+    for name, repeat, n_units in swept[["units", "repeat", "n_units"]].itertuples(index=False):
+        row = {"kind": "gain", "units": name, "repeat": int(repeat), "beta": 1.0, "n_units": int(n_units)}
+        rows.append({**base, **row, **intact})
+    for c, condition in zip(conditions.index, conditions.itertuples(index=False)):
+        common = {
+            **base,
+            "units": condition.units,
+            "repeat": int(condition.repeat),
+            "beta": float(condition.beta),
+            "n_units": int(condition.n_units),
+            **binary_metrics(truth, margins[c] > 0),
+        }
+        if condition.swept:
+            rows.append({**common, "kind": "gain"})
+        if condition.units in LESIONED and condition.beta == 0.0:
+            rows.append({**common, "kind": "lesion"})
+    return rows
 
 
 def _pct(new, old):
@@ -218,7 +320,7 @@ def _pct(new, old):
 def _best_columns(f1: np.ndarray, betas: np.ndarray) -> np.ndarray:
     """Per row of ``f1`` [n_sets, n_betas], the column of the highest F1; ties go to the beta
     closest to 1 (no change), then to the smaller beta."""
-    preference = np.lexsort((betas, np.abs(betas - 1.0)))                  # columns, most preferred first
+    preference = np.lexsort((betas, np.abs(betas - 1.0)))  # columns, most preferred first
     best = f1[:, preference] == np.nanmax(f1, axis=1, keepdims=True)
     return preference[best.argmax(axis=1)]
 
@@ -236,17 +338,26 @@ def _gain_outcomes(gain: pd.DataFrame) -> pd.DataFrame:
     val = gain[gain["split"] == "val"].pivot(index=index, columns="beta", values="f1")
     test = gain[gain["split"] == "test"].pivot(index=index, columns="beta", values="f1")
     if val.empty or test.empty:
-        return pd.DataFrame(columns=index + ["n_units", "best_beta", "enhanced_f1", "test_chosen_beta", "test_chosen_f1"])
+        return pd.DataFrame(
+            columns=index + ["n_units", "best_beta", "enhanced_f1", "test_chosen_beta", "test_chosen_f1"]
+        )
     test = test.reindex(index=val.index, columns=val.columns)
     betas = val.columns.to_numpy(float)
     values = test.to_numpy()
     rows = np.arange(len(val))
     honest, optimistic = _best_columns(val.to_numpy(), betas), _best_columns(values, betas)
     sizes = gain.drop_duplicates(index).set_index(index)["n_units"].reindex(val.index)
-    return pd.DataFrame({"units": val.index.get_level_values(0), "repeat": val.index.get_level_values(1),
-                         "n_units": sizes.to_numpy().astype(int), "best_beta": betas[honest],
-                         "enhanced_f1": values[rows, honest], "test_chosen_beta": betas[optimistic],
-                         "test_chosen_f1": values[rows, optimistic]})
+    return pd.DataFrame(
+        {
+            "units": val.index.get_level_values(0),
+            "repeat": val.index.get_level_values(1),
+            "n_units": sizes.to_numpy().astype(int),
+            "best_beta": betas[honest],
+            "enhanced_f1": values[rows, honest],
+            "test_chosen_beta": betas[optimistic],
+            "test_chosen_f1": values[rows, optimistic],
+        }
+    )
 
 
 def summarise(manipulation: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
@@ -268,21 +379,37 @@ def summarise(manipulation: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         lesioned = lesions.loc[lesions["units"] == "selective", "f1"]
         random_lesioned = lesions.loc[lesions["units"] == "random", "f1"].to_numpy()
         lesioned = float(lesioned.iloc[0]) if len(lesioned) else np.nan
-        p_enhance, p_enhance_below = rank_p_values(chosen["enhanced_f1"] - original, random["enhanced_f1"].to_numpy() - original)
+        p_enhance, p_enhance_below = rank_p_values(
+            chosen["enhanced_f1"] - original, random["enhanced_f1"].to_numpy() - original
+        )
         p_lesion, p_lesion_below = rank_p_values(original - lesioned, original - random_lesioned)
-        rows.append(dict(zip(keys, key), units=chosen["units"], n_units=chosen["n_units"], original_f1=original,
-                         best_beta=chosen["best_beta"], enhanced_f1=chosen["enhanced_f1"],
-                         enhanced_change_pct=_pct(chosen["enhanced_f1"], original),
-                         test_chosen_beta=chosen["test_chosen_beta"], test_chosen_f1=chosen["test_chosen_f1"],
-                         test_chosen_change_pct=_pct(chosen["test_chosen_f1"], original),
-                         lesioned_f1=lesioned, lesioned_change_pct=_pct(lesioned, original),
-                         random_enhanced_f1=float(random["enhanced_f1"].mean()) if len(random) else np.nan,
-                         random_test_chosen_f1=float(random["test_chosen_f1"].mean()) if len(random) else np.nan,
-                         random_lesioned_f1=float(np.mean(random_lesioned)) if len(random_lesioned) else np.nan,
-                         n_random=len(random), n_random_lesion=len(random_lesioned),
-                         p_enhance=p_enhance, p_enhance_below=p_enhance_below, min_p_enhance=1 / (len(random) + 1),
-                         p_lesion=p_lesion, p_lesion_below=p_lesion_below,
-                         min_p_lesion=1 / (len(random_lesioned) + 1) if len(random_lesioned) else np.nan))
+        rows.append(
+            dict(
+                zip(keys, key),
+                units=chosen["units"],
+                n_units=chosen["n_units"],
+                original_f1=original,
+                best_beta=chosen["best_beta"],
+                enhanced_f1=chosen["enhanced_f1"],
+                enhanced_change_pct=_pct(chosen["enhanced_f1"], original),
+                test_chosen_beta=chosen["test_chosen_beta"],
+                test_chosen_f1=chosen["test_chosen_f1"],
+                test_chosen_change_pct=_pct(chosen["test_chosen_f1"], original),
+                lesioned_f1=lesioned,
+                lesioned_change_pct=_pct(lesioned, original),
+                random_enhanced_f1=float(random["enhanced_f1"].mean()) if len(random) else np.nan,
+                random_test_chosen_f1=float(random["test_chosen_f1"].mean()) if len(random) else np.nan,
+                random_lesioned_f1=float(np.mean(random_lesioned)) if len(random_lesioned) else np.nan,
+                n_random=len(random),
+                n_random_lesion=len(random_lesioned),
+                p_enhance=p_enhance,
+                p_enhance_below=p_enhance_below,
+                min_p_enhance=1 / (len(random) + 1),
+                p_lesion=p_lesion,
+                p_lesion_below=p_lesion_below,
+                min_p_lesion=1 / (len(random_lesioned) + 1) if len(random_lesioned) else np.nan,
+            )
+        )
     summary = pd.DataFrame(rows)
     if summary.empty:
         return summary
@@ -306,22 +433,35 @@ def table_one(summary: pd.DataFrame, manipulation: pd.DataFrame) -> pd.DataFrame
         mine = val[(val["train_dataset"] == key[0]) & (val["test_dataset"] == key[1]) & (val["emotion"] == key[2])]
         chosen = mine[mine["units"].isin(["selective", "tuning"])]
         enhanced_val = {layer: sweep["f1"].max() for layer, sweep in chosen[chosen["kind"] == "gain"].groupby("layer")}
-        lesion_val = {layer: sweep["f1"].iloc[0] for layer, sweep in chosen[chosen["kind"] == "lesion"].groupby("layer")}
+        lesion_val = {
+            layer: sweep["f1"].iloc[0] for layer, sweep in chosen[chosen["kind"] == "lesion"].groupby("layer")
+        }
         if not enhanced_val:
             continue
         by_layer = group.set_index("layer")
-        best = by_layer.loc[max(enhanced_val, key=enhanced_val.get)]
-        worst = by_layer.loc[min(lesion_val, key=lesion_val.get)] if lesion_val else None
+        best = by_layer.loc[max(enhanced_val, key=lambda layer: enhanced_val[layer])]
+        worst = by_layer.loc[min(lesion_val, key=lambda layer: lesion_val[layer])] if lesion_val else None
         optimistic = by_layer.loc[by_layer["test_chosen_f1"].idxmax()]
-        rows.append({"train_dataset": key[0], "test_dataset": key[1], "emotion": key[2],
-                     "original_f1": best["original_f1"], "enhanced_layer": best.name, "enhanced_beta": best["best_beta"],
-                     "enhanced_f1": best["enhanced_f1"], "enhanced_change_pct": best["enhanced_change_pct"],
-                     "random_enhanced_f1": best["random_enhanced_f1"],
-                     "test_chosen_layer": optimistic.name, "test_chosen_beta": optimistic["test_chosen_beta"],
-                     "test_chosen_f1": optimistic["test_chosen_f1"], "test_chosen_change_pct": optimistic["test_chosen_change_pct"],
-                     "random_test_chosen_f1": optimistic["random_test_chosen_f1"],
-                     "lesioned_layer": worst.name if worst is not None else None,
-                     "lesioned_f1": worst["lesioned_f1"] if worst is not None else np.nan,
-                     "lesioned_change_pct": worst["lesioned_change_pct"] if worst is not None else np.nan,
-                     "random_lesioned_f1": worst["random_lesioned_f1"] if worst is not None else np.nan})
+        rows.append(
+            {
+                "train_dataset": key[0],
+                "test_dataset": key[1],
+                "emotion": key[2],
+                "original_f1": best["original_f1"],
+                "enhanced_layer": best.name,
+                "enhanced_beta": best["best_beta"],
+                "enhanced_f1": best["enhanced_f1"],
+                "enhanced_change_pct": best["enhanced_change_pct"],
+                "random_enhanced_f1": best["random_enhanced_f1"],
+                "test_chosen_layer": optimistic.name,
+                "test_chosen_beta": optimistic["test_chosen_beta"],
+                "test_chosen_f1": optimistic["test_chosen_f1"],
+                "test_chosen_change_pct": optimistic["test_chosen_change_pct"],
+                "random_test_chosen_f1": optimistic["random_test_chosen_f1"],
+                "lesioned_layer": worst.name if worst is not None else None,
+                "lesioned_f1": worst["lesioned_f1"] if worst is not None else np.nan,
+                "lesioned_change_pct": worst["lesioned_change_pct"] if worst is not None else np.nan,
+                "random_lesioned_f1": worst["random_lesioned_f1"] if worst is not None else np.nan,
+            }
+        )
     return pd.DataFrame(rows)

@@ -4,6 +4,7 @@ Every function takes tables (pandas DataFrames as written to the run folder) and
 returns the path. Colours: pleasant blue, neutral grey, unpleasant vermillion (colour-blind safe).
 Figures are drawn without pyplot, so importing emoselect never changes a notebook's plotting backend.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,7 +36,9 @@ def _save(fig, path: Path) -> Path:
 
 def _layer_axis(ax, layers: list[str]) -> None:
     ax.set_xticks(range(len(layers)))
-    ax.set_xticklabels(layers, rotation=60 if len(layers) > 6 else 0, ha="right" if len(layers) > 6 else "center", fontsize=8)
+    ax.set_xticklabels(
+        layers, rotation=60 if len(layers) > 6 else 0, ha="right" if len(layers) > 6 else "center", fontsize=8
+    )
     ax.set_xlim(-0.5, len(layers) - 0.5)
 
 
@@ -45,7 +48,9 @@ def tuning_quality(layers: pd.DataFrame, path: Path, controls: list[pd.DataFrame
     with the other controls' observed values (mean over sides) as thin grey lines."""
     order = list(dict.fromkeys(layers["layer"]))
     controls = list(controls or [])
-    networks = [("trained network", layers)] + ([(f"random-init controls ({len(controls)})", controls[0])] if controls else [])
+    networks = [("trained network", layers)] + (
+        [(f"random-init controls ({len(controls)})", controls[0])] if controls else []
+    )
     fig, axes = _subplots(1, len(networks), figsize=(6.5 * len(networks), 3.6), squeeze=False, sharey=True)
     x = np.arange(len(order))
     for ax, (label, table) in zip(axes[0], networks):
@@ -53,10 +58,25 @@ def tuning_quality(layers: pd.DataFrame, path: Path, controls: list[pd.DataFrame
             rows = rows.set_index("layer").reindex(order)
             colour = f"C{i}"
             if "tuning_quality_null_lo" in rows:
-                ax.fill_between(x, rows["tuning_quality_null_lo"], rows["tuning_quality_null_hi"], color=colour, alpha=0.15,
-                                lw=0, label=f"{dataset}: shuffled labels (95%)")
-            ax.errorbar(x, rows["tuning_quality"], yerr=rows["tuning_quality_sem"], marker="o", ms=3, capsize=2,
-                        color=colour, label=f"{dataset}: observed")
+                ax.fill_between(
+                    x,
+                    rows["tuning_quality_null_lo"],
+                    rows["tuning_quality_null_hi"],
+                    color=colour,
+                    alpha=0.15,
+                    lw=0,
+                    label=f"{dataset}: shuffled labels (95%)",
+                )
+            ax.errorbar(
+                x,
+                rows["tuning_quality"],
+                yerr=rows["tuning_quality_sem"],
+                marker="o",
+                ms=3,
+                capsize=2,
+                color=colour,
+                label=f"{dataset}: observed",
+            )
         _layer_axis(ax, order)
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
@@ -81,11 +101,18 @@ def overlap(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | Non
         for ax, category in zip(axes[row], CATEGORIES):
             rows = table[table["category"] == category].set_index("layer").reindex(order)
             x = np.arange(len(order))
-            ax.fill_between(x, rows["jaccard_null_lo"], rows["jaccard_null_hi"], color="0.85",
-                            label="random sets (exact 95% range)")
+            ax.fill_between(
+                x, rows["jaccard_null_lo"], rows["jaccard_null_hi"], color="0.85", label="random sets (exact 95% range)"
+            )
             ax.plot(x, rows["jaccard_null_mean"], color="0.5", lw=1)
-            ax.plot(x, rows["jaccard"], marker="o", color=COLOURS[category] if row == 0 else "0.3",
-                    ls="-" if row == 0 else "--", label=f"observed ({label})")
+            ax.plot(
+                x,
+                rows["jaccard"],
+                marker="o",
+                color=COLOURS[category] if row == 0 else "0.3",
+                ls="-" if row == 0 else "--",
+                label=f"observed ({label})",
+            )
             for xi, (value, significant) in enumerate(zip(rows["jaccard"], rows["significant"])):
                 if significant:
                     ax.text(xi, value + 0.01, "*", ha="center", fontsize=12, color=COLOURS[category])
@@ -108,8 +135,16 @@ def selective_fraction(overlap_table: pd.DataFrame, path: Path, control: pd.Data
             continue
         for category in CATEGORIES:
             rows = table[table["category"] == category].set_index("layer").reindex(order)
-            ax.plot(range(len(order)), 100 * rows["n_selective"] / rows["n_units"], ls=style, marker="o", ms=3,
-                    color=COLOURS[category], label=f"{category} ({label})", alpha=1 if label == "trained" else 0.6)
+            ax.plot(
+                range(len(order)),
+                100 * rows["n_selective"] / rows["n_units"],
+                ls=style,
+                marker="o",
+                ms=3,
+                color=COLOURS[category],
+                label=f"{category} ({label})",
+                alpha=1 if label == "trained" else 0.6,
+            )
     _layer_axis(ax, order)
     ax.set_ylabel("% of units selective")
     ax.set_title("Emotion-selective units per layer")
@@ -133,26 +168,52 @@ def example_neurons(examples: pd.DataFrame, path: Path) -> Path:
             ax = axes[r, c]
             table = examples[(examples["layer"] == layer) & (examples["selective_for"] == category)]
             if table.empty:
-                ax.text(0.5, 0.5, f"no {category}-selective unit", ha="center", va="center", fontsize=8, transform=ax.transAxes)
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"no {category}-selective unit",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    transform=ax.transAxes,
+                )
                 ax.set_axis_off()
                 continue
             datasets = list(dict.fromkeys(table["dataset"]))
             width = 0.8 / len(datasets)
             for i, dataset in enumerate(datasets):
                 rows = table[table["dataset"] == dataset].set_index("category").reindex(CATEGORIES)
-                ax.bar(np.arange(3) + (i - (len(datasets) - 1) / 2) * width, rows["mean_response"], width,
-                       yerr=rows["sem"], color=[COLOURS[k] for k in CATEGORIES], alpha=1.0 - 0.35 * i, edgecolor="k",
-                       lw=0.5, capsize=2, label=dataset)
+                ax.bar(
+                    np.arange(3) + (i - (len(datasets) - 1) / 2) * width,
+                    rows["mean_response"],
+                    width,
+                    yerr=rows["sem"],
+                    color=[COLOURS[k] for k in CATEGORIES],
+                    alpha=1.0 - 0.35 * i,
+                    edgecolor="k",
+                    lw=0.5,
+                    capsize=2,
+                    label=dataset,
+                )
             ax.set_xticks(range(3))
             ax.set_xticklabels(CATEGORIES, fontsize=8)
             ax.set_title(f"{layer} unit {int(table['unit'].iloc[0])}: {category}-selective", fontsize=9)
             if c == 0:
                 ax.set_ylabel("mean response ± SEM")
-    handles, labels = next((ax.get_legend_handles_labels() for ax in axes.flat if ax.get_legend_handles_labels()[0]), ([], []))
+    handles, labels = next(
+        (ax.get_legend_handles_labels() for ax in axes.flat if ax.get_legend_handles_labels()[0]), ([], [])
+    )
     fig.suptitle("Example emotion-selective units at an early, a middle and a deep layer", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     if handles:
-        fig.legend(handles, [f"bars: {label}" for label in labels], loc="upper right", fontsize=7, frameon=False, ncol=len(labels))
+        fig.legend(
+            handles,
+            [f"bars: {label}" for label in labels],
+            loc="upper right",
+            fontsize=7,
+            frameon=False,
+            ncol=len(labels),
+        )
     return _save(fig, path)
 
 
@@ -163,17 +224,34 @@ def example_valence(examples: pd.DataFrame, top_images: dict, path: Path) -> Pat
     for r, layer in enumerate(layers):
         for c, category in enumerate(CATEGORIES):
             ax = axes[r, c]
-            datasets = list(dict.fromkeys(examples.loc[(examples["layer"] == layer)
-                                                       & (examples["selective_for"] == category), "dataset"]))
+            datasets = list(
+                dict.fromkeys(
+                    examples.loc[(examples["layer"] == layer) & (examples["selective_for"] == category), "dataset"]
+                )
+            )
             if not datasets:
                 ax.set_axis_off()
                 continue
             for i, dataset in enumerate(datasets):
                 entry = top_images[(layer, category, dataset)]
                 if i == 0:
-                    ax.hist(entry["all"][np.isfinite(entry["all"])], bins=bins, density=True, color="0.85", label="all pictures")
-                ax.hist(entry["top"][np.isfinite(entry["top"])], bins=bins, density=True, histtype="step", lw=1.5,
-                        color=COLOURS[category], ls="-" if i == 0 else "--", label=f"top {len(entry['top'])} ({dataset})")
+                    ax.hist(
+                        entry["all"][np.isfinite(entry["all"])],
+                        bins=bins,
+                        density=True,
+                        color="0.85",
+                        label="all pictures",
+                    )
+                ax.hist(
+                    entry["top"][np.isfinite(entry["top"])],
+                    bins=bins,
+                    density=True,
+                    histtype="step",
+                    lw=1.5,
+                    color=COLOURS[category],
+                    ls="-" if i == 0 else "--",
+                    label=f"top {len(entry['top'])} ({dataset})",
+                )
             for threshold in (4.3, 6.0):
                 ax.axvline(threshold, color="k", lw=0.6, ls=":")
             ax.set_title(f"{layer} unit {top_images[(layer, category, datasets[0])]['unit']}: {category}", fontsize=9)
@@ -190,15 +268,21 @@ def stimuli(table: pd.DataFrame, scales: dict, path: Path) -> Path:
     """The paper's Fig. S1: per dataset, the valence distribution on its own scale coloured by
     category (with the category boundaries), and the number of pictures per category."""
     datasets = list(dict.fromkeys(table["dataset"]))
-    fig, axes = _subplots(len(datasets), 2, figsize=(10, 2.8 * len(datasets)), squeeze=False,
-                             gridspec_kw={"width_ratios": [3, 1]})
+    fig, axes = _subplots(
+        len(datasets), 2, figsize=(10, 2.8 * len(datasets)), squeeze=False, gridspec_kw={"width_ratios": [3, 1]}
+    )
     for r, dataset in enumerate(datasets):
         rows = table[table["dataset"] == dataset]
         low, high = scales.get(dataset, (1.0, 9.0))
         bins = np.linspace(low, high, 25)
         ax = axes[r, 0]
-        ax.hist([rows.loc[rows["category"] == k, "valence"].dropna() for k in CATEGORIES], bins=bins, stacked=True,
-                color=[COLOURS[k] for k in CATEGORIES], label=list(CATEGORIES))
+        ax.hist(
+            [rows.loc[rows["category"] == k, "valence"].dropna() for k in CATEGORIES],
+            bins=bins,
+            stacked=True,
+            color=[COLOURS[k] for k in CATEGORIES],
+            label=list(CATEGORIES),
+        )
         unknown = rows.loc[~rows["category"].isin(CATEGORIES), "valence"].dropna()
         if len(unknown):
             ax.hist(unknown, bins=bins, histtype="step", color="k", label="unknown")
@@ -241,9 +325,33 @@ def confounds(table: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _selective_vs_random_bars(summary: pd.DataFrame, path: Path, selective: pd.Series, random: pd.Series, q: str,
-                              alpha: float, ylabel: str, title: str, labels: tuple[str, str], intact: bool,
-                              transfer: bool = False) -> Path:
+def _bar_pair(ax, rows: pd.DataFrame, selective: pd.Series, random: pd.Series, colour: str, labels, intact: bool):
+    """Selective (``colour``) and random (grey) bars per layer of ``rows``; the intact F1 as a tick, or a
+    zero line for changes. A value that is not finite (a % change of an F1 of 0) gets no bar."""
+    x = np.arange(len(rows))
+    for shift, values, shade, label in ((-0.2, selective, colour, labels[0]), (0.2, random, "0.75", labels[1])):
+        array = values.to_numpy(float)
+        shown = np.isfinite(array)
+        ax.bar(x[shown] + shift, array[shown], 0.4, color=shade, label=label)
+    if intact:
+        ax.plot(x, rows["original_f1"], "k_", ms=18, mew=2, label="intact")
+    else:
+        ax.axhline(0, color="k", lw=0.6)
+
+
+def _selective_vs_random_bars(
+    summary: pd.DataFrame,
+    path: Path,
+    selective: pd.Series,
+    random: pd.Series,
+    q: str,
+    alpha: float,
+    ylabel: str,
+    title: str,
+    labels: tuple[str, str],
+    intact: bool,
+    transfer: bool = False,
+) -> Path:
     """Bars per layer (selective in the emotion's colour, random grey), one row per network and
     dataset pair and one column per emotion; heads tested on their own dataset, or with ``transfer``
     on the others (the paper's Fig. 4C); * marks BH q < alpha. ``summary`` may hold a ``network``
@@ -251,31 +359,29 @@ def _selective_vs_random_bars(summary: pd.DataFrame, path: Path, selective: pd.S
     own = summary["train_dataset"] == summary["test_dataset"]
     chosen = ~own if transfer else own
     network = summary["network"] if "network" in summary else pd.Series("", index=summary.index)
-    pairs = list(dict.fromkeys(zip(network[chosen], summary.loc[chosen, "train_dataset"],
-                                   summary.loc[chosen, "test_dataset"]))) or [("", "", "")]
+    pairs = list(
+        dict.fromkeys(zip(network[chosen], summary.loc[chosen, "train_dataset"], summary.loc[chosen, "test_dataset"]))
+    ) or [("", "", "")]
     fig, axes = _subplots(len(pairs), 3, figsize=(12, 3.3 * len(pairs)), squeeze=False, sharey="row")
     for r, (net, train, test) in enumerate(pairs):
         for ax, category in zip(axes[r], CATEGORIES):
-            rows = (chosen & (network == net) & (summary["train_dataset"] == train) & (summary["test_dataset"] == test)
-                    & (summary["emotion"] == category))
-            order = list(summary.loc[rows, "layer"])
-            x = np.arange(len(order))
-            for shift, values, colour, label in ((-0.2, selective[rows], COLOURS[category], labels[0]),
-                                                 (0.2, random[rows], "0.75", labels[1])):
-                values = values.to_numpy(float)
-                shown = np.isfinite(values)      # a % change of an F1 of 0 is undefined: no bar
-                ax.bar(x[shown] + shift, values[shown], 0.4, color=colour, label=label)
-            if intact:
-                ax.plot(x, summary.loc[rows, "original_f1"], "k_", ms=18, mew=2, label="intact")
-            else:
-                ax.axhline(0, color="k", lw=0.6)
+            rows = (
+                chosen
+                & (network == net)
+                & (summary["train_dataset"] == train)
+                & (summary["test_dataset"] == test)
+                & (summary["emotion"] == category)
+            )
+            _bar_pair(ax, summary.loc[rows], selective[rows], random[rows], COLOURS[category], labels, intact)
             for xi, (value, qv) in enumerate(zip(selective[rows], summary.loc[rows, q])):
                 if qv < alpha:
                     ax.text(xi - 0.2, value, "*", ha="center", va="bottom", fontsize=12)
-            _layer_axis(ax, order)
+            _layer_axis(ax, list(summary.loc[rows, "layer"]))
             prefix = f"{net}, " if net else ""
-            ax.set_title(f"{prefix}{train} heads on {test}: {category}" if transfer else f"{prefix}{train}: {category}",
-                         fontsize=9)
+            ax.set_title(
+                f"{prefix}{train} heads on {test}: {category}" if transfer else f"{prefix}{train}: {category}",
+                fontsize=9,
+            )
             ax.grid(alpha=0.3, axis="y")
         axes[r, 0].set_ylabel(ylabel)
     axes[0, 0].legend(fontsize=7, frameon=False)
@@ -287,27 +393,53 @@ def _selective_vs_random_bars(summary: pd.DataFrame, path: Path, selective: pd.S
 def attention_change(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
     """% change of test F1 with the best (validation-chosen) gain, per layer: selective vs random."""
     random_change = 100 * (summary["random_enhanced_f1"] - summary["original_f1"]) / summary["original_f1"]
-    return _selective_vs_random_bars(summary, path, summary["enhanced_change_pct"], random_change, "q_enhance", alpha,
-                                     "% change in test F1\n(best gain, chosen on val)",
-                                     "Attention gain on emotion-selective vs random units",
-                                     ("selective units", "random units (mean)"), intact=False)
+    return _selective_vs_random_bars(
+        summary,
+        path,
+        summary["enhanced_change_pct"],
+        random_change,
+        "q_enhance",
+        alpha,
+        "% change in test F1\n(best gain, chosen on val)",
+        "Attention gain on emotion-selective vs random units",
+        ("selective units", "random units (mean)"),
+        intact=False,
+    )
 
 
 def transfer(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
     """Cross-dataset transfer (the paper's Fig. 4C): heads trained on one dataset, tested on another,
     % change of test F1 with the best gain on selective vs random units."""
     random_change = 100 * (summary["random_enhanced_f1"] - summary["original_f1"]) / summary["original_f1"]
-    return _selective_vs_random_bars(summary, path, summary["enhanced_change_pct"], random_change, "q_enhance", alpha,
-                                     "% change in test F1\n(best gain, chosen on val)",
-                                     "Cross-dataset transfer: attention gain with heads tested on the other dataset",
-                                     ("selective units", "random units (mean)"), intact=False, transfer=True)
+    return _selective_vs_random_bars(
+        summary,
+        path,
+        summary["enhanced_change_pct"],
+        random_change,
+        "q_enhance",
+        alpha,
+        "% change in test F1\n(best gain, chosen on val)",
+        "Cross-dataset transfer: attention gain with heads tested on the other dataset",
+        ("selective units", "random units (mean)"),
+        intact=False,
+        transfer=True,
+    )
 
 
 def lesion(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
     """Test F1 after lesioning selective vs random units, per layer, against the intact network."""
-    return _selective_vs_random_bars(summary, path, summary["lesioned_f1"], summary["random_lesioned_f1"], "q_lesion",
-                                     alpha, "test F1", "Lesion of emotion-selective vs random units",
-                                     ("selective lesioned", "random lesioned (mean)"), intact=True)
+    return _selective_vs_random_bars(
+        summary,
+        path,
+        summary["lesioned_f1"],
+        summary["random_lesioned_f1"],
+        "q_lesion",
+        alpha,
+        "test F1",
+        "Lesion of emotion-selective vs random units",
+        ("selective lesioned", "random lesioned (mean)"),
+        intact=True,
+    )
 
 
 def attention_curves(manipulation: pd.DataFrame, path: Path, train: str | None = None, test: str | None = None) -> Path:
@@ -331,14 +463,20 @@ def attention_curves(manipulation: pd.DataFrame, path: Path, train: str | None =
             if control.ngroups:
                 low, high = control.quantile(0.025), control.quantile(0.975)
                 ax.fill_between(low.index, low, high, color=COLOURS[category], alpha=0.12, lw=0)
-                ax.plot(control.mean().index, control.mean().values, color=COLOURS[category], ls="--", alpha=0.7,
-                        label=f"{category} random (mean, 95%)")
+                ax.plot(
+                    control.mean().index,
+                    control.mean().values,
+                    color=COLOURS[category],
+                    ls="--",
+                    alpha=0.7,
+                    label=f"{category} random (mean, 95%)",
+                )
             ax.plot(chosen.index, chosen.values, color=COLOURS[category], marker=".", label=f"{category} selective")
         ax.axvline(1.0, color="k", lw=0.5, ls=":")
         ax.set_title(layer, fontsize=9)
         ax.set_xlabel("beta (ReLU slope)")
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(layers):]:
+    for ax in axes.flat[len(layers) :]:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("test F1")

@@ -3,12 +3,12 @@
 An atomic write goes to a temporary file next to the target and is then renamed over it, so an
 interrupted run leaves either the old file or the new one, never a half-written one.
 """
+
 from __future__ import annotations
 
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -56,7 +56,7 @@ def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
 
 def savez_atomic(path: str | Path, **arrays: np.ndarray) -> None:
     """``np.savez`` to ``path``, atomically."""
-    write_atomic(path, lambda temporary: np.savez(temporary, **arrays))
+    write_atomic(path, lambda temporary: np.savez(temporary, **arrays))  # type: ignore[arg-type]
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -80,7 +80,7 @@ def _owner_alive(temporary: Path) -> bool:
         os.kill(pid, 0)
     except (ValueError, IndexError, ProcessLookupError):
         return False
-    except PermissionError:        # a process of another user holds that pid
+    except PermissionError:  # a process of another user holds that pid
         return True
     return True
 
@@ -115,8 +115,9 @@ def check_free_space(folder: str | Path, needed_bytes: int, what: str) -> None:
     free (checked before long work, so that it does not fail at the end)."""
     free = shutil.disk_usage(folder).free
     if free < needed_bytes:
-        raise InputError(f"{what} needs about {needed_bytes / 1e6:,.0f} MB in {folder}, but only "
-                         f"{free / 1e6:,.0f} MB are free")
+        raise InputError(
+            f"{what} needs about {needed_bytes / 1e6:,.0f} MB in {folder}, but only {free / 1e6:,.0f} MB are free"
+        )
 
 
 def reserve(path: str | Path) -> None:
@@ -138,7 +139,7 @@ def reserve(path: str | Path) -> None:
 # one writer per run folder
 
 
-_HELD: dict[Path, list] = {}      # run folder -> [open lock file, nesting depth] held by this process
+_HELD: dict[Path, list] = {}  # run folder -> [open lock file, nesting depth] held by this process
 
 
 @contextlib.contextmanager
@@ -158,17 +159,20 @@ def run_lock(run: str | Path):
     handle = open(run / ".lock", "a+")
     try:
         import fcntl
-    except ImportError:              # Windows: no flock; runs are not protected against a second writer
-        fcntl = None
-    if fcntl is not None:
+
+        exclusive = fcntl.LOCK_EX | fcntl.LOCK_NB
+    except ImportError:  # Windows: no flock; runs are not protected against a second writer
+        exclusive = 0
+    if exclusive:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), exclusive)
         except OSError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise InputError(f"the run folder {run} is being written by {holder}: wait for it to finish, "
-                             f"or write to another folder") from None
+            raise InputError(
+                f"the run folder {run} is being written by {holder}: wait for it to finish, or write to another folder"
+            ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"process {os.getpid()} ({' '.join(sys.argv[:2])}, since {time.strftime('%H:%M:%S')})")

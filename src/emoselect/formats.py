@@ -8,6 +8,7 @@ Nothing here decides categories or opens images; :mod:`emoselect.stimuli` does t
 Supported formats (``FORMATS``): ``oasis``, ``iaps``, ``naps``, ``gaped``, ``emotion6`` and ``csv``
 (a generic ``image,valence[,arousal][,category]`` file whose scale the user states).
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,8 +27,13 @@ from .problems import InputError, Problem
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm"}
 MISSING_MARKS = {"", ".", "na", "nan", "n/a", "-", "--", "none", "null"}
 GAPED_FILES = ["A", "H", "N", "P", "Sn", "Sp"]
-NATIVE_SCALES = {"oasis": (1.0, 7.0), "iaps": (1.0, 9.0), "naps": (1.0, 9.0),
-                 "gaped": (0.0, 100.0), "emotion6": (1.0, 9.0)}
+NATIVE_SCALES = {
+    "oasis": (1.0, 7.0),
+    "iaps": (1.0, 9.0),
+    "naps": (1.0, 9.0),
+    "gaped": (0.0, 100.0),
+    "emotion6": (1.0, 9.0),
+}
 
 
 @dataclass
@@ -85,6 +91,14 @@ def parse_number(value) -> float:
         return np.nan
 
 
+def as_scale(scale) -> tuple[float, float]:
+    """A valence scale given as 'LOW-HIGH' text or as a (low, high) pair."""
+    if isinstance(scale, str):
+        return parse_scale(scale)
+    low, high = scale
+    return float(low), float(high)
+
+
 def parse_scale(text: str) -> tuple[float, float]:
     """'1-9', '0-100', '1,7' or '-3..3' as (low, high); raises InputError if it is not a scale."""
     match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*(?:-|,|:|\.\.|to)\s*(-?\d+(?:\.\d+)?)\s*", str(text))
@@ -137,24 +151,41 @@ class ImageIndex:
         return hits[0] if len(hits) == 1 else None
 
 
-def _finish(fmt: str, source: Path, scale, rows: list[dict], index: ImageIndex, problems: list[Problem],
-            dataset: str, with_category: bool = False, merge: str = "conflict") -> Ratings:
+def _finish(
+    fmt: str,
+    source: Path,
+    scale,
+    rows: list[dict],
+    index: ImageIndex,
+    problems: list[Problem],
+    dataset: str,
+    with_category: bool = False,
+    merge: str = "conflict",
+) -> Ratings:
     """Turn parsed rows into a Ratings: merge duplicate IDs, report missing images and unrated ones."""
     columns = ["image_id", "path", "valence", "arousal"] + (["category"] if with_category else [])
     table = pd.DataFrame(rows, columns=columns + ["_extra"]) if rows else pd.DataFrame(columns=columns + ["_extra"])
-    raw = table["valence"]                      # the readers keep the cell as written; converted here
+    raw = table["valence"]  # the readers keep the cell as written; converted here
     table["valence"] = raw.map(parse_number).astype(float)
     unparsed = table["valence"].isna()
     for image_id, value in zip(table.loc[unparsed, "image_id"], raw[unparsed]):
         if str(value).strip().lower() not in MISSING_MARKS:
-            problems.append(Problem(dataset, str(source), f"valence {str(value)!r} of {image_id!r} is not a number: "
-                                    f"category unknown", "note"))
+            problems.append(
+                Problem(
+                    dataset,
+                    str(source),
+                    f"valence {str(value)!r} of {image_id!r} is not a number: category unknown",
+                    "note",
+                )
+            )
     rated = {Path(p).resolve() for p in table["path"].dropna()}
     table = _merge_duplicates(table, source, problems, dataset, merge)
     table = table.drop(columns="_extra")
     missing = table["path"].isna()
     for image_id in table.loc[missing, "image_id"]:
-        problems.append(Problem(dataset, str(source), f"rating for {image_id!r} has no image file under {index.root}", "excluded"))
+        problems.append(
+            Problem(dataset, str(source), f"rating for {image_id!r} has no image file under {index.root}", "excluded")
+        )
     table = table.loc[~missing].reset_index(drop=True)
     if table.empty:
         raise InputError(f"{source}: no rated image was found (0 rows with both a rating and an image file)")
@@ -164,8 +195,9 @@ def _finish(fmt: str, source: Path, scale, rows: list[dict], index: ImageIndex, 
     return Ratings(fmt, source, scale, table, problems, unrated)
 
 
-def _merge_duplicates(table: pd.DataFrame, source: Path, problems: list[Problem], dataset: str,
-                      merge: str) -> pd.DataFrame:
+def _merge_duplicates(
+    table: pd.DataFrame, source: Path, problems: list[Problem], dataset: str, merge: str
+) -> pd.DataFrame:
     """Rows sharing an image_id: identical ones collapse; ``merge='mean'`` averages differing
     ratings (IAPS pictures rated in several sets); otherwise conflicting rows are all excluded."""
     dup_ids = table.loc[table["image_id"].duplicated(keep=False), "image_id"].unique()
@@ -180,28 +212,50 @@ def _merge_duplicates(table: pd.DataFrame, source: Path, problems: list[Problem]
         if "category" in group and group["category"].nunique(dropna=False) > 1:
             same = False
         if same:
-            problems.append(Problem(dataset, str(source), f"ID {image_id!r} appears {len(group)} times with the same ratings", "merged"))
+            problems.append(
+                Problem(
+                    dataset, str(source), f"ID {image_id!r} appears {len(group)} times with the same ratings", "merged"
+                )
+            )
             merged.append(group.iloc[[0]])
         elif merge == "mean":
             row = group.iloc[[0]].copy()
             row["valence"] = np.nanmean(ratings[:, 0]) if np.isfinite(ratings[:, 0]).any() else np.nan
             row["arousal"] = np.nanmean(ratings[:, 1]) if np.isfinite(ratings[:, 1]).any() else np.nan
             extras = ", ".join(str(e) for e in group["_extra"])
-            problems.append(Problem(dataset, str(source), f"ID {image_id!r} rated {len(group)} times ({extras}); ratings averaged", "merged"))
+            problems.append(
+                Problem(
+                    dataset,
+                    str(source),
+                    f"ID {image_id!r} rated {len(group)} times ({extras}); ratings averaged",
+                    "merged",
+                )
+            )
             merged.append(row)
         else:
-            problems.append(Problem(dataset, str(source), f"ID {image_id!r} appears {len(group)} times with different ratings; all its rows excluded", "excluded"))
+            problems.append(
+                Problem(
+                    dataset,
+                    str(source),
+                    f"ID {image_id!r} appears {len(group)} times with different ratings; all its rows excluded",
+                    "excluded",
+                )
+            )
     return pd.concat([table[keep]] + merged).sort_index().reset_index(drop=True)
 
 
-def _header_index(names: list[str], wanted: str, source: Path, required: bool = True) -> int | None:
-    """Index of the header cell equal to ``wanted`` (case and brackets ignored)."""
+def _optional_column(names: list[str], wanted: str) -> int | None:
+    """Index of the header cell equal to ``wanted`` (case and brackets ignored), None if absent."""
     clean = [re.sub(r"[\[\]]", "", str(n)).strip().lower() for n in names]
-    if wanted.lower() in clean:
-        return clean.index(wanted.lower())
-    if required:
+    return clean.index(wanted.lower()) if wanted.lower() in clean else None
+
+
+def _column(names: list[str], wanted: str, source: Path) -> int:
+    """Index of the header cell equal to ``wanted``; an :class:`InputError` naming the file if absent."""
+    index = _optional_column(names, wanted)
+    if index is None:
         raise InputError(f"{source}: no column {wanted!r} in the header {names}")
-    return None
+    return index
 
 
 def _split_rows(text: str, delimiter: str) -> list[list[str]]:
@@ -219,9 +273,9 @@ def read_oasis(root: Path, dataset: str = "oasis", source: Path | None = None, *
         raise InputError(f"{root}: no OASIS.csv")
     rows = _split_rows(read_text(source), ",")
     header, body = rows[0], [r for r in rows[1:] if any(c.strip() for c in r)]
-    theme = _header_index(header, "Theme", source)
-    val = _header_index(header, "Valence_mean", source)
-    aro = _header_index(header, "Arousal_mean", source)
+    theme = _column(header, "Theme", source)
+    val = _column(header, "Valence_mean", source)
+    aro = _column(header, "Arousal_mean", source)
     index, problems, out = ImageIndex(root), [], []
     for row in body:
         if len(row) <= max(theme, val, aro):
@@ -229,8 +283,15 @@ def read_oasis(root: Path, dataset: str = "oasis", source: Path | None = None, *
             continue
         name = row[theme].strip()
         path = index.find(name + ".jpg", folders=("images", ""))
-        out.append(dict(image_id=name, path=str(path) if path else None, valence=(row[val]),
-                        arousal=parse_number(row[aro]), _extra=row[0]))
+        out.append(
+            dict(
+                image_id=name,
+                path=str(path) if path else None,
+                valence=row[val],
+                arousal=parse_number(row[aro]),
+                _extra=row[0],
+            )
+        )
     return _finish("oasis", source, NATIVE_SCALES["oasis"], out, index, problems, dataset)
 
 
@@ -249,26 +310,41 @@ def read_iaps(root: Path, dataset: str = "iaps", source: Path | None = None, **_
     missing value; IDs like ``2345.1`` name ``2345.1.jpg`` (any extension case). Pictures rated in
     several sets appear once per set; their means are averaged and the merge is reported.
     """
-    source = Path(source) if source else _find_by_content(Path(root), "*.txt", lambda t: _find_iaps_header(t.split("\n")) is not None)
+    source = (
+        Path(source)
+        if source
+        else _find_by_content(Path(root), "*.txt", lambda t: _find_iaps_header(t.split("\n")) is not None)
+    )
     lines = read_text(source).split("\n")
     start = _find_iaps_header(lines)
     if start is None:
-        raise InputError(f"{source}: no header line with 'IAPS' and 'valmn' columns; is this the IAPS AllSubjects file?")
+        raise InputError(
+            f"{source}: no header line with 'IAPS' and 'valmn' columns; is this the IAPS AllSubjects file?"
+        )
     header = [h.strip() for h in lines[start].split("\t")]
-    col = {name: _header_index(header, name, source) for name in ("IAPS", "valmn", "aromn")}
-    set_col = _header_index(header, "set", source, required=False)
+    col = {name: _column(header, name, source) for name in ("IAPS", "valmn", "aromn")}
+    set_col = _optional_column(header, "set")
     index, problems, out = ImageIndex(root), [], []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         cells = [c.strip() for c in line.split("\t")]
         if not line.strip() or len(cells) <= max(col.values()) or not cells[col["IAPS"]]:
             if line.strip():
-                problems.append(Problem(dataset, str(source), f"line not read (too few columns): {line[:60]!r}", "excluded"))
+                problems.append(
+                    Problem(dataset, str(source), f"line not read (too few columns): {line[:60]!r}", "excluded")
+                )
             continue
         image_id = cells[col["IAPS"]]
         path = index.find(image_id + ".jpg")
         extra = f"set {cells[set_col]}" if set_col is not None and set_col < len(cells) else "set ?"
-        out.append(dict(image_id=image_id, path=str(path) if path else None, valence=(cells[col["valmn"]]),
-                        arousal=parse_number(cells[col["aromn"]]), _extra=extra))
+        out.append(
+            dict(
+                image_id=image_id,
+                path=str(path) if path else None,
+                valence=cells[col["valmn"]],
+                arousal=parse_number(cells[col["aromn"]]),
+                _extra=extra,
+            )
+        )
     return _finish("iaps", source, NATIVE_SCALES["iaps"], out, index, problems, dataset, merge="mean")
 
 
@@ -283,8 +359,10 @@ def _naps_header_rows(sheet: pd.DataFrame) -> int | None:
 def _read_excel(path: Path) -> pd.DataFrame:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # pandas' notice that its xlrd engine is deprecated
-            return pd.read_excel(path, header=None, dtype=object, engine="xlrd" if path.suffix.lower() == ".xls" else "openpyxl")
+            warnings.simplefilter("ignore")  # pandas' notice that its xlrd engine is deprecated
+            return pd.read_excel(
+                path, header=None, dtype=object, engine="xlrd" if path.suffix.lower() == ".xls" else "openpyxl"
+            )
     except Exception as error:  # xlrd/openpyxl raise many types for broken files
         raise InputError(f"{path}: cannot read this spreadsheet ({type(error).__name__}: {error})") from error
 
@@ -296,30 +374,48 @@ def read_naps(root: Path, dataset: str = "naps", source: Path | None = None, **_
     (Valence, Av/Ap, Arousal), row 3 ``ID, Category, Nr, V/H, Description`` then ``M, SD`` pairs.
     The "All" valence and arousal means are used; the file is ID + .jpg (any case).
     """
-    source = Path(source) if source else _find_by_content(Path(root), "*.xls*", lambda p: _naps_header_rows(_read_excel(p)) is not None, text=False)
+    source = (
+        Path(source)
+        if source
+        else _find_by_content(Path(root), "*.xls*", lambda p: _naps_header_rows(_read_excel(p)) is not None, text=False)
+    )
     sheet = _read_excel(source)
     r = _naps_header_rows(sheet)
     if r is None or r < 2:
-        raise InputError(f"{source}: no NAPS header (a row with 'ID' and 'Description' under two rows of group and measure labels)")
+        raise InputError(
+            f"{source}: no NAPS header (a row with 'ID' and 'Description' under two rows of group and measure labels)"
+        )
     group = sheet.iloc[r - 2].ffill().astype(str).str.strip().str.lower()
     measure = sheet.iloc[r - 1].ffill().astype(str).str.strip().str.lower()
     stat = sheet.iloc[r].astype(str).str.strip().str.lower()
 
     def column(measure_name: str) -> int:
-        hits = [c for c in range(sheet.shape[1]) if group.iloc[c] == "all" and measure.iloc[c].startswith(measure_name) and stat.iloc[c] == "m"]
+        hits = [
+            c
+            for c in range(sheet.shape[1])
+            if group.iloc[c] == "all" and measure.iloc[c].startswith(measure_name) and stat.iloc[c] == "m"
+        ]
         if not hits:
             raise InputError(f"{source}: no 'All' / '{measure_name.title()}' / 'M' column in the three header rows")
         return hits[0]
 
     id_col, val_col, aro_col = list(stat).index("id"), column("valence"), column("arousal")
-    index, problems, out = ImageIndex(root), [], []
-    for _, row in sheet.iloc[r + 1:].iterrows():
+    index, out = ImageIndex(root), []
+    problems: list[Problem] = []
+    for _, row in sheet.iloc[r + 1 :].iterrows():
         if pd.isna(row.iloc[id_col]) or not str(row.iloc[id_col]).strip():
             continue
         image_id = str(row.iloc[id_col]).strip()
         path = index.find(image_id + ".jpg")
-        out.append(dict(image_id=image_id, path=str(path) if path else None, valence=(row.iloc[val_col]),
-                        arousal=parse_number(row.iloc[aro_col]), _extra=""))
+        out.append(
+            dict(
+                image_id=image_id,
+                path=str(path) if path else None,
+                valence=row.iloc[val_col],
+                arousal=parse_number(row.iloc[aro_col]),
+                _extra="",
+            )
+        )
     return _finish("naps", source, NATIVE_SCALES["naps"], out, index, problems, dataset)
 
 
@@ -337,15 +433,22 @@ def read_gaped(root: Path, dataset: str = "gaped", **_) -> Ratings:
     for source in files:
         rows = [r for r in _split_rows(read_text(source), "\t") if any(c.strip() for c in r)]
         header = rows[0]
-        val, aro = _header_index(header, "Valence", source), _header_index(header, "Arousal", source, required=False)
+        val, aro = _column(header, "Valence", source), _optional_column(header, "Arousal")
         for row in rows[1:]:
             if len(row) <= val:
                 problems.append(Problem(dataset, str(source), f"short row skipped: {row!r}", "excluded"))
                 continue
             stem = Path(row[0].strip()).stem
             path = index.find(stem, folders=(source.stem, ""))
-            out.append(dict(image_id=stem, path=str(path) if path else None, valence=(row[val]),
-                            arousal=parse_number(row[aro]) if aro is not None and aro < len(row) else np.nan, _extra=source.name))
+            out.append(
+                dict(
+                    image_id=stem,
+                    path=str(path) if path else None,
+                    valence=row[val],
+                    arousal=parse_number(row[aro]) if aro is not None and aro < len(row) else np.nan,
+                    _extra=source.name,
+                )
+            )
     return _finish("gaped", root, NATIVE_SCALES["gaped"], out, index, problems, dataset)
 
 
@@ -356,7 +459,7 @@ def read_emotion6(root: Path, dataset: str = "emotion6", source: Path | None = N
         raise InputError(f"{root}: no ground_truth.txt")
     rows = [r for r in _split_rows(read_text(source), "\t") if any(c.strip() for c in r)]
     header = rows[0]
-    name, val, aro = (_header_index(header, h, source) for h in ("image_filename", "valence", "arousal"))
+    name, val, aro = (_column(header, h, source) for h in ("image_filename", "valence", "arousal"))
     index, problems, out = ImageIndex(root), [], []
     for row in rows[1:]:
         if len(row) <= max(name, val, aro):
@@ -364,8 +467,15 @@ def read_emotion6(root: Path, dataset: str = "emotion6", source: Path | None = N
             continue
         rel = row[name].strip().replace("\\", "/")
         path = index.find(rel, folders=("images", ""))
-        out.append(dict(image_id=str(Path(rel).with_suffix("").as_posix()), path=str(path) if path else None,
-                        valence=(row[val]), arousal=parse_number(row[aro]), _extra=""))
+        out.append(
+            dict(
+                image_id=str(Path(rel).with_suffix("").as_posix()),
+                path=str(path) if path else None,
+                valence=row[val],
+                arousal=parse_number(row[aro]),
+                _extra="",
+            )
+        )
     return _finish("emotion6", source, NATIVE_SCALES["emotion6"], out, index, problems, dataset)
 
 
@@ -382,16 +492,21 @@ def read_generic(root: Path, dataset: str = "csv", source: Path | None = None, s
     cannot be guessed and must be given. A ``category`` column, if present, is used as the category.
     """
     if scale is None:
-        raise InputError(f"{source or root}: a generic ratings file needs its valence scale; pass it, e.g. --scale {dataset}=1-9")
-    scale = parse_scale(scale) if isinstance(scale, str) else tuple(float(s) for s in scale)
+        raise InputError(
+            f"{source or root}: a generic ratings file needs its valence scale; pass it, e.g. --scale {dataset}=1-9"
+        )
+    scale = as_scale(scale)
     source = Path(source) if source else _find_by_content(Path(root), "*.csv", _is_generic_csv)
     text = read_text(source)
     first = text.split("\n", 1)[0]
     delimiter = max([",", ";", "\t"], key=first.count)
     rows = [r for r in _split_rows(text, delimiter) if any(c.strip() for c in r)]
     header = rows[0]
-    img, val = _header_index(header, "image", source), _header_index(header, "valence", source)
-    aro, cat = _header_index(header, "arousal", source, required=False), _header_index(header, "category", source, required=False)
+    img, val = _column(header, "image", source), _column(header, "valence", source)
+    aro, cat = (
+        _optional_column(header, "arousal"),
+        _optional_column(header, "category"),
+    )
     index, problems, out = ImageIndex(source.parent), [], []
     for row in rows[1:]:
         if len(row) <= max(img, val):
@@ -399,9 +514,13 @@ def read_generic(root: Path, dataset: str = "csv", source: Path | None = None, s
             continue
         rel = row[img].strip()
         path = index.find(rel, folders=("", "images"))
-        record = dict(image_id=Path(rel.replace("\\", "/")).with_suffix("").as_posix(), path=str(path) if path else None,
-                      valence=(row[val]),
-                      arousal=parse_number(row[aro]) if aro is not None and aro < len(row) else np.nan, _extra="")
+        record = dict(
+            image_id=Path(rel.replace("\\", "/")).with_suffix("").as_posix(),
+            path=str(path) if path else None,
+            valence=row[val],
+            arousal=parse_number(row[aro]) if aro is not None and aro < len(row) else np.nan,
+            _extra="",
+        )
         if cat is not None:
             record["category"] = row[cat].strip().lower() if cat < len(row) else ""
         out.append(record)
@@ -433,8 +552,12 @@ def _find_by_content(root: Path, pattern: str, test: Callable, text: bool = True
 
 
 READERS: dict[str, Callable[..., Ratings]] = {
-    "oasis": read_oasis, "iaps": read_iaps, "naps": read_naps,
-    "gaped": read_gaped, "emotion6": read_emotion6, "csv": read_generic,
+    "oasis": read_oasis,
+    "iaps": read_iaps,
+    "naps": read_naps,
+    "gaped": read_gaped,
+    "emotion6": read_emotion6,
+    "csv": read_generic,
 }
 FORMATS = list(READERS)
 
@@ -471,17 +594,21 @@ def detect_format(path: Path) -> tuple[str, Path, Path | None]:
         return "emotion6", path, _case_insensitive(path, "ground_truth.txt")
     if sum(_case_insensitive(path, n + ".txt") is not None for n in GAPED_FILES) >= 2:
         return "gaped", path, None
-    checks = [("iaps", "*.txt", lambda t: _find_iaps_header(t.split("\n")) is not None, True),
-              ("naps", "*.xls*", lambda p: _naps_header_rows(_read_excel(p)) is not None, False),
-              ("csv", "*.csv", _is_generic_csv, True)]
+    checks = [
+        ("iaps", "*.txt", lambda t: _find_iaps_header(t.split("\n")) is not None, True),
+        ("naps", "*.xls*", lambda p: _naps_header_rows(_read_excel(p)) is not None, False),
+        ("csv", "*.csv", _is_generic_csv, True),
+    ]
     for fmt, pattern, test, text in checks:
         try:
             return fmt, path, _find_by_content(path, pattern, test, text)
         except InputError:
             continue
-    raise InputError(f"{path}: no ratings file of a known format found (looked for OASIS.csv, ground_truth.txt, "
-                     f"GAPED A.txt/N.txt/P.txt..., an IAPS AllSubjects .txt, a NAPS .xls/.xlsx, a CSV with image and "
-                     f"valence columns); name the format with --format NAME=FORMAT")
+    raise InputError(
+        f"{path}: no ratings file of a known format found (looked for OASIS.csv, ground_truth.txt, "
+        f"GAPED A.txt/N.txt/P.txt..., an IAPS AllSubjects .txt, a NAPS .xls/.xlsx, a CSV with image and "
+        f"valence columns); name the format with --format NAME=FORMAT"
+    )
 
 
 def read_ratings(path, fmt: str | None = None, dataset: str | None = None, scale=None) -> Ratings:
@@ -500,5 +627,5 @@ def read_ratings(path, fmt: str | None = None, dataset: str | None = None, scale
     dataset = dataset or fmt
     ratings = READERS[fmt](root, dataset=dataset, source=source, scale=scale)
     if scale is not None and fmt != "csv":
-        ratings.scale = parse_scale(scale) if isinstance(scale, str) else tuple(float(s) for s in scale)
+        ratings.scale = as_scale(scale)
     return ratings

@@ -1,10 +1,12 @@
-"""Opening picture files safely and turning them into network input.
+"""Opening picture files safely as 8-bit RGB (Pillow and numpy only; :mod:`emoselect.tensors`
+turns them into network input).
 
 Every picture becomes 8-bit RGB the same way, whatever its file holds: grayscale is repeated over
 three channels, palette images are expanded, 16-bit and float images are rescaled (not clipped) to
 0-255, CMYK is converted, transparency is composited on white, EXIF orientation is applied.
 Each conversion is reported so that a researcher knows what the network saw.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -12,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-MIN_SIDE = 8          # pixels; smaller images are skipped as unusable
-SMALL_SIDE = 64       # pixels; smaller images are kept but reported (heavily upsampled)
+MIN_SIDE = 8  # pixels; smaller images are skipped as unusable
+SMALL_SIDE = 64  # pixels; smaller images are kept but reported (heavily upsampled)
 
 # torchvision's ImageNet preprocessing
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -40,10 +41,10 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
-TILE_ROWS = 256      # rows converted at a time, so that a huge 16-bit picture never exists in float64
+TILE_ROWS = 256  # rows converted at a time, so that a huge 16-bit picture never exists in float64
 
 
-def _to_8bit(image: Image.Image) -> tuple[Image.Image, str | None]:
+def _to_8bit(image: Image.Image) -> tuple[Image.Image, str]:
     """16-bit ('I;16*', 'I') and float ('F') images rescaled to 8 bits by their nominal range,
     converted a band of rows at a time (memory: the 8-bit result plus one band)."""
     array = np.asarray(image)
@@ -58,13 +59,13 @@ def _to_8bit(image: Image.Image) -> tuple[Image.Image, str | None]:
         note = "floating-point image rescaled to 8 bits"
     out = np.empty(array.shape, np.uint8)
     for start in range(0, array.shape[0], TILE_ROWS):
-        band = array[start:start + TILE_ROWS]
-        band = np.clip(band, low, None) if low is not None else band.astype(np.float64)   # floats stay float32
-        out[start:start + TILE_ROWS] = np.clip(np.round(band / top * 255.0), 0, 255)
+        band = array[start : start + TILE_ROWS]
+        band = np.clip(band, low, None) if low is not None else band.astype(np.float64)  # floats stay float32
+        out[start : start + TILE_ROWS] = np.clip(np.round(band / top * 255.0), 0, 255)
     return Image.fromarray(out), note
 
 
-MAX_PIXELS = 90_000_000   # default guard: larger pictures are skipped (about Pillow's own bomb limit)
+MAX_PIXELS = 90_000_000  # default guard: larger pictures are skipped (about Pillow's own bomb limit)
 
 
 def load_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[Image.Image, list[str]]:
@@ -79,12 +80,14 @@ def load_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[Ima
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)     # --max-pixels is the guard
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # --max-pixels is the guard
             with Image.open(path) as opened:
                 width, height = opened.size
                 if max_pixels is not None and width * height > max_pixels:
-                    raise ImageProblem(f"{width}x{height} = {width * height / 1e6:.0f} million pixels, over "
-                                       f"--max-pixels {max_pixels} (raise it if the memory allows)")
+                    raise ImageProblem(
+                        f"{width}x{height} = {width * height / 1e6:.0f} million pixels, over "
+                        f"--max-pixels {max_pixels} (raise it if the memory allows)"
+                    )
                 opened.load()
                 frames = getattr(opened, "n_frames", 1)
                 fmt = opened.format
@@ -124,54 +127,3 @@ def load_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[Ima
     if min(width, height) < SMALL_SIDE:
         notes.append(f"small image ({width}x{height}) upsampled to the network's input size")
     return image, notes
-
-
-def to_tensor(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
-    """An RGB picture as the network's unnormalised input: float32 [3, crop, crop] in [0, 1]."""
-    from torchvision.transforms import functional as F
-
-    image = F.resize(image, prep.resize, interpolation=F.InterpolationMode.BILINEAR, antialias=True)
-    image = F.center_crop(image, [prep.crop, prep.crop])
-    tensor = F.pil_to_tensor(image).float().div_(255.0)
-    if prep.grayscale:
-        gray = 0.299 * tensor[0] + 0.587 * tensor[1] + 0.114 * tensor[2]
-        tensor = gray.expand(3, -1, -1).clone()
-    return tensor
-
-
-def normalise(batch: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
-    """[B, 3, H, W] in [0, 1] -> the network's normalised input (per-channel mean and SD)."""
-    mean = torch.tensor(prep.mean, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
-    std = torch.tensor(prep.std, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
-    return (batch - mean) / std
-
-
-IMAGE_STATISTICS = ("luminance", "rms_contrast", "colourfulness", "hsf_energy")
-HSF_CUTOFF = 0.25   # cycles per pixel: half the Nyquist frequency
-
-
-def image_statistics(batch: torch.Tensor) -> torch.Tensor:
-    """Low-level statistics of pictures as the network sees them: [B, 3, H, W] in [0, 1] -> [B, 4].
-
-    Computed in float64 per picture, returned as float32. Columns (``IMAGE_STATISTICS``): mean luma (Rec. 709 weights on the gamma-encoded values, 0-1);
-    RMS contrast (SD of luma over pixels, 0-1); colourfulness (Hasler & Suesstrunk 2003, on the 0-255
-    scale); high-spatial-frequency energy (share of the luma power spectrum, mean removed, above
-    ``HSF_CUTOFF`` cycles/pixel).
-    """
-    batch = batch.double()        # float64: the same numbers whatever the batch size (float32 FFTs differ by 1e-7)
-    luma = 0.2126 * batch[:, 0] + 0.7152 * batch[:, 1] + 0.0722 * batch[:, 2]
-    luminance = luma.mean(dim=(1, 2))
-    contrast = luma.std(dim=(1, 2), unbiased=False)
-    rgb = batch * 255.0
-    rg = rgb[:, 0] - rgb[:, 1]
-    yb = 0.5 * (rgb[:, 0] + rgb[:, 1]) - rgb[:, 2]
-    colourfulness = torch.sqrt(rg.var(dim=(1, 2), unbiased=False) + yb.var(dim=(1, 2), unbiased=False)) \
-        + 0.3 * torch.sqrt(rg.mean(dim=(1, 2)) ** 2 + yb.mean(dim=(1, 2)) ** 2)
-    centred = luma - luminance[:, None, None]
-    power = torch.fft.fft2(centred).abs() ** 2
-    fy = torch.fft.fftfreq(luma.shape[1], device=batch.device)[:, None]
-    fx = torch.fft.fftfreq(luma.shape[2], device=batch.device)[None, :]
-    high = (torch.sqrt(fx ** 2 + fy ** 2) > HSF_CUTOFF).float()
-    total = power.sum(dim=(1, 2))
-    hsf = torch.where(total > 0, (power * high).sum(dim=(1, 2)) / total.clamp_min(1e-20), torch.zeros_like(total))
-    return torch.stack([luminance, contrast, colourfulness, hsf], dim=1).float()

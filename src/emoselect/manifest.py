@@ -6,6 +6,7 @@ all its files are written (each one atomically), so an interrupted stage leaves 
 :func:`require` checks an earlier stage before a later one reads it: the entry exists, every file
 still has the recorded digest, and the stages it read are the ones now in the folder.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,12 @@ from .files import file_digest, write_text_atomic
 from .problems import InputError
 
 MANIFEST = "manifest.json"
-COMMANDS = {"extract": "emoselect extract ... --out {run}", "selectivity": "emoselect selectivity {run}",
-            "manipulate": "emoselect manipulate {run}", "claims": "emoselect selectivity {run}"}
+COMMANDS = {
+    "extract": "emoselect extract ... --out {run}",
+    "selectivity": "emoselect selectivity {run}",
+    "manipulate": "emoselect manipulate {run}",
+    "claims": "emoselect selectivity {run}",
+}
 
 
 def read(run: str | Path) -> dict:
@@ -68,9 +73,11 @@ def finish(run: str | Path, stage: str, files: list[Path], inputs: tuple[str, ..
     """Record a finished stage: its ``files`` (paths inside ``run``) and the stages it read."""
     run = Path(run)
     data = read(run)
-    entry = {"files": {str(Path(f).relative_to(run)): describe(Path(f)) for f in sorted(files)},
-             "inputs": {name: fingerprint(data[name]) for name in inputs if name in data},
-             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    entry = {
+        "files": {str(Path(f).relative_to(run)): describe(Path(f)) for f in sorted(files)},
+        "inputs": {name: fingerprint(data[name]) for name in inputs if name in data},
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     data[stage] = entry
     _drop_stale_dependents(run, data)
     _write(run, data)
@@ -99,20 +106,25 @@ def require(run: str | Path, stage: str) -> None:
     data = read(run)
     rerun = COMMANDS.get(stage, f"emoselect {stage} {{run}}").format(run=run)
     if stage not in data:
-        raise InputError(f"{run}: the {stage} stage has not finished there (interrupted, or made by an older "
-                         f"emoselect): rerun `{rerun}`")
+        raise InputError(
+            f"{run}: the {stage} stage has not finished there (interrupted, or made by an older "
+            f"emoselect): rerun `{rerun}`"
+        )
     entry = data[stage]
     for name, recorded in entry.get("files", {}).items():
         path = run / name
         if not path.is_file():
             raise InputError(f"{path} is missing, though the {stage} stage wrote it: rerun `{rerun}`")
         if path.stat().st_size != recorded["bytes"] or file_digest(path) != recorded["sha1"]:
-            raise InputError(f"{path} differs from what the {stage} stage wrote (cut short or changed since): "
-                             f"rerun `{rerun}`")
+            raise InputError(
+                f"{path} differs from what the {stage} stage wrote (cut short or changed since): rerun `{rerun}`"
+            )
     for name, recorded in entry.get("inputs", {}).items():
         if name not in data or fingerprint(data[name]) != recorded:
-            raise InputError(f"{run}: the {stage} results were computed from another {name} stage than the one "
-                             f"now there: rerun `{rerun}`")
+            raise InputError(
+                f"{run}: the {stage} results were computed from another {name} stage than the one "
+                f"now there: rerun `{rerun}`"
+            )
 
 
 def check_finished(run: str | Path) -> None:

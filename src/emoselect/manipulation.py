@@ -23,6 +23,7 @@ How the rest of the network is run for a site's conditions (all exact up to floa
 Where the manipulation happens: at the probe site's output, i.e. after the convolution, its
 normalisation (BatchNorm, if any) and its activation.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,9 +35,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .files import save_npy_atomic
-from .images import load_rgb, normalise, to_tensor
+from .images import load_rgb
 from .network import Network, as_input, record
 from .readout import Head, margin_weights
+from .tensors import normalise, to_tensor
 
 
 class _Margins:
@@ -50,10 +52,17 @@ class _Margins:
         return features.flatten(1).float() @ self.weight + self.bias
 
 
+def _chain(network: Network) -> list[tuple[str, torch.nn.Module]]:
+    """The network's checked stage chain (the suffix engine runs only where there is one)."""
+    if network.stages is None:
+        raise ValueError(f"{network.name} is not a chain of stages: use the full-forward engine")
+    return network.stages
+
+
 def _site_stage(network: Network, site: str) -> tuple[int, bool]:
     """Index of the stage holding ``site`` and whether the site *is* that stage."""
     path = network.sites[site]
-    for index, (stage, _) in enumerate(network.stages):
+    for index, (stage, _) in enumerate(_chain(network)):
         if path == stage:
             return index, True
         if path.startswith(stage + "."):
@@ -62,9 +71,9 @@ def _site_stage(network: Network, site: str) -> tuple[int, bool]:
 
 
 @contextmanager
-def _scaling_hook(module: torch.nn.Module, gains: dict):
-    """While active, multiplies the module's output by ``gains['g']`` ([B, C, 1, 1], B matching the batch)."""
-    handle = module.register_forward_hook(lambda m, args, output: output * gains["g"])
+def _scaling_hook(module: torch.nn.Module, gains: torch.Tensor):
+    """While active, multiplies the module's output by ``gains`` ([B, C, 1, 1], B matching the batch or 1)."""
+    handle = module.register_forward_hook(lambda m, args, output: output * gains)
     try:
         yield
     finally:
@@ -81,14 +90,21 @@ def _chunks(pictures, chunk: int):
     """Normalised picture batches: from a tensor [n, 3, H, W] or an iterable of tensors."""
     if torch.is_tensor(pictures):
         for start in range(0, len(pictures), chunk):
-            yield pictures[start:start + chunk]
+            yield pictures[start : start + chunk]
     else:
         yield from pictures
 
 
 # stages through which a per-channel gain >= 0 passes unchanged: f(g * x) = g * f(x)
-HOMOGENEOUS = (torch.nn.ReLU, torch.nn.MaxPool2d, torch.nn.AvgPool2d, torch.nn.AdaptiveAvgPool2d,
-               torch.nn.AdaptiveMaxPool2d, torch.nn.Identity, torch.nn.Dropout)
+HOMOGENEOUS = (
+    torch.nn.ReLU,
+    torch.nn.MaxPool2d,
+    torch.nn.AvgPool2d,
+    torch.nn.AdaptiveAvgPool2d,
+    torch.nn.AdaptiveMaxPool2d,
+    torch.nn.Identity,
+    torch.nn.Dropout,
+)
 
 
 def _next_convolution(stages, index: int) -> int | None:
@@ -115,8 +131,11 @@ def _directions(gains: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, l
         direction = d[support] / scale if len(support) else d[support]
         key = support.tobytes() + direction.astype(np.float32).tobytes()
         if key not in groups:
-            groups[key] = (torch.as_tensor(support, device=gains.device),
-                           torch.as_tensor(direction, dtype=gains.dtype, device=gains.device), [])
+            groups[key] = (
+                torch.as_tensor(support, device=gains.device),
+                torch.as_tensor(direction, dtype=gains.dtype, device=gains.device),
+                [],
+            )
         groups[key][2].append((c, scale))
     return list(groups.values())
 
@@ -127,25 +146,35 @@ def _suffix_linear(stages, index: int, j: int, base: torch.Tensor, gains: torch.
     conv(g * p) = conv(p) + s * conv_without_bias(v * p) for g = 1 + s * v. The intact convolution is
     computed once per chunk, the second term once per direction (on its channels only), and each
     condition then costs one multiply-add instead of the convolution."""
-    pooled = _run(stages[index + 1:j], base)
+    pooled = _run(stages[index + 1 : j], base)
     conv = stages[j][1]
     intact = conv(pooled)
-    out = [None] * len(gains)
+    out: list[torch.Tensor] = [torch.empty(0)] * len(gains)
     for support, direction, members in _directions(gains):
         if len(support):
-            term = torch.nn.functional.conv2d(as_input(pooled[:, support] * direction[None, :, None, None]),
-                                              conv.weight[:, support], None, conv.stride, conv.padding, conv.dilation)
+            term = torch.nn.functional.conv2d(
+                as_input(pooled[:, support] * direction[None, :, None, None]),
+                conv.weight[:, support],
+                None,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+            )
         n = intact.shape[0]
         for start in range(0, len(members), per_pass):
-            batch = members[start:start + per_pass]
-            pre = torch.empty((len(batch) * n, *intact.shape[1:]), dtype=intact.dtype, device=intact.device,
-                              memory_format=torch.channels_last)      # the chunk's layout (see network.as_input)
-            for i, (_, scale) in enumerate(batch):                 # written in place: no stacked copies
+            batch = members[start : start + per_pass]
+            pre = torch.empty(
+                (len(batch) * n, *intact.shape[1:]),
+                dtype=intact.dtype,
+                device=intact.device,
+                memory_format=torch.channels_last,
+            )  # the chunk's layout (see network.as_input)
+            for i, (_, scale) in enumerate(batch):  # written in place: no stacked copies
                 if len(support):
-                    torch.add(intact, term, alpha=scale, out=pre[i * n:(i + 1) * n])
+                    torch.add(intact, term, alpha=scale, out=pre[i * n : (i + 1) * n])
                 else:
-                    pre[i * n:(i + 1) * n] = intact
-            margins = heads(_run(stages[j + 1:], pre))
+                    pre[i * n : (i + 1) * n] = intact
+            margins = heads(_run(stages[j + 1 :], pre))
             for (c, _), value in zip(batch, margins.reshape(len(batch), n, -1)):
                 out[c] = value
     return torch.stack(out)
@@ -156,9 +185,9 @@ def _suffix_rescaled(stages, index: int, base: torch.Tensor, gains: torch.Tensor
     (:func:`gain_rescales_readout`): the readout features of channel c are g_c times the intact
     ones, so margin = bias + sum_c g_c * (features_c . weight_c). One pass, then a matrix product
     over all conditions. Needs gains >= 0."""
-    features = _run(stages[index + 1:], base).flatten(1).float()              # [n, C * S], channel-major
+    features = _run(stages[index + 1 :], base).flatten(1).float()  # [n, C * S], channel-major
     n, channels = base.shape[0], base.shape[1]
-    weight = heads.weight.reshape(channels, -1, heads.weight.shape[1])       # [C, S, n_heads]
+    weight = heads.weight.reshape(channels, -1, heads.weight.shape[1])  # [C, S, n_heads]
     per_channel = torch.einsum("ncs,csh->nch", features.reshape(n, channels, -1), weight)
     return torch.einsum("gc,nch->gnh", gains, per_channel) + heads.bias
 
@@ -167,22 +196,22 @@ def _suffix_scaled(stages, index: int, base: torch.Tensor, gains: torch.Tensor, 
     """Margins for every condition: scale the site's output ``base`` and run the rest of the chain."""
     out = []
     for start in range(0, len(gains), per_pass):
-        g = gains[start:start + per_pass]
+        g = gains[start : start + per_pass]
         scaled = (base.unsqueeze(0) * g[:, None, :, None, None]).reshape(-1, *base.shape[1:])
-        out.append(heads(_run(stages[index + 1:], scaled)).reshape(len(g), base.shape[0], -1))
+        out.append(heads(_run(stages[index + 1 :], scaled)).reshape(len(g), base.shape[0], -1))
     return torch.cat(out)
 
 
-def _suffix_nested(network: Network, site: str, index: int, x: torch.Tensor, gains: torch.Tensor, per_pass: int,
-                   heads) -> torch.Tensor:
+def _suffix_nested(
+    network: Network, site: str, index: int, x: torch.Tensor, gains: torch.Tensor, per_pass: int, heads
+) -> torch.Tensor:
     """Margins for every condition when the site lies inside stage ``index``: run that stage on the
     repeated input with a scaling hook on the site, then the rest of the chain."""
     out, n = [], x.shape[0]
     for start in range(0, len(gains), per_pass):
-        g = gains[start:start + per_pass]
-        holder = {"g": g.repeat_interleave(n, dim=0)[:, :, None, None]}
-        with _scaling_hook(network.module(network.sites[site]), holder):
-            features = _run(network.stages[index:], x.repeat(len(g), *([1] * (x.dim() - 1))))
+        g = gains[start : start + per_pass]
+        with _scaling_hook(network.module(network.sites[site]), g.repeat_interleave(n, dim=0)[:, :, None, None]):
+            features = _run(_chain(network)[index:], x.repeat(len(g), *([1] * (x.dim() - 1))))
         out.append(heads(features).reshape(len(g), n, -1))
     return torch.cat(out)
 
@@ -197,26 +226,55 @@ def gain_rescales_readout(network: Network, site: str) -> bool:
     if not direct:
         return False
     passive = HOMOGENEOUS + (torch.nn.Flatten,)
-    return all(isinstance(module, passive) or (name == "global_pool") for name, module in network.stages[index + 1:])
+    return all(isinstance(module, passive) or (name == "global_pool") for name, module in network.stages[index + 1 :])
 
 
 @torch.inference_mode()
-def evaluate(network: Network, pictures, plan: dict[str, np.ndarray], heads: list[Head], chunk_images: int = 32,
-             batch_samples: int = 64, progress: bool = True) -> dict[str, np.ndarray]:
-    """Head margins for every condition of every site.
+def evaluate(
+    network: Network,
+    pictures,
+    plan: dict[str, np.ndarray],
+    heads: list[Head],
+    chunk_images: int = 32,
+    batch_samples: int = 64,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Head margins for every condition of every site, by the suffix engine.
 
-    ``pictures``: normalised input, a tensor [n, 3, H, W] or an iterable of such batches;
-    ``plan``: {site: gains [n_conditions, n_units]}; returns {site: float32 [n_conditions, n, n_heads]}.
     Memory is bounded by ``chunk_images`` pictures and ``batch_samples`` picture-conditions per pass.
+
+    Parameters
+    ----------
+    network : Network
+        The network (on its device); without a stage chain, :func:`evaluate_naive` is used.
+    pictures : Tensor [n, 3, H, W] or iterable of such batches
+        Normalised input.
+    plan : dict[str, ndarray]
+        {site: gains [n_conditions, n_units]} (1 = intact, 0 = lesioned).
+    heads : list[Head]
+        Readout heads on the network's readout features.
+    chunk_images, batch_samples : int
+        Pictures per walk down the network; picture-conditions per forward pass.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict[str, ndarray]
+        {site: float32 [n_conditions, n, n_heads]} margins (logit of the emotion minus logit of the rest).
     """
     if network.stages is None:
         return evaluate_naive(network, pictures, plan, heads, batch=chunk_images, progress=progress)
     margins_of = _Margins(heads, network.device)
     order = sorted(plan, key=lambda s: _site_stage(network, s)[0])
     rescales = {site: gain_rescales_readout(network, site) for site in order}
-    results = {site: [] for site in order}
-    bar = tqdm(total=sum(len(g) for g in plan.values()) * len(pictures) if torch.is_tensor(pictures) else None,
-               unit="pass", desc="manipulations", disable=not progress)
+    results: dict[str, list[np.ndarray]] = {site: [] for site in order}
+    bar = tqdm(
+        total=sum(len(g) for g in plan.values()) * len(pictures) if torch.is_tensor(pictures) else None,
+        unit="pass",
+        desc="manipulations",
+        disable=not progress,
+    )
     for batch in _chunks(pictures, chunk_images):
         batch = as_input(batch.to(network.device))
         n = batch.shape[0]
@@ -246,19 +304,37 @@ def evaluate(network: Network, pictures, plan: dict[str, np.ndarray], heads: lis
 
 
 @torch.inference_mode()
-def evaluate_naive(network: Network, pictures, plan: dict[str, np.ndarray], heads: list[Head], batch: int = 32,
-                   progress: bool = False) -> dict[str, np.ndarray]:
+def evaluate_naive(
+    network: Network, pictures, plan: dict[str, np.ndarray], heads: list[Head], batch: int = 32, progress: bool = False
+) -> dict[str, np.ndarray]:
     """The plain way: for each condition, a full forward pass (stopped at the readout layer) with a
-    hook scaling the site's output. Same inputs and output as :func:`evaluate`."""
+    hook scaling the site's output.
+
+    Parameters
+    ----------
+    network, pictures, plan, heads
+        As :func:`evaluate`.
+    batch : int
+        Pictures per forward pass.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict[str, ndarray]
+        {site: float32 [n_conditions, n, n_heads]}, the same as :func:`evaluate` up to float rounding.
+    """
     device = network.device
     margins_of = _Margins(heads, device)
     results = {}
     for site, gains in plan.items():
         per_condition = []
         for g in tqdm(gains, desc=f"naive {site}", disable=not progress, leave=False):
-            holder = {"g": torch.as_tensor(g, dtype=torch.float32, device=device)[None, :, None, None]}
-            with _scaling_hook(network.module(network.sites[site]), holder):
-                margins = [margins_of(record(network, images.to(device), sites=[])[1]) for images in _chunks(pictures, batch)]
+            scale = torch.as_tensor(g, dtype=torch.float32, device=device)[None, :, None, None]
+            with _scaling_hook(network.module(network.sites[site]), scale):
+                margins = [
+                    margins_of(record(network, images.to(device), sites=[])[1]) for images in _chunks(pictures, batch)
+                ]
             per_condition.append(torch.cat(margins).cpu().numpy())
         results[site] = np.stack(per_condition)
     return results
@@ -266,8 +342,45 @@ def evaluate_naive(network: Network, pictures, plan: dict[str, np.ndarray], head
 
 def load_pictures(paths: list[str], network: Network) -> torch.Tensor:
     """The pictures as one normalised tensor [n, 3, crop, crop] (float32, CPU)."""
-    tensors = [to_tensor(load_rgb(p, max_pixels=None)[0], network.prep) for p in paths]   # checked with the stimuli
+    tensors = [to_tensor(load_rgb(p, max_pixels=None)[0], network.prep) for p in paths]  # checked with the stimuli
     return normalise(torch.stack(tensors), network.prep)
+
+
+def evaluate_cached(
+    network: Network,
+    paths: list[str],
+    sha1s: list[str],
+    plan: dict[str, np.ndarray],
+    heads: list[Head],
+    cache: ResultCache,
+    keys: dict[str, str],
+    chunk_images: int = 32,
+    batch_samples: int = 64,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """:func:`evaluate` on picture files, ``chunk_images`` pictures at a time, each chunk's result per
+    site served from or stored in ``cache`` (key: the site's key in ``keys`` and the chunk's picture
+    SHA-1s), so that an interrupted sweep resumes at its first unfinished chunk.
+
+    ``paths``, ``sha1s``: the n pictures; ``plan``: {site: gains [n_conditions, n_units]}. Returns
+    {site: float32 margins [n_conditions, n, n_heads]}, as :func:`evaluate`.
+    """
+    parts: dict[str, list[np.ndarray]] = {site: [] for site in plan}
+    starts = range(0, len(paths), chunk_images)
+    for start in tqdm(starts, desc="manipulations (picture chunks)", unit="chunk", disable=not progress):
+        chunk = slice(start, start + chunk_images)
+        chunk_keys = {site: ResultCache.key(keys[site], *sha1s[chunk]) for site in plan}
+        done = {site: cache.get(chunk_keys[site]) for site in plan}
+        todo = {site: gains for site, gains in plan.items() if done[site] is None}
+        if todo:
+            pictures = load_pictures(paths[chunk], network)
+            computed = evaluate(network, pictures, todo, heads, len(pictures), batch_samples, progress=False)
+            for site, values in computed.items():
+                cache.put(chunk_keys[site], values)
+                done[site] = values
+        for site in plan:
+            parts[site].append(done[site])  # type: ignore[arg-type]  # every site is done here
+    return {site: np.concatenate(chunks, axis=1) for site, chunks in parts.items()}
 
 
 class ResultCache:
@@ -290,7 +403,7 @@ class ResultCache:
             return None
         try:
             return np.load(self.folder / f"{key}.npy")
-        except (OSError, ValueError, EOFError):     # a damaged entry (e.g. zero bytes) is recomputed
+        except (OSError, ValueError, EOFError):  # a damaged entry (e.g. zero bytes) is recomputed
             return None
 
     def put(self, key: str, array: np.ndarray) -> None:

@@ -17,8 +17,10 @@ finds its probe sites:
 
 Probing hooks reduce feature maps at once (spatial mean), so no full map is ever kept.
 """
+
 from __future__ import annotations
 
+import copy
 import dataclasses
 import urllib.error
 from dataclasses import dataclass, field
@@ -32,10 +34,24 @@ from .files import file_digest
 from .images import Preprocessing
 from .problems import InputError
 
-ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Mish, nn.PReLU, nn.SELU, nn.CELU)
+ACTIVATIONS = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.SiLU,
+    nn.GELU,
+    nn.Hardswish,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.Mish,
+    nn.PReLU,
+    nn.SELU,
+    nn.CELU,
+)
 # readout sites named as in the papers: the input of each classifier linear layer
-READOUT_NAMES = {"vgg": {"classifier.0": "pool5", "classifier.3": "fc6", "classifier.6": "fc7"},
-                 "alexnet": {"classifier.1": "pool5", "classifier.4": "fc6", "classifier.6": "fc7"}}
+READOUT_NAMES = {
+    "vgg": {"classifier.0": "pool5", "classifier.3": "fc6", "classifier.6": "fc7"},
+    "alexnet": {"classifier.1": "pool5", "classifier.4": "fc6", "classifier.6": "fc7"},
+}
 
 
 @dataclass
@@ -69,7 +85,7 @@ class Network:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device) -> "Network":
+    def to(self, device) -> Network:
         self.model.to(device)
         return self
 
@@ -78,12 +94,25 @@ class Network:
 
     def describe(self) -> dict:
         """Plain-data provenance for config.yaml."""
-        return {"model": self.name, "weights": self.weights, "weights_sha256": self.weights_sha256, "seed": self.seed,
-                "preprocessing": {"resize": self.prep.resize, "crop": self.prep.crop, "grayscale": self.prep.grayscale,
-                                  "mean": list(self.prep.mean), "std": list(self.prep.std)},
-                "sites": dict(self.units), "readout_site": self.readout_site, "readout_layer": self.readout_layer,
-                "readout_dim": self.readout_dim, "untrained_modules": list(self.untrained),
-                "suffix_engine": self.stages is not None}
+        return {
+            "model": self.name,
+            "weights": self.weights,
+            "weights_sha256": self.weights_sha256,
+            "seed": self.seed,
+            "preprocessing": {
+                "resize": self.prep.resize,
+                "crop": self.prep.crop,
+                "grayscale": self.prep.grayscale,
+                "mean": list(self.prep.mean),
+                "std": list(self.prep.std),
+            },
+            "sites": dict(self.units),
+            "readout_site": self.readout_site,
+            "readout_layer": self.readout_layer,
+            "readout_dim": self.readout_dim,
+            "untrained_modules": list(self.untrained),
+            "suffix_engine": self.stages is not None,
+        }
 
 
 class _StopForward(Exception):
@@ -97,7 +126,7 @@ def _imagenet_weights(name: str):
         raise InputError(f"torchvision has no ImageNet weights for {name!r}") from error
 
 
-def _download_imagenet(name: str) -> tuple[dict, str]:
+def _download_imagenet(name: str) -> tuple[dict, str | None]:
     """torchvision's ImageNet state dict for ``name`` (its cache, else a download) and its sha256."""
     weights = _imagenet_weights(name)
     try:
@@ -106,7 +135,8 @@ def _download_imagenet(name: str) -> tuple[dict, str]:
         filename = Path(weights.url).name
         raise InputError(
             f"could not get the ImageNet weights for {name} ({type(error).__name__}: {error}); with no internet, "
-            f"download {weights.url} on another machine and pass the file: --weights /path/to/{filename}") from error
+            f"download {weights.url} on another machine and pass the file: --weights /path/to/{filename}"
+        ) from error
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     return state, file_digest(cached, "sha256") if cached.is_file() else None
 
@@ -120,13 +150,15 @@ def _read_state_dict(path: Path) -> dict:
         with open(path, "rb") as handle:
             head = handle.read(512)
         kind = "a text file" if head and all(b in b"\t\n\r" or 32 <= b < 127 for b in head) else "a file"
-        raise InputError(f"{path}: {kind} that torch.load cannot read, not a PyTorch state dict saved with "
-                         f"torch.save ({type(error).__name__}: {error})") from error
+        raise InputError(
+            f"{path}: {kind} that torch.load cannot read, not a PyTorch state dict saved with "
+            f"torch.save ({type(error).__name__}: {error})"
+        ) from error
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: not a state dict (a mapping of parameter names to tensors)")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
 def _load_weights(model: nn.Module, state: dict, source: str, name: str) -> list[str]:
@@ -134,28 +166,38 @@ def _load_weights(model: nn.Module, state: dict, source: str, name: str) -> list
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as error:
-        raise InputError(f"{source}: these weights do not fit {name} ({str(error).splitlines()[1:2] or error})") from error
+        raise InputError(
+            f"{source}: these weights do not fit {name} ({str(error).splitlines()[1:2] or error})"
+        ) from error
     if result.unexpected_keys:
-        raise InputError(f"{source}: {len(result.unexpected_keys)} tensors that {name} does not have "
-                         f"(e.g. {result.unexpected_keys[:3]}): is this a {name} state dict?")
+        raise InputError(
+            f"{source}: {len(result.unexpected_keys)} tensors that {name} does not have "
+            f"(e.g. {result.unexpected_keys[:3]}): is this a {name} state dict?"
+        )
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     modules = sorted({k.rsplit(".", 1)[0] for k in missing})
     not_linear = [m for m in modules if not isinstance(model.get_submodule(m), nn.Linear)]
     if not_linear:
-        raise InputError(f"{source}: lacks the weights of {len(not_linear)} non-linear modules of {name} "
-                         f"(e.g. {not_linear[:3]}); only missing classifier (linear) layers are supported")
+        raise InputError(
+            f"{source}: lacks the weights of {len(not_linear)} non-linear modules of {name} "
+            f"(e.g. {not_linear[:3]}); only missing classifier (linear) layers are supported"
+        )
     return modules
 
 
 def _trace(model: nn.Module, size: int) -> tuple[list[tuple[str, nn.Module, tuple]], dict[str, int]]:
     """Forward a dummy image; returns (modules in call order with output shapes, call count per path)."""
-    order, counts, handles = [], {}, []
+    order: list[tuple[str, nn.Module, tuple]] = []
+    counts: dict[str, int] = {}
+    handles = []
     for path, module in model.named_modules():
         if path:
+
             def hook(mod, args, output, path=path):
                 counts[path] = counts.get(path, 0) + 1
                 if counts[path] == 1:
                     order.append((path, mod, tuple(output.shape) if torch.is_tensor(output) else None))
+
             handles.append(module.register_forward_hook(hook))
     try:
         with torch.inference_mode():
@@ -171,7 +213,7 @@ def _find_sites(model: nn.Module, name: str, size: int) -> tuple[dict[str, str],
     order, counts = _trace(model, size)
     shapes = {path: shape for path, _, shape in order}
     paths = []
-    for path, module, shape in order:
+    for path, module, _ in order:
         if not isinstance(module, ACTIVATIONS):
             continue
         site = path
@@ -179,14 +221,14 @@ def _find_sites(model: nn.Module, name: str, size: int) -> tuple[dict[str, str],
             site = site.rsplit(".", 1)[0]
         if counts.get(site, 0) != 1:
             continue
-        shape = shapes.get(site)
-        if shape is None or len(shape) != 4 or shape[2] * shape[3] == 1:
-            continue   # not a feature map (linear layers, squeeze-excitation vectors)
+        site_shape = shapes.get(site)
+        if site_shape is None or len(site_shape) != 4 or site_shape[2] * site_shape[3] == 1:
+            continue  # not a feature map (linear layers, squeeze-excitation vectors)
         if site not in paths:
             paths.append(site)
     position = {path: i for i, (path, _, _) in enumerate(order)}
-    paths.sort(key=position.get)
-    if name.startswith("vgg"):   # conv<block>_<index>, blocks separated by max-pooling
+    paths.sort(key=lambda path: position[path])
+    if name.startswith("vgg"):  # conv<block>_<index>, blocks separated by max-pooling
         pools = [position[p] for p, m, _ in order if isinstance(m, nn.MaxPool2d)]
         site_names, last_block, index = [], 0, 0
         for path in paths:
@@ -215,7 +257,7 @@ def _readout(order, untrained: list[str], name: str, readout: str) -> tuple[str,
         if not chosen:
             raise InputError(f"readout site {readout!r} is not one of {name}'s: {', '.join(names.values())}")
         path, module = chosen[0]
-        later_untrained = [p for p, _ in linears[:[q for q, _ in linears].index(path)] if p in untrained]
+        later_untrained = [p for p, _ in linears[: [q for q, _ in linears].index(path)] if p in untrained]
         if later_untrained:
             raise InputError(f"readout site {readout!r} would read through untrained layers {later_untrained}")
     else:
@@ -231,15 +273,23 @@ def _chain(model: nn.Module, readout_layer: str, size: int) -> list[tuple[str, n
     flatten (or global average pool then flatten) is put in between. Returns None unless the chain
     reproduces the model's own readout input on a random image to 1e-5.
     """
+
     def expand(prefix, module):
         if isinstance(module, nn.Sequential):
-            return [item for child_name, child in module.named_children() for item in expand(f"{prefix}.{child_name}" if prefix else child_name, child)]
+            return [
+                item
+                for child_name, child in module.named_children()
+                for item in expand(f"{prefix}.{child_name}" if prefix else child_name, child)
+            ]
         return [(prefix, module)]
 
     stages = [item for child_name, child in model.named_children() for item in expand(child_name, child)]
-    chain, x = [], torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    reference = {}
-    handle = model.get_submodule(readout_layer).register_forward_pre_hook(lambda m, a: reference.setdefault("x", a[0].detach().clone()))
+    chain: list[tuple[str, nn.Module]] = []
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    reference: dict[str, torch.Tensor] = {}
+    handle = model.get_submodule(readout_layer).register_forward_pre_hook(
+        lambda m, a: reference.setdefault("x", a[0].detach().clone())
+    )
     try:
         with torch.inference_mode():
             model(x)
@@ -274,19 +324,45 @@ def _chain(model: nn.Module, readout_layer: str, size: int) -> list[tuple[str, n
     return chain
 
 
-def load_network(name: str = "vgg16", weights: str = "imagenet", seed: int = 0, grayscale: bool = False,
-                 readout: str = "auto", resize: int | None = None, crop: int | None = None) -> Network:
+def load_network(
+    name: str = "vgg16",
+    weights: str = "imagenet",
+    seed: int = 0,
+    grayscale: bool = False,
+    readout: str = "auto",
+    resize: int | None = None,
+    crop: int | None = None,
+) -> Network:
     """Build a torchvision CNN with its probe sites.
 
-    ``weights``: ``imagenet`` (torchvision's file, from its cache or downloaded), ``random`` (seeded
-    by ``seed``; the untrained control) or a path to a state dict. ``readout``: ``auto`` (see the
-    module docstring) or a readout site name (``pool5``, ``fc6``, ``fc7`` for VGG;
-    ``<linear path>-input`` otherwise). ``resize``/``crop`` (pixels) override the weights' own
-    preprocessing; a random-init control takes its trained network's values, so both see the same
-    pictures.
+    Parameters
+    ----------
+    name : str
+        A torchvision classification model (``vgg16``, ``alexnet``, ``resnet18``, ...).
+    weights : str
+        ``imagenet`` (torchvision's file, from its cache or downloaded), ``random`` (seeded by
+        ``seed``; the untrained control) or the path of a state dict.
+    seed : int
+        Seed of random weights.
+    grayscale : bool
+        Show the pictures in gray.
+    readout : str
+        ``auto`` (see the module docstring) or a site name (``pool5``, ``fc6``, ``fc7`` for VGG;
+        ``<linear path>-input`` otherwise).
+    resize, crop : int, optional
+        Pixels; override the weights' own preprocessing (a random-init control takes its trained
+        network's values, so both see the same pictures).
+
+    Returns
+    -------
+    Network
+        The frozen model with ``sites`` {name: module path}, ``units`` {name: channels}, the
+        readout site and dimension, and the stage chain of the suffix engine (or None).
     """
     if name not in torchvision.models.list_models(module=torchvision.models):
-        raise InputError(f"unknown model {name!r}; use a torchvision classification model such as vgg16, alexnet, resnet50, mobilenet_v2")
+        raise InputError(
+            f"unknown model {name!r}; use a torchvision classification model such as vgg16, alexnet, resnet50, mobilenet_v2"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
@@ -302,29 +378,81 @@ def load_network(name: str = "vgg16", weights: str = "imagenet", seed: int = 0, 
         untrained = _load_weights(model, _read_state_dict(path), str(path), name)
         sha256 = file_digest(path, "sha256")
         weights = str(path.resolve())
-    if weights == "imagenet":   # torchvision's file comes with its own preprocessing (e.g. resize 232 for some)
+    if weights == "imagenet":  # torchvision's file comes with its own preprocessing (e.g. resize 232 for some)
         transform = _imagenet_weights(name).transforms()
-        prep = Preprocessing(resize=int(transform.resize_size[0]), crop=int(transform.crop_size[0]), grayscale=grayscale,
-                             mean=tuple(transform.mean), std=tuple(transform.std))
-    else:                       # the standard ImageNet convention: resize 256, centre crop 224
+        prep = Preprocessing(
+            resize=int(transform.resize_size[0]),
+            crop=int(transform.crop_size[0]),
+            grayscale=grayscale,
+            mean=tuple(transform.mean),
+            std=tuple(transform.std),
+        )
+    else:  # the standard ImageNet convention: resize 256, centre crop 224
         prep = Preprocessing(grayscale=grayscale)
     if resize is not None or crop is not None:
         if (resize is not None and resize < 1) or (crop is not None and crop < 1):
             raise InputError(f"--resize and --crop must be positive numbers of pixels, got {resize} and {crop}")
         prep = dataclasses.replace(prep, resize=resize or prep.resize, crop=crop or prep.crop)
-    return probe_model(model, name, weights, sha256, seed, prep, untrained, readout)
+    return _probe(model, name, weights, sha256, seed, prep, untrained, readout)
 
 
-def probe_model(model: nn.Module, name: str, weights: str = "custom", weights_sha256: str | None = None, seed: int = 0,
-                prep: Preprocessing | None = None, untrained: list[str] | None = None, readout: str = "auto") -> Network:
-    """Wrap any CNN module (torchvision's or one's own) as a :class:`Network`: eval mode, frozen,
-    probe sites and readout site found by tracing one forward pass, suffix chain checked."""
+def probe_model(
+    model: nn.Module,
+    name: str,
+    weights: str = "custom",
+    weights_sha256: str | None = None,
+    seed: int = 0,
+    prep: Preprocessing | None = None,
+    untrained: list[str] | None = None,
+    readout: str = "auto",
+) -> Network:
+    """Wrap any CNN module (torchvision's or one's own) as a :class:`Network`.
+
+    The caller's module is left as it was: a copy is put in eval mode, its parameters frozen and its
+    in-place activations made out-of-place (one would overwrite a cached stage input).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network.
+    name : str
+        Its family name (``vgg...`` and ``alexnet`` get the paper's site names).
+    weights, weights_sha256 : str
+        Where its weights came from (recorded).
+    seed : int
+        Seed of random weights (recorded).
+    prep : Preprocessing, optional
+        Resize, crop and normalisation (default: ImageNet's).
+    untrained : list[str], optional
+        Module paths whose weights were not loaded (never read out).
+    readout : str
+        ``auto`` or a readout site name.
+
+    Returns
+    -------
+    Network
+        Probe and readout sites found by tracing one forward pass; suffix chain checked.
+    """
+    return _probe(copy.deepcopy(model), name, weights, weights_sha256, seed, prep, untrained, readout)
+
+
+def _probe(
+    model: nn.Module,
+    name: str,
+    weights: str = "custom",
+    weights_sha256: str | None = None,
+    seed: int = 0,
+    prep: Preprocessing | None = None,
+    untrained: list[str] | None = None,
+    readout: str = "auto",
+) -> Network:
+    """:func:`probe_model` on ``model`` itself (prepared in place; for models built here)."""
     prep = prep or Preprocessing()
     untrained = list(untrained or [])
     model.eval()
     for module in model.modules():
-        if hasattr(module, "inplace"):   # an in-place activation would overwrite a cached stage input
-            module.inplace = False
+        if hasattr(module, "inplace"):  # an in-place activation would overwrite a cached stage input
+            module.inplace = False  # type: ignore[assignment]  # nn.Module's stub types attributes as tensors
         for parameter in module.parameters(recurse=False):
             parameter.requires_grad_(False)
     sites, units, order = _find_sites(model, name, prep.crop)
@@ -334,8 +462,21 @@ def probe_model(model: nn.Module, name: str, weights: str = "custom", weights_sh
     stages = _chain(model, readout_layer, prep.crop)
     if stages is not None and not all(any(p == s or p.startswith(s + ".") for s, _ in stages) for p in sites.values()):
         stages = None
-    return Network(name, model, weights, weights_sha256, seed, prep, sites, units, readout_site, readout_layer,
-                   readout_dim, untrained, stages)
+    return Network(
+        name,
+        model,
+        weights,
+        weights_sha256,
+        seed,
+        prep,
+        sites,
+        units,
+        readout_site,
+        readout_layer,
+        readout_dim,
+        untrained,
+        stages,
+    )
 
 
 def as_input(batch: torch.Tensor) -> torch.Tensor:
@@ -346,7 +487,9 @@ def as_input(batch: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def record(network: Network, batch: torch.Tensor, sites: list[str] | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def record(
+    network: Network, batch: torch.Tensor, sites: list[str] | None = None
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One forward pass of a normalised batch [B, 3, H, W].
 
     Returns ({site: spatial-mean response [B, units]}, readout features [B, readout_dim]); the
@@ -355,8 +498,10 @@ def record(network: Network, batch: torch.Tensor, sites: list[str] | None = None
     sites = list(network.sites) if sites is None else sites
     means, readout, handles = {}, {}, []
     for site in sites:
+
         def hook(module, args, output, site=site):
             means[site] = output.float().mean(dim=(2, 3))
+
         handles.append(network.module(network.sites[site]).register_forward_hook(hook))
 
     def stop(module, args):

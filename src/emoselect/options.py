@@ -10,6 +10,7 @@ Every field of an options record (``ExtractOptions``, ``SelectivityOptions``, ``
 
 Only the standard library is used here, so that every layer may import it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ from typing import Any, Callable
 
 from .problems import InputError
 
-PAIRS = "pairs"          # kind of a NAME=VALUE option given once per name (a dict)
+PAIRS = "pairs"  # kind of a NAME=VALUE option given once per name (a dict)
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,9 @@ class Declared:
     negate: bool = False
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable[[], Any] | None = None,
-           **declared) -> Any:
+def option(
+    default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable[[], Any] | None = None, **declared
+) -> Any:
     """A dataclass field carrying its :class:`Declared` metadata (``factory`` for mutable defaults)."""
     metadata = {"option": Declared(help=help, **declared)}
     if factory is not None:
@@ -80,8 +82,9 @@ def describe(spec: Declared) -> str:
     if spec.kind in (int, float):
         noun = "an integer" if spec.kind is int else "a number"
         if spec.low is not None and spec.high is not None:
-            return (f"{noun} in {'(' if spec.open_low else '['}{spec.low:g}, {spec.high:g}"
-                    f"{')' if spec.open_high else ']'}")
+            return (
+                f"{noun} in {'(' if spec.open_low else '['}{spec.low:g}, {spec.high:g}{')' if spec.open_high else ']'}"
+            )
         if spec.low is not None:
             return f"{noun} {'>' if spec.open_low else '>='} {spec.low:g}"
         if spec.high is not None:
@@ -141,7 +144,7 @@ def check(record) -> None:
     for f, spec in declared_fields(record):
         value = getattr(record, f.name)
         if dataclasses.is_dataclass(value):
-            continue                                       # a nested record checks itself
+            continue  # a nested record checks itself
         normal = check_value(flag_of(f, spec), value, spec)
         if isinstance(spec.nargs, int) and normal is not None:
             normal = tuple(normal)
@@ -150,6 +153,7 @@ def check(record) -> None:
 
 def as_dict(record) -> dict:
     """The record as plain YAML-able data (tuples as lists, nested records as dicts)."""
+
     def plain(value):
         if dataclasses.is_dataclass(value):
             return as_dict(value)
@@ -171,9 +175,8 @@ def from_dict(cls, data: dict, section: str):
     recorded = getattr(cls, "RECORDED", ())
     unknown = [k for k in data if k not in fields and k not in recorded]
     if unknown:
-        raise InputError(f"config section {section!r}: unknown option {unknown[0]!r} "
-                         f"(known: {', '.join(fields)})")
-    nested = getattr(cls, "NESTED", {})          # field name -> options record class
+        raise InputError(f"config section {section!r}: unknown option {unknown[0]!r} (known: {', '.join(fields)})")
+    nested = getattr(cls, "NESTED", {})  # field name -> options record class
     values = {}
     for name, value in data.items():
         if name in fields:
@@ -188,8 +191,11 @@ def _help(spec: Declared, default: Any) -> str:
         text += f"; {describe(spec)}"
     hidden = default is None or default is False or default is dataclasses.MISSING or default == {}
     if not hidden:
-        shown = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) \
-            if isinstance(default, (list, tuple)) else default
+        shown = (
+            " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+            if isinstance(default, (list, tuple))
+            else default
+        )
         text += f" (default: {shown})"
     return text
 
@@ -201,16 +207,25 @@ def add_arguments(group, cls, skip: tuple[str, ...] = ()) -> None:
     for f, spec in declared_fields(cls):
         if not spec.cli or f.name in skip:
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
         common = {"dest": dest_of(f, spec), "default": argparse.SUPPRESS, "help": _help(spec, default)}
         if spec.kind is bool:
             group.add_argument(flag_of(f, spec), action="store_false" if spec.negate else "store_true", **common)
         elif spec.kind is PAIRS:
             group.add_argument(flag_of(f, spec), action="append", metavar=spec.metavar or "NAME=VALUE", **common)
         else:
-            group.add_argument(flag_of(f, spec), type=spec.kind if spec.kind in (int, float) else str,
-                               nargs=spec.nargs, choices=spec.choices, metavar=spec.metavar, **common)
+            group.add_argument(
+                flag_of(f, spec),
+                type=spec.kind if spec.kind in (int, float) else str,
+                nargs=spec.nargs,
+                choices=spec.choices,
+                metavar=spec.metavar,
+                **common,
+            )
 
 
 def pairs(values: list[str], flag: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 ``extract_stage`` makes a run folder (stimuli, responses, config); each later stage reads what the
 earlier ones left there and writes the parts it owns (the README's run-folder table).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,30 +15,51 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from . import figures, manifest
 from .claims import scorecard
 from .config import ExtractOptions, extract_options, read_config, update_config
 from .experiments import PROFILES, ManipulationOptions, plan_layer, score_conditions, summarise, table_one
 from .files import check_free_space, check_writable, file_digest, run_lock, savez_atomic, write_csv_atomic
-from .manipulation import ResultCache, evaluate, gain_rescales_readout, load_pictures
+from .manipulation import ResultCache, evaluate_cached, gain_rescales_readout
 from .network import Network, load_network
 from .options import as_dict
 from .problems import InputError
 from .readout import Head, ReadoutOptions, train_heads
 from .report import write_report
-from .responses import (Responses, default_cache_dir, extract, load_responses, pick_device, prefetch_responses,
-                        response_key)
+from .responses import (
+    Responses,
+    default_cache_dir,
+    extract,
+    load_responses,
+    pick_device,
+    prefetch_responses,
+    response_key,
+)
 from .selectivity import SelectivityOptions, SelectivityResult, analyse, trend_difference
 from .stats import rank_p_values
 from .stimuli import Stimuli, build_stimuli, category_counts, dataset_name_from, read_stimuli, write_stimuli
 
 # what later stages write; removed when a run folder is re-extracted with other options
-DOWNSTREAM = ["units.csv", "selective.csv", "layers.csv", "overlap.csv", "examples.csv", "confounds.csv", "trends.csv",
-              "claims.csv", "readout.csv",
-              "heads.npz", "manipulation.csv", "manipulation_summary.csv", "table1.csv", "cache", "figures",
-              "report.html", "controls.csv"]
+DOWNSTREAM = [
+    "units.csv",
+    "selective.csv",
+    "layers.csv",
+    "overlap.csv",
+    "examples.csv",
+    "confounds.csv",
+    "trends.csv",
+    "claims.csv",
+    "readout.csv",
+    "heads.npz",
+    "manipulation.csv",
+    "manipulation_summary.csv",
+    "table1.csv",
+    "cache",
+    "figures",
+    "report.html",
+    "controls.csv",
+]
 
 
 @dataclass
@@ -56,16 +78,23 @@ def cache_dir(options: ExtractOptions) -> Path:
 
 def build_network(options: ExtractOptions) -> Network:
     seed = options.seed if options.init_seed is None else options.init_seed
-    return load_network(options.model, options.weights, seed, options.grayscale, options.readout, options.resize,
-                        options.crop)
+    return load_network(
+        options.model, options.weights, seed, options.grayscale, options.readout, options.resize, options.crop
+    )
 
 
 def control_options(options: ExtractOptions, trained: Network, k: int = 1) -> ExtractOptions:
     """Extract options of the k-th seeded random-init control of ``trained`` (k = 1, 2, ...): same
     pictures and splits (the trained network's resize and crop, whatever the weights' own
     convention), same readout site; initial weights seeded by seed + k - 1."""
-    return dataclasses.replace(options, weights="random", init_seed=options.seed + k - 1, readout=trained.readout_site,
-                               resize=trained.prep.resize, crop=trained.prep.crop)
+    return dataclasses.replace(
+        options,
+        weights="random",
+        init_seed=options.seed + k - 1,
+        readout=trained.readout_site,
+        resize=trained.prep.resize,
+        crop=trained.prep.crop,
+    )
 
 
 def control_folder(run: Path, k: int) -> Path:
@@ -87,11 +116,15 @@ def dataset_provenance(stimuli: Stimuli, options: ExtractOptions) -> dict:
     out = {}
     for name in stimuli.datasets:
         source = Path(stimuli.sources[name])
-        out[name] = {"path": str(Path(options.datasets[name]).resolve()), "format": stimuli.formats[name],
-                     "scale": list(stimuli.scales[name]), "ratings_file": str(source),
-                     "ratings_sha256": file_digest(source, "sha256") if source.is_file() else None,
-                     "n_images": int(counts.loc[name, "total"]),
-                     "categories": {k: int(v) for k, v in counts.loc[name].drop("total").items()}}
+        out[name] = {
+            "path": str(Path(options.datasets[name]).resolve()),
+            "format": stimuli.formats[name],
+            "scale": list(stimuli.scales[name]),
+            "ratings_file": str(source),
+            "ratings_sha256": file_digest(source, "sha256") if source.is_file() else None,
+            "n_images": int(counts.loc[name, "total"]),
+            "categories": {k: int(v) for k, v in counts.loc[name].drop("total").items()},
+        }
     return out
 
 
@@ -101,7 +134,7 @@ def _clear_stale(run: Path, options: ExtractOptions) -> None:
     if not config_path.is_file():
         return
     old = read_config(run).get("extract")
-    execution = ("batch_size", "device", "workers", "cache")   # how, not what: the numbers do not change
+    execution = ("batch_size", "device", "workers", "cache")  # how, not what: the numbers do not change
 
     def what(data: dict) -> dict:
         return {k: v for k, v in data.items() if k not in execution}
@@ -126,41 +159,103 @@ def _check_room(stimuli: Stimuli, network: Network, run: Path, cache: Path) -> N
     check_free_space(run, int(1.1 * len(stimuli.table) * width * 4), "the run folder's responses")
 
 
-def extract_stage(options: ExtractOptions, out: str | Path, progress: bool = True,
-                  network: Network | None = None) -> Extracted:
+def extract_stage(
+    options: ExtractOptions, out: str | Path, progress: bool = True, network: Network | None = None
+) -> Extracted:
     """Read the picture sets, record responses and write ``stimuli.csv``, ``problems.csv``,
-    ``responses/`` and ``config.yaml`` to the run folder ``out``. ``network``: the one
-    ``options`` describe, if already built."""
+    ``responses/`` and ``config.yaml`` to a run folder (under its lock; manifest entry ``extract``).
+
+    Parameters
+    ----------
+    options : ExtractOptions
+        Picture sets, categories, split, network, weights and how to compute.
+    out : path
+        The run folder (made if needed).
+    progress : bool
+        Show progress bars.
+    network : Network, optional
+        The network ``options`` describe, if already built.
+
+    Returns
+    -------
+    Extracted
+        The run folder, the stimuli, the network and each dataset's responses.
+    """
     run = Path(out)
-    pick_device(options.device)                  # an unusable device is an error before anything is written
+    pick_device(options.device)  # an unusable device is an error before anything is written
     check_writable(cache_dir(options), "the cache folder")
     network = network or build_network(options)
-    stimuli = build_stimuli(options.datasets, options.formats, options.scales, options.overrides, options.thresholds,
-                            options.margin, options.split, options.seed, options.limit, cache_dir(options), progress,
-                            options.max_pixels)
+    stimuli = build_stimuli(
+        options.datasets,
+        options.formats,
+        options.scales,
+        options.overrides,
+        options.thresholds,
+        options.margin,
+        options.split,
+        options.seed,
+        options.limit,
+        cache_dir(options),
+        progress,
+        options.max_pixels,
+    )
     run.mkdir(parents=True, exist_ok=True)
     with run_lock(run):
         _clear_stale(run, options)
         manifest.begin(run, "extract")
         _check_room(stimuli, network, run, cache_dir(options))
-        responses = extract(stimuli, network, run, cache_dir(options), options.batch_size, options.device,
-                            options.workers, progress)
+        responses = extract(
+            stimuli, network, run, cache_dir(options), options.batch_size, options.device, options.workers, progress
+        )
         write_stimuli(stimuli, run)
         figures.stimuli(stimuli.table, stimuli.scales, run / "figures" / "stimuli.png")
-        update_config(run, extract=options.as_dict(), datasets=dataset_provenance(stimuli, options),
-                      network=network.describe())
+        update_config(
+            run, extract=options.as_dict(), datasets=dataset_provenance(stimuli, options), network=network.describe()
+        )
         written = [run / "stimuli.csv", run / "problems.csv"]
         written += [p for p in (run / "responses").rglob("*") if p.is_file() and not p.name.startswith(".")]
         manifest.finish(run, "extract", written)
     return Extracted(run, stimuli, network, responses)
 
 
-def inspect_dataset(path: str | Path, fmt: str | None = None, scale: str | None = None, name: str | None = None,
-                    cache: str | None = None, progress: bool = True) -> Stimuli:
-    """Read one picture set as ``extract`` would (format, categories, image checks) without a network."""
+def inspect_dataset(
+    path: str | Path,
+    fmt: str | None = None,
+    scale: str | None = None,
+    name: str | None = None,
+    cache: str | None = None,
+    progress: bool = True,
+) -> Stimuli:
+    """Read one picture set as ``extract`` would (format, categories, image checks) without a network.
+
+    Parameters
+    ----------
+    path : path
+        The set's folder or ratings file.
+    fmt : str, optional
+        Force a format.
+    scale : str, optional
+        Valence scale ``'LOW-HIGH'`` (needed for ``csv``).
+    name : str, optional
+        The dataset's name (default: from the folder's name).
+    cache : str, optional
+        Cache folder for the picture checks.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Stimuli
+        One dataset's stimuli and problems.
+    """
     name = name or dataset_name_from(path)
-    return build_stimuli({name: path}, {name: fmt} if fmt else None, {name: scale} if scale else None,
-                         cache_dir=Path(cache) if cache else default_cache_dir(), progress=progress)
+    return build_stimuli(
+        {name: path},
+        {name: fmt} if fmt else None,
+        {name: scale} if scale else None,
+        cache_dir=Path(cache) if cache else default_cache_dir(),
+        progress=progress,
+    )
 
 
 def extracted_config(run: str | Path) -> dict:
@@ -183,14 +278,20 @@ def load_run(run: str | Path) -> tuple[Stimuli, dict, dict[str, Responses]]:
 def write_selectivity(result: SelectivityResult, run: Path) -> list[Path]:
     """units.csv, selective.csv, layers.csv, overlap.csv, examples.csv (and confounds.csv); returns
     the paths written."""
-    tables = {"units.csv": result.units, "selective.csv": result.selective, "layers.csv": result.layers,
-              "overlap.csv": result.overlap, "examples.csv": result.examples, "confounds.csv": result.confounds}
+    tables = {
+        "units.csv": result.units,
+        "selective.csv": result.selective,
+        "layers.csv": result.layers,
+        "overlap.csv": result.overlap,
+        "examples.csv": result.examples,
+        "confounds.csv": result.confounds,
+    }
     written = []
     for name, table in tables.items():
         if table is not None:
             write_csv_atomic(run / name, table)
             written.append(run / name)
-        elif (run / name).exists():       # from an earlier analysis with other options
+        elif (run / name).exists():  # from an earlier analysis with other options
             (run / name).unlink()
     return written
 
@@ -214,6 +315,7 @@ def control_name(k: int) -> str:
 def versus_controls_table(result: SelectivityResult, controls: list[SelectivityResult]) -> pd.DataFrame:
     """controls.csv: per layer, the trained network's tuning-quality and overlap excess beside the
     controls' range (min, mean, max over the K controls) and whether it lies above all of them."""
+
     def per_layer(r: SelectivityResult) -> pd.DataFrame:
         out = pd.DataFrame({"overlap_excess": r.overlap.groupby("layer", sort=False)["jaccard_excess"].mean()})
         if "tuning_quality_excess" in r.layers:
@@ -225,17 +327,42 @@ def versus_controls_table(result: SelectivityResult, controls: list[SelectivityR
     for measure in trained.columns:
         values = np.column_stack([per_layer(c)[measure].reindex(trained.index) for c in controls])
         for layer, value, row in zip(trained.index, trained[measure], values):
-            rows.append({"layer": layer, "measure": measure, "trained": value, "controls_min": np.nanmin(row),
-                         "controls_mean": np.nanmean(row), "controls_max": np.nanmax(row), "n_controls": len(controls),
-                         "above_all_controls": bool(value > np.nanmax(row)),
-                         "p_rank": rank_p_values(value, row)[0],
-                         "min_p_rank": 1.0 / (1 + len(controls))})
+            rows.append(
+                {
+                    "layer": layer,
+                    "measure": measure,
+                    "trained": value,
+                    "controls_min": np.nanmin(row),
+                    "controls_mean": np.nanmean(row),
+                    "controls_max": np.nanmax(row),
+                    "n_controls": len(controls),
+                    "above_all_controls": bool(value > np.nanmax(row)),
+                    "p_rank": rank_p_values(value, row)[0],
+                    "min_p_rank": 1.0 / (1 + len(controls)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def selectivity_stage(run: str | Path, options: SelectivityOptions | None = None,
-                      progress: bool = True) -> SelectivityResult:
-    """Selectivity tables and figures for a run folder (and for its random-init controls, if present)."""
+def selectivity_stage(
+    run: str | Path, options: SelectivityOptions | None = None, progress: bool = True
+) -> SelectivityResult:
+    """Selectivity tables and figures for a run folder and its random-init controls.
+
+    Parameters
+    ----------
+    run : path
+        A run folder whose extract stage finished.
+    options : SelectivityOptions, optional
+        Default: the defaults, seeded with the run's extract seed.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    SelectivityResult
+        The trained network's tables (units, selective, layers, overlap, examples, trends).
+    """
     run = Path(run)
     options = options or SelectivityOptions(seed=extract_options(run).seed)
     with contextlib.ExitStack() as locks:
@@ -290,14 +417,19 @@ def _read_table(run: Path, name: str, stage: str) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def readout_stage(run: Path, stimuli: Stimuli, config: dict, options: ReadoutOptions) -> tuple[list[Head], pd.DataFrame]:
+def readout_stage(
+    run: Path, stimuli: Stimuli, config: dict, options: ReadoutOptions
+) -> tuple[list[Head], pd.DataFrame]:
     """Train the heads on the run's cached readout features; writes readout.csv and heads.npz."""
     site = config["network"]["readout_site"]
     features = {d: load_responses(run, d, [], site).readout for d in stimuli.datasets}
     heads, table = train_heads(stimuli, features, options, site)
     write_csv_atomic(run / "readout.csv", table)
-    savez_atomic(run / "heads.npz", **{f"{h.dataset}|{h.emotion}|weight": h.weight for h in heads},
-                 **{f"{h.dataset}|{h.emotion}|bias": h.bias for h in heads})
+    savez_atomic(
+        run / "heads.npz",
+        **{f"{h.dataset}|{h.emotion}|weight": h.weight for h in heads},
+        **{f"{h.dataset}|{h.emotion}|bias": h.bias for h in heads},
+    )
     return heads, table
 
 
@@ -314,8 +446,25 @@ class Manipulated:
 
 
 def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None, progress: bool = True) -> Manipulated:
-    """Readout heads, then lesion and attention-gain sweeps of selective vs random units; writes
-    readout.csv, manipulation.csv, manipulation_summary.csv, table1.csv and figures."""
+    """Readout heads, then lesion and attention-gain sweeps of selective vs random units.
+
+    Writes readout.csv, heads.npz, manipulation.csv, manipulation_summary.csv, table1.csv and
+    figures (manifest entry ``manipulate``), and refreshes claims.csv.
+
+    Parameters
+    ----------
+    run : path
+        A run folder whose extract and selectivity stages finished.
+    options : ManipulationOptions, optional
+        Profile, layers, betas, random sets, heads; default: the profile for the device.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    Manipulated
+        The readout, manipulation, summary and Table 1 tables, the layers and the engine's seconds.
+    """
     run = Path(run)
     with run_lock(run):
         manifest.require(run, "extract")
@@ -328,80 +477,95 @@ def _manipulate(run: Path, options: ManipulationOptions | None, progress: bool) 
     recorded = extract_options(run)
     options = options or ManipulationOptions(seed=recorded.seed)
     stimuli, config = read_stimuli(run), extracted_config(run)
-    sites = list(config["network"]["sites"])
     device = pick_device(recorded.device)
-    layers, betas, repeats, lesion_repeats = options.resolved(sites, device)
+    layers, betas, repeats, lesion_repeats = options.resolved(list(config["network"]["sites"]), device)
     selective = _read_table(run, "selective.csv", "selectivity")
     tuning = _read_table(run, "units.csv", "selectivity") if options.gain_form == "tuning" else None
-    network = build_network(recorded)
-    network.to(device)
+    network = build_network(recorded).to(device)
     if network.readout_site != config["network"]["readout_site"]:
-        raise InputError(f"the network now reads out at {network.readout_site}, the run's responses at "
-                         f"{config['network']['readout_site']}: rerun `emoselect extract`")
+        raise InputError(f"the network reads out at {network.readout_site}, the run's responses at "
+                         f"{config['network']['readout_site']}: rerun `emoselect extract`")  # fmt: skip
     heads, readout = readout_stage(run, stimuli, config, options.readout)
     evaluated = stimuli.table[stimuli.table["split"].isin(["val", "test"])].reset_index(drop=True)
-    plans = {layer: plan_layer(layer, network.units[layer], selective, betas, repeats, options, lesion_repeats, tuning)
-             for layer in layers}
-    cache = ResultCache(run / "cache" / "manipulation")
+    plans = {
+        layer: plan_layer(layer, network.units[layer], selective, betas, repeats, options, lesion_repeats, tuning)
+        for layer in layers
+    }
     heads_key = ResultCache.key(*[h.weight for h in heads], *[h.bias for h in heads])
-    layer_keys = {layer: ResultCache.key(response_key(network), heads_key, layer, plans[layer].gains) for layer in layers}
-    chunks = [evaluated.iloc[i:i + options.chunk_images] for i in range(0, len(evaluated), options.chunk_images)]
-    margins = {layer: [] for layer in layers}
     start = time.time()
-    bar = tqdm(total=len(chunks), desc="manipulations (picture chunks)", unit="chunk", disable=not progress)
-    for chunk in chunks:
-        keys = {layer: ResultCache.key(layer_keys[layer], *chunk["sha1"]) for layer in layers}
-        done = {layer: cache.get(keys[layer]) for layer in layers}
-        todo = {layer: plans[layer].gains for layer in layers if done[layer] is None}
-        if todo:
-            pictures = load_pictures(list(chunk["path"]), network)
-            computed = evaluate(network, pictures, todo, heads, len(chunk), options.batch_samples, progress=False)
-            for layer, values in computed.items():
-                cache.put(keys[layer], values)
-                done[layer] = values
-        for layer in layers:
-            margins[layer].append(done[layer])
-        bar.update(1)
-    bar.close()
+    swept = evaluate_cached(
+        network,
+        list(evaluated["path"]),
+        list(evaluated["sha1"]),
+        {layer: plans[layer].gains for layer in layers},
+        heads,
+        ResultCache(run / "cache" / "manipulation"),
+        {layer: ResultCache.key(response_key(network), heads_key, layer, plans[layer].gains) for layer in layers},
+        options.chunk_images,
+        options.batch_samples,
+        progress,
+    )
     seconds = time.time() - start
-    tables = [score_conditions(plans[layer], np.concatenate(margins[layer], axis=1), heads, evaluated, options.transfer)
-              for layer in layers]
+    tables = [score_conditions(plans[layer], swept[layer], heads, evaluated, options.transfer) for layer in layers]
     manipulation = pd.concat(tables, ignore_index=True)
     summary = summarise(manipulation, options.alpha)
+    summary["gain_rescales_readout"] = summary["layer"].map(
+        {layer: gain_rescales_readout(network, layer) for layer in layers}
+    )
     table1 = table_one(summary, manipulation)
-    rescales = {layer: gain_rescales_readout(network, layer) for layer in layers}
-    summary["gain_rescales_readout"] = summary["layer"].map(rescales)
-    for name, table in (("manipulation.csv", manipulation), ("manipulation_summary.csv", summary), ("table1.csv", table1)):
-        table["readout_site"] = network.readout_site
-        write_csv_atomic(run / name, table)
-    folder = run / "figures"
-    shown = summary.assign(network=control_name(1) if is_control(run) else "trained")
-    control_summary = control_folder(run, 1) / "manipulation_summary.csv"
-    if control_summary.is_file():   # the first control's rows below the trained network's
-        shown = pd.concat([shown, pd.read_csv(control_summary).assign(network=control_name(1))], ignore_index=True)
-    written = [run / name for name in ("readout.csv", "heads.npz", "manipulation.csv", "manipulation_summary.csv",
-                                       "table1.csv", "figures/attention_change.png", "figures/lesion.png")]
-    figures.attention_change(shown, folder / "attention_change.png", options.alpha)
-    pairs = list(dict.fromkeys(zip(manipulation["train_dataset"], manipulation["test_dataset"])))
-    for number, (train, test) in enumerate(pairs):
-        name = "attention_curves.png" if number == 0 else f"attention_curves_{number + 1}.png"
-        figures.attention_curves(manipulation, folder / name, train, test)
-        written.append(folder / name)
-    figures.lesion(shown, folder / "lesion.png", options.alpha)
-    if (summary["train_dataset"] != summary["test_dataset"]).any():
-        figures.transfer(shown, folder / "transfer.png", options.alpha)
-        written.append(folder / "transfer.png")
-    settings = as_dict(options)
-    settings.update(profile=options.profile_for(device), layers=layers, betas=betas, repeats=repeats,
-                    lesion_repeats=lesion_repeats,
-                    readout_site=network.readout_site,
-                    engine="suffix" if network.stages is not None else "full forward (no stage chain)",
-                    engine_seconds=round(seconds, 1))
+    written = _write_manipulation_tables(run, network.readout_site, manipulation, summary, table1)
+    written += _draw_manipulations(run, manipulation, summary, options.alpha)
+    settings = {
+        **as_dict(options),
+        "profile": options.profile_for(device),
+        "layers": layers,
+        "betas": betas,
+        "repeats": repeats,
+        "lesion_repeats": lesion_repeats,
+        "readout_site": network.readout_site,
+        "engine": "suffix" if network.stages is not None else "full forward (no stage chain)",
+        "engine_seconds": round(seconds, 1),
+    }
     update_config(run, manipulation=settings)
     manifest.finish(run, "manipulate", written, inputs=("extract", "selectivity"))
     if (run / "trends.csv").is_file():
         claims_stage(run, options.alpha)
     return Manipulated(readout, manipulation, summary, table1, layers, seconds)
+
+
+def _write_manipulation_tables(
+    run: Path, readout_site: str, manipulation: pd.DataFrame, summary: pd.DataFrame, table1: pd.DataFrame
+) -> list[Path]:
+    """manipulation.csv, manipulation_summary.csv and table1.csv (each with the readout site); returns
+    every file of the stage written so far (with readout.csv and heads.npz)."""
+    for name, table in (
+        ("manipulation.csv", manipulation),
+        ("manipulation_summary.csv", summary),
+        ("table1.csv", table1),
+    ):
+        table["readout_site"] = readout_site
+        write_csv_atomic(run / name, table)
+    names = ("readout.csv", "heads.npz", "manipulation.csv", "manipulation_summary.csv", "table1.csv")
+    return [run / name for name in names]
+
+
+def _draw_manipulations(run: Path, manipulation: pd.DataFrame, summary: pd.DataFrame, alpha: float) -> list[Path]:
+    """The lesion, gain and transfer figures (with the first control's rows where it has them) and the
+    gain curves per heads/test pair; returns the figure files."""
+    folder = run / "figures"
+    shown = summary.assign(network=control_name(1) if is_control(run) else "trained")
+    control_summary = control_folder(run, 1) / "manipulation_summary.csv"
+    if control_summary.is_file():  # the first control's rows below the trained network's
+        shown = pd.concat([shown, pd.read_csv(control_summary).assign(network=control_name(1))], ignore_index=True)
+    written = [figures.attention_change(shown, folder / "attention_change.png", alpha)]
+    pairs = list(dict.fromkeys(zip(manipulation["train_dataset"], manipulation["test_dataset"])))
+    for number, (train, test) in enumerate(pairs):
+        name = "attention_curves.png" if number == 0 else f"attention_curves_{number + 1}.png"
+        written.append(figures.attention_curves(manipulation, folder / name, train, test))
+    written.append(figures.lesion(shown, folder / "lesion.png", alpha))
+    if (summary["train_dataset"] != summary["test_dataset"]).any():
+        written.append(figures.transfer(shown, folder / "transfer.png", alpha))
+    return written
 
 
 def is_control(run: Path) -> bool:
@@ -415,7 +579,20 @@ def _optional_csv(path: Path) -> pd.DataFrame | None:
 
 def claims_stage(run: str | Path, alpha: float = 0.05) -> pd.DataFrame:
     """claims.csv: the paper's claims tested on this run's tables (see :mod:`emoselect.claims`),
-    for the trained network and its random-init control(s). Reads only what earlier stages wrote."""
+    for the trained network and its random-init control(s). Reads only what earlier stages wrote.
+
+    Parameters
+    ----------
+    run : path
+        A run folder whose selectivity stage finished.
+    alpha : float
+        False discovery rate.
+
+    Returns
+    -------
+    DataFrame
+        The scorecard (as :func:`emoselect.scorecard`).
+    """
     run = Path(run)
     with run_lock(run):
         manifest.require(run, "selectivity")
@@ -427,13 +604,25 @@ def claims_stage(run: str | Path, alpha: float = 0.05) -> pd.DataFrame:
 
 
 def _claims(run: Path, alpha: float) -> pd.DataFrame:
-    controls = [{"name": control_name(k), **{name: _optional_csv(folder / f"{file}.csv") for name, file in
-                                             (("overlap", "overlap"), ("layers", "layers"),
-                                              ("summary", "manipulation_summary"))}}
-                for k, folder in enumerate(control_folders(run), 1)]
-    table = scorecard(_optional_csv(run / "trends.csv"), _optional_csv(run / "overlap.csv"),
-                      _optional_csv(run / "layers.csv"), _optional_csv(run / "manipulation_summary.csv"), controls,
-                      alpha, extract_options(run).seed)
+    controls = [
+        {
+            "name": control_name(k),
+            **{
+                name: _optional_csv(folder / f"{file}.csv")
+                for name, file in (("overlap", "overlap"), ("layers", "layers"), ("summary", "manipulation_summary"))
+            },
+        }
+        for k, folder in enumerate(control_folders(run), 1)
+    ]
+    table = scorecard(
+        _optional_csv(run / "trends.csv"),
+        _optional_csv(run / "overlap.csv"),
+        _optional_csv(run / "layers.csv"),
+        _optional_csv(run / "manipulation_summary.csv"),
+        controls,
+        alpha,
+        extract_options(run).seed,
+    )
     write_csv_atomic(run / "claims.csv", table)
     return table
 
@@ -447,14 +636,40 @@ class Analysis:
     report: Path
 
 
-def run_all(options: ExtractOptions, out: str | Path, selectivity: SelectivityOptions | None = None,
-            manipulation: ManipulationOptions | None = None, controls: int | None = None,
-            progress: bool = True) -> Analysis:
-    """The whole analysis into one run folder: extract (the trained network and ``controls`` seeded
-    random-init controls in RUN/control, RUN/control2, ..., read out at the same site and shown the
-    same pictures), selectivity for all, manipulations (``manipulation`` None skips them) for the
-    trained network and the first control, and report.html. ``controls`` None: the profile's number
-    (quick 2, paper 10; see :data:`emoselect.experiments.PROFILES`)."""
+def run_all(
+    options: ExtractOptions,
+    out: str | Path,
+    selectivity: SelectivityOptions | None = None,
+    manipulation: ManipulationOptions | None = None,
+    controls: int | None = None,
+    progress: bool = True,
+) -> Analysis:
+    """The whole analysis into one run folder.
+
+    Extract (the trained network and ``controls`` seeded random-init controls in RUN/control,
+    RUN/control2, ..., read out at the same site and shown the same pictures), selectivity for all,
+    manipulations for the trained network and the first control, claims.csv and report.html.
+
+    Parameters
+    ----------
+    options : ExtractOptions
+        Picture sets, network and how to compute.
+    out : path
+        The run folder.
+    selectivity : SelectivityOptions, optional
+        Default: the defaults with the extract seed.
+    manipulation : ManipulationOptions, optional
+        None skips the heads and manipulations.
+    controls : int, optional
+        Random-init controls; None: the profile's (quick 2, paper 10).
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    Analysis
+        The selectivity result, the manipulations (or None) and the report's path.
+    """
     run = Path(out)
     if controls is None:
         profile = (manipulation or ManipulationOptions()).profile_for(pick_device(options.device))
@@ -464,13 +679,14 @@ def run_all(options: ExtractOptions, out: str | Path, selectivity: SelectivityOp
     trained = extract_stage(options, run, progress)
     plans = [control_options(options, trained.network, k) for k in range(1, controls + 1)]
     networks = [build_network(plan) for plan in plans]
-    if networks:   # decode the pictures once for all controls (they share preprocessing)
-        prefetch_responses(trained.stimuli, networks, cache_dir(options), options.batch_size, options.device,
-                           options.workers, progress)
+    if networks:  # decode the pictures once for all controls (they share preprocessing)
+        prefetch_responses(
+            trained.stimuli, networks, cache_dir(options), options.batch_size, options.device, options.workers, progress
+        )
     for k, (plan, network) in enumerate(zip(plans, networks), 1):
         extract_stage(plan, control_folder(run, k), progress, network)
     k = controls + 1
-    while control_folder(run, k).is_dir():   # controls of an earlier, larger run no longer apply
+    while control_folder(run, k).is_dir():  # controls of an earlier, larger run no longer apply
         shutil.rmtree(control_folder(run, k))
         k += 1
     update_config(run, run={"controls": controls, "manipulate": manipulation is not None})
@@ -480,8 +696,19 @@ def run_all(options: ExtractOptions, out: str | Path, selectivity: SelectivityOp
 
 
 def manipulate_all(run: str | Path, options: ManipulationOptions | None = None, progress: bool = True) -> Manipulated:
-    """:func:`manipulate_stage` for the run's first random-init control (heads on its own features,
-    the same sweeps), if it has one, then for the trained network; returns the trained network's."""
+    """:func:`manipulate_stage` for the run's first random-init control (heads on its own
+    features, the same sweeps), if it has one, then for the trained network.
+
+    Parameters
+    ----------
+    run, options, progress
+        As :func:`manipulate_stage`.
+
+    Returns
+    -------
+    Manipulated
+        The trained network's.
+    """
     controls = control_folders(run)
     if controls:
         manipulate_stage(controls[0], options, progress)

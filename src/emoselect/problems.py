@@ -5,6 +5,7 @@ A :class:`Problem` is something a researcher must be told about but that does no
 An :class:`InputError` is something that does stop it (no ratings file, an unknown scale); its message
 names the file and says what to do.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -7,64 +7,35 @@ validation F1 is kept, and it is reported on the test split. Features are z-scor
 training split's mean and SD; that affine map is folded into the head, so a head is exactly one
 linear layer ``features @ weight.T + bias`` with 2 outputs (class 1 = the emotion).
 """
-from __future__ import annotations
 
-from dataclasses import dataclass
+from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from .options import check, option
 from .problems import InputError
+from .records import Head, ReadoutOptions
+from .stats import binary_metrics
 from .stimuli import CATEGORIES, Stimuli
 
 
-@dataclass
-class ReadoutOptions:
-    """Training of the heads. ``balanced`` weights the cross-entropy by inverse class frequency."""
-
-    lr: float = option(1e-3, "head learning rate", kind=float, low=0, open_low=True)
-    epochs: int = option(10, "head training epochs", kind=int, low=1)
-    batch_size: int = option(128, "pictures per head training step", kind=int, low=1, flag="--head-batch-size")
-    balanced: bool = option(False, "class-balanced cross-entropy for the heads", kind=bool)
-    seed: int = option(0, "seed of the heads' initial weights and batches (the extract seed)", kind=int, low=0,
-                       cli=False)
-
-    def __post_init__(self) -> None:
-        check(self)
-
-
-@dataclass
-class Head:
-    """One trained head: logits = features @ weight.T + bias; weight [2, d], bias [2] (float32)."""
-
-    dataset: str
-    emotion: str
-    weight: np.ndarray
-    bias: np.ndarray
-    best_epoch: int
-
-
-def binary_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:
-    """F1 of class 1, accuracy and balanced accuracy of 0/1 predictions (F1 = 0 if nothing is right)."""
-    truth, predicted = np.asarray(truth).astype(bool), np.asarray(predicted).astype(bool)
-    tp = np.sum(truth & predicted)
-    precision_denominator, recall_denominator = predicted.sum(), truth.sum()
-    f1 = 2 * tp / (precision_denominator + recall_denominator) if tp else 0.0
-    recalls = [np.mean(predicted[truth] == 1) if truth.any() else np.nan,
-               np.mean(predicted[~truth] == 0) if (~truth).any() else np.nan]
-    return {"f1": float(f1), "accuracy": float(np.mean(truth == predicted)),
-            "balanced_accuracy": float(np.nanmean(recalls)), "n": int(len(truth))}
-
-
-def train_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-               options: ReadoutOptions, dataset: str = "", emotion: str = "") -> Head:
+def train_head(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    options: ReadoutOptions,
+    dataset: str = "",
+    emotion: str = "",
+) -> Head:
     """Train one 2-unit head ([n, d] features, 0/1 labels); keep the epoch with the best val F1."""
     if len(np.unique(train_y)) < 2:
-        raise InputError(f"{dataset}: the training split has no {'positive' if not np.any(train_y) else 'negative'} "
-                         f"example for the {emotion} head")
+        raise InputError(
+            f"{dataset}: the training split has no {'positive' if not np.any(train_y) else 'negative'} "
+            f"example for the {emotion} head"
+        )
     generator = torch.Generator().manual_seed(options.seed)
     mean = train_x.mean(axis=0)
     sd = train_x.std(axis=0)
@@ -87,7 +58,7 @@ def train_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_
     for epoch in range(1, options.epochs + 1):
         order = torch.randperm(len(y), generator=generator)
         for start in range(0, len(y), options.batch_size):
-            batch = order[start:start + options.batch_size]
+            batch = order[start : start + options.batch_size]
             optimiser.zero_grad()
             loss_function(layer(x[batch]), y[batch]).backward()
             optimiser.step()
@@ -95,10 +66,10 @@ def train_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_
             f1 = binary_metrics(val_y, layer(xv).argmax(dim=1).numpy())["f1"]
         if f1 > best[0]:
             best = (f1, epoch, layer.weight.detach().clone(), layer.bias.detach().clone())
-    _, epoch, weight, bias = best
-    weight = weight.numpy().astype(np.float64)
+    _, epoch, best_weight, best_bias = best
+    weight = best_weight.numpy().astype(np.float64)
     folded_weight = weight / sd[None, :]
-    folded_bias = bias.numpy().astype(np.float64) - folded_weight @ mean
+    folded_bias = best_bias.numpy().astype(np.float64) - folded_weight @ mean
     return Head(dataset, emotion, folded_weight.astype(np.float32), folded_bias.astype(np.float32), epoch)
 
 
@@ -116,10 +87,29 @@ def head_scores(heads: list[Head], features: np.ndarray) -> np.ndarray:
     return np.asarray(features, np.float64) @ weight + bias
 
 
-def train_heads(stimuli: Stimuli, features: dict[str, np.ndarray], options: ReadoutOptions,
-                site: str) -> tuple[list[Head], pd.DataFrame]:
-    """One head per dataset and emotion; returns the heads and the readout table
-    (dataset, emotion, split, site, best_epoch, f1, accuracy, balanced_accuracy, n)."""
+def train_heads(
+    stimuli: Stimuli, features: dict[str, np.ndarray], options: ReadoutOptions, site: str
+) -> tuple[list[Head], pd.DataFrame]:
+    """One head per dataset and emotion on the cached readout features.
+
+    Parameters
+    ----------
+    stimuli : Stimuli
+        The pictures with category and split.
+    features : dict[str, ndarray]
+        Per dataset: readout features [n_pictures, d] in ``stimuli.table`` row order.
+    options : ReadoutOptions
+        Learning rate, epochs, batch size, class balancing, seed.
+    site : str
+        The readout site's name (recorded in the table).
+
+    Returns
+    -------
+    heads : list[Head]
+        2-unit linear heads (z-scoring folded in).
+    table : DataFrame
+        One row per dataset, emotion and split: site, best_epoch, f1, accuracy, balanced_accuracy, n.
+    """
     heads, rows = [], []
     for dataset in stimuli.datasets:
         table = stimuli.of(dataset)
@@ -130,13 +120,23 @@ def train_heads(stimuli: Stimuli, features: dict[str, np.ndarray], options: Read
             label = (category == emotion).astype(np.int64)
             train, val = split == "train", split == "val"
             if not val.any():
-                raise InputError(f"{dataset}: no validation images; the split must give val a share (e.g. --split 0.5 0.25 0.25)")
+                raise InputError(
+                    f"{dataset}: no validation images; the split must give val a share (e.g. --split 0.5 0.25 0.25)"
+                )
             head = train_head(x[train], label[train], x[val], label[val], options, dataset, emotion)
             heads.append(head)
             predicted = head_scores([head], x)[:, 0] > 0
             for part in ("train", "val", "test"):
                 mask = split == part
                 if mask.any():
-                    rows.append({"dataset": dataset, "emotion": emotion, "split": part, "site": site,
-                                 "best_epoch": head.best_epoch, **binary_metrics(label[mask], predicted[mask])})
+                    rows.append(
+                        {
+                            "dataset": dataset,
+                            "emotion": emotion,
+                            "split": part,
+                            "site": site,
+                            "best_epoch": head.best_epoch,
+                            **binary_metrics(label[mask], predicted[mask]),
+                        }
+                    )
     return heads, pd.DataFrame(rows)

@@ -3,6 +3,7 @@
 Nothing is computed here: every number on the page is read from a CSV of the run folder, so the
 page and the tables can never disagree. Sections whose stage has not run are left out and say so.
 """
+
 from __future__ import annotations
 
 import html
@@ -30,7 +31,9 @@ img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
 def _table(frame: pd.DataFrame, digits: int = 3, limit: int = 60) -> str:
     shown = frame.head(limit).copy()
     for column in shown.select_dtypes("float").columns:
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}g}" if abs(v) < 1e-3 and v else f"{v:.{digits}f}")
+        shown[column] = shown[column].map(
+            lambda v: "" if pd.isna(v) else f"{v:.{digits}g}" if abs(v) < 1e-3 and v else f"{v:.{digits}f}"
+        )
     text = f'<div class="wide">{shown.to_html(index=False, escape=True, border=0)}</div>'
     if len(frame) > limit:
         text += f'<p class="note">first {limit} of {len(frame)} rows; the full table is in the CSV file.</p>'
@@ -53,28 +56,66 @@ def _scorecard_section(run: Path) -> list[str]:
     """The first block: each claim of the paper with its test, effect, p and verdict."""
     claims = _csv(run, "claims.csv")
     if claims is None or claims.empty:
-        return ["<h2>The paper's claims on these data</h2><p class='note'>no scorecard yet: run the selectivity "
-                "(and manipulate) stages.</p>"]
+        return [
+            "<h2>The paper's claims on these data</h2><p class='note'>no scorecard yet: run the selectivity "
+            "(and manipulate) stages.</p>"
+        ]
     rows = []
     for record in claims.itertuples(index=False):
-        cells = [record.claim, record.network, record.verdict, _number(record.effect), _number(record.p),
-                 _number(record.p_opposite), _number(record.min_p), f"{record.test}. {'' if pd.isna(record.note) else record.note}"]
-        rows.append(f"<tr class='{html.escape(str(record.verdict)).replace(' ', '-')}'>"
-                    + "".join(f"<td class='{'text' if i in (0, 1, 2, 7) else ''}'>{html.escape(str(c))}</td>"
-                              for i, c in enumerate(cells)) + "</tr>")
-    header = "".join(f"<th class='{'text' if i in (0, 1, 2, 7) else ''}'>{h}</th>" for i, h in enumerate(
-        ("claim", "network", "verdict", "effect", "p", "p (opposite)", "smallest attainable p", "test")))
-    return ["<h2>The paper's claims on these data</h2>",
-            "<p class='note'>Each claim of Liu, Bo, Ding &amp; Fang tested on this run. Verdicts follow fixed rules "
-            "(docs/science.md, \"The scorecard\"): a directional test is <i>supported</i> when p &lt; alpha in the claimed "
-            "direction, <i>contradicted</i> when p &lt; alpha in the opposite one, else <i>inconclusive</i>; a claim over "
-            "many cells needs at least half of them significant. The paper expects the trained network to support each "
-            "claim and the random-init control not to.</p>",
-            f"<div class='wide'><table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"]
+        cells = [
+            record.claim,
+            record.network,
+            record.verdict,
+            _number(record.effect),
+            _number(record.p),
+            _number(record.p_opposite),
+            _number(record.min_p),
+            f"{record.test}. {'' if pd.isna(record.note) else record.note}",
+        ]
+        rows.append(
+            f"<tr class='{html.escape(str(record.verdict)).replace(' ', '-')}'>"
+            + "".join(
+                f"<td class='{'text' if i in (0, 1, 2, 7) else ''}'>{html.escape(str(c))}</td>"
+                for i, c in enumerate(cells)
+            )
+            + "</tr>"
+        )
+    header = "".join(
+        f"<th class='{'text' if i in (0, 1, 2, 7) else ''}'>{h}</th>"
+        for i, h in enumerate(
+            ("claim", "network", "verdict", "effect", "p", "p (opposite)", "smallest attainable p", "test")
+        )
+    )
+    return [
+        "<h2>The paper's claims on these data</h2>",
+        "<p class='note'>Each claim of Liu, Bo, Ding &amp; Fang tested on this run. Verdicts follow fixed rules "
+        '(docs/science.md, "The scorecard"): a directional test is <i>supported</i> when p &lt; alpha in the claimed '
+        "direction, <i>contradicted</i> when p &lt; alpha in the opposite one, else <i>inconclusive</i>; a claim over "
+        "many cells needs at least half of them significant. The paper expects the trained network to support each "
+        "claim and the random-init control not to.</p>",
+        f"<div class='wide'><table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>",
+    ]
 
 
 def _number(value) -> str:
     return "" if pd.isna(value) else f"{value:.3g}"
+
+
+TUNING_COLUMNS = ["layer", "dataset", "tuning_quality", "tuning_quality_null_mean", "tuning_quality_null_lo",
+                  "tuning_quality_null_hi", "tuning_quality_excess", "p_tuning_quality"]  # fmt: skip
+OVERLAP_COLUMNS = ["layer", "category", "n_eligible_both", "n_a", "n_b", "n_selective", "jaccard",
+                   "jaccard_null_mean", "jaccard_excess", "p_value", "q_value"]  # fmt: skip
+CONFOUND_COLUMNS = ["dataset", "layer", "image_statistics", "layer_responses", "layer_without_statistics",
+                    "share_explained_by_statistics"]  # fmt: skip
+SELECTIVITY_FIGURES = [
+    ("tuning_quality.png", "Tuning quality by layer against its label-shuffled null (band), trained network and "
+     "random-init controls."),
+    ("overlap.png", "Jaccard index of the two sides' unit sets vs random sets of the same sizes."),
+    ("selective_fraction.png", "Share of units selective per category and layer."),
+    ("example_neurons.png", "Strongest selective unit per category at an early, a middle and a deep layer: mean "
+     "response to each category."),
+    ("example_valence.png", "Valence of the example units' 100 most activating pictures."),
+]  # fmt: skip
 
 
 def _selectivity_section(run: Path, config: dict) -> list[str]:
@@ -82,35 +123,35 @@ def _selectivity_section(run: Path, config: dict) -> list[str]:
     if layers is None or overlap is None:
         return ["<h2>Selectivity</h2><p class='note'>not run yet: <code>emoselect selectivity RUN</code></p>"]
     note = config.get("selectivity", {}).get("pair_note", "")
-    parts = ["<h2>Selectivity</h2>", f"<p>{html.escape(note)}.</p>",
-             _figure(run, "tuning_quality.png", "Tuning quality by layer against its label-shuffled null (band), trained "
-                                                "network and random-init controls."),
-             _figure(run, "overlap.png", "Jaccard index of the two sides' unit sets vs random sets of the same sizes."),
-             _figure(run, "selective_fraction.png", "Share of units selective per category and layer."),
-             _figure(run, "example_neurons.png", "Strongest selective unit per category at an early, a middle and a deep layer: "
-                                                 "mean response to each category."),
-             _figure(run, "example_valence.png", "Valence of the example units' 100 most activating pictures.")]
-    columns = [c for c in ("layer", "dataset", "tuning_quality", "tuning_quality_null_mean", "tuning_quality_null_lo",
-                           "tuning_quality_null_hi", "tuning_quality_excess", "p_tuning_quality") if c in layers]
-    parts += ["<h3>Tuning quality (mean over units of max |z|) against its label-shuffled null</h3>",
-              _table(layers[columns], limit=100)]
+    parts = ["<h2>Selectivity</h2>", f"<p>{html.escape(note)}.</p>"]
+    parts += [_figure(run, name, caption) for name, caption in SELECTIVITY_FIGURES]
+    columns = [c for c in TUNING_COLUMNS if c in layers]
+    parts += [
+        "<h3>Tuning quality (mean over units of max |z|) against its label-shuffled null</h3>",
+        _table(layers[columns], limit=100),
+    ]
     control = _csv(run / "control", "layers.csv")
     if control is not None:
-        parts += ["<h3>Random-init control: tuning quality against its null</h3>",
-                  _table(control[[c for c in columns if c in control]], limit=100)]
+        parts += [
+            "<h3>Random-init control: tuning quality against its null</h3>",
+            _table(control[[c for c in columns if c in control]], limit=100),
+        ]
     trends = _csv(run, "trends.csv")
     if trends is not None:
-        parts += ["<h3>Depth trends</h3><p class='note'>Spearman rho of each layer's excess over its null with the "
-                  "layer's depth; p from null draws that recompute the whole trend.</p>", _table(trends)]
-    columns = ["layer", "category", "n_eligible_both", "n_a", "n_b", "n_selective", "jaccard", "jaccard_null_mean",
-               "jaccard_excess", "p_value", "q_value"]
-    parts += ["<h3>Overlap vs chance</h3>", _table(overlap[columns], limit=100)]
+        parts += [
+            "<h3>Depth trends</h3><p class='note'>Spearman rho of each layer's excess over its null with the "
+            "layer's depth; p from null draws that recompute the whole trend.</p>",
+            _table(trends),
+        ]
+    parts += ["<h3>Overlap vs chance</h3>", _table(overlap[OVERLAP_COLUMNS], limit=100)]
     confounds = _csv(run, "confounds.csv")
     if confounds is not None:
-        parts += ["<h3>Low-level confounds</h3>",
-                  _figure(run, "confounds.png", "Cross-validated category decoding: layer, layer minus image statistics, statistics alone."),
-                  _table(confounds[["dataset", "layer", "image_statistics", "layer_responses", "layer_without_statistics",
-                                    "share_explained_by_statistics"]], limit=100)]
+        caption = "Cross-validated category decoding: layer, layer minus image statistics, statistics alone."
+        parts += [
+            "<h3>Low-level confounds</h3>",
+            _figure(run, "confounds.png", caption),
+            _table(confounds[CONFOUND_COLUMNS], limit=100),
+        ]
     return parts
 
 
@@ -118,73 +159,118 @@ def _rescaled_note(summary: pd.DataFrame | None) -> str:
     if summary is None or "gain_rescales_readout" not in summary or not summary["gain_rescales_readout"].any():
         return ""
     layers = ", ".join(dict.fromkeys(summary.loc[summary["gain_rescales_readout"].astype(bool), "layer"]))
-    return (f"<p class='note'><b>Note:</b> the heads read out directly after {html.escape(layers)} (only pooling "
-            f"between): a gain there only rescales the heads' input features, which says little about the network's "
-            f"own processing; the scorecard counts these cells.</p>")
+    return (
+        f"<p class='note'><b>Note:</b> the heads read out directly after {html.escape(layers)} (only pooling "
+        f"between): a gain there only rescales the heads' input features, which says little about the network's "
+        f"own processing; the scorecard counts these cells.</p>"
+    )
 
 
 def _manipulation_section(run: Path, config: dict) -> list[str]:
     readout, table1, summary = _csv(run, "readout.csv"), _csv(run, "table1.csv"), _csv(run, "manipulation_summary.csv")
     if readout is None or table1 is None:
-        return ["<h2>Readout and manipulations</h2><p class='note'>not run yet: <code>emoselect manipulate RUN</code></p>"]
+        return [
+            "<h2>Readout and manipulations</h2><p class='note'>not run yet: <code>emoselect manipulate RUN</code></p>"
+        ]
     settings = config.get("manipulation", {})
-    parts = ["<h2>Readout heads</h2>",
-             f"<p>Heads read out at <b>{html.escape(str(settings.get('readout_site', readout['site'].iloc[0])))}</b>; "
-             f"trained on the training split, epoch chosen on the validation split, reported on the test split.</p>",
-             _table(readout[readout["split"] == "test"][["dataset", "emotion", "site", "best_epoch", "f1", "accuracy",
-                                                         "balanced_accuracy", "n"]]),
-             "<h2>Attention gain and lesion</h2>",
-             f"<p>Profile {html.escape(str(settings.get('profile', '')))}: layers "
-             f"{html.escape(', '.join(map(str, settings.get('layers', []))))}; betas {html.escape(str(settings.get('betas', '')))}; "
-             f"{html.escape(str(settings.get('repeats', '')))} random sets swept over every beta and "
-             f"{html.escape(str(settings.get('lesion_repeats', '')))} lesioned per layer and emotion; engine: "
-             f"{html.escape(str(settings.get('engine', '')))}.</p>",
-             _rescaled_note(summary),
-             "<h3>Table 1 (test split; layer and beta chosen on the validation split)</h3>",
-             "<p class='note'>enhanced = the honest gain (layer and beta chosen on the validation split); test_chosen = "
-             "the optimistic gain chosen on the test split itself, as the paper did, for the selective set and "
-             "(random_test_chosen) for random sets alike: the difference between the two is selection bias.</p>",
-             _table(table1)]
+    parts = [
+        "<h2>Readout heads</h2>",
+        f"<p>Heads read out at <b>{html.escape(str(settings.get('readout_site', readout['site'].iloc[0])))}</b>; "
+        f"trained on the training split, epoch chosen on the validation split, reported on the test split.</p>",
+        _table(
+            readout[readout["split"] == "test"][
+                ["dataset", "emotion", "site", "best_epoch", "f1", "accuracy", "balanced_accuracy", "n"]
+            ]
+        ),
+        "<h2>Attention gain and lesion</h2>",
+        f"<p>Profile {html.escape(str(settings.get('profile', '')))}: layers "
+        f"{html.escape(', '.join(map(str, settings.get('layers', []))))}; betas {html.escape(str(settings.get('betas', '')))}; "
+        f"{html.escape(str(settings.get('repeats', '')))} random sets swept over every beta and "
+        f"{html.escape(str(settings.get('lesion_repeats', '')))} lesioned per layer and emotion; engine: "
+        f"{html.escape(str(settings.get('engine', '')))}.</p>",
+        _rescaled_note(summary),
+        "<h3>Table 1 (test split; layer and beta chosen on the validation split)</h3>",
+        "<p class='note'>enhanced = the honest gain (layer and beta chosen on the validation split); test_chosen = "
+        "the optimistic gain chosen on the test split itself, as the paper did, for the selective set and "
+        "(random_test_chosen) for random sets alike: the difference between the two is selection bias.</p>",
+        _table(table1),
+    ]
     control_table1 = _csv(run / "control", "table1.csv")
     if control_table1 is not None:
         parts += ["<h3>Random-init control: Table 1</h3>", _table(control_table1)]
-    parts += [_figure(run, "attention_change.png", "Change of test F1 with the best gain: selective vs random units "
-                                                   "(random-init control below, if run)."),
-              _figure(run, "lesion.png", "Test F1 after lesioning selective vs random units."),
-              _figure(run, "transfer.png", "Cross-dataset transfer: heads tested on the other dataset."),
-              _figure(run, "attention_curves.png", "Test F1 against beta, per layer (the first dataset's heads).")]
+    parts += [
+        _figure(
+            run,
+            "attention_change.png",
+            "Change of test F1 with the best gain: selective vs random units (random-init control below, if run).",
+        ),
+        _figure(run, "lesion.png", "Test F1 after lesioning selective vs random units."),
+        _figure(run, "transfer.png", "Cross-dataset transfer: heads tested on the other dataset."),
+        _figure(run, "attention_curves.png", "Test F1 against beta, per layer (the first dataset's heads)."),
+    ]
     for path in sorted((run / "figures").glob("attention_curves_*.png"), key=lambda p: int(p.stem.rsplit("_", 1)[1])):
-        parts.append(_figure(run, path.name, "Test F1 against beta, per layer (another pair of heads and test pictures)."))
+        parts.append(
+            _figure(run, path.name, "Test F1 against beta, per layer (another pair of heads and test pictures).")
+        )
     if summary is not None:
         parts += ["<h3>Per layer</h3>", _table(summary, limit=200)]
     return parts
 
 
 def write_report(run: str | Path) -> Path:
-    """Write RUN/report.html from the run folder's tables and figures; returns its path."""
+    """Write RUN/report.html from the run folder's tables and figures.
+
+    Parameters
+    ----------
+    run : path
+        A run folder; every finished stage's files are checked against manifest.json first.
+
+    Returns
+    -------
+    Path
+        The report's path.
+    """
     run = Path(run)
-    manifest.check_finished(run)          # never a page from a cut or mixed table
+    manifest.check_finished(run)  # never a page from a cut or mixed table
     config = read_config(run)
     datasets = config.get("datasets", {})
     network = config.get("network", {})
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>emoselect report: {html.escape(run.name)}</title>",
-             f"<style>{STYLE}</style></head><body>",
-             f"<h1>emoselect report: {html.escape(run.name)}</h1>",
-             f"<p>Network <b>{html.escape(str(network.get('model')))}</b>, weights {html.escape(str(network.get('weights')))} "
-             f"(sha256 {html.escape(str(network.get('weights_sha256')))}); untrained modules: "
-             f"{html.escape(', '.join(network.get('untrained_modules', [])) or 'none')}.</p>"]
-    rows = [{"dataset": name, "format": d.get("format"), "scale": "-".join(f"{s:g}" for s in d.get("scale", [])),
-             **d.get("categories", {}), "total": d.get("n_images")} for name, d in datasets.items()]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>emoselect report: {html.escape(run.name)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>emoselect report: {html.escape(run.name)}</h1>",
+        f"<p>Network <b>{html.escape(str(network.get('model')))}</b>, weights {html.escape(str(network.get('weights')))} "
+        f"(sha256 {html.escape(str(network.get('weights_sha256')))}); untrained modules: "
+        f"{html.escape(', '.join(network.get('untrained_modules', [])) or 'none')}.</p>",
+    ]
+    rows = [
+        {
+            "dataset": name,
+            "format": d.get("format"),
+            "scale": "-".join(f"{s:g}" for s in d.get("scale", [])),
+            **d.get("categories", {}),
+            "total": d.get("n_images"),
+        }
+        for name, d in datasets.items()
+    ]
     parts += _scorecard_section(run)
-    parts += ["<h2>Stimuli</h2>", _table(pd.DataFrame(rows)),
-              _figure(run, "stimuli.png", "Valence distribution and pictures per category of each dataset.")]
+    parts += [
+        "<h2>Stimuli</h2>",
+        _table(pd.DataFrame(rows)),
+        _figure(run, "stimuli.png", "Valence distribution and pictures per category of each dataset."),
+    ]
     problems = _csv(run, "problems.csv")
     if problems is not None and len(problems):
-        parts += [f"<p>{len(problems)} problems were found and handled (see problems.csv):</p>", _table(problems, limit=20)]
+        parts += [
+            f"<p>{len(problems)} problems were found and handled (see problems.csv):</p>",
+            _table(problems, limit=20),
+        ]
     parts += _selectivity_section(run, config)
     parts += _manipulation_section(run, config)
-    parts += ["<h2>Configuration and provenance</h2>",
-              f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre></body></html>"]
+    parts += [
+        "<h2>Configuration and provenance</h2>",
+        f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre></body></html>",
+    ]
     path = run / "report.html"
     write_text_atomic(path, "\n".join(p for p in parts if p))
     return path

@@ -2,7 +2,7 @@
 
 For every picture and tuning site the response of a unit is the spatial mean of its activation map
 (float32); the readout features are the flattened input of the readout layer; four low-level image
-statistics are recorded on the way (:func:`emoselect.images.image_statistics`).
+statistics are recorded on the way (:func:`emoselect.tensors.image_statistics`).
 
 The cache holds one small file per picture, named by the SHA-1 of the picture file, in a folder named
 by a hash of everything that determines the numbers (model, weight-file hash or seed, preprocessing,
@@ -12,12 +12,12 @@ picture is recomputed, and each file is written atomically (never left half-writ
 The run folder receives ``responses/<dataset>/<site>.npy`` (float32 [n_images, n_units], rows in
 stimuli.csv order), ``responses/<dataset>/<readout site>.npy`` and ``responses/<dataset>/image_stats.csv``.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +26,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .files import remove_stale_temporaries, reserve, save_npy_atomic, write_csv_atomic
-from .images import IMAGE_STATISTICS, ImageProblem, image_statistics, load_rgb, normalise, to_tensor
+from .images import ImageProblem, load_rgb
 from .network import Network, record
 from .problems import InputError
+from .records import Responses
 from .stimuli import Stimuli
+from .tensors import IMAGE_STATISTICS, image_statistics, normalise, to_tensor
 
-RESPONSE_DEFINITION = 3   # bump when the meaning of a cached vector changes (2: channels-last forward;
-                          # 3: image statistics in float64, independent of the batch size)
+RESPONSE_DEFINITION = 3  # bump when the meaning of a cached vector changes (2: channels-last forward;
+# 3: image statistics in float64, independent of the batch size)
 
 
 def default_cache_dir() -> Path:
@@ -69,8 +71,10 @@ def response_key(network: Network) -> str:
     identity = {
         "definition": RESPONSE_DEFINITION,
         "model": network.name,
-        "weights": description["weights_sha256"] or (f"random seed {network.seed} torch {torch.__version__}"
-                                                     if network.weights == "random" else network.weights),
+        "weights": description["weights_sha256"]
+        or (
+            f"random seed {network.seed} torch {torch.__version__}" if network.weights == "random" else network.weights
+        ),
         "preprocessing": description["preprocessing"],
         "sites": description["sites"],
         "site_paths": network.sites,
@@ -85,7 +89,9 @@ class ResponseStore:
     def __init__(self, folder: Path, network: Network):
         self.folder = Path(folder)
         self.layout: list[tuple[str, int]] = list(network.units.items()) + [
-            (network.readout_site, network.readout_dim), ("image_stats", len(IMAGE_STATISTICS))]
+            (network.readout_site, network.readout_dim),
+            ("image_stats", len(IMAGE_STATISTICS)),
+        ]
         self.width = sum(n for _, n in self.layout)
 
     def path(self, sha1: str) -> Path:
@@ -109,7 +115,7 @@ class ResponseStore:
         """[n, width] -> {part: [n, part width]} following the layout."""
         parts, start = {}, 0
         for name, width in self.layout:
-            parts[name] = matrix[:, start:start + width]
+            parts[name] = matrix[:, start : start + width]
             start += width
         return parts
 
@@ -125,9 +131,11 @@ class _Pictures(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         try:
-            image, _ = load_rgb(self.paths[i], max_pixels=None)   # sizes were checked with the stimuli
+            image, _ = load_rgb(self.paths[i], max_pixels=None)  # sizes were checked with the stimuli
         except ImageProblem as problem:
-            raise InputError(f"{self.paths[i]}: {problem} (it opened when the stimuli were checked: did it change?)") from problem
+            raise InputError(
+                f"{self.paths[i]}: {problem} (it opened when the stimuli were checked: did it change?)"
+            ) from problem
         return to_tensor(image, self.prep), self.sha1s[i]
 
 
@@ -137,47 +145,75 @@ def response_store(network: Network, cache_dir: str | Path | None = None) -> Res
     return ResponseStore(cache_dir / "responses" / response_key(network), network)
 
 
-def prefetch_responses(stimuli: Stimuli, networks: list[Network], cache_dir: str | Path | None = None,
-                       batch_size: int = 32, device: str = "auto", workers: int | None = None,
-                       progress: bool = True) -> int:
+def prefetch_responses(
+    stimuli: Stimuli,
+    networks: list[Network],
+    cache_dir: str | Path | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+    workers: int | None = None,
+    progress: bool = True,
+) -> int:
     """Fill the caches of several networks with one shared picture decoding (see
     :func:`compute_missing_shared`); a later :func:`extract` of each is then a cache read."""
     stores = [response_store(network, cache_dir) for network in networks]
     return compute_missing_shared(stimuli, networks, stores, batch_size, device, workers, progress)
 
 
-def compute_missing(stimuli: Stimuli, network: Network, store: ResponseStore, batch_size: int = 32,
-                    device: str = "auto", workers: int | None = None, progress: bool = True) -> int:
+def compute_missing(
+    stimuli: Stimuli,
+    network: Network,
+    store: ResponseStore,
+    batch_size: int = 32,
+    device: str = "auto",
+    workers: int | None = None,
+    progress: bool = True,
+) -> int:
     """Record every picture the store lacks; returns how many were computed."""
     return compute_missing_shared(stimuli, [network], [store], batch_size, device, workers, progress)
 
 
-def compute_missing_shared(stimuli: Stimuli, networks: list[Network], stores: list[ResponseStore], batch_size: int = 32,
-                           device: str = "auto", workers: int | None = None, progress: bool = True) -> int:
+def compute_missing_shared(
+    stimuli: Stimuli,
+    networks: list[Network],
+    stores: list[ResponseStore],
+    batch_size: int = 32,
+    device: str = "auto",
+    workers: int | None = None,
+    progress: bool = True,
+) -> int:
     """Record, for each network, every picture its store lacks, decoding each picture once for all
     of them (e.g. a network's random-init controls, which share its preprocessing). Returns how
     many pictures were decoded."""
     if len({network.prep for network in networks}) > 1:
         raise ValueError("networks that share picture decoding must share their preprocessing")
     first = stimuli.table.drop_duplicates("sha1")
-    lacking = {sha1: [not store.has(sha1) for store in stores] for sha1 in first["sha1"]}   # one look per file
+    lacking = {sha1: [not store.has(sha1) for store in stores] for sha1 in first["sha1"]}  # one look per file
     todo = first[[any(lacking[sha1]) for sha1 in first["sha1"]]]
     if todo.empty:
         return 0
-    device = pick_device(device)
+    chosen = pick_device(device)
     for network in networks:
-        network.to(device)
+        network.to(chosen)
     prep = networks[0].prep
     workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if workers is None else workers
-    loader = torch.utils.data.DataLoader(_Pictures(list(todo["path"]), list(todo["sha1"]), prep), batch_size=batch_size,
-                                         num_workers=workers, pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        _Pictures(list(todo["path"]), list(todo["sha1"]), prep),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=chosen.type == "cuda",
+    )
     names_shown = ", ".join(dict.fromkeys(network.name for network in networks))
-    bar = tqdm(total=len(todo), desc=f"responses {names_shown}" + (f" x {len(networks)}" if len(networks) > 1 else ""),
-               unit="img", disable=not progress)
+    bar = tqdm(
+        total=len(todo),
+        desc=f"responses {names_shown}" + (f" x {len(networks)}" if len(networks) > 1 else ""),
+        unit="img",
+        disable=not progress,
+    )
     try:
         for batch, names in loader:
-            stats = image_statistics(batch).to(device)      # on the CPU, in float64: the same numbers everywhere
-            batch = batch.to(device, non_blocking=True)
+            stats = image_statistics(batch).to(chosen)  # on the CPU, in float64: the same numbers everywhere
+            batch = batch.to(chosen, non_blocking=True)
             normalised = normalise(batch, prep)
             for s, (network, store) in enumerate(zip(networks, stores)):
                 need = [i for i, sha1 in enumerate(names) if lacking[sha1][s]]
@@ -194,18 +230,6 @@ def compute_missing_shared(stimuli: Stimuli, networks: list[Network], stores: li
     return len(todo)
 
 
-@dataclass
-class Responses:
-    """One dataset's recorded responses: ``sites`` {site: float32 [n_images, n_units]}, ``readout``
-    float32 [n_images, readout_dim] at ``readout_site``, ``image_stats`` (a table, one row per image)."""
-
-    dataset: str
-    sites: dict[str, np.ndarray]
-    readout_site: str
-    readout: np.ndarray
-    image_stats: pd.DataFrame
-
-
 def _assemble(rows: pd.DataFrame, store: ResponseStore, folder: Path | None) -> tuple[dict[str, np.ndarray], list[str]]:
     """One dataset's arrays {part: [n_images, width]}, filled picture by picture from the store;
     with ``folder`` the response arrays are temporary .npy files there, so memory stays bounded
@@ -220,7 +244,7 @@ def _assemble(rows: pd.DataFrame, store: ResponseStore, folder: Path | None) -> 
                 folder.mkdir(parents=True, exist_ok=True)
                 temporary = folder / f".{name}.{os.getpid()}.tmp.npy"
                 arrays[name] = np.lib.format.open_memmap(temporary, "w+", np.float32, shape)
-                reserve(temporary)           # a full disk: an OSError now, not a bus error later
+                reserve(temporary)  # a full disk: an OSError now, not a bus error later
         for i, sha1 in enumerate(rows["sha1"]):
             vector = store.get(sha1)
             if vector is None:
@@ -228,10 +252,10 @@ def _assemble(rows: pd.DataFrame, store: ResponseStore, folder: Path | None) -> 
                 continue
             for name, part in store.split(vector[None, :]).items():
                 arrays[name][i] = part[0]
-    except BaseException:                    # no temporary file outlives a failure
+    except BaseException:  # no temporary file outlives a failure
         for array in arrays.values():
             if isinstance(array, np.memmap):
-                Path(array.filename).unlink(missing_ok=True)
+                Path(str(array.filename)).unlink(missing_ok=True)
         raise
     return arrays, unreadable
 
@@ -244,31 +268,60 @@ def _publish(arrays: dict[str, np.ndarray], folder: Path) -> dict[str, np.ndarra
             out[name] = array
             continue
         array.flush()
-        temporary = Path(array.filename)
+        temporary = Path(str(array.filename))
         del array
         os.replace(temporary, folder / f"{name}.npy")
         out[name] = np.load(folder / f"{name}.npy", mmap_mode="r")
     return out
 
 
-def extract(stimuli: Stimuli, network: Network, run: str | Path | None = None, cache_dir: str | Path | None = None,
-            batch_size: int = 32, device: str = "auto", workers: int | None = None,
-            progress: bool = True) -> dict[str, Responses]:
+def extract(
+    stimuli: Stimuli,
+    network: Network,
+    run: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, Responses]:
     """Responses of every dataset in ``stimuli``: computed where not cached, then assembled.
 
-    With ``run``, the arrays are written to the run folder's ``responses/`` (see module docstring)
-    and returned memory-mapped from there.
+    Parameters
+    ----------
+    stimuli : Stimuli
+        The pictures (``table`` with dataset, path, sha1).
+    network : Network
+        The network whose probe sites and readout site are recorded.
+    run : path, optional
+        Write ``responses/<dataset>/<site>.npy`` there and return them memory-mapped.
+    cache_dir : path, optional
+        The per-picture response cache (default ``$EMOSELECT_CACHE`` or ~/.cache/emoselect).
+    batch_size : int
+        Pictures per forward pass.
+    device : str
+        ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+    workers : int, optional
+        Picture-decoding processes.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict[str, Responses]
+        Per dataset: ``sites`` {site: float32 [n_pictures, n_units]} (spatial means), ``readout``
+        float32 [n_pictures, readout_dim], ``image_stats`` (one row per picture).
     """
     store = response_store(network, cache_dir)
     if store.folder.is_dir():
-        remove_stale_temporaries(store.folder)     # left by a killed run
+        remove_stale_temporaries(store.folder)  # left by a killed run
     compute_missing(stimuli, network, store, batch_size, device, workers, progress)
     results = {}
     for dataset in stimuli.datasets:
         rows = stimuli.of(dataset)
         folder = Path(run) / "responses" / dataset if run is not None else None
         arrays, unreadable = _assemble(rows, store, folder)
-        if unreadable:   # damaged cache entries: recompute them once
+        if unreadable:  # damaged cache entries: recompute them once
             for sha1 in unreadable:
                 store.path(sha1).unlink(missing_ok=True)
             compute_missing(stimuli, network, store, batch_size, device, workers, progress)
@@ -286,7 +339,24 @@ def extract(stimuli: Stimuli, network: Network, run: str | Path | None = None, c
 
 
 def load_responses(run: str | Path, dataset: str, sites: list[str], readout_site: str | None = None) -> Responses:
-    """Read one dataset's responses back from a run folder (readout features only if named)."""
+    """Read one dataset's responses back from a run folder.
+
+    Parameters
+    ----------
+    run : path
+        The run folder.
+    dataset : str
+        The dataset's name.
+    sites : list[str]
+        Probe sites to read.
+    readout_site : str, optional
+        Also read the readout features (else an empty [n, 0] array).
+
+    Returns
+    -------
+    Responses
+        Memory-mapped arrays, rows in stimuli.csv order.
+    """
     folder = Path(run) / "responses" / dataset
     if not folder.is_dir():
         raise InputError(f"{folder} not found: run `emoselect extract` for this run folder first")
@@ -299,5 +369,10 @@ def load_responses(run: str | Path, dataset: str, sites: list[str], readout_site
 
     stats_path = folder / "image_stats.csv"
     stats = pd.read_csv(stats_path) if stats_path.is_file() else pd.DataFrame(columns=list(IMAGE_STATISTICS))
-    return Responses(dataset, {s: np.asarray(read(s)) for s in sites}, readout_site or "",
-                     read(readout_site) if readout_site else np.empty((0, 0), np.float32), stats)
+    return Responses(
+        dataset,
+        {s: np.asarray(read(s)) for s in sites},
+        readout_site or "",
+        read(readout_site) if readout_site else np.empty((0, 0), np.float32),
+        stats,
+    )

@@ -15,6 +15,7 @@ Definitions (Liu, Bo, Ding & Fang; docs/science.md gives them in full):
 * tuning-quality null: tuning quality with the category labels shuffled over the defining pictures,
   and a depth-trend test (Spearman rho of the excess over the null with depth, recomputed per shuffle).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,9 +27,18 @@ from tqdm.auto import tqdm
 
 from .options import check, option
 from .problems import InputError
-from .responses import Responses
-from .stats import (benjamini_hochberg, decode_crossvalidated, exceedance_p_value, intersection_pmf, jaccard_null,
-                    random_stream, rank_correlation, spearman_columns, trend_test)
+from .records import Responses
+from .stats import (
+    benjamini_hochberg,
+    decode_crossvalidated,
+    exceedance_p_value,
+    intersection_pmf,
+    jaccard_null,
+    random_stream,
+    rank_correlation,
+    spearman_columns,
+    trend_test,
+)
 from .stimuli import Stimuli, shared_pictures
 
 CATEGORY_ORDER = ("pleasant", "neutral", "unpleasant")
@@ -42,13 +52,17 @@ def category_matrix(categories: np.ndarray) -> np.ndarray:
 
 def _check(responses: np.ndarray, onehot: np.ndarray) -> None:
     if responses.ndim != 2 or responses.shape[0] != onehot.shape[0]:
-        raise ValueError(f"responses must be [n_images, n_units] with one category per image; got {responses.shape} "
-                         f"and {onehot.shape[0]} categories")
+        raise ValueError(
+            f"responses must be [n_images, n_units] with one category per image; got {responses.shape} "
+            f"and {onehot.shape[0]} categories"
+        )
     counts = onehot.sum(axis=0)
     if np.any(counts < 2):
         missing = [c for c, n in zip(CATEGORY_ORDER, counts) if n < 2]
-        raise ValueError(f"each category needs at least 2 images to define tuning; too few: {missing} "
-                         f"(counts {dict(zip(CATEGORY_ORDER, counts.astype(int)))})")
+        raise ValueError(
+            f"each category needs at least 2 images to define tuning; too few: {missing} "
+            f"(counts {dict(zip(CATEGORY_ORDER, counts.astype(int)))})"
+        )
 
 
 def _analysed(responses: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +82,7 @@ def tuning_values(responses: np.ndarray, categories: np.ndarray) -> np.ndarray:
     data, onehot = _analysed(responses, categories)
     mean_all = data.mean(axis=0)
     sd = data.std(axis=0, ddof=1)
-    means = (onehot.T @ data) / onehot.sum(axis=0)[:, None]              # [3, n_units]
+    means = (onehot.T @ data) / onehot.sum(axis=0)[:, None]  # [3, n_units]
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (means - mean_all) / sd
     z[:, ~(sd > 0)] = np.nan
@@ -135,16 +149,17 @@ def _permuted_tuning(data: np.ndarray, onehot: np.ndarray, orders: np.ndarray, c
     mean_all, sd = data.mean(axis=0), data.std(axis=0, ddof=1)
     counts = onehot.sum(axis=0)
     for start in range(0, len(orders), chunk):
-        block = orders[start:start + chunk]
-        shuffled = onehot[block]                                                      # [size, n, 3]
-        stacked = shuffled.transpose(0, 2, 1).reshape(-1, data.shape[0])              # [size * 3, n]
+        block = orders[start : start + chunk]
+        shuffled = onehot[block]  # [size, n, 3]
+        stacked = shuffled.transpose(0, 2, 1).reshape(-1, data.shape[0])  # [size * 3, n]
         means = (stacked @ data).reshape(len(block), 3, -1) / counts[None, :, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             yield (means - mean_all) / sd
 
 
-def permutation_p_values(responses: np.ndarray, categories: np.ndarray, permutations: int,
-                         rng: np.random.Generator, chunk: int = 100) -> np.ndarray:
+def permutation_p_values(
+    responses: np.ndarray, categories: np.ndarray, permutations: int, rng: np.random.Generator, chunk: int = 100
+) -> np.ndarray:
     """Per-unit p-value of selectivity: is max_e z_e larger than with shuffled category labels?
 
     Returns [n_units] p = (1 + #{max z under permutation >= observed}) / (1 + permutations);
@@ -167,8 +182,7 @@ def tuning_quality_null(responses: np.ndarray, categories: np.ndarray, orders: n
     every layer, so that a trend across layers can be recomputed per permutation).
     """
     data, onehot = _analysed(responses, categories)
-    return np.concatenate([np.nanmean(np.abs(z).max(axis=1), axis=1)
-                           for z in _permuted_tuning(data, onehot, orders)])
+    return np.concatenate([np.nanmean(np.abs(z).max(axis=1), axis=1) for z in _permuted_tuning(data, onehot, orders)])
 
 
 def split_half(categories: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -206,25 +220,45 @@ class SelectivityOptions:
     the paper's positions 3, 6 and 13 of 13, i.e. conv2_1, conv3_2 and conv5_3 for VGG-16).
     """
 
-    define_on: str = option("train", "images that define tuning: the training split or all (the paper)",
-                            choices=("train", "all"))
-    pair: tuple[str, str] | None = option(None, "the two datasets whose agreement defines selective units",
-                                          nargs=2, optional=True, metavar=("A", "B"))
-    si_keep: float | None = option(None, "keep the top fraction of units by d' index (journal: 0.8)", kind=float,
-                                   low=0, high=1, open_low=True, optional=True)
+    define_on: str = option(
+        "train", "images that define tuning: the training split or all (the paper)", choices=("train", "all")
+    )
+    pair: tuple[str, str] | None = option(
+        None, "the two datasets whose agreement defines selective units", nargs=2, optional=True, metavar=("A", "B")
+    )
+    si_keep: float | None = option(
+        None,
+        "keep the top fraction of units by d' index (journal: 0.8)",
+        kind=float,
+        low=0,
+        high=1,
+        open_low=True,
+        optional=True,
+    )
     permutations: int = option(0, "per-unit label permutations (0 = off)", kind=int, low=0)
-    tuning_null: int = option(200, "label permutations for the tuning-quality null and depth-trend test (0 = off)",
-                              kind=int, low=0, metavar="N")
+    tuning_null: int = option(
+        200,
+        "label permutations for the tuning-quality null and depth-trend test (0 = off)",
+        kind=int,
+        low=0,
+        metavar="N",
+    )
     require_significant: bool = option(False, "selective = also significant (BH) in both datasets", kind=bool)
-    alpha: float = option(0.05, "false discovery rate for every test", kind=float, low=0, high=1, open_low=True,
-                          open_high=True)
+    alpha: float = option(
+        0.05, "false discovery rate for every test", kind=float, low=0, high=1, open_low=True, open_high=True
+    )
     valence_tuning: bool = option(False, "Spearman correlation of each unit with valence and arousal", kind=bool)
     confounds: bool = option(False, "decode category from low-level image statistics vs each layer", kind=bool)
-    example_layers: list[str] | None = option(None, "layers for the example neurons (default: an early, a middle and "
-                                              "the deepest layer)", nargs="+", optional=True, metavar="LAYER")
+    example_layers: list[str] | None = option(
+        None,
+        "layers for the example neurons (default: an early, a middle and the deepest layer)",
+        nargs="+",
+        optional=True,
+        metavar="LAYER",
+    )
     seed: int = option(0, "seed of the random streams (the extract seed)", kind=int, low=0, cli=False)
 
-    RECORDED: ClassVar[tuple] = ("pair_note",)     # a result the stage writes beside its options
+    RECORDED: ClassVar[tuple] = ("pair_note",)  # a result the stage writes beside its options
 
     def __post_init__(self) -> None:
         check(self)
@@ -238,8 +272,8 @@ class Group:
 
     name: str
     dataset: str
-    rows: np.ndarray          # indices into that dataset's response rows
-    categories: np.ndarray    # category of each of those rows
+    rows: np.ndarray  # indices into that dataset's response rows
+    categories: np.ndarray  # category of each of those rows
     valence: np.ndarray
     arousal: np.ndarray
 
@@ -261,7 +295,7 @@ class SelectivityResult:
     groups: list[Group]
     pair_note: str
     top_images: dict = field(default_factory=dict)
-    trends: pd.DataFrame | None = None
+    trends: pd.DataFrame = field(default_factory=pd.DataFrame)
     trend_nulls: dict = field(default_factory=dict)
 
 
@@ -283,17 +317,25 @@ def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[G
 
     def group(name, dataset, table, rows):
         scale = stimuli.scales.get(dataset, (1.0, 9.0))
-        to9 = lambda v: 1 + (np.asarray(v, float) - scale[0]) * 8 / (scale[1] - scale[0])   # noqa: E731
-        return Group(name, dataset, rows, table["category"].to_numpy()[rows], to9(table["valence"].to_numpy()[rows]),
-                     table["arousal"].to_numpy(float)[rows])
+        to9 = lambda v: 1 + (np.asarray(v, float) - scale[0]) * 8 / (scale[1] - scale[0])  # noqa: E731
+        return Group(
+            name,
+            dataset,
+            rows,
+            table["category"].to_numpy()[rows],
+            to9(table["valence"].to_numpy()[rows]),
+            table["arousal"].to_numpy(float)[rows],
+        )
 
     images = "training-split" if options.define_on == "train" else "all analysed"
     if len(pair) == 2:
         share = shared_pictures(stimuli.table, *pair)
         if share >= 0.5:
-            raise InputError(f"{pair[0]} and {pair[1]} share {share:.0%} of their pictures (same file contents): their "
-                             f"agreement would not be a cross-dataset test; use two different picture sets, or one "
-                             f"dataset (a split-half stands in)")
+            raise InputError(
+                f"{pair[0]} and {pair[1]} share {share:.0%} of their pictures (same file contents): their "
+                f"agreement would not be a cross-dataset test; use two different picture sets, or one "
+                f"dataset (a split-half stands in)"
+            )
         groups = [group(n, n, stimuli.of(n), defining(stimuli.of(n))) for n in pair]
         warning = f"; note: they share {share:.0%} of their pictures" if share > 0 else ""
         return groups, f"selective = same preferred category in {pair[0]} and {pair[1]} ({images} images){warning}"
@@ -302,8 +344,10 @@ def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[G
     rows = defining(table)
     half = split_half(table["category"].to_numpy()[rows], random_stream(options.seed, "split-half", name))
     groups = [group(f"{name}/half{h + 1}", name, table, rows[half == h]) for h in (0, 1)]
-    return groups, (f"one dataset: a seeded split-half of {name}'s {images} images stands in for two datasets; "
-                    f"selective = same preferred category in both halves")
+    return groups, (
+        f"one dataset: a seeded split-half of {name}'s {images} images stands in for two datasets; "
+        f"selective = same preferred category in both halves"
+    )
 
 
 @dataclass
@@ -329,13 +373,27 @@ def _describe_group(site: str, group: Group, data: np.ndarray, options: Selectiv
     eligible = top_fraction(si, options.si_keep) if options.si_keep else preferred >= 0
     best = np.abs(z).max(axis=1)
     defined = int(np.isfinite(best).sum())
-    unit_columns = {"layer": site, "unit": np.arange(z.shape[0]), "dataset": group.name,
-                    "t_pleasant": z[:, 0], "t_neutral": z[:, 1], "t_unpleasant": z[:, 2],
-                    "preferred": np.array(list(CATEGORY_ORDER) + ["none"])[preferred], "si": si, "kept": eligible.copy()}
-    layer_columns = {"layer": site, "dataset": group.name, "n_images": len(group.rows), "n_units": z.shape[0],
-                     "n_undefined": int((preferred < 0).sum()), "tuning_quality": tuning_quality(z),
-                     "tuning_quality_sem": float(np.nanstd(best, ddof=1) / np.sqrt(defined)) if defined > 1 else np.nan,
-                     **{f"n_preferring_{c}": int((preferred == k).sum()) for k, c in enumerate(CATEGORY_ORDER)}}
+    unit_columns = {
+        "layer": site,
+        "unit": np.arange(z.shape[0]),
+        "dataset": group.name,
+        "t_pleasant": z[:, 0],
+        "t_neutral": z[:, 1],
+        "t_unpleasant": z[:, 2],
+        "preferred": np.array(list(CATEGORY_ORDER) + ["none"])[preferred],
+        "si": si,
+        "kept": eligible.copy(),
+    }
+    layer_columns = {
+        "layer": site,
+        "dataset": group.name,
+        "n_images": len(group.rows),
+        "n_units": z.shape[0],
+        "n_undefined": int((preferred < 0).sum()),
+        "tuning_quality": tuning_quality(z),
+        "tuning_quality_sem": float(np.nanstd(best, ddof=1) / np.sqrt(defined)) if defined > 1 else np.nan,
+        **{f"n_preferring_{c}": int((preferred == k).sum()) for k, c in enumerate(CATEGORY_ORDER)},
+    }
     if options.permutations:
         p = permutation_p_values(data, group.categories, options.permutations, rng)
         q = benjamini_hochberg(p)
@@ -368,8 +426,14 @@ def example_layers(sites: list[str], chosen: list[str] | None = None) -> list[st
     return list(dict.fromkeys(sites[max(0, round(len(sites) * k / 13) - 1)] for k in (3, 6, 13)))
 
 
-def _examples(site: str, groups: list[Group], data: list[np.ndarray], tuned: list[GroupTuning], selective: pd.DataFrame,
-              top: int = 100) -> tuple[pd.DataFrame, dict]:
+def _examples(
+    site: str,
+    groups: list[Group],
+    data: list[np.ndarray],
+    tuned: list[GroupTuning],
+    selective: pd.DataFrame,
+    top: int = 100,
+) -> tuple[pd.DataFrame, dict]:
     """The strongest selective unit per category at ``site``: tuning curves and top-image valences."""
     rows, top_images = [], {}
     here = selective[selective["layer"] == site]
@@ -384,16 +448,28 @@ def _examples(site: str, groups: list[Group], data: list[np.ndarray], tuned: lis
             top_images[(category, group.name)] = {"unit": unit, "top": group.valence[order], "all": group.valence}
             for j, shown in enumerate(CATEGORY_ORDER):
                 values = response[group.categories == shown]
-                rows.append({"layer": site, "unit": unit, "selective_for": category, "dataset": group.name,
-                             "category": shown, "mean_response": values.mean(), "sem": values.std(ddof=1) / np.sqrt(len(values)),
-                             "n": len(values), "tuning_value": tuning.z[unit, j],
-                             "top_valence_mean": float(np.nanmean(group.valence[order])), "n_top": len(order),
-                             "all_valence_mean": float(np.nanmean(group.valence))})
+                rows.append(
+                    {
+                        "layer": site,
+                        "unit": unit,
+                        "selective_for": category,
+                        "dataset": group.name,
+                        "category": shown,
+                        "mean_response": values.mean(),
+                        "sem": values.std(ddof=1) / np.sqrt(len(values)),
+                        "n": len(values),
+                        "tuning_value": tuning.z[unit, j],
+                        "top_valence_mean": float(np.nanmean(group.valence[order])),
+                        "n_top": len(order),
+                        "all_valence_mean": float(np.nanmean(group.valence)),
+                    }
+                )
     return pd.DataFrame(rows), top_images
 
 
-def _confounds(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str], seed: int,
-               progress: bool) -> pd.DataFrame:
+def _confounds(
+    stimuli: Stimuli, responses: dict[str, Responses], sites: list[str], seed: int, progress: bool
+) -> pd.DataFrame:
     """Cross-validated decoding of category from image statistics, from each layer, and from each
     layer after removing what the image statistics linearly explain."""
     rows = []
@@ -411,16 +487,29 @@ def _confounds(stimuli: Stimuli, responses: dict[str, Responses], sites: list[st
             layer_scores = decode_crossvalidated(data, labels, seed=seed)
             residual_scores = decode_crossvalidated(data, labels, seed=seed, covariates=image_stats)
             layer, residual = layer_scores.mean(), residual_scores.mean()
-            rows.append({"dataset": dataset, "layer": site, "n_images": len(labels), "chance": chance,
-                         "image_statistics": stats_scores.mean(), "image_statistics_sd": stats_scores.std(ddof=1),
-                         "layer_responses": layer, "layer_responses_sd": layer_scores.std(ddof=1),
-                         "layer_without_statistics": residual, "layer_without_statistics_sd": residual_scores.std(ddof=1),
-                         "share_explained_by_statistics": (layer - residual) / (layer - chance) if layer > chance else np.nan})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "layer": site,
+                    "n_images": len(labels),
+                    "chance": chance,
+                    "image_statistics": stats_scores.mean(),
+                    "image_statistics_sd": stats_scores.std(ddof=1),
+                    "layer_responses": layer,
+                    "layer_responses_sd": layer_scores.std(ddof=1),
+                    "layer_without_statistics": residual,
+                    "layer_without_statistics_sd": residual_scores.std(ddof=1),
+                    "share_explained_by_statistics": (layer - residual) / (layer - chance)
+                    if layer > chance
+                    else np.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def _overlap_row(site: str, category: str, k: int, a: GroupTuning, b: GroupTuning,
-                 groups: list[Group]) -> tuple[dict, np.ndarray, np.ndarray]:
+def _overlap_row(
+    site: str, category: str, k: int, a: GroupTuning, b: GroupTuning, groups: list[Group]
+) -> tuple[dict, np.ndarray, np.ndarray]:
     """One layer and category of overlap.csv, the exact null pmf of the intersection size, and the
     selective units (boolean [n_units]: in both sides' sets).
 
@@ -430,25 +519,45 @@ def _overlap_row(site: str, category: str, k: int, a: GroupTuning, b: GroupTunin
     in_a, in_b = (a.preferred == k) & a.eligible, (b.preferred == k) & b.eligible
     selective = in_a & in_b
     size_a, size_b, both = int(in_a.sum()), int(in_b.sum()), int(selective.sum())
-    pmf = intersection_pmf(int((a.eligible & b.eligible).sum()), int(a.eligible.sum()), int(b.eligible.sum()),
-                           size_a, size_b)
+    pmf = intersection_pmf(
+        int((a.eligible & b.eligible).sum()), int(a.eligible.sum()), int(b.eligible.sum()), size_a, size_b
+    )
     null = jaccard_null(pmf, size_a, size_b, both)
     observed = jaccard(in_a, in_b)
-    row = {"layer": site, "category": category, "dataset_a": groups[0].name, "dataset_b": groups[1].name,
-           "n_units": len(a.preferred), "n_eligible_a": int(a.eligible.sum()), "n_eligible_b": int(b.eligible.sum()),
-           "n_eligible_both": int((a.eligible & b.eligible).sum()), "n_a": size_a, "n_b": size_b, "n_selective": both,
-           "jaccard": observed, "jaccard_null_mean": null["mean"], "jaccard_null_sd": null["sd"],
-           "jaccard_null_lo": null["q025"], "jaccard_null_hi": null["q975"], "jaccard_excess": observed - null["mean"],
-           "p_value": null["p_above"], "p_below": null["p_below"]}
+    row = {
+        "layer": site,
+        "category": category,
+        "dataset_a": groups[0].name,
+        "dataset_b": groups[1].name,
+        "n_units": len(a.preferred),
+        "n_eligible_a": int(a.eligible.sum()),
+        "n_eligible_b": int(b.eligible.sum()),
+        "n_eligible_both": int((a.eligible & b.eligible).sum()),
+        "n_a": size_a,
+        "n_b": size_b,
+        "n_selective": both,
+        "jaccard": observed,
+        "jaccard_null_mean": null["mean"],
+        "jaccard_null_sd": null["sd"],
+        "jaccard_null_lo": null["q025"],
+        "jaccard_null_hi": null["q975"],
+        "jaccard_excess": observed - null["mean"],
+        "p_value": null["p_above"],
+        "p_below": null["p_below"],
+    }
     return row, pmf, selective
 
 
 def _tuning_null_columns(observed: float, null: np.ndarray) -> dict:
     """layers.csv columns of one layer and side: the tuning-quality null and the excess over it."""
-    return {"tuning_quality_null_mean": float(null.mean()), "tuning_quality_null_lo": float(np.percentile(null, 2.5)),
-            "tuning_quality_null_hi": float(np.percentile(null, 97.5)),
-            "tuning_quality_excess": observed - float(null.mean()), "p_tuning_quality": exceedance_p_value(observed, null),
-            "min_p_tuning_quality": 1.0 / (len(null) + 1)}
+    return {
+        "tuning_quality_null_mean": float(null.mean()),
+        "tuning_quality_null_lo": float(np.percentile(null, 2.5)),
+        "tuning_quality_null_hi": float(np.percentile(null, 97.5)),
+        "tuning_quality_excess": observed - float(null.mean()),
+        "p_tuning_quality": exceedance_p_value(observed, null),
+        "min_p_tuning_quality": 1.0 / (len(null) + 1),
+    }
 
 
 def _overlap_trend_null(pmfs: list[list[tuple[np.ndarray, int, int, float]]], draws: int, rng) -> np.ndarray:
@@ -470,18 +579,29 @@ def _overlap_trend_null(pmfs: list[list[tuple[np.ndarray, int, int, float]]], dr
     return out
 
 
-def _trends(layers: pd.DataFrame, overlap: pd.DataFrame, sites: list[str], tuning_nulls: list[list[np.ndarray]],
-            pmfs: list, options: SelectivityOptions) -> tuple[pd.DataFrame, dict]:
+def _trends(
+    layers: pd.DataFrame,
+    overlap: pd.DataFrame,
+    sites: list[str],
+    tuning_nulls: list[list[np.ndarray]],
+    pmfs: list,
+    options: SelectivityOptions,
+) -> tuple[pd.DataFrame, dict]:
     """Depth-trend tests of the tuning-quality excess and of the overlap excess (see :func:`trend_test`)."""
     rows, nulls = [], {}
     if options.tuning_null and len(sites) >= 3:
         excess = layers.groupby("layer", sort=False)["tuning_quality_excess"].mean().reindex(sites).to_numpy()
-        null = np.mean([np.stack(per_group) - np.stack(per_group).mean(axis=1, keepdims=True)
-                        for per_group in tuning_nulls], axis=0)                          # [L, P], sides averaged
+        null = np.mean(
+            [np.stack(per_group) - np.stack(per_group).mean(axis=1, keepdims=True) for per_group in tuning_nulls],
+            axis=0,
+        )  # [L, P], sides averaged
         nulls["tuning_quality_excess"] = (excess, null)
     if len(sites) >= 3:
         excess = overlap.groupby("layer", sort=False)["jaccard_excess"].mean().reindex(sites).to_numpy()
-        nulls["overlap_excess"] = (excess, _overlap_trend_null(pmfs, 1000, random_stream(options.seed, "overlap-trend")))
+        nulls["overlap_excess"] = (
+            excess,
+            _overlap_trend_null(pmfs, 1000, random_stream(options.seed, "overlap-trend")),
+        )
     for measure, (observed, null) in nulls.items():
         rows.append({"measure": measure, **trend_test(observed, null)})
     return pd.DataFrame(rows, columns=["measure", "rho", "p_rise", "p_fall", "n_null"]), nulls
@@ -503,62 +623,138 @@ def trend_difference(trained: dict, controls: list[dict]) -> pd.DataFrame:
         draws = min([null_t.shape[1]] + [null.shape[1] for _, null in mine])
         observed = rank_correlation(depth, obs_t) - np.mean([rank_correlation(depth, obs) for obs, _ in mine])
         null = rank_correlation(depth, null_t[:, :draws]) - np.mean(
-            [rank_correlation(depth, null[:, :draws]) for _, null in mine], axis=0)
+            [rank_correlation(depth, null[:, :draws]) for _, null in mine], axis=0
+        )
         null = null[np.isfinite(null)]
-        rows.append({"measure": measure, "rho": observed, "p_rise": exceedance_p_value(observed, null),
-                     "p_fall": exceedance_p_value(-observed, -null), "n_null": len(null)})
+        rows.append(
+            {
+                "measure": measure,
+                "rho": observed,
+                "p_rise": exceedance_p_value(observed, null),
+                "p_fall": exceedance_p_value(-observed, -null),
+                "n_null": len(null),
+            }
+        )
     return pd.DataFrame(rows, columns=["measure", "rho", "p_rise", "p_fall", "n_null"])
 
 
-def analyse(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str],
-            options: SelectivityOptions | None = None, progress: bool = True) -> SelectivityResult:
-    """Every selectivity table of one network's responses (see the module docstring).
+def _tune_site(
+    site: str,
+    relative_depth: float,
+    depth: int,
+    groups: list[Group],
+    data: list[np.ndarray],
+    options: SelectivityOptions,
+    orders: list[np.ndarray],
+    tuning_nulls: list[list[np.ndarray]],
+) -> list:
+    """Tuning of one site in each group (``data``: [n_pictures, n_units] per group), with its layer
+    columns (depth, and the tuning-quality null from the shared label permutations ``orders``, whose
+    per-layer nulls are appended to ``tuning_nulls``)."""
+    try:
+        tuned = [
+            _describe_group(site, g, d, options, random_stream(options.seed, "unit-permutation", site, i))
+            for i, (g, d) in enumerate(zip(groups, data))
+        ]
+        for i, (g, d, tuning) in enumerate(zip(groups, data, tuned)):
+            tuning.layer_columns.update(layer_index=depth, relative_depth=relative_depth)
+            if options.tuning_null:
+                null = tuning_quality_null(d, g.categories, orders[i])
+                tuning_nulls[i].append(null)
+                tuning.layer_columns.update(_tuning_null_columns(tuning.layer_columns["tuning_quality"], null))
+    except ValueError as error:
+        raise InputError(f"layer {site}: {error}") from error
+    return tuned
 
-    Each random quantity has its own stream keyed by (seed, purpose, layer, side), so the tables of
-    one analysis do not depend on which other analyses are switched on.
-    """
-    options = options or SelectivityOptions()
-    groups, note = define_groups(stimuli, options)
-    orders = [label_permutations(len(g.rows), options.tuning_null, random_stream(options.seed, "tuning-null", i))
-              for i, g in enumerate(groups)]
-    units, layers, overlap, selective, pmfs = [], [], [], [], []
-    tuning_nulls = [[] for _ in groups]
-    example_sites = example_layers(sites, options.example_layers)
-    example_data = {}
-    for depth, site in enumerate(tqdm(sites, desc="selectivity", disable=not progress, leave=False)):
-        data = [np.asarray(responses[g.dataset].sites[site])[g.rows] for g in groups]
-        try:
-            tuned = [_describe_group(site, g, d, options, random_stream(options.seed, "unit-permutation", site, i))
-                     for i, (g, d) in enumerate(zip(groups, data))]
-            for i, (g, d, tuning) in enumerate(zip(groups, data, tuned)):
-                tuning.layer_columns.update(layer_index=depth, relative_depth=depth / max(len(sites) - 1, 1))
-                if options.tuning_null:
-                    null = tuning_quality_null(d, g.categories, orders[i])
-                    tuning_nulls[i].append(null)
-                    tuning.layer_columns.update(_tuning_null_columns(tuning.layer_columns["tuning_quality"], null))
-        except ValueError as error:
-            raise InputError(f"layer {site}: {error}") from error
-        for tuning in tuned:
-            units.append(pd.DataFrame(tuning.unit_columns))
-            layers.append(tuning.layer_columns)
-        a, b = tuned
-        cells = []
-        for k, category in enumerate(CATEGORY_ORDER):
-            row, pmf, both = _overlap_row(site, category, k, a, b, groups)
-            overlap.append(row)
-            cells.append((pmf, row["n_a"], row["n_b"], row["jaccard_null_mean"]))
-            selective.append(pd.DataFrame({"layer": site, "unit": np.flatnonzero(both), "category": category,
-                                           f"t_{groups[0].name}": a.z[both, k], f"t_{groups[1].name}": b.z[both, k],
-                                           "strength": (a.z[both, k] + b.z[both, k]) / 2}))
-        pmfs.append(cells)
-        if site in example_sites:
-            example_data[site] = (data, tuned)
-    overlap = pd.DataFrame(overlap)
+
+def _overlap_site(site: str, a, b, groups: list[Group]) -> tuple[list[dict], list[tuple], list[pd.DataFrame]]:
+    """Per category: the overlap row, its exact null (pmf, sizes, null mean) and the selective units
+    (same preferred category in both groups) with their tuning values."""
+    rows, cells, selective = [], [], []
+    for k, category in enumerate(CATEGORY_ORDER):
+        row, pmf, both = _overlap_row(site, category, k, a, b, groups)
+        rows.append(row)
+        cells.append((pmf, row["n_a"], row["n_b"], row["jaccard_null_mean"]))
+        selective.append(
+            pd.DataFrame(
+                {
+                    "layer": site,
+                    "unit": np.flatnonzero(both),
+                    "category": category,
+                    f"t_{groups[0].name}": a.z[both, k],
+                    f"t_{groups[1].name}": b.z[both, k],
+                    "strength": (a.z[both, k] + b.z[both, k]) / 2,
+                }
+            )
+        )
+    return rows, cells, selective
+
+
+def _with_q_values(overlap: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """BH q-values of the overlap p-values across layers, per category, and ``significant``."""
     overlap["q_value"] = np.nan
     for category in CATEGORY_ORDER:
         rows = overlap["category"] == category
         overlap.loc[rows, "q_value"] = benjamini_hochberg(overlap.loc[rows, "p_value"].to_numpy())
-    overlap["significant"] = overlap["q_value"] < options.alpha
+    overlap["significant"] = overlap["q_value"] < alpha
+    return overlap
+
+
+def analyse(
+    stimuli: Stimuli,
+    responses: dict[str, Responses],
+    sites: list[str],
+    options: SelectivityOptions | None = None,
+    progress: bool = True,
+) -> SelectivityResult:
+    """Every selectivity table of one network's responses (see the module docstring).
+
+    Each random quantity has its own stream keyed by (seed, purpose, layer, side), so the tables of
+    one analysis do not depend on which other analyses are switched on.
+
+    Parameters
+    ----------
+    stimuli : Stimuli
+        The pictures with category and split (``stimuli.table``, one row per picture).
+    responses : dict[str, Responses]
+        Per dataset, ``sites`` {site: float32 [n_pictures, n_units]} in ``stimuli.table`` row order.
+    sites : list[str]
+        Probe sites in forward order (their position is the depth of the trend tests).
+    options : SelectivityOptions, optional
+        What to compute (defaults: training split, 200 tuning-null permutations, alpha 0.05).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    SelectivityResult
+        ``units`` (one row per unit and side), ``selective``, ``layers`` (tuning quality and its
+        null per layer and side), ``overlap`` (Jaccard vs exact null per layer and category),
+        ``examples``, ``confounds`` (or None), ``trends`` and the groups that defined tuning.
+    """
+    options = options or SelectivityOptions()
+    groups, note = define_groups(stimuli, options)
+    orders = [
+        label_permutations(len(g.rows), options.tuning_null, random_stream(options.seed, "tuning-null", i))
+        for i, g in enumerate(groups)
+    ]
+    units, layers, overlap, selective, pmfs = [], [], [], [], []
+    tuning_nulls: list[list[np.ndarray]] = [[] for _ in groups]
+    example_sites = example_layers(sites, options.example_layers)
+    example_data = {}
+    for depth, site in enumerate(tqdm(sites, desc="selectivity", disable=not progress, leave=False)):
+        data = [np.asarray(responses[g.dataset].sites[site])[g.rows] for g in groups]
+        tuned = _tune_site(site, depth / max(len(sites) - 1, 1), depth, groups, data, options, orders, tuning_nulls)
+        for tuning in tuned:
+            units.append(pd.DataFrame(tuning.unit_columns))
+            layers.append(tuning.layer_columns)
+        rows, cells, chosen = _overlap_site(site, tuned[0], tuned[1], groups)
+        overlap += rows
+        selective += chosen
+        pmfs.append(cells)
+        if site in example_sites:
+            example_data[site] = (data, tuned)
+    overlap = _with_q_values(pd.DataFrame(overlap), options.alpha)
     layers = pd.DataFrame(layers)
     trends, trend_nulls = _trends(layers, overlap, sites, tuning_nulls, pmfs, options)
     selective = pd.concat(selective, ignore_index=True)
@@ -569,5 +765,16 @@ def analyse(stimuli: Stimuli, responses: dict[str, Responses], sites: list[str],
         top_images.update({(site, *key): value for key, value in images.items()})
     examples = pd.concat(examples, ignore_index=True)
     confounds = _confounds(stimuli, responses, sites, options.seed, progress) if options.confounds else None
-    return SelectivityResult(pd.concat(units, ignore_index=True), selective, layers, overlap, examples, confounds,
-                             groups, note, top_images, trends, trend_nulls)
+    return SelectivityResult(
+        pd.concat(units, ignore_index=True),
+        selective,
+        layers,
+        overlap,
+        examples,
+        confounds,
+        groups,
+        note,
+        top_images,
+        trends,
+        trend_nulls,
+    )

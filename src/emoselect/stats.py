@@ -1,9 +1,13 @@
 """General statistics used by several stages: multiple-comparison correction, rank correlations,
 rank-based p-values and cross-validated linear decoding. Plain numpy/scipy, no network."""
+
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from scipy import stats
+
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     """BH-adjusted q-values (NaN entries stay NaN and are not counted)."""
@@ -58,8 +62,8 @@ def spearman_columns(data: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, 
     ranks -= ranks.mean(axis=0)
     target -= target.mean()
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = (ranks * target[:, None]).sum(axis=0) / np.sqrt((ranks ** 2).sum(axis=0) * (target ** 2).sum())
-        t = rho * np.sqrt((n - 2) / np.clip(1 - rho ** 2, 1e-300, None))
+        rho = (ranks * target[:, None]).sum(axis=0) / np.sqrt((ranks**2).sum(axis=0) * (target**2).sum())
+        t = rho * np.sqrt((n - 2) / np.clip(1 - rho**2, 1e-300, None))
     p = 2 * stats.t.sf(np.abs(t), df=n - 2)
     p[np.isnan(rho)] = np.nan
     return rho, p
@@ -89,7 +93,7 @@ def ledoit_wolf_shrinkage(centred: np.ndarray) -> float:
     target = np.trace(sample) / p
     distance = np.sum((sample - target * np.eye(p)) ** 2)
     # sum_i ||x_i x_i^T - S||^2 = sum_i ||x_i||^4 - n ||S||^2, since sum_i x_i^T S x_i = n ||S||^2
-    spread = (np.sum(np.sum(centred ** 2, axis=1) ** 2) - n * np.sum(sample ** 2)) / n ** 2
+    spread = (np.sum(np.sum(centred**2, axis=1) ** 2) - n * np.sum(sample**2)) / n**2
     return 1.0 if distance <= 0 else float(np.clip(spread / distance, 0.0, 1.0))
 
 
@@ -113,8 +117,9 @@ def _shrinkage_lda(x: np.ndarray, codes: np.ndarray, n_classes: int) -> tuple[np
     return weights, offsets
 
 
-def decode_crossvalidated(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0,
-                          covariates: np.ndarray | None = None) -> np.ndarray:
+def decode_crossvalidated(
+    features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0, covariates: np.ndarray | None = None
+) -> np.ndarray:
     """Balanced accuracy per fold of a linear decoder (shrinkage LDA) of ``labels`` from ``features`` [n, p].
 
     Stratified ``folds``-fold cross-validation; features standardised on the training fold. With
@@ -168,8 +173,9 @@ def intersection_pmf(shared: int, universe_a: int, universe_b: int, size_a: int,
     P(k) = sum_{m_a, m_b} P(m_a) P(m_b) HG(k; shared, m_a, m_b). Terms below 1e-18 are skipped.
     """
     if not (0 <= shared <= min(universe_a, universe_b) and 0 <= size_a <= universe_a and 0 <= size_b <= universe_b):
-        raise ValueError(f"impossible set sizes: shared {shared}, universes {universe_a}/{universe_b}, "
-                         f"sets {size_a}/{size_b}")
+        raise ValueError(
+            f"impossible set sizes: shared {shared}, universes {universe_a}/{universe_b}, sets {size_a}/{size_b}"
+        )
     k = np.arange(min(size_a, size_b, shared) + 1)
     m_a = np.arange(min(size_a, shared) + 1)
     m_b = np.arange(min(size_b, shared) + 1)
@@ -199,14 +205,19 @@ def jaccard_null(pmf: np.ndarray, size_a: int, size_b: int, observed_k: int) -> 
     cdf = np.cumsum(pmf)
 
     def quantile(q: float) -> float:
-        return float(j[min(np.searchsorted(cdf, q - 1e-12), len(j) - 1)])
+        return float(j[min(int(np.searchsorted(cdf, q - 1e-12)), len(j) - 1)])
 
-    return {"mean": mean, "sd": float(np.sqrt(max(pmf @ (j - mean) ** 2, 0.0))), "q025": quantile(0.025),
-            "q975": quantile(0.975), "p_above": float(min(1.0, pmf[observed_k:].sum())),
-            "p_below": float(min(1.0, pmf[:observed_k + 1].sum()))}
+    return {
+        "mean": mean,
+        "sd": float(np.sqrt(max(float(pmf @ (j - mean) ** 2), 0.0))),
+        "q025": quantile(0.025),
+        "q975": quantile(0.975),
+        "p_above": float(min(1.0, pmf[observed_k:].sum())),
+        "p_below": float(min(1.0, pmf[: observed_k + 1].sum())),
+    }
 
 
-def rank_correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def rank_correlation(x: np.ndarray, y: np.ndarray) -> Any:
     """Spearman correlation of ``x`` [L] with every column of ``y`` [L] or [L, P] (average ranks for ties).
     Returns a float for 1-D ``y``, else [P]; NaN where a column is constant."""
     y = np.asarray(y, float)
@@ -215,7 +226,7 @@ def rank_correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     rx = stats.rankdata(x) - (len(x) + 1) / 2
     ry = stats.rankdata(y, axis=0) - (len(x) + 1) / 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = (rx @ ry) / np.sqrt((rx @ rx) * (ry ** 2).sum(axis=0))
+        rho = (rx @ ry) / np.sqrt((rx @ rx) * (ry**2).sum(axis=0))
     return float(rho[0]) if flat else rho
 
 
@@ -228,10 +239,32 @@ def trend_test(observed: np.ndarray, null: np.ndarray) -> dict:
     one-sided permutation p-values for a rise and a fall ((1 + #{null rho >= rho}) / (1 + P)), and P.
     """
     depth = np.arange(len(observed))
-    rho = rank_correlation(depth, observed)
+    rho = float(rank_correlation(depth, observed))
     null_rho = rank_correlation(depth, null)
     null_rho = null_rho[np.isfinite(null_rho)]
     if not np.isfinite(rho) or len(null_rho) == 0:
         return {"rho": rho, "p_rise": np.nan, "p_fall": np.nan, "n_null": len(null_rho)}
-    return {"rho": rho, "p_rise": exceedance_p_value(rho, null_rho), "p_fall": exceedance_p_value(-rho, -null_rho),
-            "n_null": len(null_rho)}
+    return {
+        "rho": rho,
+        "p_rise": exceedance_p_value(rho, null_rho),
+        "p_fall": exceedance_p_value(-rho, -null_rho),
+        "n_null": len(null_rho),
+    }
+
+
+def binary_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:
+    """F1 of class 1, accuracy and balanced accuracy of 0/1 predictions (F1 = 0 if nothing is right)."""
+    truth, predicted = np.asarray(truth).astype(bool), np.asarray(predicted).astype(bool)
+    tp = np.sum(truth & predicted)
+    precision_denominator, recall_denominator = predicted.sum(), truth.sum()
+    f1 = 2 * tp / (precision_denominator + recall_denominator) if tp else 0.0
+    recalls = [
+        np.mean(predicted[truth] == 1) if truth.any() else np.nan,
+        np.mean(predicted[~truth] == 0) if (~truth).any() else np.nan,
+    ]
+    return {
+        "f1": float(f1),
+        "accuracy": float(np.mean(truth == predicted)),
+        "balanced_accuracy": float(np.nanmean(recalls)),
+        "n": int(len(truth)),
+    }

@@ -9,10 +9,12 @@ in the problems; pictures whose category is ``unknown`` stay in the table (their
 recorded in the run folder) and are excluded from every analysis of emoselect's, which all work on
 pictures with a category.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,15 +22,15 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .formats import read_ratings, read_text
 from .files import file_digest, write_csv_atomic, write_text_atomic
+from .formats import read_ratings, read_text
 from .images import MAX_PIXELS, ImageProblem, load_rgb
 from .problems import InputError, Problem
 from .stats import random_stream
 
 CATEGORIES = ("pleasant", "neutral", "unpleasant")
 UNKNOWN = "unknown"
-PAPER_THRESHOLDS = (4.3, 6.0)   # unpleasant below 4.3, pleasant above 6.0, on the 1-9 scale
+PAPER_THRESHOLDS = (4.3, 6.0)  # unpleasant below 4.3, pleasant above 6.0, on the 1-9 scale
 DEFAULT_SPLIT = (0.5, 0.25, 0.25)
 SPLITS = ("train", "val", "test")
 MIN_PER_CATEGORY = 10
@@ -63,13 +65,29 @@ def to_scale(value_1_to_9: float, scale: tuple[float, float]) -> float:
     return low + (value_1_to_9 - 1.0) * (high - low) / 8.0
 
 
-def categorize(valence: np.ndarray, scale: tuple[float, float], thresholds=PAPER_THRESHOLDS,
-               margin: float = 0.0) -> np.ndarray:
+def categorize(
+    valence: np.ndarray, scale: tuple[float, float], thresholds=PAPER_THRESHOLDS, margin: float = 0.0
+) -> np.ndarray:
     """Category per valence value.
 
-    ``thresholds`` (low, high) and ``margin`` are stated on the 1-9 scale and mapped onto ``scale``.
     unpleasant: v < low - m; pleasant: v > high + m; neutral: low + m <= v <= high - m;
-    ``unknown`` for values within the margin of a boundary and for missing values.
+    ``unknown`` within the margin of a boundary and for missing values.
+
+    Parameters
+    ----------
+    valence : ndarray [n]
+        Valence ratings on ``scale``.
+    scale : (float, float)
+        The rating scale's ends (e.g. 1, 7 for OASIS).
+    thresholds : (float, float)
+        (low, high) on the 1-9 scale, mapped linearly onto ``scale``.
+    margin : float
+        m, on the 1-9 scale.
+
+    Returns
+    -------
+    ndarray [n] of str
+        ``pleasant``, ``neutral``, ``unpleasant`` or ``unknown``.
     """
     valence = np.asarray(valence, dtype=float)
     low, high = to_scale(thresholds[0], scale), to_scale(thresholds[1], scale)
@@ -90,18 +108,20 @@ def assign_split(table: pd.DataFrame, fractions=DEFAULT_SPLIT, seed: int = 0) ->
     """
     fractions = np.asarray(fractions, dtype=float)
     if fractions.shape != (3,) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
-        raise InputError("--split: fractions must be three non-negative numbers summing to 1, got "
-                         f"{' '.join(f'{v:g}' for v in fractions.ravel())}")
+        raise InputError(
+            "--split: fractions must be three non-negative numbers summing to 1, got "
+            f"{' '.join(f'{v:g}' for v in fractions.ravel())}"
+        )
     split = np.full(len(table), "none", dtype=object)
     for (dataset, category), rows in table.groupby(["dataset", "category"], sort=False):
         if category == UNKNOWN:
             continue
-        rng = random_stream(seed, dataset, category)      # = default_rng([seed, crc32(dataset), crc32(category)])
+        rng = random_stream(seed, dataset, category)  # = default_rng([seed, crc32(dataset), crc32(category)])
         positions = table.index.get_indexer(rows.index)[rng.permutation(len(rows))]
         n_val, n_test = int(round(len(rows) * fractions[1])), int(round(len(rows) * fractions[2]))
         split[positions[:n_val]] = "val"
-        split[positions[n_val:n_val + n_test]] = "test"
-        split[positions[n_val + n_test:]] = "train"
+        split[positions[n_val : n_val + n_test]] = "test"
+        split[positions[n_val + n_test :]] = "train"
     return split
 
 
@@ -115,7 +135,9 @@ def read_overrides(path: Path) -> pd.DataFrame:
     table = pd.read_csv(StringIO(read_text(path)), dtype=str, sep=None, engine="python")
     table.columns = [c.strip().lower() for c in table.columns]
     if not {"image_id", "category"} <= set(table.columns):
-        raise InputError(f"{path}: an override file needs the columns image_id and category (it has {list(table.columns)})")
+        raise InputError(
+            f"{path}: an override file needs the columns image_id and category (it has {list(table.columns)})"
+        )
     table["category"] = table["category"].str.strip().str.lower()
     table["image_id"] = table["image_id"].str.strip()
     bad = sorted(set(table["category"]) - set(CATEGORIES) - {UNKNOWN})
@@ -179,55 +201,99 @@ def stratified_sample(table: pd.DataFrame, size: int, seed: int, dataset: str) -
     if size >= len(analysed):
         take[analysed] = take[analysed].clip(lower=1)
     order = (quota - np.floor(quota)).sort_values(ascending=False, kind="stable").index
-    for category in order:                      # hand out what is left, largest remainder first
+    for category in order:  # hand out what is left, largest remainder first
         if take.sum() >= size:
             break
         if take[category] < counts[category]:
             take[category] += 1
-    while take.sum() > size:                    # the minimum of one per category overshot
+    while take.sum() > size:  # the minimum of one per category overshot
         take[take.idxmax()] -= 1
     rng = random_stream(seed, "limit", dataset)
-    chosen = [rng.permutation(np.flatnonzero((table["category"] == category).to_numpy()))[:n]
-              for category, n in take.items()]
+    chosen = [
+        rng.permutation(np.flatnonzero((table["category"] == category).to_numpy()))[:n] for category, n in take.items()
+    ]
     return table.iloc[np.sort(np.concatenate(chosen))]
 
 
-def load_dataset(name: str, path, fmt: str | None = None, scale=None, thresholds=PAPER_THRESHOLDS,
-                 margin: float = 0.0, overrides: pd.DataFrame | None = None, limit: int | None = None,
-                 check_cache: ImageCheckCache | None = None, progress: bool = True, seed: int = 0):
+def load_dataset(
+    name: str,
+    path,
+    fmt: str | None = None,
+    scale=None,
+    thresholds=PAPER_THRESHOLDS,
+    margin: float = 0.0,
+    overrides: pd.DataFrame | None = None,
+    limit: int | None = None,
+    check_cache: ImageCheckCache | None = None,
+    progress: bool = True,
+    seed: int = 0,
+):
     """One picture set as rows of the stimulus table (without split), its Ratings and its problems;
     ``limit`` takes a stratified, seeded sample of that many pictures (:func:`stratified_sample`)."""
     ratings = read_ratings(path, fmt=fmt, dataset=name, scale=scale)
     problems = list(ratings.problems)
-    table = ratings.table.copy()
+    source = str(ratings.source)
+    table = _categorised(ratings.table.copy(), ratings.scale, thresholds, margin, name, source, problems)
+    if overrides is not None:
+        _override(table, overrides, name, problems)
+    if limit is not None:
+        table = stratified_sample(table, int(limit), seed, name)
+    table = _checked_pictures(table, check_cache or ImageCheckCache(None), name, problems, progress)
+    if table.empty:
+        raise InputError(f"dataset {name!r} ({path}): no usable picture (see the problems listed above)")
+    table["path"] = [str(Path(p).resolve()) for p in table["path"]]
+    table.insert(0, "dataset", name)
+    for category in CATEGORIES:
+        count = int((table["category"] == category).sum())
+        if count < MIN_PER_CATEGORY:
+            note = f"only {count} {category} pictures (fewer than {MIN_PER_CATEGORY}): statistics for this category are unreliable"
+            problems.append(Problem(name, source, note, "note"))
+    return table, ratings, problems
+
+
+def _categorised(
+    table: pd.DataFrame, scale, thresholds, margin: float, name: str, source: str, problems: list[Problem]
+) -> pd.DataFrame:
+    """``category`` and ``category_source`` columns: a category column of the ratings file where there
+    is one (values outside the known categories become unknown), else valence thresholds; valences
+    outside the scale and missing valences make a picture unknown. Each case is listed in ``problems``."""
     if "category" in table:
         bad = ~table["category"].isin(CATEGORIES + (UNKNOWN,))
         for image_id, value in table.loc[bad, ["image_id", "category"]].itertuples(index=False):
-            problems.append(Problem(name, str(ratings.source), f"category {value!r} of {image_id!r} is not one of {CATEGORIES}: set to unknown", "note"))
+            note = f"category {value!r} of {image_id!r} is not one of {CATEGORIES}: set to unknown"
+            problems.append(Problem(name, source, note, "note"))
         table.loc[bad, "category"] = UNKNOWN
         table["category_source"] = "ratings file"
     else:
-        table["category"] = categorize(table["valence"].to_numpy(), ratings.scale, thresholds, margin)
+        table["category"] = categorize(table["valence"].to_numpy(), scale, thresholds, margin)
         table["category_source"] = "valence"
-    low, high = ratings.scale
+    low, high = scale
     outside = (table["valence"] < low) | (table["valence"] > high)
     for image_id, value in table.loc[outside, ["image_id", "valence"]].itertuples(index=False):
-        problems.append(Problem(name, str(ratings.source), f"valence {value} of {image_id!r} is outside the {low:g}-{high:g} scale: category unknown", "note"))
+        note = f"valence {value} of {image_id!r} is outside the {low:g}-{high:g} scale: category unknown"
+        problems.append(Problem(name, source, note, "note"))
     table.loc[outside, "category"] = UNKNOWN
     for image_id in table.loc[table["valence"].isna(), "image_id"]:
-        problems.append(Problem(name, str(ratings.source), f"{image_id!r} has no valence rating: category unknown", "note"))
-    if overrides is not None:
-        mine = overrides if "dataset" not in overrides else overrides[overrides["dataset"].fillna(name).str.strip() == name]
-        lookup = dict(zip(mine["image_id"], mine["category"]))
-        hit = table["image_id"].isin(lookup)
-        for image_id in sorted(set(lookup) - set(table["image_id"])):
-            problems.append(Problem(name, "overrides", f"override for {image_id!r}: no such image in this dataset", "note"))
-        table.loc[hit, "category"] = table.loc[hit, "image_id"].map(lookup)
-        table.loc[hit, "category_source"] = "override"
-    if limit is not None:
-        table = stratified_sample(table, int(limit), seed, name)
+        problems.append(Problem(name, source, f"{image_id!r} has no valence rating: category unknown", "note"))
+    return table
 
-    check_cache = check_cache or ImageCheckCache(None)
+
+def _override(table: pd.DataFrame, overrides: pd.DataFrame, name: str, problems: list[Problem]) -> None:
+    """Apply the overrides rows of dataset ``name`` (or of no dataset) to ``table``, in place."""
+    mine = overrides if "dataset" not in overrides else overrides[overrides["dataset"].fillna(name).str.strip() == name]
+    lookup = dict(zip(mine["image_id"], mine["category"]))
+    hit = table["image_id"].isin(lookup)
+    for image_id in sorted(set(lookup) - set(table["image_id"])):
+        problems.append(Problem(name, "overrides", f"override for {image_id!r}: no such image in this dataset", "note"))
+    table.loc[hit, "category"] = table.loc[hit, "image_id"].map(lookup)
+    table.loc[hit, "category_source"] = "override"
+
+
+def _checked_pictures(
+    table: pd.DataFrame, check_cache: ImageCheckCache, name: str, problems: list[Problem], progress: bool
+) -> pd.DataFrame:
+    """The rows whose picture opens (with its SHA-1 in ``sha1``); unusable pictures are skipped and
+    conversions noted in ``problems``."""
     keep, sha1s = [], []
     for path_text in tqdm(table["path"], desc=f"checking {name} images", unit="img", disable=not progress, leave=False):
         image_path = Path(path_text)
@@ -243,29 +309,55 @@ def load_dataset(name: str, path, fmt: str | None = None, scale=None, thresholds
         keep.append(True)
         sha1s.append(sha1)
     table["sha1"] = sha1s
-    table = table[np.asarray(keep, dtype=bool)].copy()
-    if table.empty:
-        raise InputError(f"dataset {name!r} ({path}): no usable picture (see the problems listed above)")
-    table["path"] = [str(Path(p).resolve()) for p in table["path"]]
-    table.insert(0, "dataset", name)
-    for category in CATEGORIES:
-        count = int((table["category"] == category).sum())
-        if count < MIN_PER_CATEGORY:
-            problems.append(Problem(name, str(ratings.source), f"only {count} {category} pictures (fewer than {MIN_PER_CATEGORY}): statistics for this category are unreliable", "note"))
-    return table, ratings, problems
+    return table[np.asarray(keep, dtype=bool)].copy()
 
 
-def build_stimuli(datasets: dict[str, str | Path], formats: dict[str, str] | None = None,
-                  scales: dict[str, str] | None = None, overrides: str | Path | None = None,
-                  thresholds=PAPER_THRESHOLDS, margin: float = 0.0, split=DEFAULT_SPLIT, seed: int = 0,
-                  limit: int | None = None, cache_dir: str | Path | None = None, progress: bool = True,
-                  max_pixels: int = MAX_PIXELS) -> Stimuli:
+def build_stimuli(
+    datasets: Mapping[str, str | Path],
+    formats: dict[str, str] | None = None,
+    scales: dict[str, str] | None = None,
+    overrides: str | Path | None = None,
+    thresholds=PAPER_THRESHOLDS,
+    margin: float = 0.0,
+    split=DEFAULT_SPLIT,
+    seed: int = 0,
+    limit: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    max_pixels: int = MAX_PIXELS,
+) -> Stimuli:
     """Read every named picture set and return the combined :class:`Stimuli`.
 
-    ``datasets`` maps a dataset name to its folder (or ratings file); ``formats`` and ``scales`` map
-    names to a forced format / valence scale ('LOW-HIGH'). ``limit`` keeps a stratified, seeded
-    sample of N pictures of each set, every category represented (a quick look). ``cache_dir``
-    remembers checked pictures between runs. Pictures over ``max_pixels`` are skipped and listed.
+    Parameters
+    ----------
+    datasets : mapping of str to path
+        Dataset name (letters, digits, ``-``, ``_``) -> its folder or ratings file.
+    formats, scales : dict[str, str], optional
+        Per dataset name: a forced format; a valence scale ``'LOW-HIGH'`` (needed for ``csv``).
+    overrides : path, optional
+        CSV ``image_id,category[,dataset]`` that overrides categories.
+    thresholds : (float, float)
+        Valence boundaries on the 1-9 scale (the paper's 4.3, 6.0), mapped onto each set's scale.
+    margin : float
+        Pictures within this distance of a boundary (1-9 scale) are ``unknown``.
+    split : (float, float, float)
+        Train, val, test fractions per dataset and category.
+    seed : int
+        Seeds the splits and ``limit``'s sample.
+    limit : int, optional
+        A stratified, seeded sample of this many pictures of each set (a quick look).
+    cache_dir : path, optional
+        Remembers checked pictures between runs.
+    progress : bool
+        Show progress bars.
+    max_pixels : int
+        Pictures with more pixels are skipped and listed, before they are decoded.
+
+    Returns
+    -------
+    Stimuli
+        ``table`` (one row per usable picture: dataset, image_id, path, valence, arousal, category,
+        split, category_source, sha1), ``problems`` (skipped, converted, excluded), scales, formats.
     """
     if not datasets:
         raise InputError("no dataset given; name one as NAME=PATH")
@@ -276,14 +368,25 @@ def build_stimuli(datasets: dict[str, str | Path], formats: dict[str, str] | Non
         if name not in datasets:
             raise InputError(f"--format/--scale name {name!r} is not a dataset of this run ({', '.join(datasets)})")
     override_table = read_overrides(Path(overrides)) if overrides else None
-    check_cache = ImageCheckCache(cache_dir, max_pixels)
+    check_cache = ImageCheckCache(Path(cache_dir) if cache_dir else None, max_pixels)
     tables, stimuli = [], Stimuli(pd.DataFrame(columns=STIMULI_COLUMNS))
     try:
         for name, path in datasets.items():
-            table, ratings, problems = load_dataset(name, path, formats.get(name), scales.get(name), thresholds, margin,
-                                                    override_table, limit, check_cache, progress, seed)
+            table, ratings, problems = load_dataset(
+                name,
+                path,
+                formats.get(name),
+                scales.get(name),
+                thresholds,
+                margin,
+                override_table,
+                limit,
+                check_cache,
+                progress,
+                seed,
+            )
             tables.append(table)
-            stimuli.scales[name] = tuple(float(s) for s in ratings.scale)
+            stimuli.scales[name] = (float(ratings.scale[0]), float(ratings.scale[1]))
             stimuli.formats[name] = ratings.format
             stimuli.sources[name] = str(Path(ratings.source).resolve())
             stimuli.problems.extend(problems)
@@ -307,8 +410,10 @@ def dataset_name_from(path: str | Path) -> str:
 def check_dataset_name(name: str) -> str:
     """A dataset name is also a folder name in the run folder: letters, digits, '-' and '_' only."""
     if not SAFE_NAME.fullmatch(str(name)):
-        raise InputError(f"dataset name {name!r}: use only letters, digits, '-' and '_' (it names a folder "
-                         f"of the run, e.g. --dataset oasis=PATH)")
+        raise InputError(
+            f"dataset name {name!r}: use only letters, digits, '-' and '_' (it names a folder "
+            f"of the run, e.g. --dataset oasis=PATH)"
+        )
     return name
 
 
@@ -320,16 +425,28 @@ def drop_duplicate_pictures(table: pd.DataFrame) -> tuple[pd.DataFrame, list[Pro
     sha1s = table["sha1"].astype(str)
     copies = table[(sha1s != "") & sha1s.duplicated(keep=False)]
     for sha1, rows in copies.groupby("sha1", sort=False):
-        seen: dict[str, str] = {}                                  # dataset -> its first copy's path
+        seen: dict[str, str] = {}  # dataset -> its first copy's path
         for index, row in rows.iterrows():
             if row["dataset"] in seen:
-                problems.append(Problem(row["dataset"], str(row["path"]), f"the same picture (SHA-1 {sha1[:12]}) as "
-                                        f"{seen[row['dataset']]}", "excluded"))
+                problems.append(
+                    Problem(
+                        row["dataset"],
+                        str(row["path"]),
+                        f"the same picture (SHA-1 {sha1[:12]}) as {seen[row['dataset']]}",
+                        "excluded",
+                    )
+                )
                 drop.append(index)
             elif seen:
                 other, path = next(iter(seen.items()))
-                problems.append(Problem(row["dataset"], str(row["path"]), f"the same picture (SHA-1 {sha1[:12]}) as "
-                                        f"{path} of {other}", "note"))
+                problems.append(
+                    Problem(
+                        row["dataset"],
+                        str(row["path"]),
+                        f"the same picture (SHA-1 {sha1[:12]}) as {path} of {other}",
+                        "note",
+                    )
+                )
                 seen[row["dataset"]] = str(row["path"])
             else:
                 seen[row["dataset"]] = str(row["path"])
@@ -362,13 +479,28 @@ def write_stimuli(stimuli: Stimuli, run: Path) -> None:
     write_csv_atomic(run / "problems.csv", problems_table(stimuli.problems))
 
 
-def read_stimuli(run: Path) -> Stimuli:
-    """The stimulus table of a run folder (metadata from its config.yaml where present)."""
+def read_stimuli(run: str | Path) -> Stimuli:
+    """The stimulus table of a run folder (metadata from its config.yaml where present).
+
+    Parameters
+    ----------
+    run : path
+        A run folder made by :func:`emoselect.extract_stage`.
+
+    Returns
+    -------
+    Stimuli
+        As :func:`build_stimuli` made it (problems as listed in problems.csv).
+    """
     path = Path(run) / "stimuli.csv"
     if not path.is_file():
         raise InputError(f"{path} not found: run `emoselect extract ... --out {run}` first")
-    table = pd.read_csv(path, dtype={"image_id": str, "dataset": str, "sha1": str}, keep_default_na=False,
-                        na_values={"valence": [""], "arousal": [""]})
+    table = pd.read_csv(
+        path,
+        dtype={"image_id": str, "dataset": str, "sha1": str},
+        keep_default_na=False,
+        na_values={"valence": [""], "arousal": [""]},
+    )
     stimuli = Stimuli(table)
     config = Path(run) / "config.yaml"
     if config.is_file():
