@@ -252,7 +252,7 @@ def test_profiles_resolve_by_device_and_explicit_values_win():
     ) == (["s3"], [0.0, 1.0, 3.0], 5, 5)
     from emoselect.problems import InputError
 
-    with pytest.raises(InputError, match="not probe sites"):
+    with pytest.raises(InputError, match="is not a probe site"):
         ManipulationOptions(layers=["x"]).resolved(sites)
     with pytest.raises(InputError, match=">= 0"):
         ManipulationOptions(betas=[-1]).resolved(sites)

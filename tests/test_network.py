@@ -163,3 +163,53 @@ def test_public_functions_document_parameters_and_returns():
         if inspect.isfunction(value):
             doc = inspect.getdoc(value) or ""
             assert "Parameters\n----------" in doc and "Returns\n-------" in doc, name
+
+
+def test_sites_lists_probe_sites_readout_and_untrained_modules(vgg_weights, capsys):
+    from emoselect.cli import main
+
+    assert main(["sites", "vgg16", "--weights", str(vgg_weights), "--layers", "conv4_3:conv5_2"]) == 0
+    out = capsys.readouterr().out
+    assert "vgg16 (VGG)" in out and "13 probe sites" in out
+    lines = [line.split() for line in out.splitlines() if line.startswith("  conv")]
+    assert [line[0] for line in lines] == ["conv4_3", "conv5_1", "conv5_2"]
+    assert lines[0][1:4] == ["features.22", "512", "28x28"] and lines[-1][1:4] == ["features.27", "512", "14x14"]
+    assert "readout: pool5 (25088-d, the input of classifier.0)" in out
+    assert "untrained modules: classifier.0, classifier.3, classifier.6" in out and "suffix engine" in out
+
+
+def test_sites_of_a_random_resnet_are_its_block_outputs(capsys):
+    from emoselect.cli import main
+
+    assert main(["sites", "resnet18", "--weights", "random", "--layers", "layer4.0:"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet18 (module paths)" in out and "layer4.0" in out and "layer4.1" in out and "layer3.1" not in out
+    assert "random-init control" in out
+    assert main(["sites", "resnet18", "--weights", "random", "--layers", "conv9"]) == 2
+
+
+def test_layer_ranges_select_sites_in_forward_order():
+    import pytest
+
+    from emoselect.experiments import select_sites
+    from emoselect.problems import InputError
+
+    sites = ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    assert select_sites(["conv2:conv4"], sites) == ["conv2", "conv3", "conv4"]
+    assert select_sites(["conv5", ":conv2", "conv1"], sites) == ["conv1", "conv2", "conv5"]
+    assert select_sites(["conv4:"], sites) == ["conv4", "conv5"]
+    from emoselect.experiments import ManipulationOptions
+
+    assert ManipulationOptions(layers=["conv2:conv3"]).resolved(sites)[0] == ["conv2", "conv3"]
+    with pytest.raises(InputError, match="comes after"):
+        select_sites(["conv4:conv2"], sites)
+    with pytest.raises(InputError, match="'conv9' is not a probe site"):
+        select_sites(["conv1:conv9"], sites)
+
+
+def test_every_family_names_its_sites_from_one_table():
+    from emoselect.network import FAMILIES, family_of
+
+    assert family_of("vgg19_bn").name == "VGG" and family_of("alexnet").name == "AlexNet"
+    assert family_of("googlenet").build == {"aux_logits": False, "init_weights": True}
+    assert family_of("resnet50") is FAMILIES[-1]

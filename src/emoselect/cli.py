@@ -202,6 +202,29 @@ def cmd_manipulate(args) -> None:
     )
 
 
+def cmd_sites(args) -> None:
+    """The probe sites of a network, before any extraction: names, module paths, units, feature-map
+    size at the crop, relative depth; the readout site; untrained modules; which engine applies."""
+    from .experiments import select_sites
+    from .network import family_of, load_network
+
+    network = load_network(args.model, args.weights, args.seed, False, args.readout, args.resize, args.crop)
+    names = list(network.sites)
+    shown = select_sites(args.layers, names) if args.layers else names
+    print(f"{network.name} ({family_of(network.name).name}), weights {network.weights}, "
+          f"input {network.prep.crop}x{network.prep.crop}: {len(names)} probe sites")  # fmt: skip
+    print(f"  {'site':<24} {'module':<28} {'units':>6} {'size':>9} {'depth':>6}")
+    for site in shown:
+        size = "x".join(str(n) for n in network.spatial.get(site, ()))
+        depth = names.index(site) / max(len(names) - 1, 1)
+        print(f"  {site:<24} {network.sites[site]:<28} {network.units[site]:>6} {size:>9} {depth:>6.2f}")
+    print(f"readout: {network.readout_site} ({network.readout_dim}-d, the input of {network.readout_layer})")
+    random = " (random weights: the whole network is a random-init control)" if network.weights == "random" else ""
+    print(f"untrained modules: {', '.join(network.untrained) or 'none'}{random}")
+    engine = "suffix engine (a checked chain of stages)" if network.stages is not None else "full forward pass"
+    print(f"manipulations: {engine}")
+
+
 def cmd_report(args) -> None:
     from .report import write_report
 
@@ -313,6 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
     manipulate.add_argument("run", help="run folder with selectivity results")
     _manipulation_arguments(manipulate)
     manipulate.set_defaults(func=cmd_manipulate)
+
+    sites = commands.add_parser("sites", help="list a network's probe sites, readout site and untrained modules")
+    sites.add_argument("model", help="torchvision model name, e.g. vgg16, alexnet, resnet18")
+    sites.add_argument("--weights", default="imagenet", help="imagenet, random, or a state-dict file")
+    sites.add_argument("--seed", type=int, default=0, help="seed of random weights")
+    sites.add_argument("--readout", default="auto", help="readout site (auto, pool5, fc6, fc7, ...)")
+    sites.add_argument("--resize", type=int, help="short side before the crop (default: the weights' own)")
+    sites.add_argument("--crop", type=int, help="centre crop (default: the weights' own)")
+    sites.add_argument("--layers", nargs="+", help="show only these sites, by name or range (conv4_1:conv5_3)")
+    sites.set_defaults(func=cmd_sites)
 
     report = commands.add_parser("report", help="write RUN/report.html from the run's tables and figures")
     report.add_argument("run")

@@ -64,7 +64,12 @@ class ManipulationOptions:
         "lesioned; auto: paper on a GPU, quick on a CPU",
         choices=("auto", *PROFILES),
     )
-    layers: list[str] | None = option(None, "layers to manipulate (overrides the profile)", nargs="+", optional=True)
+    layers: list[str] | None = option(
+        None,
+        "layers to manipulate, by name or range (conv4_1:conv5_3); overrides the profile",
+        nargs="+",
+        optional=True,
+    )
     betas: list[float] | None = option(
         None,
         "gain values (overrides the profile; 0 and 1 always included)",
@@ -120,16 +125,36 @@ class ManipulationOptions:
     def resolved(self, sites: list[str], device="cpu") -> tuple[list[str], list[float], int, int]:
         """(layers, betas, repeats, lesion_repeats) after applying the profile's defaults."""
         profile = PROFILES[self.profile_for(device)]
-        layers = self.layers or (sites[-profile["layers"] :] if profile["layers"] else list(sites))
-        unknown = [layer for layer in layers if layer not in sites]
-        if unknown:
-            raise InputError(f"layers {unknown} are not probe sites of this network ({', '.join(sites)})")
+        layers = select_sites(self.layers, sites) if self.layers else None
+        layers = layers or (sites[-profile["layers"] :] if profile["layers"] else list(sites))
         betas = sorted({float(b) for b in (self.betas if self.betas is not None else profile["betas"])} | {0.0, 1.0})
         repeats = self.repeats if self.repeats is not None else profile["repeats"]
         lesion_repeats = max(
             repeats, self.lesion_repeats if self.lesion_repeats is not None else profile["lesion_repeats"]
         )
         return layers, betas, repeats, lesion_repeats
+
+
+def select_sites(requested: list[str], sites: list[str]) -> list[str]:
+    """Probe sites by name or by range: ``conv4_1:conv5_3`` is every site from conv4_1 to conv5_3
+    in forward order (``:conv2_2`` from the first, ``conv5_1:`` to the last). Returns them in
+    forward order, each once; an unknown name or an empty range is an :class:`InputError`."""
+    chosen: set[str] = set()
+    for item in requested:
+        if ":" in item:
+            first, _, last = item.partition(":")
+            for end in (first, last):
+                if end and end not in sites:
+                    raise InputError(f"--layers {item}: {end!r} is not a probe site ({', '.join(sites)})")
+            start, stop = sites.index(first) if first else 0, sites.index(last) if last else len(sites) - 1
+            if start > stop:
+                raise InputError(f"--layers {item}: {first} comes after {last} in the network")
+            chosen.update(sites[start : stop + 1])
+        elif item in sites:
+            chosen.add(item)
+        else:
+            raise InputError(f"--layers: {item!r} is not a probe site of this network ({', '.join(sites)})")
+    return [site for site in sites if site in chosen]
 
 
 @dataclass

@@ -25,6 +25,7 @@ import dataclasses
 import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torchvision
@@ -47,11 +48,53 @@ ACTIVATIONS = (
     nn.SELU,
     nn.CELU,
 )
-# readout sites named as in the papers: the input of each classifier linear layer
-READOUT_NAMES = {
-    "vgg": {"classifier.0": "pool5", "classifier.3": "fc6", "classifier.6": "fc7"},
-    "alexnet": {"classifier.1": "pool5", "classifier.4": "fc6", "classifier.6": "fc7"},
-}
+
+
+def _vgg_site_names(paths: list[str], order: list[tuple[str, nn.Module, tuple]]) -> list[str]:
+    """conv<block>_<index>: blocks are separated by max-pooling (VGG's conv1_1 ... conv5_3)."""
+    position = {path: i for i, (path, _, _) in enumerate(order)}
+    pools = [position[p] for p, m, _ in order if isinstance(m, nn.MaxPool2d)]
+    names, last_block, index = [], 0, 0
+    for path in paths:
+        block = 1 + sum(pool < position[path] for pool in pools)
+        index = index + 1 if block == last_block else 1
+        last_block = block
+        names.append(f"conv{block}_{index}")
+    return names
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one family of networks is built, and how its probe and readout sites are named.
+
+    ``matches``: the torchvision names of the family; ``site_names``: (site module paths in forward
+    order, the traced modules) -> names (None: the module paths themselves); ``readout_names``: the
+    input of which classifier layer is called what (others: ``<path>-input``); ``build``: keyword
+    arguments for torchvision's constructor.
+    """
+
+    name: str
+    matches: Callable[[str], bool]
+    site_names: Callable[[list[str], list], list[str]] | None = None
+    readout_names: dict[str, str] = field(default_factory=dict)
+    build: dict = field(default_factory=dict)
+
+
+# one table of network families (docs/architecture.md shows it); the last one takes every other network
+FAMILIES = [
+    Family("VGG", lambda name: name.startswith("vgg"), _vgg_site_names,
+           {"classifier.0": "pool5", "classifier.3": "fc6", "classifier.6": "fc7"}),
+    Family("AlexNet", lambda name: name == "alexnet", lambda paths, order: [f"conv{i + 1}" for i in range(len(paths))],
+           {"classifier.1": "pool5", "classifier.4": "fc6", "classifier.6": "fc7"}),
+    Family("Inception", lambda name: name in ("googlenet", "inception_v3"), None, {},
+           {"aux_logits": False, "init_weights": True}),
+    Family("module paths", lambda name: True),   # ResNet: block outputs layer1.0 ...; MobileNet, ConvNeXt, ...
+]  # fmt: skip
+
+
+def family_of(name: str) -> Family:
+    """The family a torchvision model name belongs to (the last family takes any other name)."""
+    return next(family for family in FAMILIES if family.matches(name))
 
 
 @dataclass
@@ -64,7 +107,8 @@ class Network:
     ``untrained`` lists modules whose weights were not in the weight file.
     ``stages`` is the network as a chain of modules that, applied in order, equals its forward
     pass (checked numerically), or None where no such chain was found; the manipulation engine
-    uses it to run only the part of the network after a site.
+    uses it to run only the part of the network after a site. ``spatial``: each site's feature-map
+    height and width at the preprocessing's crop.
     """
 
     name: str
@@ -80,6 +124,7 @@ class Network:
     readout_dim: int
     untrained: list[str] = field(default_factory=list)
     stages: list[tuple[str, nn.Module]] | None = None
+    spatial: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
@@ -228,19 +273,8 @@ def _find_sites(model: nn.Module, name: str, size: int) -> tuple[dict[str, str],
             paths.append(site)
     position = {path: i for i, (path, _, _) in enumerate(order)}
     paths.sort(key=lambda path: position[path])
-    if name.startswith("vgg"):  # conv<block>_<index>, blocks separated by max-pooling
-        pools = [position[p] for p, m, _ in order if isinstance(m, nn.MaxPool2d)]
-        site_names, last_block, index = [], 0, 0
-        for path in paths:
-            block = 1 + sum(pool < position[path] for pool in pools)
-            index = index + 1 if block == last_block else 1
-            last_block = block
-            site_names.append(f"conv{block}_{index}")
-    elif name == "alexnet":
-        site_names = [f"conv{i + 1}" for i in range(len(paths))]
-    else:
-        site_names = list(paths)
-    sites = dict(zip(site_names, paths))
+    naming = family_of(name).site_names
+    sites = dict(zip(naming(paths, order) if naming else paths, paths))
     units = {n: shapes[p][1] for n, p in sites.items()}
     return sites, units, order
 
@@ -250,7 +284,7 @@ def _readout(order, untrained: list[str], name: str, readout: str) -> tuple[str,
     linears = [(p, m) for p, m, _ in order if isinstance(m, nn.Linear)]
     if not linears:
         raise InputError(f"{name} has no linear classifier layer, so there is no readout site for the heads")
-    known = READOUT_NAMES.get("vgg" if name.startswith("vgg") else name, {})
+    known = family_of(name).readout_names
     names = {p: known.get(p, f"{p}-input") for p, _ in linears}
     if readout != "auto":
         chosen = [(p, m) for p, m in linears if names[p] == readout]
@@ -365,8 +399,7 @@ def load_network(
         )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
-        model = torchvision.models.get_model(name, weights=None, **kwargs)
+        model = torchvision.models.get_model(name, weights=None, **family_of(name).build)
     untrained, sha256 = [], None
     if weights == "imagenet":
         state, sha256 = _download_imagenet(name)
@@ -476,7 +509,14 @@ def _probe(
         readout_dim,
         untrained,
         stages,
+        {site: tuple(shape[2:]) for site, shape in _shapes_of(order, sites).items()},
     )
+
+
+def _shapes_of(order: list[tuple[str, nn.Module, tuple]], sites: dict[str, str]) -> dict[str, tuple]:
+    """Each site's traced output shape [1, channels, height, width]."""
+    shapes = {path: shape for path, _, shape in order}
+    return {site: shapes[path] for site, path in sites.items()}
 
 
 def as_input(batch: torch.Tensor) -> torch.Tensor:
