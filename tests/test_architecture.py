@@ -110,3 +110,18 @@ def test_the_example_walkthrough_runs_on_a_small_oasis_sample(vgg_weights, oasis
     ).stdout
     assert "13 probe sites, readout at pool5" in out and "conv5_3 responses: 45 pictures x 512 units" in out
     assert "jaccard_null_mean" in out and "tuning_quality_excess" in out
+
+
+def test_no_function_is_longer_than_60_lines_of_code():
+    """Docstrings (numpydoc Parameters/Returns) are not counted; the code of a function fits a screen."""
+    long = []
+    for path in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                first = node.body[0]
+                if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                    lines -= first.end_lineno - first.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.stem}.{node.name}: {lines} lines")
+    assert long == []

@@ -303,14 +303,8 @@ def cmd_run(args) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = Parser(prog="emoselect", description="Find, test and manipulate emotion-selective units in CNNs.")
-    parser.add_argument("--version", action="version", version=f"emoselect {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _datasets_command(commands) -> None:
+    """`emoselect datasets inspect PATH`."""
     datasets = commands.add_parser("datasets", help="look at picture sets")
     datasets_commands = datasets.add_subparsers(dest="datasets_command", required=True, metavar="SUBCOMMAND")
     inspect = datasets_commands.add_parser("inspect", help="format found, pictures per category, problems found")
@@ -320,6 +314,29 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--cache", help="cache folder")
     inspect.set_defaults(func=cmd_inspect)
 
+
+def _sites_command(commands) -> None:
+    """`emoselect sites MODEL`."""
+    sites = commands.add_parser("sites", help="list a network's probe sites, readout site and untrained modules")
+    sites.add_argument("model", help="torchvision model name, e.g. vgg16, alexnet, resnet18")
+    sites.add_argument("--weights", default="imagenet", help="imagenet, random, or a state-dict file")
+    sites.add_argument("--seed", type=int, default=0, help="seed of random weights")
+    sites.add_argument("--readout", default="auto", help="readout site (auto, pool5, fc6, fc7, ...)")
+    sites.add_argument("--resize", type=int, help="short side before the crop (default: the weights' own)")
+    sites.add_argument("--crop", type=int, help="centre crop (default: the weights' own)")
+    sites.add_argument("--layers", nargs="+", help="show only these sites, by name or range (conv4_1:conv5_3)")
+    sites.set_defaults(func=cmd_sites)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = Parser(prog="emoselect", description="Find, test and manipulate emotion-selective units in CNNs.")
+    parser.add_argument("--version", action="version", version=f"emoselect {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _datasets_command(commands)
     extract = commands.add_parser("extract", help="record responses of every probe site to every picture")
     _extract_arguments(extract)
     extract.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
@@ -337,16 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     _manipulation_arguments(manipulate)
     manipulate.set_defaults(func=cmd_manipulate)
 
-    sites = commands.add_parser("sites", help="list a network's probe sites, readout site and untrained modules")
-    sites.add_argument("model", help="torchvision model name, e.g. vgg16, alexnet, resnet18")
-    sites.add_argument("--weights", default="imagenet", help="imagenet, random, or a state-dict file")
-    sites.add_argument("--seed", type=int, default=0, help="seed of random weights")
-    sites.add_argument("--readout", default="auto", help="readout site (auto, pool5, fc6, fc7, ...)")
-    sites.add_argument("--resize", type=int, help="short side before the crop (default: the weights' own)")
-    sites.add_argument("--crop", type=int, help="centre crop (default: the weights' own)")
-    sites.add_argument("--layers", nargs="+", help="show only these sites, by name or range (conv4_1:conv5_3)")
-    sites.set_defaults(func=cmd_sites)
-
+    _sites_command(commands)
     report = commands.add_parser("report", help="write RUN/report.html from the run's tables and figures")
     report.add_argument("run")
     report.set_defaults(func=cmd_report)

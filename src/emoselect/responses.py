@@ -287,6 +287,8 @@ def extract(
 ) -> dict[str, Responses]:
     """Responses of every dataset in ``stimuli``: computed where not cached, then assembled.
 
+    The network is moved to ``device`` (where it stays).
+
     Parameters
     ----------
     stimuli : Stimuli
