@@ -107,12 +107,19 @@ def test_a_second_writer_is_refused_and_names_the_first(tmp_path, capsys):
 def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path):
     run = _extracted(tmp_path)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = run / "responses" / "s" / f".features.12.2.{dead.stdout.strip()}.tmp.npy"
+    from emoselect.files import HOST, temporary_path
+
+    stale = run / "responses" / "s" / f".features.12.2.npy.{HOST}-{dead.stdout.strip()}.tmp.npy"
     stale.write_bytes(b"x" * 1000)
-    live = run / f".notes.txt.{os.getpid()}.tmp.txt"
+    live = temporary_path(run / "notes.txt")
     live.write_text("in progress")
+    foreign = run / ".notes.txt.othermachine-1.tmp.txt"  # another machine's writer on a shared disk
+    foreign.write_text("in progress elsewhere")
+    old_foreign = run / ".old.txt.othermachine-2.tmp.txt"
+    old_foreign.write_text("left two days ago")
+    os.utime(old_foreign, (time.time() - 2 * 86400, time.time() - 2 * 86400))
     assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0
-    assert not stale.exists() and live.exists()
+    assert not stale.exists() and live.exists() and foreign.exists() and not old_foreign.exists()
 
 
 def test_a_zero_byte_manipulation_cache_entry_is_recomputed(tmp_path):

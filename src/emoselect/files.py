@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import shutil
+import socket
 import sys
 import time
 from pathlib import Path
@@ -29,8 +30,15 @@ def file_digest(path: str | Path, algorithm: str = "sha1") -> str:
     return digest.hexdigest()
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+HOST = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+FOREIGN_TEMPORARY_AGE = 24 * 3600  # seconds after which another machine's temporary counts as stale
+
+
+def temporary_path(path: str | Path) -> Path:
+    """The temporary file a write to ``path`` goes through: ``.<name>.<host>-<pid>.tmp<suffix>`` next
+    to it (host and process, so that a cache shared by several machines knows whose it is)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{HOST}-{os.getpid()}.tmp{path.suffix}")
 
 
 def write_atomic(path: str | Path, write) -> Path:
@@ -39,7 +47,7 @@ def write_atomic(path: str | Path, write) -> Path:
     ``path`` keeps its old content: a reader never sees a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary(path)
+    temporary = temporary_path(path)
     try:
         write(temporary)
         os.replace(temporary, path)
@@ -74,11 +82,15 @@ def write_csv_atomic(path: str | Path, table) -> None:
 
 
 def _owner_alive(temporary: Path) -> bool:
-    """Whether the process named in a temporary file's name (``.<name>.<pid>.tmp<suffix>``) runs."""
+    """Whether the process that writes a temporary file may still run: a process of this machine
+    named in its name (``.<name>.<host>-<pid>.tmp<suffix>``) that runs, or, for another machine's
+    file, one younger than a day (its process cannot be asked)."""
     try:
-        pid = int(temporary.name.split(".tmp")[0].rsplit(".", 1)[1])
-        os.kill(pid, 0)
-    except (ValueError, IndexError, ProcessLookupError):
+        host, pid = temporary.name.split(".tmp")[0].rsplit(".", 1)[1].rsplit("-", 1)
+        if host != HOST:
+            return time.time() - temporary.stat().st_mtime < FOREIGN_TEMPORARY_AGE
+        os.kill(int(pid), 0)
+    except (ValueError, IndexError, ProcessLookupError, FileNotFoundError):
         return False
     except PermissionError:  # a process of another user holds that pid
         return True

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .files import remove_stale_temporaries, reserve, save_npy_atomic, write_csv_atomic
+from .files import remove_stale_temporaries, reserve, save_npy_atomic, temporary_path, write_csv_atomic
 from .images import ImageProblem, load_rgb
 from .network import Network, record
 from .problems import InputError
@@ -242,7 +242,7 @@ def _assemble(rows: pd.DataFrame, store: ResponseStore, folder: Path | None) -> 
                 arrays[name] = np.empty(shape, np.float32)
             else:
                 folder.mkdir(parents=True, exist_ok=True)
-                temporary = folder / f".{name}.{os.getpid()}.tmp.npy"
+                temporary = temporary_path(folder / f"{name}.npy")
                 arrays[name] = np.lib.format.open_memmap(temporary, "w+", np.float32, shape)
                 reserve(temporary)  # a full disk: an OSError now, not a bus error later
         for i, sha1 in enumerate(rows["sha1"]):
