@@ -79,6 +79,10 @@ def make_run(folder: Path, images: int, seed: int = 0) -> None:
         "network": {"model": "vgg16", "sites": UNITS, "readout_site": "pool5"},
     }
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    from emoselect import manifest
+
+    written = [folder / "stimuli.csv", *(p for p in (folder / "responses").rglob("*") if p.is_file())]
+    manifest.finish(folder, "extract", written)  # what an extract stage records, so later stages accept it
 
 
 def main() -> None:
