@@ -213,3 +213,82 @@ def test_every_family_names_its_sites_from_one_table():
     assert family_of("vgg19_bn").name == "VGG" and family_of("alexnet").name == "AlexNet"
     assert family_of("googlenet").build == {"aux_logits": False, "init_weights": True}
     assert family_of("resnet50") is FAMILIES[-1]
+
+
+FACTORY = """
+import torch
+from torch import nn
+
+
+def build(pretrained=False):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4))
+    if pretrained:                      # "trained" weights: a fixed pattern, so the test can tell them apart
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.copy_(torch.linspace(-0.3, 0.3, parameter.numel()).reshape(parameter.shape))
+    return model, {"resize": 40, "crop": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+
+
+def not_a_network(pretrained=False):
+    return "nope"
+"""
+
+
+def test_a_users_own_network_from_module_path_and_factory(tmp_path, monkeypatch):
+    import pytest
+    import torch
+
+    from emoselect.network import load_network, state_digest
+    from emoselect.problems import InputError
+
+    (tmp_path / "my_nets.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    trained = load_network("my_nets:build", "pretrained")
+    assert list(trained.sites) == ["1", "4"] and trained.units == {"1": 8, "4": 16}
+    assert (trained.prep.resize, trained.prep.crop, trained.prep.mean) == (40, 32, (0.5, 0.5, 0.5))
+    assert trained.weights == "pretrained" and trained.weights_sha256 == state_digest(trained.model)
+    assert torch.equal(trained.model[0].weight.reshape(-1), torch.linspace(-0.3, 0.3, 8 * 27))
+    first, again, other = (load_network("my_nets:build", "random", seed=s) for s in (1, 1, 2))
+    assert first.weights_sha256 == again.weights_sha256 != other.weights_sha256 != trained.weights_sha256
+    assert first.readout_site == "7-input" and first.stages is not None
+    saved = tmp_path / "weights.pth"
+    torch.save(trained.model.state_dict(), saved)
+    from_file = load_network("my_nets:build", str(saved), seed=5)
+    assert from_file.weights_sha256 == trained.weights_sha256  # the same weights, whatever the source
+    for name, message in (("no_such_module:build", "cannot import"), ("my_nets:missing", "no function 'missing'"),
+                          ("my_nets:not_a_network", "not a torch.nn.Module")):  # fmt: skip
+        with pytest.raises(InputError, match=message):
+            load_network(name, "random")
+
+
+def test_a_users_network_runs_through_the_pipeline_with_its_control(tmp_path, monkeypatch):
+    import numpy as np
+    import yaml
+
+    from conftest import make_oasis
+    from emoselect.cli import main
+
+    (tmp_path / "my_nets.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
+    run = tmp_path / "run"
+    assert main(["-q", "run", "--dataset", f"s={tmp_path / 'set'}", "--model", "my_nets:build", "--weights", "pretrained",
+                 "--workers", "0", "--tuning-null", "10", "--layers", "4", "--betas", "0", "2", "--repeats", "2",
+                 "--lesion-repeats", "3", "--epochs", "2", "--controls", "1", "--out", str(run)]) == 0  # fmt: skip
+    trained = yaml.safe_load((run / "config.yaml").read_text())["network"]
+    control = yaml.safe_load((run / "control" / "config.yaml").read_text())["network"]
+    assert trained["weights"] == "pretrained" and control["weights"] == "random"
+    assert trained["weights_sha256"] != control["weights_sha256"]
+    assert trained["preprocessing"]["crop"] == control["preprocessing"]["crop"] == 32
+    assert (run / "table1.csv").is_file() and (run / "control" / "table1.csv").is_file()
+    import pandas as pd
+
+    # sites named "1" and "4" (module paths of a Sequential) stay names when tables are read back:
+    # the selective units of layer "4" are manipulated (they were silently dropped when read as the number 4)
+    summary = pd.read_csv(run / "manipulation_summary.csv", dtype={"layer": str})
+    selective = pd.read_csv(run / "selective.csv", dtype={"layer": str})
+    assert set(summary["layer"]) == {"4"} and set(summary["emotion"]) == set(
+        selective.loc[selective["layer"] == "4", "category"]
+    )
+    assert len(pd.read_csv(run / "table1.csv")) == summary["emotion"].nunique()

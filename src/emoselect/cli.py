@@ -178,11 +178,13 @@ def _print_claims(run) -> None:
 
     import pandas as pd
 
+    from .records import read_table
+
     path = Path(run) / "claims.csv"
     if not path.is_file():
         return
     print("The paper's claims on these data (claims.csv):")
-    for row in pd.read_csv(path).itertuples(index=False):
+    for row in read_table(path).itertuples(index=False):
         p = "" if pd.isna(row.p) else f" (p = {row.p:.2g})"
         print(f"  {row.verdict:>12}  {row.network}: {row.claim}{p}")
 

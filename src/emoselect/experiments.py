@@ -385,6 +385,19 @@ def _gain_outcomes(gain: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+# the columns of the summary and of Table 1, also when no emotion has selective units to manipulate
+SUMMARY_COLUMNS = ["train_dataset", "test_dataset", "emotion", "layer", "units", "n_units", "original_f1", "best_beta",
+                   "enhanced_f1", "enhanced_change_pct", "test_chosen_beta", "test_chosen_f1", "test_chosen_change_pct",
+                   "lesioned_f1", "lesioned_change_pct", "random_enhanced_f1", "random_test_chosen_f1",
+                   "random_lesioned_f1", "n_random", "n_random_lesion", "p_enhance", "p_enhance_below",
+                   "min_p_enhance", "p_lesion", "p_lesion_below", "min_p_lesion", "q_enhance", "q_enhance_below",
+                   "q_lesion", "q_lesion_below"]  # fmt: skip
+TABLE1_COLUMNS = ["train_dataset", "test_dataset", "emotion", "original_f1", "enhanced_layer", "enhanced_beta",
+                  "enhanced_f1", "enhanced_change_pct", "random_enhanced_f1", "test_chosen_layer", "test_chosen_beta",
+                  "test_chosen_f1", "test_chosen_change_pct", "random_test_chosen_f1", "lesioned_layer", "lesioned_f1",
+                  "lesioned_change_pct", "random_lesioned_f1"]  # fmt: skip
+
+
 def summarise(manipulation: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Per train/test dataset, emotion and layer: intact test F1; enhanced test F1 at the beta with
     the best validation F1 (and, optimistic, at the beta with the best test F1); lesioned test F1;
@@ -436,8 +449,8 @@ def summarise(manipulation: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
             )
         )
     summary = pd.DataFrame(rows)
-    if summary.empty:
-        return summary
+    if summary.empty:  # no emotion has selective units at these layers: a table without rows
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
     for column in ("p_enhance", "p_enhance_below", "p_lesion", "p_lesion_below"):
         q = column.replace("p_", "q_", 1)
         summary[q] = np.nan
@@ -489,4 +502,4 @@ def table_one(summary: pd.DataFrame, manipulation: pd.DataFrame) -> pd.DataFrame
                 "random_lesioned_f1": worst["random_lesioned_f1"] if worst is not None else np.nan,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=TABLE1_COLUMNS)

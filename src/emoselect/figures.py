@@ -35,6 +35,11 @@ def _save(fig, path: Path) -> Path:
 
 
 def _layer_axis(ax, layers: list[str]) -> None:
+    """Layer names along x; a panel without layers says so (e.g. no selective units to manipulate)."""
+    if not layers:
+        ax.set_xticks([])
+        ax.text(0.5, 0.5, "no selective units here", transform=ax.transAxes, ha="center", va="center", color="0.4")
+        return
     ax.set_xticks(range(len(layers)))
     ax.set_xticklabels(
         layers, rotation=60 if len(layers) > 6 else 0, ha="right" if len(layers) > 6 else "center", fontsize=8

@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import importlib
+import os
+import sys
 import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -372,10 +376,13 @@ def load_network(
     Parameters
     ----------
     name : str
-        A torchvision classification model (``vgg16``, ``alexnet``, ``resnet18``, ...).
+        A torchvision classification model (``vgg16``, ``alexnet``, ``resnet18``, ...), or your own
+        network as ``module.path:factory``: ``factory(pretrained: bool)`` returns an ``nn.Module``, or
+        (module, {"resize", "crop", "mean", "std"}) to give its preprocessing (default ImageNet's).
     weights : str
-        ``imagenet`` (torchvision's file, from its cache or downloaded), ``random`` (seeded by
-        ``seed``; the untrained control) or the path of a state dict.
+        ``imagenet`` (torchvision's file, from its cache or downloaded; for a factory: ``pretrained``,
+        its own weights), ``random`` (seeded by ``seed``; the untrained control) or the path of a
+        state dict.
     seed : int
         Seed of random weights.
     grayscale : bool
@@ -393,9 +400,13 @@ def load_network(
         The frozen model with ``sites`` {name: module path}, ``units`` {name: channels}, the
         readout site and dimension, and the stage chain of the suffix engine (or None).
     """
+    if ":" in name:
+        user, label, digest, missing, own = _user_model(name, weights, seed)
+        return _probe(user, name, label, digest, seed, _adjusted(own, grayscale, resize, crop), missing, readout)
     if name not in torchvision.models.list_models(module=torchvision.models):
         raise InputError(
-            f"unknown model {name!r}; use a torchvision classification model such as vgg16, alexnet, resnet50, mobilenet_v2"
+            f"unknown model {name!r}; use a torchvision classification model such as vgg16, alexnet, resnet50, "
+            f"mobilenet_v2, or your own as module.path:factory"
         )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -422,11 +433,75 @@ def load_network(
         )
     else:  # the standard ImageNet convention: resize 256, centre crop 224
         prep = Preprocessing(grayscale=grayscale)
-    if resize is not None or crop is not None:
-        if (resize is not None and resize < 1) or (crop is not None and crop < 1):
-            raise InputError(f"--resize and --crop must be positive numbers of pixels, got {resize} and {crop}")
-        prep = dataclasses.replace(prep, resize=resize or prep.resize, crop=crop or prep.crop)
-    return _probe(model, name, weights, sha256, seed, prep, untrained, readout)
+    return _probe(model, name, weights, sha256, seed, _adjusted(prep, grayscale, resize, crop), untrained, readout)
+
+
+def _adjusted(prep: Preprocessing, grayscale: bool, resize: int | None, crop: int | None) -> Preprocessing:
+    """``prep`` with the gray option and any resize or crop given on the command line."""
+    if (resize is not None and resize < 1) or (crop is not None and crop < 1):
+        raise InputError(f"--resize and --crop must be positive numbers of pixels, got {resize} and {crop}")
+    return dataclasses.replace(prep, grayscale=grayscale, resize=resize or prep.resize, crop=crop or prep.crop)
+
+
+def state_digest(model: nn.Module) -> str:
+    """SHA-256 of a module's parameters and buffers (names, dtypes, shapes and bytes): the identity of
+    its weights, wherever they came from."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{key}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest.hexdigest()
+
+
+def _user_model(name: str, weights: str, seed: int) -> tuple[nn.Module, str, str | None, list[str], Preprocessing]:
+    """A user's network from ``module.path:factory``: ``factory(pretrained=...)`` returns an nn.Module,
+    or (module, {"resize", "crop", "mean", "std"}) to give its preprocessing (default: ImageNet's).
+
+    ``weights``: ``pretrained``/``imagenet`` -> factory(pretrained=True); ``random`` ->
+    factory(pretrained=False) with torch seeded by ``seed`` (the random-init control); a file ->
+    factory(pretrained=False), then that state dict. The weights' identity is the SHA-256 of the
+    module's state (:func:`state_digest`), so a changed factory is never served stale responses."""
+    module_path, _, attribute = name.partition(":")
+    try:
+        module = importlib.import_module(module_path)
+    except ModuleNotFoundError:
+        sys.path.insert(0, os.getcwd())  # a module next to the user's data, as `python -m` would find it
+        try:
+            module = importlib.import_module(module_path)
+        except ModuleNotFoundError as error:
+            raise InputError(f"--model {name}: cannot import {module_path!r} ({error})") from error
+        finally:
+            sys.path.remove(os.getcwd())
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise InputError(f"--model {name}: {module_path} has no function {attribute!r}")
+    pretrained = weights in ("imagenet", "pretrained")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        built = factory(pretrained=pretrained)
+    model, given = built if isinstance(built, tuple) else (built, {})
+    if not isinstance(model, nn.Module):
+        raise InputError(f"--model {name}: the factory returned {type(model).__name__}, not a torch.nn.Module")
+    unknown = sorted(set(given) - {"resize", "crop", "mean", "std"})
+    if unknown:
+        raise InputError(f"--model {name}: the factory's preprocessing has unknown keys {unknown}")
+    default = Preprocessing()
+    mean, std = given.get("mean", default.mean), given.get("std", default.std)
+    prep = Preprocessing(
+        resize=int(given.get("resize", default.resize)),
+        crop=int(given.get("crop", default.crop)),
+        mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+        std=(float(std[0]), float(std[1]), float(std[2])),
+    )
+    untrained: list[str] = []
+    if pretrained:
+        weights = "pretrained"
+    elif weights != "random":
+        path = Path(weights).expanduser()
+        untrained = _load_weights(model, _read_state_dict(path), str(path), name)
+        weights = str(path.resolve())
+    return model, weights, state_digest(model), untrained, prep
 
 
 def probe_model(

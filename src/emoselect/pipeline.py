@@ -26,6 +26,7 @@ from .network import Network, load_network
 from .options import as_dict
 from .problems import InputError
 from .readout import Head, ReadoutOptions, train_heads
+from .records import read_table
 from .report import write_report
 from .responses import (
     Responses,
@@ -414,7 +415,7 @@ def _read_table(run: Path, name: str, stage: str) -> pd.DataFrame:
     path = run / name
     if not path.is_file():
         raise InputError(f"{path} not found: run `emoselect {stage} {run}` first")
-    return pd.read_csv(path)
+    return read_table(path)
 
 
 def readout_stage(
@@ -556,7 +557,7 @@ def _draw_manipulations(run: Path, manipulation: pd.DataFrame, summary: pd.DataF
     shown = summary.assign(network=control_name(1) if is_control(run) else "trained")
     control_summary = control_folder(run, 1) / "manipulation_summary.csv"
     if control_summary.is_file():  # the first control's rows below the trained network's
-        shown = pd.concat([shown, pd.read_csv(control_summary).assign(network=control_name(1))], ignore_index=True)
+        shown = pd.concat([shown, read_table(control_summary).assign(network=control_name(1))], ignore_index=True)
     written = [figures.attention_change(shown, folder / "attention_change.png", alpha)]
     pairs = list(dict.fromkeys(zip(manipulation["train_dataset"], manipulation["test_dataset"])))
     for number, (train, test) in enumerate(pairs):
@@ -574,7 +575,7 @@ def is_control(run: Path) -> bool:
 
 
 def _optional_csv(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if path.is_file() else None
+    return read_table(path) if path.is_file() else None
 
 
 def claims_stage(run: str | Path, alpha: float = 0.05) -> pd.DataFrame:

@@ -51,3 +51,12 @@ class Head:
     weight: np.ndarray
     bias: np.ndarray
     best_epoch: int
+
+
+LAYER_COLUMNS = ("layer", "enhanced_layer", "test_chosen_layer", "lesioned_layer")
+
+
+def read_table(path) -> pd.DataFrame:
+    """A table a stage wrote, with layer names read as text (a site called ``4`` stays the name "4",
+    never the number 4, so that it matches the network's sites)."""
+    return pd.read_csv(path, dtype={column: str for column in LAYER_COLUMNS})

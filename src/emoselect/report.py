@@ -15,6 +15,7 @@ import yaml
 from . import manifest
 from .config import read_config
 from .files import write_text_atomic
+from .records import read_table
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -49,7 +50,7 @@ def _figure(run: Path, name: str, caption: str) -> str:
 
 def _csv(run: Path, name: str) -> pd.DataFrame | None:
     path = run / name
-    return pd.read_csv(path) if path.is_file() else None
+    return read_table(path) if path.is_file() else None
 
 
 def _scorecard_section(run: Path) -> list[str]:
