@@ -678,6 +678,21 @@ def run_all(
     if controls < 0:
         raise InputError(f"--controls {controls}: must be an integer >= 0")
     trained = extract_stage(options, run, progress)
+    with run_lock(run):  # the rest of the run is one writer's, controls included
+        return _controls_and_analyses(run, options, trained, controls, selectivity, manipulation, progress)
+
+
+def _controls_and_analyses(
+    run: Path,
+    options: ExtractOptions,
+    trained: Extracted,
+    controls: int,
+    selectivity: SelectivityOptions | None,
+    manipulation: ManipulationOptions | None,
+    progress: bool,
+) -> Analysis:
+    """:func:`run_all` after the trained network's extraction: the controls' extractions (one shared
+    picture decoding), selectivity, manipulations and the report."""
     plans = [control_options(options, trained.network, k) for k in range(1, controls + 1)]
     networks = [build_network(plan) for plan in plans]
     if networks:  # decode the pictures once for all controls (they share preprocessing)
