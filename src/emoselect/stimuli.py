@@ -32,7 +32,6 @@ CATEGORIES = ("pleasant", "neutral", "unpleasant")
 UNKNOWN = "unknown"
 PAPER_THRESHOLDS = (4.3, 6.0)  # unpleasant below 4.3, pleasant above 6.0, on the 1-9 scale
 DEFAULT_SPLIT = (0.5, 0.25, 0.25)
-SPLITS = ("train", "val", "test")
 MIN_PER_CATEGORY = 10
 STIMULI_COLUMNS = ["dataset", "image_id", "path", "valence", "arousal", "category", "split", "category_source", "sha1"]
 
