@@ -482,3 +482,14 @@ def test_a_rating_row_pointing_outside_its_set_is_excluded_not_matched_by_stem(t
     assert sorted(stimuli.table["image_id"]) == ["a", "b", "c"]
     excluded = [p.problem for p in stimuli.problems if p.action == "excluded"]
     assert any("../other/a" in text for text in excluded) and any("elsewhere/c" in text for text in excluded)
+
+
+def test_a_run_folder_that_cannot_be_made_is_one_line_before_any_picture_is_computed(tmp_path, capsys, monkeypatch):
+    make_oasis(tmp_path / "set", n=3)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    calls = []
+    monkeypatch.setattr("emoselect.responses.compute_missing_shared", lambda *a, **k: calls.append(1))
+    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "a-file/run" in err and "Traceback" not in err and err.count("\n") == 1 and not calls
