@@ -741,7 +741,7 @@ def analyse(
     units, layers, overlap, selective, pmfs = [], [], [], [], []
     tuning_nulls: list[list[np.ndarray]] = [[] for _ in groups]
     example_sites = example_layers(sites, options.example_layers)
-    example_data = {}
+    example_tables: dict[str, tuple[pd.DataFrame, dict]] = {}
     for depth, site in enumerate(tqdm(sites, desc="selectivity", disable=not progress, leave=False)):
         data = [np.asarray(responses[g.dataset].sites[site])[g.rows] for g in groups]
         tuned = _tune_site(site, depth / max(len(sites) - 1, 1), depth, groups, data, options, orders, tuning_nulls)
@@ -753,17 +753,13 @@ def analyse(
         selective += chosen
         pmfs.append(cells)
         if site in example_sites:
-            example_data[site] = (data, tuned)
+            example_tables[site] = _examples(site, groups, data, tuned, pd.concat(chosen, ignore_index=True))
     overlap = _with_q_values(pd.DataFrame(overlap), options.alpha)
     layers = pd.DataFrame(layers)
     trends, trend_nulls = _trends(layers, overlap, sites, tuning_nulls, pmfs, options)
     selective = pd.concat(selective, ignore_index=True)
-    examples, top_images = [], {}
-    for site in example_sites:
-        table, images = _examples(site, groups, *example_data[site], selective)
-        examples.append(table)
-        top_images.update({(site, *key): value for key, value in images.items()})
-    examples = pd.concat(examples, ignore_index=True)
+    examples = pd.concat([example_tables[site][0] for site in example_sites], ignore_index=True)
+    top_images = {(site, *key): value for site in example_sites for key, value in example_tables[site][1].items()}
     confounds = _confounds(stimuli, responses, sites, options.seed, progress) if options.confounds else None
     return SelectivityResult(
         pd.concat(units, ignore_index=True),
