@@ -41,25 +41,38 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
-TILE_ROWS = 256  # rows converted at a time, so that a huge 16-bit picture never exists in float64
+TILE_ROWS = 256  # rows converted at a time: a huge 16-bit picture never exists as one array or in float64
+ORIENTATION = 0x0112  # the EXIF orientation tag
+
+
+def _wide(mode: str) -> bool:
+    """16-bit, 32-bit integer and floating-point pictures (rescaled to 8 bits)."""
+    return mode in ("I", "F") or mode.startswith("I;16")
+
+
+def _bands(image: Image.Image):
+    """The picture's pixels as arrays of ``TILE_ROWS`` rows, top to bottom (one band in memory at a time)."""
+    width, height = image.size
+    for start in range(0, height, TILE_ROWS):
+        yield start, np.asarray(image.crop((0, start, width, min(start + TILE_ROWS, height))))
 
 
 def _to_8bit(image: Image.Image) -> tuple[Image.Image, str]:
     """16-bit ('I;16*', 'I') and float ('F') images rescaled to 8 bits by their nominal range,
-    converted a band of rows at a time (memory: the 8-bit result plus one band)."""
-    array = np.asarray(image)
+    read and converted a band of rows at a time (memory: the 8-bit result plus one band)."""
     if image.mode.startswith("I;16"):
         top, low = 65535.0, None
         note = "16-bit image rescaled to 8 bits"
-    elif image.mode == "I":
-        top, low = (65535.0 if array.max() > 255 else 255.0), None
-        note = "32-bit integer image rescaled to 8 bits"
-    else:  # 'F'
-        top, low = (1.0 if array.max() <= 1.0 else float(array.max())), 0.0
-        note = "floating-point image rescaled to 8 bits"
-    out = np.empty(array.shape, np.uint8)
-    for start in range(0, array.shape[0], TILE_ROWS):
-        band = array[start : start + TILE_ROWS]
+    else:
+        largest = max(band.max() for _, band in _bands(image))
+        if image.mode == "I":
+            top, low = (65535.0 if largest > 255 else 255.0), None
+            note = "32-bit integer image rescaled to 8 bits"
+        else:  # 'F'
+            top, low = (1.0 if largest <= 1.0 else float(largest)), 0.0
+            note = "floating-point image rescaled to 8 bits"
+    out = np.empty((image.height, image.width), np.uint8)
+    for start, band in _bands(image):
         band = np.clip(band, low, None) if low is not None else band.astype(np.float64)  # floats stay float32
         out[start : start + TILE_ROWS] = np.clip(np.round(band / top * 255.0), 0, 255)
     return Image.fromarray(out), note
@@ -90,8 +103,14 @@ def load_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[Ima
                     )
                 opened.load()
                 frames = getattr(opened, "n_frames", 1)
-                fmt = opened.format
-                image = ImageOps.exif_transpose(opened) or opened
+                fmt, mode = opened.format, opened.mode
+                if _wide(mode):  # converted to 8 bits here, so the wide picture is freed with the file
+                    turned = opened.getexif().get(ORIENTATION, 1) != 1
+                    image, note = _to_8bit(ImageOps.exif_transpose(opened) if turned else opened)
+                    notes.append(note)
+                else:
+                    image = ImageOps.exif_transpose(opened) or opened  # a copy that outlives the file
+            del opened  # closing keeps the decoded pixels while a name refers to them: free them before the RGB copy
     except FileNotFoundError as error:
         raise ImageProblem("file not found") from error
     except UnidentifiedImageError as error:
@@ -99,11 +118,7 @@ def load_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[Ima
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise ImageProblem(f"cannot decode image ({error})") from error
     if frames > 1:
-        notes.append(f"{fmt} with {frames} frames: first frame used")
-    mode = image.mode
-    if mode in ("I", "F") or mode.startswith("I;16"):
-        image, note = _to_8bit(image)
-        notes.append(note)
+        notes.insert(0, f"{fmt} with {frames} frames: first frame used")
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         notes.append("palette image expanded to RGB")
@@ -117,7 +132,7 @@ def load_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[Ima
         image = rgba
     if image.mode == "CMYK":
         notes.append("CMYK image converted to RGB")
-    elif image.mode in ("L", "1") and mode not in ("I", "F") and not mode.startswith("I;16"):
+    elif image.mode in ("L", "1") and not _wide(mode):
         notes.append("grayscale image repeated over RGB channels")
     if image.mode != "RGB":
         image = image.convert("RGB")
