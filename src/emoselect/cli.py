@@ -233,67 +233,17 @@ def cmd_report(args) -> None:
     print(f"wrote {write_report(args.run)}")
 
 
-def _recorded_run(path: str) -> dict:
-    """The option sections of a run's config.yaml (``--config``), with dataset and weight paths that
-    no longer resolve from here replaced by the absolute paths recorded beside them."""
-    from pathlib import Path
-
-    import yaml
-
-    try:
-        config = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as error:
-        raise InputError(f"--config {path}: cannot read it ({error.strerror or error})") from error
-    except yaml.YAMLError as error:
-        raise InputError(f"--config {path}: not valid YAML ({error})") from error
-    known = (
-        "extract",
-        "selectivity",
-        "manipulation",
-        "run",
-        "datasets",
-        "network",
-        "environment",
-        "created",
-        "updated",
-    )
-    unknown = [key for key in config if key not in known] if isinstance(config, dict) else ["(not a mapping)"]
-    if unknown:
-        raise InputError(f"--config {path}: unknown section {unknown[0]!r} (known: {', '.join(known)})")
-    extract = dict(config.get("extract") or {})
-    provenance = config.get("datasets") or {}
-    extract["datasets"] = {
-        name: folder if Path(folder).exists() or name not in provenance else provenance[name].get("path", folder)
-        for name, folder in (extract.get("datasets") or {}).items()
-    }
-    weights, recorded_weights = extract.get("weights"), (config.get("network") or {}).get("weights")
-    if weights not in (None, "imagenet", "pretrained", "random") and not Path(weights).exists() and recorded_weights:
-        extract["weights"] = recorded_weights
-    unknown_run = [key for key in (config.get("run") or {}) if key not in ("controls", "manipulate")]
-    if unknown_run:
-        raise InputError(f"--config {path}: unknown option {unknown_run[0]!r} in section 'run'")
-    return {
-        "extract": extract,
-        "selectivity": config.get("selectivity") or {},
-        "manipulation": config.get("manipulation"),
-        "run": config.get("run") or {},
-    }
-
-
 def cmd_run(args) -> None:
+    from .config import OPTION_SECTIONS, recorded_options
     from .pipeline import run_all
 
     start = time.time()
-    recorded = (
-        _recorded_run(args.config) if args.config else {"extract": {}, "selectivity": {}, "manipulation": {}, "run": {}}
-    )
+    recorded = recorded_options(args.config) if args.config else dict.fromkeys(OPTION_SECTIONS, {})
     options = _extract_options(args, recorded["extract"])
     selectivity = _selectivity_options(args, options.seed, recorded["selectivity"])
-    skip = args.no_manipulate or (recorded["manipulation"] is None and not recorded["run"].get("manipulate", True))
+    skip = args.no_manipulate or not recorded["run"].get("manipulate", True)
     manipulation = None if skip else _manipulation_options(args, options.seed, recorded["manipulation"])
     controls = 0 if args.no_control else args.controls if args.controls is not None else recorded["run"].get("controls")
-    if controls is not None and controls < 0:
-        raise InputError(f"--controls {controls}: must be an integer >= 0")
     analysis = run_all(options, args.out, selectivity, manipulation, controls=controls, progress=not args.quiet)
     _print_selectivity(analysis.selectivity)
     if analysis.manipulated is not None:

@@ -160,13 +160,51 @@ def environment() -> dict:
 
 
 def read_config(run: str | Path) -> dict:
+    """A run folder's config.yaml as a dict."""
     path = Path(run) / "config.yaml"
     if not path.is_file():
         raise InputError(f"{path} not found: is {run} a run folder? (`emoselect extract ... --out {run}` makes one)")
+    return _read_yaml(path)
+
+
+def _read_yaml(path: Path) -> dict:
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        config = yaml.safe_load(path.read_text()) or {}
+    except OSError as error:
+        raise InputError(f"{path}: cannot read it ({error.strerror or error})") from error
     except yaml.YAMLError as error:
         raise InputError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: not a run's config.yaml (a mapping of sections)")
+    return config
+
+
+# config.yaml: the option sections a run can be repeated from, and the provenance recorded beside them
+OPTION_SECTIONS = ("extract", "selectivity", "manipulation", "run")
+PROVENANCE_SECTIONS = ("datasets", "network", "environment", "created", "updated")
+RUN_KEYS = ("controls", "manipulate")  # the `run` section: what `emoselect run` did beyond the stages
+
+
+def recorded_options(path: str | Path) -> dict:
+    """The option sections of a config.yaml, to repeat its run (``emoselect run --config``); dataset
+    and weight paths that no longer resolve from here are replaced by the absolute paths recorded
+    beside them. An unknown section or key of the ``run`` section is an error naming it."""
+    path = Path(path)
+    config = _read_yaml(path)
+    known = OPTION_SECTIONS + PROVENANCE_SECTIONS
+    unknown = [key for key in config if key not in known] + [k for k in config.get("run") or {} if k not in RUN_KEYS]
+    if unknown:
+        raise InputError(f"--config {path}: unknown section or option {unknown[0]!r} (sections: {', '.join(known)})")
+    extract = dict(config.get("extract") or {})
+    provenance = config.get("datasets") or {}
+    extract["datasets"] = {
+        name: folder if Path(folder).exists() or name not in provenance else provenance[name].get("path", folder)
+        for name, folder in (extract.get("datasets") or {}).items()
+    }
+    weights, recorded_weights = extract.get("weights"), (config.get("network") or {}).get("weights")
+    if weights not in (None, "imagenet", "pretrained", "random") and not Path(weights).exists() and recorded_weights:
+        extract["weights"] = recorded_weights
+    return {**{section: config.get(section) or {} for section in OPTION_SECTIONS}, "extract": extract}
 
 
 def write_config(run: str | Path, config: dict) -> None:

@@ -395,9 +395,15 @@ def _selective_vs_random_bars(
     return _save(fig, path)
 
 
-def attention_change(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
-    """% change of test F1 with the best (validation-chosen) gain, per layer: selective vs random."""
+def attention_change(summary: pd.DataFrame, path: Path, alpha: float = 0.05, transfer: bool = False) -> Path:
+    """% change of test F1 with the best (validation-chosen) gain, per layer: selective vs random;
+    heads tested on their own dataset, or with ``transfer`` on the other datasets (the paper's Fig. 4C)."""
     random_change = 100 * (summary["random_enhanced_f1"] - summary["original_f1"]) / summary["original_f1"]
+    title = (
+        "Cross-dataset transfer: attention gain with heads tested on the other dataset"
+        if transfer
+        else "Attention gain on emotion-selective vs random units"
+    )
     return _selective_vs_random_bars(
         summary,
         path,
@@ -406,29 +412,16 @@ def attention_change(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> 
         "q_enhance",
         alpha,
         "% change in test F1\n(best gain, chosen on val)",
-        "Attention gain on emotion-selective vs random units",
+        title,
         ("selective units", "random units (mean)"),
         intact=False,
+        transfer=transfer,
     )
 
 
 def transfer(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
-    """Cross-dataset transfer (the paper's Fig. 4C): heads trained on one dataset, tested on another,
-    % change of test F1 with the best gain on selective vs random units."""
-    random_change = 100 * (summary["random_enhanced_f1"] - summary["original_f1"]) / summary["original_f1"]
-    return _selective_vs_random_bars(
-        summary,
-        path,
-        summary["enhanced_change_pct"],
-        random_change,
-        "q_enhance",
-        alpha,
-        "% change in test F1\n(best gain, chosen on val)",
-        "Cross-dataset transfer: attention gain with heads tested on the other dataset",
-        ("selective units", "random units (mean)"),
-        intact=False,
-        transfer=True,
-    )
+    """Cross-dataset transfer: :func:`attention_change` of heads tested on another dataset's pictures."""
+    return attention_change(summary, path, alpha, transfer=True)
 
 
 def lesion(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:

@@ -20,13 +20,13 @@ Probing hooks reduce feature maps at once (spatial mean), so no full map is ever
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import importlib
 import os
 import sys
 import urllib.error
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -402,7 +402,9 @@ def load_network(
     """
     if ":" in name:
         user, label, digest, missing, own = _user_model(name, weights, seed)
-        return _probe(user, name, label, digest, seed, _adjusted(own, grayscale, resize, crop), missing, readout)
+        return probe_model(
+            user, name, label, digest, seed, _adjusted(own, grayscale, resize, crop), missing, readout, copy=False
+        )
     if name not in torchvision.models.list_models(module=torchvision.models):
         raise InputError(
             f"unknown model {name!r}; use a torchvision classification model such as vgg16, alexnet, resnet50, "
@@ -433,7 +435,9 @@ def load_network(
         )
     else:  # the standard ImageNet convention: resize 256, centre crop 224
         prep = Preprocessing(grayscale=grayscale)
-    return _probe(model, name, weights, sha256, seed, _adjusted(prep, grayscale, resize, crop), untrained, readout)
+    return probe_model(
+        model, name, weights, sha256, seed, _adjusted(prep, grayscale, resize, crop), untrained, readout, copy=False
+    )
 
 
 def _adjusted(prep: Preprocessing, grayscale: bool, resize: int | None, crop: int | None) -> Preprocessing:
@@ -513,11 +517,13 @@ def probe_model(
     prep: Preprocessing | None = None,
     untrained: list[str] | None = None,
     readout: str = "auto",
+    copy: bool = True,
 ) -> Network:
     """Wrap any CNN module (torchvision's or one's own) as a :class:`Network`.
 
-    The caller's module is left as it was: a copy is put in eval mode, its parameters frozen and its
-    in-place activations made out-of-place (one would overwrite a cached stage input).
+    The module is put in eval mode, its parameters frozen and its in-place activations made
+    out-of-place (one would overwrite a cached stage input) — on a copy by default, so the caller's
+    module is left as it was.
 
     Parameters
     ----------
@@ -535,26 +541,16 @@ def probe_model(
         Module paths whose weights were not loaded (never read out).
     readout : str
         ``auto`` or a readout site name.
+    copy : bool
+        Work on a copy (False: prepare ``model`` itself, for a module built only for this).
 
     Returns
     -------
     Network
         Probe and readout sites found by tracing one forward pass; suffix chain checked.
     """
-    return _probe(copy.deepcopy(model), name, weights, weights_sha256, seed, prep, untrained, readout)
-
-
-def _probe(
-    model: nn.Module,
-    name: str,
-    weights: str = "custom",
-    weights_sha256: str | None = None,
-    seed: int = 0,
-    prep: Preprocessing | None = None,
-    untrained: list[str] | None = None,
-    readout: str = "auto",
-) -> Network:
-    """:func:`probe_model` on ``model`` itself (prepared in place; for models built here)."""
+    if copy:
+        model = deepcopy(model)
     prep = prep or Preprocessing()
     untrained = list(untrained or [])
     model.eval()

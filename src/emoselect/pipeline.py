@@ -182,9 +182,9 @@ def extract_stage(
     Extracted
         The run folder, the stimuli, the network and each dataset's responses.
     """
-    run = Path(out)
+    run, cache = Path(out), cache_dir(options)
     pick_device(options.device)  # an unusable device is an error before anything is written
-    check_writable(cache_dir(options), "the cache folder")
+    check_writable(cache, "the cache folder")
     network = network or build_network(options)
     stimuli = build_stimuli(
         options.datasets,
@@ -196,7 +196,7 @@ def extract_stage(
         split=options.split,
         seed=options.seed,
         limit=options.limit,
-        cache_dir=cache_dir(options),
+        cache_dir=cache,
         progress=progress,
         max_pixels=options.max_pixels,
     )
@@ -204,10 +204,8 @@ def extract_stage(
     with run_lock(run):
         _clear_stale(run, options)
         manifest.begin(run, "extract")
-        _check_room(stimuli, network, run, cache_dir(options))
-        responses = extract(
-            stimuli, network, run, cache_dir(options), options.batch_size, options.device, options.workers, progress
-        )
+        _check_room(stimuli, network, run, cache)
+        responses = extract(stimuli, network, run, cache, options.batch_size, options.device, options.workers, progress)
         write_stimuli(stimuli, run)
         figures.stimuli(stimuli.table, stimuli.scales, run / "figures" / "stimuli.png")
         update_config(
@@ -395,16 +393,15 @@ def _selectivity(run: Path, control_runs: list[Path], options: SelectivityOption
         (run / "controls.csv").unlink()
     folder = run / "figures"
     first = controls[0] if controls else None
-    figures.tuning_quality(result.layers, folder / "tuning_quality.png", [c.layers for c in controls])
-    figures.overlap(result.overlap, folder / "overlap.png", first.overlap if first else None, options.alpha)
-    figures.selective_fraction(result.overlap, folder / "selective_fraction.png", first.overlap if first else None)
-    figures.example_neurons(result.examples, folder / "example_neurons.png")
-    figures.example_valence(result.examples, result.top_images, folder / "example_valence.png")
-    names = ["tuning_quality", "overlap", "selective_fraction", "example_neurons", "example_valence"]
+    written += [
+        figures.tuning_quality(result.layers, folder / "tuning_quality.png", [c.layers for c in controls]),
+        figures.overlap(result.overlap, folder / "overlap.png", first.overlap if first else None, options.alpha),
+        figures.selective_fraction(result.overlap, folder / "selective_fraction.png", first.overlap if first else None),
+        figures.example_neurons(result.examples, folder / "example_neurons.png"),
+        figures.example_valence(result.examples, result.top_images, folder / "example_valence.png"),
+    ]
     if result.confounds is not None:
-        figures.confounds(result.confounds, folder / "confounds.png")
-        names.append("confounds")
-    written += [folder / f"{name}.png" for name in names]
+        written.append(figures.confounds(result.confounds, folder / "confounds.png"))
     update_config(run, selectivity={**as_dict(options), "pair_note": result.pair_note})
     manifest.finish(run, "selectivity", written, inputs=("extract",))
     claims_stage(run, options.alpha)
