@@ -12,12 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from conftest import make_oasis
+from conftest import MANIPULATE, SMALL, make_oasis
 from emoselect import manifest
 from emoselect.cli import main
 from emoselect.manipulation import ResultCache
-
-SMALL = ["--model", "mobilenet_v3_small", "--weights", "random", "--workers", "0"]
 
 
 def _extracted(tmp_path, n=30):
@@ -27,19 +25,13 @@ def _extracted(tmp_path, n=30):
     return run
 
 
-MANIPULATE = [
-    "--layers",
-    "features.12.2",
-    "--betas",
-    "0",
-    "2",
-    "--repeats",
-    "2",
-    "--lesion-repeats",
-    "3",
-    "--epochs",
-    "2",
-]
+def _whole_run(tmp_path) -> list[str]:
+    """`emoselect run` (with one control and the small sweep) on TMP/set, made (30 pictures) unless
+    there; without --out."""
+    if not (tmp_path / "set").exists():
+        make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
+    words = ["--tuning-null", "10", *MANIPULATE, "--controls", "1"]
+    return ["-q", "run", "--dataset", f"s={tmp_path / 'set'}", *SMALL, *words]
 
 
 def test_a_cut_table_is_refused_by_the_next_stage_and_the_report(tmp_path, capsys):
@@ -149,22 +141,8 @@ def test_a_cache_that_cannot_be_written_is_one_sentence(tmp_path, capsys):
     make_oasis(tmp_path / "set", n=3)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    assert (
-        main(
-            [
-                "-q",
-                "extract",
-                "--dataset",
-                f"s={tmp_path / 'set'}",
-                *SMALL,
-                "--cache",
-                str(blocker / "cache"),
-                "--out",
-                str(tmp_path / "run"),
-            ]
-        )
-        == 2
-    )
+    where = ["--cache", str(blocker / "cache"), "--out", str(tmp_path / "run")]
+    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, *where]) == 2
     err = capsys.readouterr().err
     assert "the cache folder" in err and "is not writable" in err and err.count("\n") == 1
 
@@ -201,22 +179,7 @@ def test_kill_9_at_several_points_then_rerun_gives_the_undisturbed_tables(tmp_pa
     """A subprocess running the whole analysis is killed (SIGKILL) at 15%, 45% and 75% of an
     undisturbed run's time (import and stimuli, extraction, selectivity or manipulations); the same
     command then finishes, with tables byte-equal to the undisturbed run's and no temporaries left."""
-    make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
-    command = [
-        sys.executable,
-        "-m",
-        "emoselect.cli",
-        "-q",
-        "run",
-        "--dataset",
-        f"s={tmp_path / 'set'}",
-        *SMALL,
-        "--tuning-null",
-        "10",
-        *MANIPULATE,
-        "--controls",
-        "1",
-    ]
+    command = [sys.executable, "-m", "emoselect.cli", *_whole_run(tmp_path)]
     env = {**os.environ, "EMOSELECT_CACHE": str(tmp_path / "cache-a")}
     start = time.time()
     subprocess.run([*command, "--out", str(tmp_path / "calm")], env=env, check=True, capture_output=True)
@@ -258,7 +221,8 @@ def test_a_picture_changed_in_place_with_its_old_size_and_mtime_is_rehashed(tmp_
 def test_a_huge_16_bit_picture_is_loaded_in_bounded_memory_and_max_pixels_guards(tmp_path):
     """A 9000 x 9000 16-bit PNG (small on disk): peak memory of loading it stays under 500 MB more
     than the resident memory before loading (the peak so far would hide the cost behind the import's
-    own peak), and a lower --max-pixels skips it with a message (before decoding)."""
+    own peak; libraries are imported first), and a lower --max-pixels skips it with a message (before
+    decoding)."""
     from PIL import Image
 
     from emoselect.images import ImageProblem, load_rgb
@@ -267,7 +231,8 @@ def test_a_huge_16_bit_picture_is_loaded_in_bounded_memory_and_max_pixels_guards
     gradient = (np.arange(9000, dtype=np.uint32) * 7 % 65536).astype(np.uint16)
     Image.fromarray(np.broadcast_to(gradient, (9000, 9000)).copy()).save(path)
     code = (
-        "import resource, sys; from emoselect.images import load_rgb, Preprocessing; from emoselect.tensors import to_tensor; "
+        "import resource, sys, torchvision.transforms.functional; from emoselect.images import load_rgb, Preprocessing; "
+        "from emoselect.tensors import to_tensor; "
         "before = int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize() // 1024; "
         "image, notes = load_rgb(sys.argv[1]); to_tensor(image, Preprocessing()); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, notes)"
@@ -331,23 +296,8 @@ def test_small_items_clear_messages(tmp_path, capsys):
     weights = tmp_path / "weights.pth"
     weights.write_text("these are not weights\n")
     make_oasis(tmp_path / "o", n=3)
-    assert (
-        main(
-            [
-                "-q",
-                "extract",
-                "--dataset",
-                f"o={tmp_path / 'o'}",
-                "--model",
-                "mobilenet_v3_small",
-                "--weights",
-                str(weights),
-                "--out",
-                str(tmp_path / "run"),
-            ]
-        )
-        == 2
-    )
+    network = ["--model", "mobilenet_v3_small", "--weights", str(weights)]
+    assert main(["-q", "extract", "--dataset", f"o={tmp_path / 'o'}", *network, "--out", str(tmp_path / "run")]) == 2
     assert "a text file that torch.load cannot read" in capsys.readouterr().err
 
 
@@ -374,25 +324,7 @@ def test_hostile_strings_in_inputs_and_config_are_escaped_in_the_report(tmp_path
     os.rename(root / "images" / "Thing 1.jpg", root / "images" / "Thing 1 <b onmouseover=alert(1)>.jpg")
     (root / "images" / "<img src=x onerror=alert(2)>.jpg").write_bytes(b"not a picture")
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "-q",
-                "run",
-                "--dataset",
-                f"s={root}",
-                *SMALL,
-                "--tuning-null",
-                "10",
-                *MANIPULATE,
-                "--controls",
-                "1",
-                "--out",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    assert main([*_whole_run(tmp_path), "--out", str(run)]) == 0
     page = (run / "report.html").read_text()
     assert "onmouseover=alert(1)" in page or "Thing 1" in page
     assert "<b onmouseover" not in page and "<img src=x" not in page
@@ -412,19 +344,7 @@ def test_a_full_disk_at_random_writes_of_every_stage_then_a_rerun_gives_the_undi
     message, no temporary is left, and the rerun's tables equal the undisturbed run's."""
     from emoselect import figures, files
 
-    make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
-    command = [
-        "-q",
-        "run",
-        "--dataset",
-        f"s={tmp_path / 'set'}",
-        *SMALL,
-        "--tuning-null",
-        "10",
-        *MANIPULATE,
-        "--controls",
-        "1",
-    ]
+    command = _whole_run(tmp_path)
     real, calls = files.write_atomic, []
 
     def counting(path, write):
