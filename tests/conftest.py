@@ -16,6 +16,11 @@ VGG_WEIGHTS = SHARED / "weights" / "vgg16_imagenet_features.pth"
 MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
 
 
+# command-line words shared by the tests that run the pipeline on a small random-weight network
+SMALL = "--model mobilenet_v3_small --weights random --workers 0".split()
+MANIPULATE = "--layers features.12.2 --betas 0 2 --repeats 2 --lesion-repeats 3 --epochs 2".split()
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: this test needs the shared data (set EMOSELECT_SHARED to the shared/ folder)")

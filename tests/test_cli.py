@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from conftest import make_gaped, make_oasis
+from conftest import SMALL, make_gaped, make_oasis
 from emoselect.cli import main
 
 
@@ -20,22 +20,7 @@ def test_inspect_prints_format_counts_and_problems(tmp_path, capsys):
 
 def test_extract_writes_a_run_folder(tmp_path, capsys):
     make_oasis(tmp_path / "set", n=4)
-    code = main(
-        [
-            "-q",
-            "extract",
-            "--dataset",
-            f"small={tmp_path / 'set'}",
-            "--model",
-            "mobilenet_v3_small",
-            "--weights",
-            "random",
-            "--workers",
-            "0",
-            "--out",
-            str(tmp_path / "run"),
-        ]
-    )
+    code = main(["-q", "extract", "--dataset", f"small={tmp_path / 'set'}", *SMALL, "--out", str(tmp_path / "run")])
     assert code == 0
     assert (tmp_path / "run" / "stimuli.csv").is_file() and (tmp_path / "run" / "config.yaml").is_file()
     assert "wrote" in capsys.readouterr().out
@@ -71,25 +56,7 @@ def test_selectivity_stage_writes_tables_and_figures(tmp_path, capsys):
 
     make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "-q",
-                "extract",
-                "--dataset",
-                f"s={tmp_path / 'set'}",
-                "--model",
-                "mobilenet_v3_small",
-                "--weights",
-                "random",
-                "--workers",
-                "0",
-                "--out",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--out", str(run)]) == 0
     assert main(["-q", "selectivity", str(run), "--tuning-null", "50", "--valence-tuning"]) == 0
     out = capsys.readouterr().out
     assert "split-half" in out and "Jaccard" in out
@@ -116,42 +83,14 @@ def test_manipulate_stage_writes_all_outputs_and_resumes_from_its_cache(tmp_path
     make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
     make_oasis(tmp_path / "set2", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12), seed=1)  # other pictures
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "-q",
-                "extract",
-                "--dataset",
-                f"s={tmp_path / 'set'}",
-                "--dataset",
-                f"t={tmp_path / 'set2'}",
-                "--model",
-                "mobilenet_v3_small",
-                "--weights",
-                "random",
-                "--workers",
-                "0",
-                "--out",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    sets = ["--dataset", f"s={tmp_path / 'set'}", "--dataset", f"t={tmp_path / 'set2'}"]
+    assert main(["-q", "extract", *sets, *SMALL, "--out", str(run)]) == 0
     assert main(["-q", "selectivity", str(run), "--tuning-null", "20"]) == 0
     arguments = [
         "-q",
         "manipulate",
         str(run),
-        "--layers",
-        "features.9.block.0.2",
-        "features.12.2",
-        "--betas",
-        "0",
-        "2",
-        "--repeats",
-        "2",
-        "--epochs",
-        "3",
+        *"--layers features.9.block.0.2 features.12.2 --betas 0 2 --repeats 2 --epochs 3".split(),
     ]
     assert main(arguments) == 0
     out = capsys.readouterr().out
@@ -194,42 +133,9 @@ def test_run_does_everything_with_a_control_and_writes_the_report(tmp_path, caps
 
     make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "-q",
-                "run",
-                "--dataset",
-                f"s={tmp_path / 'set'}",
-                "--model",
-                "mobilenet_v3_small",
-                "--weights",
-                "random",
-                "--seed",
-                "3",
-                "--workers",
-                "0",
-                "--tuning-null",
-                "20",
-                "--layers",
-                "features.12.2",
-                "--betas",
-                "0",
-                "2",
-                "--repeats",
-                "1",
-                "--lesion-repeats",
-                "3",
-                "--epochs",
-                "2",
-                "--controls",
-                "2",
-                "--out",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    dataset = ["--dataset", f"s={tmp_path / 'set'}", *SMALL, "--seed", "3", "--tuning-null", "20"]
+    words = "--layers features.12.2 --betas 0 2 --repeats 1 --lesion-repeats 3 --epochs 2 --controls 2".split()
+    assert main(["-q", "run", *dataset, *words, "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert "Table 1" in out and "report.html" in out
     control = yaml.safe_load((run / "control" / "config.yaml").read_text())
@@ -263,32 +169,7 @@ def test_run_does_everything_with_a_control_and_writes_the_report(tmp_path, caps
         assert text in page, text
     for figure in (run / "figures").glob("*.png"):
         assert f"figures/{figure.name}" in page
-    assert (
-        main(
-            [
-                "-q",
-                "run",
-                "--dataset",
-                f"s={tmp_path / 'set'}",
-                "--model",
-                "mobilenet_v3_small",
-                "--weights",
-                "random",
-                "--seed",
-                "3",
-                "--workers",
-                "0",
-                "--tuning-null",
-                "20",
-                "--controls",
-                "1",
-                "--no-manipulate",
-                "--out",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    assert main(["-q", "run", *dataset, "--controls", "1", "--no-manipulate", "--out", str(run)]) == 0
     assert (run / "control").is_dir() and not (run / "control2").exists()
 
 
@@ -299,40 +180,13 @@ def test_interrupted_manipulations_resume_at_the_first_unfinished_chunk(tmp_path
 
     make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "-q",
-                "extract",
-                "--dataset",
-                f"s={tmp_path / 'set'}",
-                "--model",
-                "mobilenet_v3_small",
-                "--weights",
-                "random",
-                "--workers",
-                "0",
-                "--out",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--out", str(run)]) == 0
     assert main(["-q", "selectivity", str(run), "--tuning-null", "20"]) == 0
     arguments = [
         "-q",
         "manipulate",
         str(run),
-        "--layers",
-        "features.12.2",
-        "--betas",
-        "0",
-        "--repeats",
-        "1",
-        "--epochs",
-        "1",
-        "--chunk-images",
-        "4",
+        *"--layers features.12.2 --betas 0 --repeats 1 --epochs 1 --chunk-images 4".split(),
     ]  # 18 validation and test pictures: 5 chunks
     calls, real, stopped = [], manipulation.evaluate, []
 

@@ -387,66 +387,32 @@ def test_table_one_reports_the_test_chosen_gain_beside_the_honest_one():
     assert table["enhanced_beta"] == 1.0 and table["enhanced_f1"] == 0.0  # honest: val saw no gain
     assert table["test_chosen_beta"] == 2.0 and table["test_chosen_f1"] == 1.0
     assert table["random_test_chosen_f1"] == 0.0
+    from emoselect.experiments import SUMMARY_COLUMNS, TABLE1_COLUMNS
+
+    # the column lists that empty tables get are the columns of real ones (they cannot drift apart)
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert list(table_one(summary, manipulation).columns) == TABLE1_COLUMNS
+    assert list(summarise(manipulation.iloc[:0]).columns) == SUMMARY_COLUMNS
+    assert list(table_one(summarise(manipulation.iloc[:0]), manipulation.iloc[:0]).columns) == TABLE1_COLUMNS
 
 
 def _gain_p_values(rng, effect: float, sets: int = 99, trials: int = 200) -> np.ndarray:
     """p_enhance when every unit set's F1 curve over beta is noise around the same shape on val and
     test (selection of the best val beta included), the selective curve raised by ``effect`` at beta 2."""
     betas = [0.0, 0.5, 2.0, 4.0]
+    cell = {"train_dataset": "d", "test_dataset": "d", "emotion": "pleasant", "layer": "L"}
     out = []
     for _ in range(trials):
-        rows = [
-            {
-                "train_dataset": "d",
-                "test_dataset": "d",
-                "emotion": "pleasant",
-                "layer": "L",
-                "split": split,
-                "kind": "intact",
-                "units": "intact",
-                "repeat": 0,
-                "beta": 1.0,
-                "n_units": 0,
-                "f1": 0.55,
-            }
-            for split in ("val", "test")
-        ]
+        intact = {"kind": "intact", "units": "intact", "repeat": 0, "beta": 1.0, "n_units": 0, "f1": 0.55}
+        rows = [{**cell, "split": split, **intact} for split in ("val", "test")]
         for r in range(sets + 1):
             shift = rng.normal(0, 0.02)  # a set's own effect, shared by val and test
+            unit_set = {"kind": "gain", "units": "selective" if r == 0 else "random", "repeat": r, "n_units": 3}
             for beta in betas:
                 for split in ("val", "test"):
                     f1 = 0.55 + shift + rng.normal(0, 0.03) + (effect if r == 0 and beta == 2.0 else 0.0)
-                    rows.append(
-                        {
-                            "train_dataset": "d",
-                            "test_dataset": "d",
-                            "emotion": "pleasant",
-                            "layer": "L",
-                            "split": split,
-                            "kind": "gain",
-                            "units": "selective" if r == 0 else "random",
-                            "repeat": r,
-                            "beta": beta,
-                            "n_units": 3,
-                            "f1": f1,
-                        }
-                    )
-            for split in ("val", "test"):
-                rows.append(
-                    {
-                        "train_dataset": "d",
-                        "test_dataset": "d",
-                        "emotion": "pleasant",
-                        "layer": "L",
-                        "split": split,
-                        "kind": "gain",
-                        "units": "selective" if r == 0 else "random",
-                        "repeat": r,
-                        "beta": 1.0,
-                        "n_units": 3,
-                        "f1": 0.55,
-                    }
-                )
+                    rows.append({**cell, "split": split, **unit_set, "beta": beta, "f1": f1})
+            rows += [{**cell, "split": split, **unit_set, "beta": 1.0, "f1": 0.55} for split in ("val", "test")]
         out.append(summarise(pd.DataFrame(rows)).iloc[0]["p_enhance"])
     return np.asarray(out)
 

@@ -84,15 +84,7 @@ def test_wrapped_state_dicts_are_accepted(tmp_path):
 def test_shared_activation_modules_are_probed_at_their_block():
     network = load_network("resnet18", "random")
     assert list(network.sites) == [
-        "relu",
-        "layer1.0",
-        "layer1.1",
-        "layer2.0",
-        "layer2.1",
-        "layer3.0",
-        "layer3.1",
-        "layer4.0",
-        "layer4.1",
+        *"relu layer1.0 layer1.1 layer2.0 layer2.1 layer3.0 layer3.1 layer4.0 layer4.1".split()
     ]
     assert network.readout_site == "fc-input" and network.readout_dim == 512
 
@@ -273,9 +265,9 @@ def test_a_users_network_runs_through_the_pipeline_with_its_control(tmp_path, mo
     monkeypatch.syspath_prepend(str(tmp_path))
     make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
     run = tmp_path / "run"
-    assert main(["-q", "run", "--dataset", f"s={tmp_path / 'set'}", "--model", "my_nets:build", "--weights", "pretrained",
-                 "--workers", "0", "--tuning-null", "10", "--layers", "4", "--betas", "0", "2", "--repeats", "2",
-                 "--lesion-repeats", "3", "--epochs", "2", "--controls", "1", "--out", str(run)]) == 0  # fmt: skip
+    network = "--model my_nets:build --weights pretrained --workers 0 --tuning-null 10 --controls 1".split()
+    sweep = "--layers 4 --betas 0 2 --repeats 2 --lesion-repeats 3 --epochs 2".split()
+    assert main(["-q", "run", "--dataset", f"s={tmp_path / 'set'}", *network, *sweep, "--out", str(run)]) == 0
     trained = yaml.safe_load((run / "config.yaml").read_text())["network"]
     control = yaml.safe_load((run / "control" / "config.yaml").read_text())["network"]
     assert trained["weights"] == "pretrained" and control["weights"] == "random"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_oasis
+from conftest import MANIPULATE, SMALL, make_oasis
 from emoselect import ExtractOptions, ManipulationOptions, ReadoutOptions, SelectivityOptions
 from emoselect.cli import main
 from emoselect.options import PAIRS, declared_fields, flag_of
@@ -78,20 +78,7 @@ def test_every_declared_option_has_invalid_cases():
 def test_an_invalid_value_is_one_sentence_before_any_work(tmp_path, capsys, flag, values):
     make_oasis(tmp_path / "set", n=3)
     out = tmp_path / "run"
-    base = [
-        "-q",
-        "run",
-        "--dataset",
-        f"s={tmp_path / 'set'}",
-        "--model",
-        "mobilenet_v3_small",
-        "--weights",
-        "random",
-        "--workers",
-        "0",
-        "--out",
-        str(out),
-    ]
+    base = ["-q", "run", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--out", str(out)]
     if flag == "--crop":
         base += ["--resize", "256"]
     code = main([*base, flag, *values])
@@ -132,44 +119,8 @@ def test_options_round_trip_through_config_and_unknown_keys_are_named():
 def test_run_with_config_repeats_a_run_exactly(tmp_path, capsys):
     make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
     first, second = tmp_path / "first", tmp_path / "second"
-    assert (
-        main(
-            [
-                "-q",
-                "run",
-                "--dataset",
-                f"s={tmp_path / 'set'}",
-                "--model",
-                "mobilenet_v3_small",
-                "--weights",
-                "random",
-                "--seed",
-                "5",
-                "--margin",
-                "0.1",
-                "--workers",
-                "0",
-                "--tuning-null",
-                "20",
-                "--layers",
-                "features.12.2",
-                "--betas",
-                "0",
-                "2",
-                "--repeats",
-                "2",
-                "--lesion-repeats",
-                "3",
-                "--epochs",
-                "2",
-                "--controls",
-                "1",
-                "--out",
-                str(first),
-            ]
-        )
-        == 0
-    )
+    words = ["--seed", "5", "--margin", "0.1", "--tuning-null", "20", *MANIPULATE, "--controls", "1"]
+    assert main(["-q", "run", "--dataset", f"s={tmp_path / 'set'}", *SMALL, *words, "--out", str(first)]) == 0
     assert main(["-q", "run", "--config", str(first / "config.yaml"), "--out", str(second)]) == 0
     tables = sorted(p.relative_to(first) for p in first.rglob("*.csv") if "cache" not in p.parts)
     assert len(tables) > 10 and (first / "control" / "table1.csv").is_file()
