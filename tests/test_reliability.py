@@ -99,9 +99,9 @@ def test_a_second_writer_is_refused_and_names_the_first(tmp_path, capsys):
 def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path):
     run = _extracted(tmp_path)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    from emoselect.files import HOST, temporary_path
+    from emoselect.files import host, temporary_path
 
-    stale = run / "responses" / "s" / f".features.12.2.npy.{HOST}-{dead.stdout.strip()}.tmp.npy"
+    stale = run / "responses" / "s" / f".features.12.2.npy.{host()}-{dead.stdout.strip()}.tmp.npy"
     stale.write_bytes(b"x" * 1000)
     live = temporary_path(run / "notes.txt")
     live.write_text("in progress")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import shutil
@@ -30,7 +31,12 @@ def file_digest(path: str | Path, algorithm: str = "sha1") -> str:
     return digest.hexdigest()
 
 
-HOST = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+@functools.cache
+def host() -> str:
+    """This machine's short name, as temporary files carry it (asked once, not at import)."""
+    return socket.gethostname().split(".")[0].replace("-", "_") or "host"
+
+
 FOREIGN_TEMPORARY_AGE = 24 * 3600  # seconds after which another machine's temporary counts as stale
 
 
@@ -38,7 +44,7 @@ def temporary_path(path: str | Path) -> Path:
     """The temporary file a write to ``path`` goes through: ``.<name>.<host>-<pid>.tmp<suffix>`` next
     to it (host and process, so that a cache shared by several machines knows whose it is)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{HOST}-{os.getpid()}.tmp{path.suffix}")
+    return path.with_name(f".{path.name}.{host()}-{os.getpid()}.tmp{path.suffix}")
 
 
 def write_atomic(path: str | Path, write) -> Path:
@@ -86,8 +92,8 @@ def _owner_alive(temporary: Path) -> bool:
     named in its name (``.<name>.<host>-<pid>.tmp<suffix>``) that runs, or, for another machine's
     file, one younger than a day (its process cannot be asked)."""
     try:
-        host, pid = temporary.name.split(".tmp")[0].rsplit(".", 1)[1].rsplit("-", 1)
-        if host != HOST or os.name == "nt":  # Windows: os.kill(pid, 0) would signal the process, not ask
+        machine, pid = temporary.name.split(".tmp")[0].rsplit(".", 1)[1].rsplit("-", 1)
+        if machine != host() or os.name == "nt":  # Windows: os.kill(pid, 0) would signal the process, not ask
             return time.time() - temporary.stat().st_mtime < FOREIGN_TEMPORARY_AGE
         os.kill(int(pid), 0)
     except (ValueError, IndexError, ProcessLookupError, FileNotFoundError):
