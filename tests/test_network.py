@@ -231,7 +231,8 @@ def test_a_users_own_network_from_module_path_and_factory(tmp_path, monkeypatch)
     import pytest
     import torch
 
-    from emoselect.network import load_network, state_digest
+    from emoselect.network import load_network
+    from emoselect.sources import state_digest
     from emoselect.problems import InputError
 
     (tmp_path / "my_nets.py").write_text(FACTORY)

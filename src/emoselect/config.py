@@ -87,10 +87,18 @@ class ExtractOptions:
         low=1,
         optional=True,
     )
-    model: str = option("vgg16", "torchvision model name")
-    weights: str = option("imagenet", "imagenet, random, or a state-dict file")
+    model: str = option(
+        "vgg16",
+        "torchvision name (vgg16, resnet50, vit_b_16, ...), timm:NAME, openclip:ARCH[@TAG] or module.path:factory",
+    )
+    weights: str = option("imagenet", "imagenet (or pretrained), random, or a state-dict file")
+    token_pool: str = option(
+        "patch",
+        "transformer units: mean over patch tokens, the class token, or all tokens",
+        choices=("patch", "cls", "all"),
+    )
     grayscale: bool = option(False, "show the pictures in gray (the journal version)", kind=bool)
-    readout: str = option("auto", "readout site (auto, pool5, fc6, fc7, ...)")
+    readout: str = option("auto", "readout site (auto, pooled, pool5, fc6, fc7, ...; `emoselect sites` lists them)")
     resize: int | None = option(
         None,
         "short side in pixels before the centre crop (default: the weights' own, 256 for files and random weights)",

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .files import save_npy_atomic
 from .images import load_rgb
-from .network import Network, as_input, record
+from .network import Network, _StopForward, as_input, gain_shape, record, replaying
 from .readout import Head, margin_weights
 from .tensors import normalise, to_tensor
 
@@ -72,7 +72,8 @@ def _site_stage(network: Network, site: str) -> tuple[int, bool]:
 
 @contextmanager
 def _scaling_hook(module: torch.nn.Module, gains: torch.Tensor):
-    """While active, multiplies the module's output by ``gains`` ([B, C, 1, 1], B matching the batch or 1)."""
+    """While active, multiplies the module's output by ``gains`` (:func:`emoselect.network.gain_shape`
+    of [B, units], B matching the batch or 1)."""
     handle = module.register_forward_hook(lambda m, args, output: output * gains)
     try:
         yield
@@ -192,12 +193,15 @@ def _suffix_rescaled(stages, index: int, base: torch.Tensor, gains: torch.Tensor
     return torch.einsum("gc,nch->gnh", gains, per_channel) + heads.bias
 
 
-def _suffix_scaled(stages, index: int, base: torch.Tensor, gains: torch.Tensor, per_pass: int, heads) -> torch.Tensor:
-    """Margins for every condition: scale the site's output ``base`` and run the rest of the chain."""
+def _suffix_scaled(
+    stages, index: int, base: torch.Tensor, gains: torch.Tensor, per_pass: int, heads, layout: str
+) -> torch.Tensor:
+    """Margins for every condition: scale the site's output ``base`` (in its ``layout``) and run the
+    rest of the chain."""
     out = []
     for start in range(0, len(gains), per_pass):
         g = gains[start : start + per_pass]
-        scaled = (base.unsqueeze(0) * g[:, None, :, None, None]).reshape(-1, *base.shape[1:])
+        scaled = (base.unsqueeze(0) * gain_shape(g, layout)[:, None]).reshape(-1, *base.shape[1:])
         out.append(heads(_run(stages[index + 1 :], scaled)).reshape(len(g), base.shape[0], -1))
     return torch.cat(out)
 
@@ -210,7 +214,8 @@ def _suffix_nested(
     out, n = [], x.shape[0]
     for start in range(0, len(gains), per_pass):
         g = gains[start : start + per_pass]
-        with _scaling_hook(network.module(network.sites[site]), g.repeat_interleave(n, dim=0)[:, :, None, None]):
+        scale = gain_shape(g.repeat_interleave(n, dim=0), network.layout(site))
+        with _scaling_hook(network.module(network.sites[site]), scale):
             features = _run(_chain(network)[index:], x.repeat(len(g), *([1] * (x.dim() - 1))))
         out.append(heads(features).reshape(len(g), n, -1))
     return torch.cat(out)
@@ -220,7 +225,7 @@ def gain_rescales_readout(network: Network, site: str) -> bool:
     """True when only channel-wise positively homogeneous stages (pooling, ReLU, flatten) lie between
     ``site`` and the readout: a gain there only rescales the heads' input features, which a fitted
     linear head can partly absorb, so such cells say little about the network's own processing."""
-    if network.stages is None:
+    if network.stages is None or network.layout(site) != "nchw":
         return False
     index, direct = _site_stage(network, site)
     if not direct:
@@ -263,6 +268,8 @@ def evaluate(
     dict[str, ndarray]
         {site: float32 [n_conditions, n, n_heads]} margins (logit of the emotion minus logit of the rest).
     """
+    if network.stages is None and network.replays:
+        return evaluate_replayed(network, pictures, plan, heads, chunk_images, batch_samples, progress)
     if network.stages is None:
         return evaluate_naive(network, pictures, plan, heads, batch=chunk_images, progress=progress)
     margins_of = _Margins(heads, network.device)
@@ -289,15 +296,75 @@ def evaluate(
                 margins = _suffix_nested(network, site, index, x, gains, per_pass, margins_of)
             else:
                 base = network.stages[index][1](x)
-                positive = bool((gains >= 0).all())
+                positive = bool((gains >= 0).all()) and network.layout(site) == "nchw"
                 j = _next_convolution(network.stages, index) if positive else None
                 if positive and rescales[site]:
                     margins = _suffix_rescaled(network.stages, index, base, gains, margins_of)
                 elif j is not None:
                     margins = _suffix_linear(network.stages, index, j, base, gains, per_pass, margins_of)
                 else:
-                    margins = _suffix_scaled(network.stages, index, base, gains, per_pass, margins_of)
+                    margins = _suffix_scaled(
+                        network.stages, index, base, gains, per_pass, margins_of, network.layout(site)
+                    )
             results[site].append(margins.cpu().numpy())
+            bar.update(len(gains) * n)
+    bar.close()
+    return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}
+
+
+def _block_outputs(network: Network, batch: torch.Tensor, sites: list[str]) -> dict[str, torch.Tensor]:
+    """The full outputs of the given sites for a batch (one forward pass, stopped after the last)."""
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    for site in sites:
+
+        def hook(module, args, output, site=site):
+            outputs[site] = output
+            if len(outputs) == len(sites):
+                raise _StopForward
+
+        handles.append(network.module(network.sites[site]).register_forward_hook(hook))
+    try:
+        network.model(batch)
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs
+
+
+@torch.inference_mode()
+def evaluate_replayed(
+    network: Network,
+    pictures,
+    plan: dict[str, np.ndarray],
+    heads: list[Head],
+    chunk_images: int = 32,
+    batch_samples: int = 64,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """:func:`evaluate` for networks whose sites are blocks in one container (ViTs, CLIP towers): per
+    chunk of pictures one pass records every planned block's output; each condition then scales it
+    and replays it in place of the block (:func:`emoselect.network.replaying`), so only the input
+    stem and the blocks after the site run. Same arguments and result as :func:`evaluate`."""
+    margins_of = _Margins(heads, network.device)
+    results: dict[str, list[np.ndarray]] = {site: [] for site in plan}
+    bar = tqdm(unit="pass", desc="manipulations", disable=not progress)
+    for batch in _chunks(pictures, chunk_images):
+        batch = as_input(batch.to(network.device))
+        n = batch.shape[0]
+        per_pass = max(1, batch_samples // n)
+        outputs = _block_outputs(network, batch, list(plan))
+        for site, site_gains in plan.items():
+            gains = torch.as_tensor(site_gains, dtype=torch.float32, device=network.device)
+            base, parts = outputs[site], []
+            for start in range(0, len(gains), per_pass):
+                g = gains[start : start + per_pass]
+                scaled = (base.unsqueeze(0) * gain_shape(g, network.layout(site))[:, None]).reshape(-1, *base.shape[1:])
+                with replaying(network, site, scaled):
+                    parts.append(margins_of(record(network, batch, sites=[])[1]).reshape(len(g), n, -1))
+            results[site].append(torch.cat(parts).cpu().numpy())
             bar.update(len(gains) * n)
     bar.close()
     return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}
@@ -330,7 +397,7 @@ def evaluate_naive(
     for site, gains in plan.items():
         per_condition = []
         for g in tqdm(gains, desc=f"naive {site}", disable=not progress, leave=False):
-            scale = torch.as_tensor(g, dtype=torch.float32, device=device)[None, :, None, None]
+            scale = gain_shape(torch.as_tensor(g, dtype=torch.float32, device=device)[None], network.layout(site))
             with _scaling_hook(network.module(network.sites[site]), scale):
                 margins = [
                     margins_of(record(network, images.to(device), sites=[])[1]) for images in _chunks(pictures, batch)

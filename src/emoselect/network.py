@@ -1,43 +1,45 @@
 """Networks with named probe sites: the "neurons" whose responses emoselect records and manipulates.
 
-``load_network`` builds any torchvision classification CNN by name with ImageNet weights
-(torchvision's own file), seeded random weights (the paper's control) or a state-dict file, and
-finds its probe sites:
+``load_network`` builds a network (:mod:`emoselect.sources`: torchvision, timm, OpenCLIP image
+towers, your own factory) and finds its probe sites by tracing one forward pass:
 
-* tuning sites: the output of every ReLU-like activation whose output is a feature map (one unit per
-  channel). VGG networks name them ``conv1_1 ... conv5_3``, AlexNet ``conv1 ... conv5``; other
-  networks use module paths
-  (``features.3.conv.0.2``). An activation module that a network calls more than once (ResNet's
+* **activation sites** (CNNs): the output of every ReLU-like activation that follows a convolution
+  and outputs a feature map [B, C, H, W] (one unit per channel; its response to a picture is the
+  spatial mean). VGG networks name them ``conv1_1 ... conv5_3``, AlexNet ``conv1 ... conv5``; others
+  use module paths (``features.3.conv.0.2``). An activation module called more than once (ResNet's
   shared ``relu``) cannot be told apart per call, so the block that owns it is probed instead
   (``layer1.0``: the block output, after the residual sum and activation).
-* the readout site: the input of a linear layer, where the 2-unit heads read. It is the input of
-  the first linear layer whose weights were *not* loaded (so nothing untrained is read from), or of
-  the final classifier layer if all were loaded. For VGG-16 this is ``fc7`` with a full weight file
-  and ``pool5`` with a convolution-only one.
+* **block sites** (transformers, ConvNeXt, Swin, Inception, where no activation site exists): the
+  output of every repeated block (the most numerous class of module that appears at least twice
+  side by side), named ``block1 ... blockN``. The block's layout decides what a unit is: tokens
+  [B, T, D] (ViT, CLIP towers; unit = embedding channel, response pooled over tokens by
+  ``token_pool``: ``patch`` the mean over patch tokens, ``cls`` the class token, ``all`` every
+  token), channels-first maps [B, C, H, W] (ConvNeXt) or channels-last maps [B, H, W, C] (Swin),
+  both spatially averaged.
+* **the readout site**, where the 2-unit heads read: the input of a linear layer after the last
+  probe site — the first one whose weights were *not* loaded (so nothing untrained is read from), or
+  the final classifier if all were loaded (VGG-16: ``fc7`` with a full weight file, ``pool5`` with a
+  convolution-only one). A network without such a layer, or a source that says so (CLIP towers), is
+  read at ``pooled``: its own output, pooled like a site (the last trained representation).
 
-Probing hooks reduce feature maps at once (spatial mean), so no full map is ever kept.
+Probing hooks reduce feature maps at once, so no full map is ever kept.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib
-import os
-import sys
-import urllib.error
+from collections import Counter
+from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
-import torchvision
 from torch import nn
 
-from .files import file_digest
 from .images import Preprocessing
 from .problems import InputError
+from .sources import build
 
 ACTIVATIONS = (
     nn.ReLU,
@@ -52,6 +54,9 @@ ACTIVATIONS = (
     nn.SELU,
     nn.CELU,
 )
+TOKEN_POOLS = ("patch", "cls", "all")
+POOLED = "pooled"  # the readout site that is the network's own (pooled) output
+TRACE_BATCH = 2  # pictures in the tracing pass: tells the batch dimension from a sequence dimension
 
 
 def _vgg_site_names(paths: list[str], order: list[tuple[str, nn.Module, tuple]]) -> list[str]:
@@ -67,14 +72,20 @@ def _vgg_site_names(paths: list[str], order: list[tuple[str, nn.Module, tuple]])
     return names
 
 
+def _block_names(paths: list[str], order) -> list[str]:
+    return [f"block{i + 1}" for i in range(len(paths))]
+
+
 @dataclass(frozen=True)
 class Family:
     """How one family of networks is built, and how its probe and readout sites are named.
 
-    ``matches``: the torchvision names of the family; ``site_names``: (site module paths in forward
-    order, the traced modules) -> names (None: the module paths themselves); ``readout_names``: the
-    input of which classifier layer is called what (others: ``<path>-input``); ``build``: keyword
-    arguments for torchvision's constructor.
+    ``matches``: the ``--model`` names of the family; ``sites``: which rule finds its probe sites
+    (``activations``, ``blocks``, or ``activations`` falling back to ``blocks`` where a network has
+    no activation site); ``site_names``: (site module paths in forward order, the traced modules) ->
+    names (None: the module paths themselves; block sites are always ``block1 ... blockN``);
+    ``readout_names``: the input of which classifier layer is called what (others:
+    ``<path>-input``); ``build``: keyword arguments for torchvision's constructor.
     """
 
     name: str
@@ -82,37 +93,49 @@ class Family:
     site_names: Callable[[list[str], list], list[str]] | None = None
     readout_names: dict[str, str] = field(default_factory=dict)
     build: dict = field(default_factory=dict)
+    sites: str = "activations, else blocks"
+
+
+def _transformer(name: str) -> bool:
+    base = name.split(":", 1)[-1]
+    return name.startswith("openclip:") or base.startswith(("vit", "deit", "beit", "eva", "swin", "convnext", "maxvit"))
 
 
 # one table of network families (docs/architecture.md shows it); the last one takes every other network
 FAMILIES = [
     Family("VGG", lambda name: name.startswith("vgg"), _vgg_site_names,
-           {"classifier.0": "pool5", "classifier.3": "fc6", "classifier.6": "fc7"}),
+           {"classifier.0": "pool5", "classifier.3": "fc6", "classifier.6": "fc7"}, sites="activations"),
     Family("AlexNet", lambda name: name == "alexnet", lambda paths, order: [f"conv{i + 1}" for i in range(len(paths))],
-           {"classifier.1": "pool5", "classifier.4": "fc6", "classifier.6": "fc7"}),
+           {"classifier.1": "pool5", "classifier.4": "fc6", "classifier.6": "fc7"}, sites="activations"),
     Family("Inception", lambda name: name in ("googlenet", "inception_v3"), None, {},
-           {"aux_logits": False, "init_weights": True}),
-    Family("module paths", lambda name: True),   # ResNet: block outputs layer1.0 ...; MobileNet, ConvNeXt, ...
+           {"aux_logits": False, "init_weights": True}, sites="blocks"),  # ReLU is a function: BasicConv2d outputs
+    Family("Transformers, ConvNeXt, Swin, CLIP towers", _transformer, None, {}, sites="blocks"),
+    Family("module paths", lambda name: True),   # ResNet: block outputs layer1.0 ...; MobileNet, EfficientNet, ...
 ]  # fmt: skip
 
 
 def family_of(name: str) -> Family:
-    """The family a torchvision model name belongs to (the last family takes any other name)."""
+    """The family a ``--model`` name belongs to (the last family takes any other name)."""
     return next(family for family in FAMILIES if family.matches(name))
 
 
 @dataclass
 class Network:
-    """A CNN in eval mode with named probe sites.
+    """A network in eval mode with named probe sites.
 
     ``sites`` maps a tuning-site name to its module path, in the order the forward pass reaches them;
-    ``units`` gives each site's number of channels. ``readout_site`` is the readout's name and
-    ``readout_layer`` the path of the linear layer whose input it is (``readout_dim`` wide).
-    ``untrained`` lists modules whose weights were not in the weight file.
-    ``stages`` is the network as a chain of modules that, applied in order, equals its forward
-    pass (checked numerically), or None where no such chain was found; the manipulation engine
-    uses it to run only the part of the network after a site. ``spatial``: each site's feature-map
-    height and width at the preprocessing's crop.
+    ``units`` gives each site's number of units and ``layouts`` its output layout (``nchw``,
+    ``nhwc``, ``tokens``; see the module docstring). ``readout_site`` is the readout's name,
+    ``readout_layer`` the path of the linear layer whose input it is ("" for ``pooled``: the
+    network's output) and ``readout_dim`` its width. ``untrained`` lists modules whose weights were
+    not in the weight file. ``stages`` is the network as a chain of modules that, applied in order,
+    equals its forward pass (checked numerically), or None where no such chain was found; the
+    manipulation engine uses it to run only the part of the network after a site; where there is none
+    but the sites are blocks in one container, ``replays`` says that :func:`replaying` was checked to
+    do the same (ViTs, CLIP towers). ``spatial``: each
+    site's feature-map height and width (tokens: the number of tokens) at the preprocessing's crop.
+    ``token_pool`` and ``prefix_tokens`` (class and register tokens before the patch tokens) say how
+    token sites are pooled.
     """
 
     name: str
@@ -129,6 +152,11 @@ class Network:
     untrained: list[str] = field(default_factory=list)
     stages: list[tuple[str, nn.Module]] | None = None
     spatial: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    layouts: dict[str, str] = field(default_factory=dict)
+    token_pool: str = "patch"
+    prefix_tokens: int = 0
+    readout_layout: str = "flat"
+    replays: bool = False
 
     @property
     def device(self) -> torch.device:
@@ -141,9 +169,16 @@ class Network:
     def module(self, path: str) -> nn.Module:
         return self.model.get_submodule(path)
 
+    def layout(self, site: str) -> str:
+        return self.layouts.get(site, "nchw")
+
+    @property
+    def has_tokens(self) -> bool:
+        return "tokens" in self.layouts.values() or self.readout_layout == "tokens"
+
     def describe(self) -> dict:
         """Plain-data provenance for config.yaml."""
-        return {
+        out = {
             "model": self.name,
             "weights": self.weights,
             "weights_sha256": self.weights_sha256,
@@ -162,81 +197,43 @@ class Network:
             "untrained_modules": list(self.untrained),
             "suffix_engine": self.stages is not None,
         }
+        if any(layout != "nchw" for layout in self.layouts.values()) or self.readout_layout != "flat":
+            out["site_layouts"] = sorted(set(self.layouts.values()))
+            out["readout_layout"] = self.readout_layout
+        if self.has_tokens:
+            out["token_pool"] = self.token_pool
+            out["prefix_tokens"] = self.prefix_tokens
+        return out
 
 
 class _StopForward(Exception):
     """Raised by a hook once everything needed from a forward pass has been recorded."""
 
 
-def _imagenet_weights(name: str):
-    try:
-        return torchvision.models.get_model_weights(name).DEFAULT
-    except (ValueError, KeyError) as error:
-        raise InputError(f"torchvision has no ImageNet weights for {name!r}") from error
+@dataclass
+class _Traced:
+    """One traced forward pass: ``order`` (path, module, output shape) in the order modules finish
+    their first call, call ``counts`` per path, the network's ``output`` shape, and ``channels``:
+    per path, the channels of the last convolution or batch normalisation finished by then (None after
+    a linear layer)."""
+
+    order: list[tuple[str, nn.Module, tuple | None]]
+    counts: dict[str, int]
+    output: tuple | None
+    channels: dict[str, int | None]
+
+    @property
+    def shapes(self) -> dict[str, tuple | None]:
+        return {path: shape for path, _, shape in self.order}
+
+    @property
+    def position(self) -> dict[str, int]:
+        return {path: i for i, (path, _, _) in enumerate(self.order)}
 
 
-def _download_imagenet(name: str) -> tuple[dict, str | None]:
-    """torchvision's ImageNet state dict for ``name`` (its cache, else a download) and its sha256."""
-    weights = _imagenet_weights(name)
-    try:
-        state = torch.hub.load_state_dict_from_url(weights.url, progress=True, check_hash=True, map_location="cpu")
-    except (urllib.error.URLError, OSError, RuntimeError) as error:
-        filename = Path(weights.url).name
-        raise InputError(
-            f"could not get the ImageNet weights for {name} ({type(error).__name__}: {error}); with no internet, "
-            f"download {weights.url} on another machine and pass the file: --weights /path/to/{filename}"
-        ) from error
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    return state, file_digest(cached, "sha256") if cached.is_file() else None
-
-
-def _read_state_dict(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError(f"{path}: weight file not found (give 'imagenet', 'random' or the path of a state dict)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a broken or foreign file
-        with open(path, "rb") as handle:
-            head = handle.read(512)
-        kind = "a text file" if head and all(b in b"\t\n\r" or 32 <= b < 127 for b in head) else "a file"
-        raise InputError(
-            f"{path}: {kind} that torch.load cannot read, not a PyTorch state dict saved with "
-            f"torch.save ({type(error).__name__}: {error})"
-        ) from error
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(f"{path}: not a state dict (a mapping of parameter names to tensors)")
-    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
-
-
-def _load_weights(model: nn.Module, state: dict, source: str, name: str) -> list[str]:
-    """Load ``state`` into ``model``; returns the modules left untrained (only linear layers may be)."""
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as error:
-        raise InputError(
-            f"{source}: these weights do not fit {name} ({str(error).splitlines()[1:2] or error})"
-        ) from error
-    if result.unexpected_keys:
-        raise InputError(
-            f"{source}: {len(result.unexpected_keys)} tensors that {name} does not have "
-            f"(e.g. {result.unexpected_keys[:3]}): is this a {name} state dict?"
-        )
-    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-    modules = sorted({k.rsplit(".", 1)[0] for k in missing})
-    not_linear = [m for m in modules if not isinstance(model.get_submodule(m), nn.Linear)]
-    if not_linear:
-        raise InputError(
-            f"{source}: lacks the weights of {len(not_linear)} non-linear modules of {name} "
-            f"(e.g. {not_linear[:3]}); only missing classifier (linear) layers are supported"
-        )
-    return modules
-
-
-def _trace(model: nn.Module, size: int) -> tuple[list[tuple[str, nn.Module, tuple]], dict[str, int]]:
-    """Forward a dummy image; returns (modules in call order with output shapes, call count per path)."""
-    order: list[tuple[str, nn.Module, tuple]] = []
+def _trace(model: nn.Module, size: int) -> _Traced:
+    """Forward a dummy batch of ``TRACE_BATCH`` pictures [2, 3, size, size] and record every module."""
+    order: list[tuple[str, nn.Module, tuple | None]] = []
     counts: dict[str, int] = {}
     handles = []
     for path, module in model.named_modules():
@@ -250,67 +247,181 @@ def _trace(model: nn.Module, size: int) -> tuple[list[tuple[str, nn.Module, tupl
             handles.append(module.register_forward_hook(hook))
     try:
         with torch.inference_mode():
-            model(torch.zeros(1, 3, size, size))
+            output = model(torch.zeros(TRACE_BATCH, 3, size, size))
+    except RuntimeError as error:
+        raise InputError(f"the network cannot run on {size}x{size} pictures ({error}); check --crop") from error
     finally:
         for handle in handles:
             handle.remove()
-    return order, counts
-
-
-def _find_sites(model: nn.Module, name: str, size: int) -> tuple[dict[str, str], dict[str, int], list]:
-    """Tuning sites (name -> module path) and their channel counts, in forward order."""
-    order, counts = _trace(model, size)
-    shapes = {path: shape for path, _, shape in order}
-    paths = []
+    channels: dict[str, int | None] = {}
+    current: int | None = None
     for path, module, _ in order:
+        if isinstance(module, nn.Conv2d):
+            current = module.out_channels
+        elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):  # after a concatenation (DenseNet)
+            current = module.num_features if isinstance(module, nn.BatchNorm2d) else module.num_channels
+        elif isinstance(module, nn.Linear):
+            current = None
+        channels[path] = current
+    shape = tuple(output.shape) if torch.is_tensor(output) else None
+    return _Traced(order, counts, shape, channels)
+
+
+def _activation_sites(traced: _Traced) -> list[str]:
+    """Module paths of activation sites: ReLU-like outputs that are feature maps [B, C, H, W] with C
+    the channels of the convolution before them (an activation after a linear layer, e.g. in a
+    channels-last MLP, is not a feature map of channels)."""
+    shapes, paths = traced.shapes, []
+    for path, module, _ in traced.order:
         if not isinstance(module, ACTIVATIONS):
             continue
         site = path
-        while counts.get(site, 0) > 1 and "." in site:
+        while traced.counts.get(site, 0) > 1 and "." in site:
             site = site.rsplit(".", 1)[0]
-        if counts.get(site, 0) != 1:
+        shape = shapes.get(site)
+        if traced.counts.get(site, 0) != 1 or shape is None or len(shape) != 4:
             continue
-        site_shape = shapes.get(site)
-        if site_shape is None or len(site_shape) != 4 or site_shape[2] * site_shape[3] == 1:
-            continue  # not a feature map (linear layers, squeeze-excitation vectors)
+        if shape[2] * shape[3] == 1 or shape[1] != traced.channels.get(site):
+            continue  # not a feature map (linear layers, squeeze-excitation vectors, channels-last MLPs)
         if site not in paths:
             paths.append(site)
-    position = {path: i for i, (path, _, _) in enumerate(order)}
-    paths.sort(key=lambda path: position[path])
-    naming = family_of(name).site_names
-    sites = dict(zip(naming(paths, order) if naming else paths, paths))
-    units = {n: shapes[p][1] for n, p in sites.items()}
-    return sites, units, order
+    position = traced.position
+    return sorted(paths, key=lambda path: position[path])
 
 
-def _readout(order, untrained: list[str], name: str, readout: str) -> tuple[str, str, int]:
-    """(readout site name, path of the linear layer it feeds, its width)."""
-    linears = [(p, m) for p, m, _ in order if isinstance(m, nn.Linear)]
-    if not linears:
-        raise InputError(f"{name} has no linear classifier layer, so there is no readout site for the heads")
+def _block_layout(traced: _Traced, path: str) -> str | None:
+    """``tokens``, ``nchw`` or ``nhwc`` for a block's output, from the width of the last linear or
+    convolution inside it; None if it is none of these."""
+    shape = traced.shapes.get(path)
+    if shape is None or len(shape) not in (3, 4) or shape[0] != TRACE_BATCH:
+        return None
+    inner = [m for p, m, _ in traced.order if p.startswith(path + ".") and isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not inner:
+        return None
+    width = inner[-1].out_features if isinstance(inner[-1], nn.Linear) else inner[-1].out_channels
+    if len(shape) == 3:
+        return "tokens" if shape[2] == width else None
+    return "nchw" if shape[1] == width else "nhwc" if shape[3] == width else None
+
+
+def _block_sites(model: nn.Module, traced: _Traced) -> list[str]:
+    """Module paths of block sites: every module of the most numerous block class (a module with
+    children, not a plain container, that appears at least twice side by side), called once, with
+    a token or feature-map output, outermost only, in forward order."""
+    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+    candidates: Counter = Counter()
+    for _, parent in model.named_modules():
+        kinds = Counter(
+            type(child) for child in parent.children() if list(child.children()) and not isinstance(child, containers)
+        )
+        candidates.update({kind: n for kind, n in kinds.items() if n >= 2})
+    position = traced.position
+    for kind, _ in candidates.most_common():
+        paths = [
+            path
+            for path, module in model.named_modules()
+            if type(module) is kind and traced.counts.get(path) == 1 and _block_layout(traced, path)
+        ]
+        paths = [p for p in paths if not any(p.startswith(q + ".") for q in paths)]
+        if paths:
+            return sorted(paths, key=lambda path: position[path])
+    return []
+
+
+def _prefix_tokens(model: nn.Module) -> int:
+    """Tokens before the patch tokens (class and register tokens) in a token network."""
+    if hasattr(model, "num_prefix_tokens"):  # timm
+        return int(getattr(model, "num_prefix_tokens"))  # noqa: B009  # a plain int on timm models
+    if hasattr(model, "class_token") or hasattr(model, "class_embedding"):  # torchvision, OpenCLIP
+        return 1
+    return 0
+
+
+def _site_shape(shape: tuple, layout: str) -> tuple[int, tuple[int, ...]]:
+    """(units, spatial size) of an output shape in a layout."""
+    if layout == "nchw":
+        return shape[1], tuple(shape[2:])
+    if layout == "nhwc":
+        return shape[3], tuple(shape[1:3])
+    return shape[2], (shape[1],)
+
+
+def _find_sites(model: nn.Module, name: str, traced: _Traced) -> tuple[dict[str, str], dict[str, str]]:
+    """Tuning sites (name -> module path) and their layouts (name -> layout), in forward order."""
+    family = family_of(name)
+    paths = _activation_sites(traced) if family.sites != "blocks" else []
+    if paths:
+        naming = family.site_names
+        sites = dict(zip(naming(paths, traced.order) if naming else paths, paths))
+        return sites, {site: "nchw" for site in sites}
+    if family.sites == "activations":
+        return {}, {}
+    paths = _block_sites(model, traced)
+    sites = dict(zip(_block_names(paths, traced.order), paths))
+    return sites, {site: _block_layout(traced, path) or "nchw" for site, path in sites.items()}
+
+
+def _pooled_layout(traced: _Traced) -> tuple[str, int] | None:
+    """(layout, width) of the network's output when it can be read as pooled features."""
+    shape = traced.output
+    if shape is None or shape[0] != TRACE_BATCH:
+        return None
+    if len(shape) == 2:
+        return "flat", shape[1]
+    if len(shape) == 3:
+        return "tokens", shape[2]
+    last_conv = [m for _, m, _ in traced.order if isinstance(m, nn.Conv2d)]
+    if len(shape) == 4 and last_conv and shape[1] == last_conv[-1].out_channels:
+        return "nchw", shape[1]
+    return None
+
+
+def _readout(
+    traced: _Traced, sites: dict[str, str], untrained: list[str], name: str, readout: str
+) -> tuple[str, str, int, str]:
+    """(readout site name, path of the linear layer it feeds or "" for pooled, width, layout)."""
+    position = traced.position
+    last = max(position[path] for path in sites.values())
+    linears = [
+        (p, m)
+        for i, (p, m, _) in enumerate(traced.order)
+        if isinstance(m, nn.Linear) and i > last and not any(p.startswith(s + ".") for s in sites.values())
+    ]
     known = family_of(name).readout_names
     names = {p: known.get(p, f"{p}-input") for p, _ in linears}
-    if readout != "auto":
-        chosen = [(p, m) for p, m in linears if names[p] == readout]
-        if not chosen:
-            raise InputError(f"readout site {readout!r} is not one of {name}'s: {', '.join(names.values())}")
-        path, module = chosen[0]
-        later_untrained = [p for p, _ in linears[: [q for q, _ in linears].index(path)] if p in untrained]
-        if later_untrained:
-            raise InputError(f"readout site {readout!r} would read through untrained layers {later_untrained}")
-    else:
+    pooled = _pooled_layout(traced)
+    if readout == "auto":
         first_untrained = [(p, m) for p, m in linears if p in untrained]
-        path, module = first_untrained[0] if first_untrained else linears[-1]
-    return names[path], path, module.in_features
+        if first_untrained or linears:
+            path, module = first_untrained[0] if first_untrained else linears[-1]
+            return names[path], path, module.in_features, "flat"
+        readout = POOLED
+    choices = list(names.values()) + ([POOLED] if pooled else [])
+    if readout not in choices:
+        if not choices:
+            raise InputError(f"{name} has no linear layer after its probe sites and no pooled output to read out")
+        raise InputError(f"readout site {readout!r} is not one of {name}'s: {', '.join(choices)}")
+    paths = [p for p, _ in linears]
+    path = next((p for p in paths if names[p] == readout), "")
+    through = [p for p in (paths[: paths.index(path)] if path else paths) if p in untrained]
+    if through:
+        raise InputError(f"readout site {readout!r} would read through untrained layers {through}")
+    if path:
+        layer = dict(linears)[path]
+        assert isinstance(layer, nn.Linear)
+        return readout, path, layer.in_features, "flat"
+    layout, width = pooled  # type: ignore[misc]  # POOLED is a choice only where pooled is set
+    return POOLED, "", width, layout
 
 
-def _chain(model: nn.Module, readout_layer: str, size: int) -> list[tuple[str, nn.Module]] | None:
+def _chain(network: Network, size: int) -> list[tuple[str, nn.Module]] | None:
     """The model as a chain of modules equal to its forward pass, ending at the readout layer.
 
     Top-level children in order, Sequentials expanded; where a feature map meets a linear layer a
     flatten (or global average pool then flatten) is put in between. Returns None unless the chain
-    reproduces the model's own readout input on a random image to 1e-5.
+    reproduces the readout features :func:`record` gives on a random image to 1e-5.
     """
+    model, readout_layer = network.model, network.readout_layer
 
     def expand(prefix, module):
         if isinstance(module, nn.Sequential):
@@ -323,14 +434,10 @@ def _chain(model: nn.Module, readout_layer: str, size: int) -> list[tuple[str, n
 
     stages = [item for child_name, child in model.named_children() for item in expand(child_name, child)]
     chain: list[tuple[str, nn.Module]] = []
-    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    reference: dict[str, torch.Tensor] = {}
-    handle = model.get_submodule(readout_layer).register_forward_pre_hook(
-        lambda m, a: reference.setdefault("x", a[0].detach().clone())
-    )
+    x = as_input(torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)))
     try:
+        target = record(network, x, sites=[])[1]
         with torch.inference_mode():
-            model(x)
             for path, module in stages:
                 if path == readout_layer:
                     break
@@ -345,19 +452,17 @@ def _chain(model: nn.Module, readout_layer: str, size: int) -> list[tuple[str, n
                 x = module(x)
                 chain.append((path, module))
             else:
-                return None
-            if x.dim() == 4 and x.shape[1] == model.get_submodule(readout_layer).in_features:
+                if readout_layer:
+                    return None
+            if x.dim() == 4 and x.shape[1] == target.shape[1]:
                 chain.append(("global_pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))))
                 x = chain[-1][1](x)
             elif x.dim() > 2:
                 chain.append(("flatten", nn.Flatten(1)))
                 x = chain[-1][1](x)
-    except RuntimeError:
+    except Exception:  # noqa: BLE001  # any failure of a stage means there is no chain
         return None
-    finally:
-        handle.remove()
-    target = reference.get("x")
-    if target is None or target.shape != x.shape or not torch.allclose(x, target, rtol=1e-5, atol=1e-6):
+    if target.shape != x.shape or not torch.allclose(x.float(), target, rtol=1e-5, atol=1e-6):
         return None
     return chain
 
@@ -370,73 +475,52 @@ def load_network(
     readout: str = "auto",
     resize: int | None = None,
     crop: int | None = None,
+    token_pool: str = "patch",
 ) -> Network:
-    """Build a torchvision CNN with its probe sites.
+    """Build a network (:mod:`emoselect.sources`) with its probe sites.
 
     Parameters
     ----------
     name : str
-        A torchvision classification model (``vgg16``, ``alexnet``, ``resnet18``, ...), or your own
-        network as ``module.path:factory``: ``factory(pretrained: bool)`` returns an ``nn.Module``, or
+        A torchvision classification model (``vgg16``, ``alexnet``, ``resnet50``, ``vit_b_16``, ...),
+        ``timm:NAME``, ``openclip:ARCH[@TAG]`` (the image tower), or your own network as
+        ``module.path:factory``: ``factory(pretrained: bool)`` returns an ``nn.Module``, or
         (module, {"resize", "crop", "mean", "std"}) to give its preprocessing (default ImageNet's).
     weights : str
-        ``imagenet`` (torchvision's file, from its cache or downloaded; for a factory: ``pretrained``,
-        its own weights), ``random`` (seeded by ``seed``; the untrained control) or the path of a
-        state dict.
+        ``imagenet``/``pretrained`` (the source's own weights, from its cache or downloaded),
+        ``random`` (seeded by ``seed``; the untrained control) or the path of a state dict.
     seed : int
         Seed of random weights.
     grayscale : bool
         Show the pictures in gray.
     readout : str
-        ``auto`` (see the module docstring) or a site name (``pool5``, ``fc6``, ``fc7`` for VGG;
-        ``<linear path>-input`` otherwise).
+        ``auto`` (see the module docstring), ``pooled``, or a site name (``pool5``, ``fc6``, ``fc7``
+        for VGG; ``<linear path>-input`` otherwise).
     resize, crop : int, optional
         Pixels; override the weights' own preprocessing (a random-init control takes its trained
         network's values, so both see the same pictures).
+    token_pool : str
+        How token sites are pooled: ``patch``, ``cls`` or ``all``.
 
     Returns
     -------
     Network
-        The frozen model with ``sites`` {name: module path}, ``units`` {name: channels}, the
-        readout site and dimension, and the stage chain of the suffix engine (or None).
+        The frozen model with ``sites`` {name: module path}, ``units`` {name: units}, the readout
+        site and dimension, and the stage chain of the suffix engine (or None).
     """
-    if ":" in name:
-        user, label, digest, missing, own = _user_model(name, weights, seed)
-        return probe_model(
-            user, name, label, digest, seed, _adjusted(own, grayscale, resize, crop), missing, readout, copy=False
-        )
-    if name not in torchvision.models.list_models(module=torchvision.models):
-        raise InputError(
-            f"unknown model {name!r}; use a torchvision classification model such as vgg16, alexnet, resnet50, "
-            f"mobilenet_v2, or your own as module.path:factory"
-        )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = torchvision.models.get_model(name, weights=None, **family_of(name).build)
-    untrained, sha256 = [], None
-    if weights == "imagenet":
-        state, sha256 = _download_imagenet(name)
-        untrained = _load_weights(model, state, f"torchvision's {name} ImageNet weights", name)
-    elif weights == "random":
-        untrained = []
-    else:
-        path = Path(weights).expanduser()
-        untrained = _load_weights(model, _read_state_dict(path), str(path), name)
-        sha256 = file_digest(path, "sha256")
-        weights = str(path.resolve())
-    if weights == "imagenet":  # torchvision's file comes with its own preprocessing (e.g. resize 232 for some)
-        transform = _imagenet_weights(name).transforms()
-        prep = Preprocessing(
-            resize=int(transform.resize_size[0]),
-            crop=int(transform.crop_size[0]),
-            grayscale=grayscale,
-            mean=tuple(transform.mean),
-            std=tuple(transform.std),
-        )
-    else:  # the standard ImageNet convention: resize 256, centre crop 224
-        prep = Preprocessing(grayscale=grayscale)
+    made = build(name, weights, seed, family_of(name).build)
+    prep = _adjusted(made.prep, grayscale, resize, crop)
     return probe_model(
-        model, name, weights, sha256, seed, _adjusted(prep, grayscale, resize, crop), untrained, readout, copy=False
+        made.model,
+        name,
+        made.weights,
+        made.sha256,
+        seed,
+        prep,
+        made.untrained,
+        made.readout if readout == "auto" else readout,
+        copy=False,
+        token_pool=token_pool,
     )
 
 
@@ -445,67 +529,6 @@ def _adjusted(prep: Preprocessing, grayscale: bool, resize: int | None, crop: in
     if (resize is not None and resize < 1) or (crop is not None and crop < 1):
         raise InputError(f"--resize and --crop must be positive numbers of pixels, got {resize} and {crop}")
     return dataclasses.replace(prep, grayscale=grayscale, resize=resize or prep.resize, crop=crop or prep.crop)
-
-
-def state_digest(model: nn.Module) -> str:
-    """SHA-256 of a module's parameters and buffers (names, dtypes, shapes and bytes): the identity of
-    its weights, wherever they came from."""
-    digest = hashlib.sha256()
-    for key, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{key}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
-    return digest.hexdigest()
-
-
-def _user_model(name: str, weights: str, seed: int) -> tuple[nn.Module, str, str | None, list[str], Preprocessing]:
-    """A user's network from ``module.path:factory``: ``factory(pretrained=...)`` returns an nn.Module,
-    or (module, {"resize", "crop", "mean", "std"}) to give its preprocessing (default: ImageNet's).
-
-    ``weights``: ``pretrained``/``imagenet`` -> factory(pretrained=True); ``random`` ->
-    factory(pretrained=False) with torch seeded by ``seed`` (the random-init control); a file ->
-    factory(pretrained=False), then that state dict. The weights' identity is the SHA-256 of the
-    module's state (:func:`state_digest`), so a changed factory is never served stale responses."""
-    module_path, _, attribute = name.partition(":")
-    try:
-        module = importlib.import_module(module_path)
-    except ModuleNotFoundError:
-        sys.path.insert(0, os.getcwd())  # a module next to the user's data, as `python -m` would find it
-        try:
-            module = importlib.import_module(module_path)
-        except ModuleNotFoundError as error:
-            raise InputError(f"--model {name}: cannot import {module_path!r} ({error})") from error
-        finally:
-            sys.path.remove(os.getcwd())
-    factory = getattr(module, attribute, None)
-    if not callable(factory):
-        raise InputError(f"--model {name}: {module_path} has no function {attribute!r}")
-    pretrained = weights in ("imagenet", "pretrained")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        built = factory(pretrained=pretrained)
-    model, given = built if isinstance(built, tuple) else (built, {})
-    if not isinstance(model, nn.Module):
-        raise InputError(f"--model {name}: the factory returned {type(model).__name__}, not a torch.nn.Module")
-    unknown = sorted(set(given) - {"resize", "crop", "mean", "std"})
-    if unknown:
-        raise InputError(f"--model {name}: the factory's preprocessing has unknown keys {unknown}")
-    default = Preprocessing()
-    mean, std = given.get("mean", default.mean), given.get("std", default.std)
-    prep = Preprocessing(
-        resize=int(given.get("resize", default.resize)),
-        crop=int(given.get("crop", default.crop)),
-        mean=(float(mean[0]), float(mean[1]), float(mean[2])),
-        std=(float(std[0]), float(std[1]), float(std[2])),
-    )
-    untrained: list[str] = []
-    if pretrained:
-        weights = "pretrained"
-    elif weights != "random":
-        path = Path(weights).expanduser()
-        untrained = _load_weights(model, _read_state_dict(path), str(path), name)
-        weights = str(path.resolve())
-    return model, weights, state_digest(model), untrained, prep
 
 
 def probe_model(
@@ -518,8 +541,9 @@ def probe_model(
     untrained: list[str] | None = None,
     readout: str = "auto",
     copy: bool = True,
+    token_pool: str = "patch",
 ) -> Network:
-    """Wrap any CNN module (torchvision's or one's own) as a :class:`Network`.
+    """Wrap any network module (torchvision's, timm's, one's own) as a :class:`Network`.
 
     The module is put in eval mode, its parameters frozen and its in-place activations made
     out-of-place (one would overwrite a cached stage input) — on a copy by default, so the caller's
@@ -530,7 +554,7 @@ def probe_model(
     model : nn.Module
         The network.
     name : str
-        Its family name (``vgg...`` and ``alexnet`` get the paper's site names).
+        Its ``--model`` name (decides the family: ``vgg...`` and ``alexnet`` get the paper's site names).
     weights, weights_sha256 : str
         Where its weights came from (recorded).
     seed : int
@@ -540,15 +564,19 @@ def probe_model(
     untrained : list[str], optional
         Module paths whose weights were not loaded (never read out).
     readout : str
-        ``auto`` or a readout site name.
+        ``auto``, ``pooled`` or a readout site name.
     copy : bool
         Work on a copy (False: prepare ``model`` itself, for a module built only for this).
+    token_pool : str
+        How token sites are pooled: ``patch`` (mean over patch tokens), ``cls``, ``all``.
 
     Returns
     -------
     Network
         Probe and readout sites found by tracing one forward pass; suffix chain checked.
     """
+    if token_pool not in TOKEN_POOLS:
+        raise InputError(f"--token-pool {token_pool!r}: use one of {', '.join(TOKEN_POOLS)}")
     if copy:
         model = deepcopy(model)
     prep = prep or Preprocessing()
@@ -559,35 +587,99 @@ def probe_model(
             module.inplace = False  # type: ignore[assignment]  # nn.Module's stub types attributes as tensors
         for parameter in module.parameters(recurse=False):
             parameter.requires_grad_(False)
-    sites, units, order = _find_sites(model, name, prep.crop)
+    traced = _trace(model, prep.crop)
+    sites, layouts = _find_sites(model, name, traced)
     if not sites:
-        raise InputError(f"{name}: no ReLU-like activation with a feature-map output was found to probe")
-    readout_site, readout_layer, readout_dim = _readout(order, untrained, name, readout)
-    stages = _chain(model, readout_layer, prep.crop)
-    if stages is not None and not all(any(p == s or p.startswith(s + ".") for s, _ in stages) for p in sites.values()):
-        stages = None
-    return Network(
-        name,
-        model,
-        weights,
-        weights_sha256,
-        seed,
-        prep,
-        sites,
-        units,
-        readout_site,
-        readout_layer,
-        readout_dim,
-        untrained,
-        stages,
-        {site: tuple(shape[2:]) for site, shape in _shapes_of(order, sites).items()},
-    )
+        raise InputError(
+            f"{name}: no probe site found (no ReLU-like activation after a convolution with a feature-map "
+            f"output, and no repeated block with a token or feature-map output)"
+        )
+    prefix = _prefix_tokens(model)
+    if token_pool == "cls" and prefix == 0 and "tokens" in layouts.values():
+        raise InputError(f"--token-pool cls: {name} has no class token; use patch or all")
+    shapes = traced.shapes
+    units, spatial = {}, {}
+    for site, path in sites.items():
+        units[site], spatial[site] = _site_shape(shapes[path], layouts[site])  # type: ignore[arg-type]
+    readout_site, readout_layer, readout_dim, readout_layout = _readout(traced, sites, untrained, name, readout)
+    network = Network(
+        name, model, weights, weights_sha256, seed, prep, sites, units, readout_site, readout_layer, readout_dim,
+        untrained, None, spatial, layouts, token_pool, prefix, readout_layout,
+    )  # fmt: skip
+    stages = _chain(network, prep.crop)
+    if stages is not None and all(any(p == s or p.startswith(s + ".") for s, _ in stages) for p in sites.values()):
+        network.stages = stages
+    elif all(_container_of(network, site) for site in sites):
+        network.replays = all(_replay_matches(network, site) for site in dict.fromkeys([*sites][:1] + [*sites][-1:]))
+    return network
 
 
-def _shapes_of(order: list[tuple[str, nn.Module, tuple]], sites: dict[str, str]) -> dict[str, tuple]:
-    """Each site's traced output shape [1, channels, height, width]."""
-    shapes = {path: shape for path, _, shape in order}
-    return {site: shapes[path] for site, path in sites.items()}
+class _Skip(nn.Module):
+    """Stands in for a block before the replayed one: passes its input on (extra arguments ignored)."""
+
+    def forward(self, x, *args, **kwargs):
+        return x
+
+
+class _Replay(nn.Module):
+    """Stands in for a block: returns the given output whatever its input."""
+
+    def __init__(self, output: torch.Tensor):
+        super().__init__()
+        self.output = output
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self.output
+
+
+def _container_of(network: Network, site: str) -> tuple[nn.Sequential | nn.ModuleList, int] | None:
+    """(the Sequential or ModuleList holding the site, its index there), or None."""
+    parent_path, _, child = network.sites[site].rpartition(".")
+    parent = network.model.get_submodule(parent_path) if parent_path else network.model
+    if isinstance(parent, (nn.Sequential, nn.ModuleList)):
+        return parent, list(parent._modules).index(child)
+    return None
+
+
+@contextmanager
+def replaying(network: Network, site: str, output: torch.Tensor):
+    """While active, a forward pass skips the blocks before ``site`` in its container (identities) and
+    ``site`` returns ``output`` [B', ...] (e.g. its own output with scaled units, B' = conditions x
+    pictures): the network computes only its input stem and what follows the site."""
+    found = _container_of(network, site)
+    if found is None:
+        raise ValueError(f"site {site} is not a block in a Sequential or ModuleList")
+    container, index = found
+    saved = [container[i] for i in range(index + 1)]
+    try:
+        for i in range(index):
+            container[i] = _Skip()
+        container[index] = _Replay(output)
+        yield
+    finally:
+        for i, module in enumerate(saved):
+            container[i] = module
+
+
+def _replay_matches(network: Network, site: str) -> bool:
+    """Whether replaying a site's own output (twice over) gives the readout features of a plain
+    forward pass (twice over), to 1e-4 of their largest value (float rounding differs between batch
+    sizes), on a random picture."""
+    x = torch.randn(1, 3, network.prep.crop, network.prep.crop, generator=torch.Generator().manual_seed(0))
+    captured: dict[str, torch.Tensor] = {}
+    handle = network.module(network.sites[site]).register_forward_hook(lambda m, a, out: captured.setdefault("y", out))
+    try:
+        plain = record(network, x, sites=[])[1]
+    finally:
+        handle.remove()
+    try:
+        with replaying(network, site, captured["y"].repeat(2, *([1] * (captured["y"].dim() - 1)))):
+            replayed = record(network, x, sites=[])[1]
+    except Exception:  # noqa: BLE001  # a forward pass that cannot take a replayed block
+        return False
+    if replayed.shape != (2, *plain.shape[1:]):
+        return False
+    return float((replayed - plain).abs().max()) <= 1e-4 * float(plain.abs().max()) + 1e-6  # batch-size rounding
 
 
 def as_input(batch: torch.Tensor) -> torch.Tensor:
@@ -597,21 +689,47 @@ def as_input(batch: torch.Tensor) -> torch.Tensor:
     return batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch
 
 
+def unit_responses(output: torch.Tensor, layout: str, token_pool: str = "patch", prefix: int = 0) -> torch.Tensor:
+    """One response per unit and picture, float32 [B, units], from a site's output:
+    ``nchw`` [B, C, H, W] and ``nhwc`` [B, H, W, C]: the spatial mean; ``tokens`` [B, T, D]: the mean
+    over patch tokens (the tokens after ``prefix``), the class token (``cls``) or all tokens;
+    ``flat``: the output flattened."""
+    if layout == "nchw":
+        return output.float().mean(dim=(2, 3))
+    if layout == "nhwc":
+        return output.float().mean(dim=(1, 2))
+    if layout == "tokens":
+        if token_pool == "cls":
+            return output[:, 0].float()
+        return output[:, prefix:].float().mean(dim=1) if token_pool == "patch" else output.float().mean(dim=1)
+    return output.float().flatten(1)
+
+
+def gain_shape(gains: torch.Tensor, layout: str) -> torch.Tensor:
+    """Per-unit gains [G, units] shaped to multiply a site's output in its layout: [G, C, 1, 1]
+    (``nchw``), [G, 1, 1, C] (``nhwc``), [G, 1, D] (``tokens``: every token's channel is scaled)."""
+    if layout == "nchw":
+        return gains[:, :, None, None]
+    if layout == "nhwc":
+        return gains[:, None, None, :]
+    return gains[:, None, :]
+
+
 @torch.inference_mode()
 def record(
     network: Network, batch: torch.Tensor, sites: list[str] | None = None
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One forward pass of a normalised batch [B, 3, H, W].
 
-    Returns ({site: spatial-mean response [B, units]}, readout features [B, readout_dim]); the
-    forward pass stops at the readout layer. Full feature maps are reduced inside the hooks.
+    Returns ({site: response [B, units]} (:func:`unit_responses`), readout features [B, readout_dim]);
+    the forward pass stops at the readout layer. Full feature maps are reduced inside the hooks.
     """
     sites = list(network.sites) if sites is None else sites
     means, readout, handles = {}, {}, []
     for site in sites:
 
         def hook(module, args, output, site=site):
-            means[site] = output.float().mean(dim=(2, 3))
+            means[site] = unit_responses(output, network.layout(site), network.token_pool, network.prefix_tokens)
 
         handles.append(network.module(network.sites[site]).register_forward_hook(hook))
 
@@ -619,9 +737,11 @@ def record(
         readout["x"] = args[0].float().flatten(1)
         raise _StopForward
 
-    handles.append(network.module(network.readout_layer).register_forward_pre_hook(stop))
+    if network.readout_layer:
+        handles.append(network.module(network.readout_layer).register_forward_pre_hook(stop))
     try:
-        network.model(as_input(batch))
+        output = network.model(as_input(batch))
+        readout["x"] = unit_responses(output, network.readout_layout, network.token_pool, network.prefix_tokens)
     except _StopForward:
         pass
     finally:

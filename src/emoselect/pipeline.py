@@ -80,7 +80,14 @@ def cache_dir(options: ExtractOptions) -> Path:
 def build_network(options: ExtractOptions) -> Network:
     seed = options.seed if options.init_seed is None else options.init_seed
     return load_network(
-        options.model, options.weights, seed, options.grayscale, options.readout, options.resize, options.crop
+        options.model,
+        options.weights,
+        seed,
+        options.grayscale,
+        options.readout,
+        options.resize,
+        options.crop,
+        options.token_pool,
     )
 
 

@@ -80,6 +80,9 @@ def response_key(network: Network) -> str:
         "site_paths": network.sites,
         "readout": [network.readout_site, network.readout_dim],
     }
+    if "site_layouts" in description:  # transformers: how units are read (absent for CNNs: their keys stay)
+        identity["layouts"] = {"sites": network.layouts, "readout": network.readout_layout}
+        identity["tokens"] = [description.get("token_pool"), description.get("prefix_tokens")]
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
