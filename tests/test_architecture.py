@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "emoselect"
 LAYERS = {
     "foundation": ["problems", "options", "files", "manifest"],
     "core": ["stats", "formats", "images", "stimuli", "records", "selectivity", "experiments", "claims", "config"],
-    "engine": ["network", "tensors", "responses", "readout", "manipulation"],
+    "engine": ["sources", "network", "tensors", "responses", "readout", "manipulation"],
     "output": ["figures", "report"],
     "stages": ["pipeline"],
     "interface": ["cli", "__init__"],

@@ -232,8 +232,8 @@ def test_a_users_own_network_from_module_path_and_factory(tmp_path, monkeypatch)
     import torch
 
     from emoselect.network import load_network
-    from emoselect.sources import state_digest
     from emoselect.problems import InputError
+    from emoselect.sources import state_digest
 
     (tmp_path / "my_nets.py").write_text(FACTORY)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -220,10 +220,17 @@ def cmd_sites(args) -> None:
         size = "x".join(str(n) for n in network.spatial.get(site, ()))
         depth = names.index(site) / max(len(names) - 1, 1)
         print(f"  {site:<24} {network.sites[site]:<28} {network.units[site]:>6} {size:>9} {depth:>6.2f}")
-    print(f"readout: {network.readout_site} ({network.readout_dim}-d, the input of {network.readout_layer})")
+    where = f"the input of {network.readout_layer}" if network.readout_layer else "the network's own output, pooled"
+    print(f"readout: {network.readout_site} ({network.readout_dim}-d, {where})")
     random = " (random weights: the whole network is a random-init control)" if network.weights == "random" else ""
     print(f"untrained modules: {', '.join(network.untrained) or 'none'}{random}")
-    engine = "suffix engine (a checked chain of stages)" if network.stages is not None else "full forward pass"
+    engine = (
+        "suffix engine (a checked chain of stages)"
+        if network.stages is not None
+        else "replay engine (blocks after the site only, checked)"
+        if network.replays
+        else "full forward pass"
+    )
     print(f"manipulations: {engine}")
 
 
@@ -270,10 +277,12 @@ def _datasets_command(commands) -> None:
 def _sites_command(commands) -> None:
     """`emoselect sites MODEL`."""
     sites = commands.add_parser("sites", help="list a network's probe sites, readout site and untrained modules")
-    sites.add_argument("model", help="torchvision model name, e.g. vgg16, alexnet, resnet18")
+    sites.add_argument(
+        "model", help="torchvision name (vgg16, resnet50, vit_b_16), timm:NAME, openclip:ARCH or module.path:factory"
+    )
     sites.add_argument("--weights", default="imagenet", help="imagenet, random, or a state-dict file")
     sites.add_argument("--seed", type=int, default=0, help="seed of random weights")
-    sites.add_argument("--readout", default="auto", help="readout site (auto, pool5, fc6, fc7, ...)")
+    sites.add_argument("--readout", default="auto", help="readout site (auto, pooled, pool5, fc6, fc7, ...)")
     sites.add_argument("--resize", type=int, help="short side before the crop (default: the weights' own)")
     sites.add_argument("--crop", type=int, help="centre crop (default: the weights' own)")
     sites.add_argument("--layers", nargs="+", help="show only these sites, by name or range (conv4_1:conv5_3)")

@@ -84,8 +84,8 @@ def _from_file(model: nn.Module, weights: str, name: str) -> tuple[str, str, lis
 
 def _offline(name: str, what: str, error: Exception) -> InputError:
     return InputError(
-        f"could not get the pretrained weights of {name} ({type(error).__name__}: {error}); with no internet, "
-        f"fetch {what} on another machine, save its state dict with torch.save and pass --weights FILE"
+        f"could not get the pretrained weights of {name} ({type(error).__name__}: {error}); on a machine with "
+        f"internet run {what}, save its state_dict() with torch.save and pass that file as --weights FILE"
     )
 
 
