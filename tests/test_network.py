@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
@@ -204,7 +205,11 @@ def test_every_family_names_its_sites_from_one_table():
 
     assert family_of("vgg19_bn").name == "VGG" and family_of("alexnet").name == "AlexNet"
     assert family_of("googlenet").build == {"aux_logits": False, "init_weights": True}
-    assert family_of("resnet50") is FAMILIES[-1]
+    assert family_of("resnet50") is FAMILIES[-1] and family_of("timm:resnet50") is FAMILIES[-1]
+    for name in ("vit_b_16", "swin_t", "convnext_tiny", "timm:vit_tiny_patch16_224", "openclip:RN50"):
+        assert family_of(name).sites == "blocks", name
+    table = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    assert all(f"| {family.name} |" in table for family in FAMILIES)  # the docs list every family
 
 
 FACTORY = """

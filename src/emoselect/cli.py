@@ -215,11 +215,20 @@ def cmd_sites(args) -> None:
     shown = select_sites(args.layers, names) if args.layers else names
     print(f"{network.name} ({family_of(network.name).name}), weights {network.weights}, "
           f"input {network.prep.crop}x{network.prep.crop}: {len(names)} probe sites")  # fmt: skip
-    print(f"  {'site':<24} {'module':<28} {'units':>6} {'size':>9} {'depth':>6}")
+    width = max(len(path) for path in network.sites.values())
+    print(f"  {'site':<24} {'module':<{width}} {'units':>6} {'size':>9} {'layout':>7} {'depth':>6}")
     for site in shown:
         size = "x".join(str(n) for n in network.spatial.get(site, ()))
         depth = names.index(site) / max(len(names) - 1, 1)
-        print(f"  {site:<24} {network.sites[site]:<28} {network.units[site]:>6} {size:>9} {depth:>6.2f}")
+        layout = network.layout(site)
+        print(
+            f"  {site:<24} {network.sites[site]:<{width}} {network.units[site]:>6} {size:>9} {layout:>7} {depth:>6.2f}"
+        )
+    if network.has_tokens:
+        print(
+            f"token units: one per channel, mean over patch tokens (--token-pool patch|cls|all); "
+            f"{network.prefix_tokens} class/register token(s) before the patches"
+        )
     where = f"the input of {network.readout_layer}" if network.readout_layer else "the network's own output, pooled"
     print(f"readout: {network.readout_site} ({network.readout_dim}-d, {where})")
     random = " (random weights: the whole network is a random-init control)" if network.weights == "random" else ""
