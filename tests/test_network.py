@@ -290,3 +290,18 @@ def test_a_users_network_runs_through_the_pipeline_with_its_control(tmp_path, mo
         selective.loc[selective["layer"] == "4", "category"]
     )
     assert len(pd.read_csv(run / "table1.csv")) == summary["emotion"].nunique()
+
+
+def test_controls_of_a_random_weight_network_are_not_copies_of_it():
+    import dataclasses
+
+    from emoselect.config import ExtractOptions
+    from emoselect.pipeline import control_options
+
+    network = load_network("mobilenet_v3_small", "random", seed=3)
+    options = ExtractOptions(datasets={"x": "."}, model="mobilenet_v3_small", weights="random", seed=3)
+    assert [control_options(options, network, k).init_seed for k in (1, 2, 3)] == [4, 5, 6]
+    trained = dataclasses.replace(
+        network, weights="/weights/trained.pth"
+    )  # a trained network keeps seed, seed + 1, ...
+    assert [control_options(options, trained, k).init_seed for k in (1, 2, 3)] == [3, 4, 5]

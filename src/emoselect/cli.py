@@ -56,7 +56,9 @@ def cmd_inspect(args) -> None:
 
     scale = args.scale.partition("=")[2] if args.scale and "=" in args.scale else args.scale  # NAME=LOW-HIGH too
     fmt = args.format.partition("=")[2] if args.format and "=" in args.format else args.format
-    stimuli = inspect_dataset(args.path, fmt, scale, cache=args.cache, progress=not args.quiet)
+    stimuli = inspect_dataset(
+        args.path, fmt, scale, cache=args.cache, progress=not args.quiet, categories=args.categories
+    )
     name = stimuli.datasets[0]
     low, high = stimuli.scales[name]
     print(f"dataset: {args.path}")
@@ -102,7 +104,7 @@ def _print_selectivity(result) -> None:
     layers = result.layers.pivot(index="layer", columns="dataset", values="tuning_quality")
     layers = layers.reindex(list(dict.fromkeys(result.layers["layer"])))
     overlap = result.overlap.pivot(index="layer", columns="category", values="n_selective").reindex(layers.index)
-    overlap = overlap[[c for c in ("pleasant", "neutral", "unpleasant") if c in overlap]]
+    overlap = overlap[list(dict.fromkeys(result.overlap["category"]))]
     table = layers.round(3).add_prefix("TQ ").join(overlap.add_prefix("n selective "))
     print(table.to_string())
     deepest = result.overlap[result.overlap["layer"] == layers.index[-1]]
@@ -280,6 +282,7 @@ def _datasets_command(commands) -> None:
     inspect.add_argument("--format", help="force a format (FMT or NAME=FMT)")
     inspect.add_argument("--scale", help="valence scale LOW-HIGH or NAME=LOW-HIGH (needed for csv)")
     inspect.add_argument("--cache", help="cache folder")
+    inspect.add_argument("--categories", metavar="COLUMN", help="categories from this ratings column (see extract)")
     inspect.set_defaults(func=cmd_inspect)
 
 

@@ -55,6 +55,13 @@ class ExtractOptions:
     overrides: str | None = option(
         None, "category overrides: image_id,category[,dataset]", optional=True, metavar="CSV"
     )
+    categories: str | None = option(
+        None,
+        "take categories from this column of the ratings (a csv column such as category or emotion; Emotion6: "
+        "dominant) instead of valence thresholds",
+        optional=True,
+        metavar="COLUMN",
+    )
     thresholds: tuple[float, float] = option(
         PAPER_THRESHOLDS,
         "valence boundaries on the 1-9 scale (the paper's)",

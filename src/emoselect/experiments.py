@@ -193,14 +193,16 @@ def plan_layer(
     options: ManipulationOptions,
     lesion_repeats: int | None = None,
     tuning: pd.DataFrame | None = None,
+    categories: tuple[str, ...] = CATEGORIES,
 ) -> LayerPlan:
-    """All conditions of one layer. beta = 1 is the intact network for every unit set, so it is
-    evaluated once (row 0) and shared. Random sets 1..``repeats`` get every beta; sets up to
-    ``lesion_repeats`` only beta = 0 (the lesion test)."""
+    """All conditions of one layer, for each of the ``categories`` (the run's analysed categories).
+    beta = 1 is the intact network for every unit set, so it is evaluated once (row 0) and shared.
+    Random sets 1..``repeats`` get every beta; sets up to ``lesion_repeats`` only beta = 0 (the
+    lesion test)."""
     lesion_repeats = max(repeats, lesion_repeats or repeats)
     rows = [{"emotion": "", "units": "intact", "repeat": 0, "beta": 1.0, "n_units": 0, "swept": False}]
     gains = [np.ones(n_units, np.float32)]
-    for emotion in CATEGORIES:
+    for emotion in categories:
         if options.gain_form == "channels":
             conditions = _channel_conditions(
                 layer, emotion, n_units, selective, betas, repeats, lesion_repeats, options

@@ -1,7 +1,8 @@
 """Figures as PNG files, drawn from the stage tables (never from hidden state).
 
 Every function takes tables (pandas DataFrames as written to the run folder) and a file path, and
-returns the path. Colours: pleasant blue, neutral grey, unpleasant vermillion (colour-blind safe).
+returns the path. Colours: pleasant blue, neutral grey, unpleasant vermillion (colour-blind safe);
+other category sets (``--categories``) take the Okabe-Ito palette in their sorted order.
 Figures are drawn without pyplot, so importing emoselect never changes a notebook's plotting backend.
 """
 
@@ -17,7 +18,22 @@ from .files import write_atomic
 
 COLOURS = {"pleasant": "#0072B2", "neutral": "#7F7F7F", "unpleasant": "#D55E00"}
 CATEGORIES = ("pleasant", "neutral", "unpleasant")
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")  # Okabe-Ito
 DPI = 130
+
+
+def category_order(values) -> tuple[str, ...]:
+    """The categories named in a table column, in drawing order: the valence categories (all three,
+    in their order) when the values are among them, else the values sorted."""
+    present = {str(v) for v in pd.Series(values).dropna() if str(v) not in ("", "unknown", "none")}
+    return CATEGORIES if present <= set(CATEGORIES) else tuple(sorted(present))
+
+
+def colour(category: str, order: tuple[str, ...]) -> str:
+    """A category's colour: the valence categories' own, else the palette by position in ``order``."""
+    if order == CATEGORIES:
+        return COLOURS.get(category, "0.3")
+    return PALETTE[order.index(category) % len(PALETTE)] if category in order else "0.3"
 
 
 def _subplots(rows: int = 1, columns: int = 1, figsize=(6, 4), **options):
@@ -41,9 +57,8 @@ def _layer_axis(ax, layers: list[str]) -> None:
         ax.text(0.5, 0.5, "no selective units here", transform=ax.transAxes, ha="center", va="center", color="0.4")
         return
     ax.set_xticks(range(len(layers)))
-    ax.set_xticklabels(
-        layers, rotation=60 if len(layers) > 6 else 0, ha="right" if len(layers) > 6 else "center", fontsize=8
-    )
+    crowded = len(layers) > 6 or sum(len(str(layer)) for layer in layers) > 30  # long module paths too
+    ax.set_xticklabels(layers, rotation=60 if crowded else 0, ha="right" if crowded else "center", fontsize=8)
     ax.set_xlim(-0.5, len(layers) - 0.5)
 
 
@@ -101,9 +116,12 @@ def overlap(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | Non
     the same sizes; a second row for the random-init control (with its own random baseline)."""
     order = list(dict.fromkeys(overlap_table["layer"]))
     networks = [("trained", overlap_table)] + ([("random init", control)] if control is not None else [])
-    fig, axes = _subplots(len(networks), 3, figsize=(12, 3.4 * len(networks)), sharey=True, squeeze=False)
+    names = category_order(overlap_table["category"])
+    fig, axes = _subplots(
+        len(networks), len(names), figsize=(4 * len(names), 3.4 * len(networks)), sharey=True, squeeze=False
+    )
     for row, (label, table) in enumerate(networks):
-        for ax, category in zip(axes[row], CATEGORIES):
+        for ax, category in zip(axes[row], names):
             rows = table[table["category"] == category].set_index("layer").reindex(order)
             x = np.arange(len(order))
             ax.fill_between(
@@ -114,13 +132,13 @@ def overlap(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | Non
                 x,
                 rows["jaccard"],
                 marker="o",
-                color=COLOURS[category] if row == 0 else "0.3",
+                color=colour(category, names) if row == 0 else "0.3",
                 ls="-" if row == 0 else "--",
                 label=f"observed ({label})",
             )
             for xi, (value, significant) in enumerate(zip(rows["jaccard"], rows["significant"])):
                 if significant:
-                    ax.text(xi, value + 0.01, "*", ha="center", fontsize=12, color=COLOURS[category])
+                    ax.text(xi, value + 0.01, "*", ha="center", fontsize=12, color=colour(category, names))
             _layer_axis(ax, order)
             ax.set_title(f"{category} units ({label})", fontsize=10)
             ax.grid(alpha=0.3)
@@ -135,10 +153,11 @@ def selective_fraction(overlap_table: pd.DataFrame, path: Path, control: pd.Data
     """Share of each layer's units selective for each category (trained solid, control dashed)."""
     order = list(dict.fromkeys(overlap_table["layer"]))
     fig, ax = _subplots(figsize=(7, 3.6))
+    names = category_order(overlap_table["category"])
     for label, table, style in (("trained", overlap_table, "-"), ("random init", control, "--")):
         if table is None:
             continue
-        for category in CATEGORIES:
+        for category in names:
             rows = table[table["category"] == category].set_index("layer").reindex(order)
             ax.plot(
                 range(len(order)),
@@ -146,30 +165,32 @@ def selective_fraction(overlap_table: pd.DataFrame, path: Path, control: pd.Data
                 ls=style,
                 marker="o",
                 ms=3,
-                color=COLOURS[category],
+                color=colour(category, names),
                 label=f"{category} ({label})",
                 alpha=1 if label == "trained" else 0.6,
             )
     _layer_axis(ax, order)
     ax.set_ylabel("% of units selective")
-    ax.set_title("Emotion-selective units per layer")
+    ax.set_title("Category-selective units per layer" if names != CATEGORIES else "Emotion-selective units per layer")
     ax.legend(fontsize=7, frameon=False, ncol=2)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
 def _example_grid(examples: pd.DataFrame):
+    """(example layers, figure, axes [layers, categories], category names)."""
     layers = list(dict.fromkeys(examples["layer"])) or [""]
-    fig, axes = _subplots(len(layers), 3, figsize=(11, 2.7 * len(layers)), squeeze=False)
-    return layers, fig, axes
+    names = category_order(examples["category"]) if "category" in examples else CATEGORIES
+    fig, axes = _subplots(len(layers), len(names), figsize=(3.7 * len(names), 2.7 * len(layers)), squeeze=False)
+    return layers, fig, axes, names
 
 
 def example_neurons(examples: pd.DataFrame, path: Path) -> Path:
     """The paper's Fig. 2A-C: for each example layer (rows) and category (columns), the strongest
     selective unit's mean response (± SEM) to each category, per side of the pair."""
-    layers, fig, axes = _example_grid(examples)
+    layers, fig, axes, names = _example_grid(examples)
     for r, layer in enumerate(layers):
-        for c, category in enumerate(CATEGORIES):
+        for c, category in enumerate(names):
             ax = axes[r, c]
             table = examples[(examples["layer"] == layer) & (examples["selective_for"] == category)]
             if table.empty:
@@ -187,21 +208,21 @@ def example_neurons(examples: pd.DataFrame, path: Path) -> Path:
             datasets = list(dict.fromkeys(table["dataset"]))
             width = 0.8 / len(datasets)
             for i, dataset in enumerate(datasets):
-                rows = table[table["dataset"] == dataset].set_index("category").reindex(CATEGORIES)
+                rows = table[table["dataset"] == dataset].set_index("category").reindex(names)
                 ax.bar(
-                    np.arange(3) + (i - (len(datasets) - 1) / 2) * width,
+                    np.arange(len(names)) + (i - (len(datasets) - 1) / 2) * width,
                     rows["mean_response"],
                     width,
                     yerr=rows["sem"],
-                    color=[COLOURS[k] for k in CATEGORIES],
+                    color=[colour(k, names) for k in names],
                     alpha=1.0 - 0.35 * i,
                     edgecolor="k",
                     lw=0.5,
                     capsize=2,
                     label=dataset,
                 )
-            ax.set_xticks(range(3))
-            ax.set_xticklabels(CATEGORIES, fontsize=8)
+            ax.set_xticks(range(len(names)))
+            ax.set_xticklabels(names, fontsize=8, rotation=30 if len(names) > 3 else 0)
             ax.set_title(f"{layer} unit {int(table['unit'].iloc[0])}: {category}-selective", fontsize=9)
             if c == 0:
                 ax.set_ylabel("mean response ± SEM")
@@ -224,10 +245,10 @@ def example_neurons(examples: pd.DataFrame, path: Path) -> Path:
 
 def example_valence(examples: pd.DataFrame, top_images: dict, path: Path) -> Path:
     """Valence (1-9 scale) of each example unit's 100 most activating pictures against all pictures."""
-    layers, fig, axes = _example_grid(examples)
+    layers, fig, axes, names = _example_grid(examples)
     bins = np.linspace(1, 9, 17)
     for r, layer in enumerate(layers):
-        for c, category in enumerate(CATEGORIES):
+        for c, category in enumerate(names):
             ax = axes[r, c]
             datasets = list(
                 dict.fromkeys(
@@ -253,11 +274,11 @@ def example_valence(examples: pd.DataFrame, top_images: dict, path: Path) -> Pat
                     density=True,
                     histtype="step",
                     lw=1.5,
-                    color=COLOURS[category],
+                    color=colour(category, names),
                     ls="-" if i == 0 else "--",
                     label=f"top {len(entry['top'])} ({dataset})",
                 )
-            for threshold in (4.3, 6.0):
+            for threshold in (4.3, 6.0) if names == CATEGORIES else ():
                 ax.axvline(threshold, color="k", lw=0.6, ls=":")
             ax.set_title(f"{layer} unit {top_images[(layer, category, datasets[0])]['unit']}: {category}", fontsize=9)
             if r == len(layers) - 1:
@@ -276,30 +297,31 @@ def stimuli(table: pd.DataFrame, scales: dict, path: Path) -> Path:
     fig, axes = _subplots(
         len(datasets), 2, figsize=(10, 2.8 * len(datasets)), squeeze=False, gridspec_kw={"width_ratios": [3, 1]}
     )
+    names = category_order(table["category"])
     for r, dataset in enumerate(datasets):
         rows = table[table["dataset"] == dataset]
         low, high = scales.get(dataset, (1.0, 9.0))
         bins = np.linspace(low, high, 25)
         ax = axes[r, 0]
         ax.hist(
-            [rows.loc[rows["category"] == k, "valence"].dropna() for k in CATEGORIES],
+            [rows.loc[rows["category"] == k, "valence"].dropna() for k in names],
             bins=bins,
             stacked=True,
-            color=[COLOURS[k] for k in CATEGORIES],
-            label=list(CATEGORIES),
+            color=[colour(k, names) for k in names],
+            label=list(names),
         )
-        unknown = rows.loc[~rows["category"].isin(CATEGORIES), "valence"].dropna()
+        unknown = rows.loc[~rows["category"].isin(names), "valence"].dropna()
         if len(unknown):
             ax.hist(unknown, bins=bins, histtype="step", color="k", label="unknown")
-        for threshold in (4.3, 6.0):
+        for threshold in (4.3, 6.0) if names == CATEGORIES else ():
             ax.axvline(low + (threshold - 1) * (high - low) / 8, color="k", lw=0.6, ls=":")
         ax.set_xlabel(f"valence ({low:g}-{high:g} scale)")
         ax.set_ylabel("pictures")
         ax.set_title(dataset, fontsize=10)
         ax.legend(fontsize=7, frameon=False)
-        counts = rows["category"].value_counts().reindex(list(CATEGORIES) + ["unknown"]).fillna(0)
+        counts = rows["category"].value_counts().reindex(list(names) + ["unknown"]).fillna(0)
         ax = axes[r, 1]
-        ax.bar(range(len(counts)), counts.to_numpy(), color=[COLOURS.get(k, "0.3") for k in counts.index])
+        ax.bar(range(len(counts)), counts.to_numpy(), color=[colour(k, names) for k in counts.index])
         ax.set_xticks(range(len(counts)))
         ax.set_xticklabels(counts.index, rotation=30, fontsize=8)
         for x, n in enumerate(counts.to_numpy()):
@@ -367,9 +389,12 @@ def _selective_vs_random_bars(
     pairs = list(
         dict.fromkeys(zip(network[chosen], summary.loc[chosen, "train_dataset"], summary.loc[chosen, "test_dataset"]))
     ) or [("", "", "")]
-    fig, axes = _subplots(len(pairs), 3, figsize=(12, 3.3 * len(pairs)), squeeze=False, sharey="row")
+    names = category_order(summary["emotion"])
+    fig, axes = _subplots(
+        len(pairs), len(names), figsize=(4 * len(names), 3.3 * len(pairs)), squeeze=False, sharey="row"
+    )
     for r, (net, train, test) in enumerate(pairs):
-        for ax, category in zip(axes[r], CATEGORIES):
+        for ax, category in zip(axes[r], names):
             rows = (
                 chosen
                 & (network == net)
@@ -377,7 +402,7 @@ def _selective_vs_random_bars(
                 & (summary["test_dataset"] == test)
                 & (summary["emotion"] == category)
             )
-            _bar_pair(ax, summary.loc[rows], selective[rows], random[rows], COLOURS[category], labels, intact)
+            _bar_pair(ax, summary.loc[rows], selective[rows], random[rows], colour(category, names), labels, intact)
             for xi, (value, qv) in enumerate(zip(selective[rows], summary.loc[rows, q])):
                 if qv < alpha:
                     ax.text(xi - 0.2, value, "*", ha="center", va="bottom", fontsize=12)
@@ -452,24 +477,27 @@ def attention_curves(manipulation: pd.DataFrame, path: Path, train: str | None =
     columns = min(4, len(layers))
     rows_n = int(np.ceil(len(layers) / columns))
     fig, axes = _subplots(rows_n, columns, figsize=(3.4 * columns, 2.8 * rows_n), squeeze=False, sharey=True)
+    names = category_order(gain["emotion"])
     for ax, layer in zip(axes.flat, layers):
         here = first[first["layer"] == layer]
-        for category in CATEGORIES:
+        for category in names:
             mine = here[here["emotion"] == category]
             chosen = mine[mine["units"].isin(["selective", "tuning"])].groupby("beta")["f1"].mean()
             control = mine[mine["units"].isin(["random", "tuning_shuffled"])].groupby("beta")["f1"]
             if control.ngroups:
                 low, high = control.quantile(0.025), control.quantile(0.975)
-                ax.fill_between(low.index, low, high, color=COLOURS[category], alpha=0.12, lw=0)
+                ax.fill_between(low.index, low, high, color=colour(category, names), alpha=0.12, lw=0)
                 ax.plot(
                     control.mean().index,
                     control.mean().values,
-                    color=COLOURS[category],
+                    color=colour(category, names),
                     ls="--",
                     alpha=0.7,
                     label=f"{category} random (mean, 95%)",
                 )
-            ax.plot(chosen.index, chosen.values, color=COLOURS[category], marker=".", label=f"{category} selective")
+            ax.plot(
+                chosen.index, chosen.values, color=colour(category, names), marker=".", label=f"{category} selective"
+            )
         ax.axvline(1.0, color="k", lw=0.5, ls=":")
         ax.set_title(layer, fontsize=9)
         ax.set_xlabel("beta (ReLU slope)")

@@ -452,14 +452,38 @@ def read_gaped(root: Path, dataset: str = "gaped", **_) -> Ratings:
     return _finish("gaped", root, NATIVE_SCALES["gaped"], out, index, problems, dataset)
 
 
-def read_emotion6(root: Path, dataset: str = "emotion6", source: Path | None = None, **_) -> Ratings:
-    """Emotion6: tab-separated ``ground_truth.txt`` with bracketed headers; paths under images/; 1-9."""
+CATEGORY_COLUMNS = ("csv", "emotion6")  # formats that can give categories from a column (--categories)
+DOMINANT = "dominant"
+
+
+def _dominant(header: list[str], row: list[str]) -> str:
+    """Emotion6: the emotion with the highest ``[prob. NAME]`` value ("" where tied or missing)."""
+    probabilities = {
+        h.strip("[] ").removeprefix("prob.").strip(): parse_number(row[i]) if i < len(row) else np.nan
+        for i, h in enumerate(header)
+        if h.strip("[] ").startswith("prob.")
+    }
+    finite = {name: p for name, p in probabilities.items() if np.isfinite(p)}
+    if not finite:
+        return ""
+    best = max(finite.values())
+    winners = [name for name, p in finite.items() if p == best]
+    return winners[0] if len(winners) == 1 else ""
+
+
+def read_emotion6(
+    root: Path, dataset: str = "emotion6", source: Path | None = None, category_column: str | None = None, **_
+) -> Ratings:
+    """Emotion6: tab-separated ``ground_truth.txt`` with bracketed headers; paths under images/; 1-9.
+    ``category_column="dominant"``: each picture's most likely emotion (ties: none) as its category."""
     source = Path(source) if source else _case_insensitive(Path(root), "ground_truth.txt")
     if source is None:
         raise InputError(f"{root}: no ground_truth.txt")
     rows = [r for r in _split_rows(read_text(source), "\t") if any(c.strip() for c in r)]
     header = rows[0]
     name, val, aro = (_column(header, h, source) for h in ("image_filename", "valence", "arousal"))
+    if category_column not in (None, DOMINANT):
+        raise InputError(f"--categories {category_column}: Emotion6 gives '{DOMINANT}' (the most likely emotion)")
     index, problems, out = ImageIndex(root), [], []
     for row in rows[1:]:
         if len(row) <= max(name, val, aro):
@@ -467,16 +491,26 @@ def read_emotion6(root: Path, dataset: str = "emotion6", source: Path | None = N
             continue
         rel = row[name].strip().replace("\\", "/")
         path = index.find(rel, folders=("images", ""))
-        out.append(
-            dict(
-                image_id=str(Path(rel).with_suffix("").as_posix()),
-                path=str(path) if path else None,
-                valence=row[val],
-                arousal=parse_number(row[aro]),
-                _extra="",
-            )
+        record = dict(
+            image_id=str(Path(rel).with_suffix("").as_posix()),
+            path=str(path) if path else None,
+            valence=row[val],
+            arousal=parse_number(row[aro]),
+            _extra="",
         )
-    return _finish("emotion6", source, NATIVE_SCALES["emotion6"], out, index, problems, dataset)
+        if category_column:
+            record["category"] = _dominant(header, row)
+        out.append(record)
+    return _finish(
+        "emotion6",
+        source,
+        NATIVE_SCALES["emotion6"],
+        out,
+        index,
+        problems,
+        dataset,
+        with_category=bool(category_column),
+    )
 
 
 def _is_generic_csv(text: str) -> bool:
@@ -485,11 +519,19 @@ def _is_generic_csv(text: str) -> bool:
     return "image" in cells and "valence" in cells
 
 
-def read_generic(root: Path, dataset: str = "csv", source: Path | None = None, scale=None, **_) -> Ratings:
+def read_generic(
+    root: Path,
+    dataset: str = "csv",
+    source: Path | None = None,
+    scale=None,
+    category_column: str | None = None,
+    **_,
+) -> Ratings:
     """A generic CSV ``image,valence[,arousal][,category]`` (comma, semicolon or tab separated).
 
     ``image`` is a path relative to the CSV's folder (or its images/ subfolder). The valence scale
-    cannot be guessed and must be given. A ``category`` column, if present, is used as the category.
+    cannot be guessed and must be given. A ``category`` column, if present, is used as the category;
+    ``category_column`` names another column to read as the category (``--categories``).
     """
     if scale is None:
         raise InputError(
@@ -505,8 +547,12 @@ def read_generic(root: Path, dataset: str = "csv", source: Path | None = None, s
     img, val = _column(header, "image", source), _column(header, "valence", source)
     aro, cat = (
         _optional_column(header, "arousal"),
-        _optional_column(header, "category"),
+        _optional_column(header, category_column or "category"),
     )
+    if category_column and cat is None:
+        raise InputError(
+            f"{source}: no column {category_column!r} for --categories (columns: {', '.join(c.strip() for c in header)})"
+        )
     index, problems, out = ImageIndex(source.parent), [], []
     for row in rows[1:]:
         if len(row) <= max(img, val):
@@ -611,10 +657,13 @@ def detect_format(path: Path) -> tuple[str, Path, Path | None]:
     )
 
 
-def read_ratings(path, fmt: str | None = None, dataset: str | None = None, scale=None) -> Ratings:
+def read_ratings(
+    path, fmt: str | None = None, dataset: str | None = None, scale=None, category_column: str | None = None
+) -> Ratings:
     """Read a picture set's ratings from its folder (or ratings file), detecting the format unless
     ``fmt`` names it. ``scale`` ('LOW-HIGH' or a pair) is required for ``csv`` and overrides the
-    native scale of the others."""
+    native scale of the others. ``category_column`` reads that column into ``category`` (``csv``: any
+    column; ``emotion6``: ``dominant``, the emotion with the highest probability)."""
     path = Path(path)
     if fmt is None:
         fmt, root, source = detect_format(path)
@@ -625,7 +674,13 @@ def read_ratings(path, fmt: str | None = None, dataset: str | None = None, scale
             raise InputError(f"{path}: no such file or folder")
         root, source = (path.parent, path) if path.is_file() else (path, None)
     dataset = dataset or fmt
-    ratings = READERS[fmt](root, dataset=dataset, source=source, scale=scale)
+    if category_column and fmt not in CATEGORY_COLUMNS:
+        raise InputError(
+            f"--categories {category_column}: {fmt} ratings have no category column; it works with csv ratings "
+            f"files (any column) and Emotion6 (dominant); for {fmt}, list the categories in a csv file"
+        )
+    extra = {"category_column": category_column} if category_column else {}
+    ratings = READERS[fmt](root, dataset=dataset, source=source, scale=scale, **extra)
     if scale is not None and fmt != "csv":
         ratings.scale = as_scale(scale)
     return ratings

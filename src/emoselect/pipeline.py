@@ -39,7 +39,15 @@ from .responses import (
 )
 from .selectivity import SelectivityOptions, SelectivityResult, analyse, trend_difference
 from .stats import rank_p_values
-from .stimuli import Stimuli, build_stimuli, category_counts, dataset_name_from, read_stimuli, write_stimuli
+from .stimuli import (
+    Stimuli,
+    build_stimuli,
+    category_counts,
+    category_names,
+    dataset_name_from,
+    read_stimuli,
+    write_stimuli,
+)
 
 # what later stages write; removed when a run folder is re-extracted with other options
 DOWNSTREAM = [
@@ -94,11 +102,17 @@ def build_network(options: ExtractOptions) -> Network:
 def control_options(options: ExtractOptions, trained: Network, k: int = 1) -> ExtractOptions:
     """Extract options of the k-th seeded random-init control of ``trained`` (k = 1, 2, ...): same
     pictures and splits (the trained network's resize and crop, whatever the weights' own
-    convention), same readout site; initial weights seeded by seed + k - 1."""
+    convention), same readout site; initial weights seeded by seed + k - 1 — skipping the network's
+    own seed when it has random weights itself, so that no control is a copy of it."""
+    seeds = [
+        seed
+        for seed in range(options.seed, options.seed + k + 1)
+        if trained.weights != "random" or seed != trained.seed
+    ]
     return dataclasses.replace(
         options,
         weights="random",
-        init_seed=options.seed + k - 1,
+        init_seed=seeds[k - 1],
         readout=trained.readout_site,
         resize=trained.prep.resize,
         crop=trained.prep.crop,
@@ -206,6 +220,7 @@ def extract_stage(
         cache_dir=cache,
         progress=progress,
         max_pixels=options.max_pixels,
+        category_column=options.categories,
     )
     run.mkdir(parents=True, exist_ok=True)
     with run_lock(run):
@@ -231,6 +246,7 @@ def inspect_dataset(
     name: str | None = None,
     cache: str | None = None,
     progress: bool = True,
+    categories: str | None = None,
 ) -> Stimuli:
     """Read one picture set as ``extract`` would (format, categories, image checks) without a network.
 
@@ -248,6 +264,8 @@ def inspect_dataset(
         Cache folder for the picture checks.
     progress : bool
         Show a progress bar.
+    categories : str, optional
+        Take categories from this ratings column (``--categories``).
 
     Returns
     -------
@@ -261,6 +279,7 @@ def inspect_dataset(
         {name: scale} if scale else None,
         cache_dir=Path(cache) if cache else default_cache_dir(),
         progress=progress,
+        category_column=categories,
     )
 
 
@@ -492,8 +511,11 @@ def _manipulate(run: Path, options: ManipulationOptions | None, progress: bool) 
                          f"{config['network']['readout_site']}: rerun `emoselect extract`")  # fmt: skip
     heads, readout = readout_stage(run, stimuli, config, options.readout)
     evaluated = stimuli.table[stimuli.table["split"].isin(["val", "test"])].reset_index(drop=True)
+    names = category_names(stimuli.table)
     plans = {
-        layer: plan_layer(layer, network.units[layer], selective, betas, repeats, options, lesion_repeats, tuning)
+        layer: plan_layer(
+            layer, network.units[layer], selective, betas, repeats, options, lesion_repeats, tuning, names
+        )
         for layer in layers
     }
     heads_key = ResultCache.key(*[h.weight for h in heads], *[h.bias for h in heads])
@@ -520,22 +542,27 @@ def _manipulate(run: Path, options: ManipulationOptions | None, progress: bool) 
     table1 = table_one(summary, manipulation)
     written = _write_manipulation_tables(run, network.readout_site, manipulation, summary, table1)
     written += _draw_manipulations(run, manipulation, summary, options.alpha)
-    settings = {
-        **as_dict(options),
-        "profile": options.profile_for(device),
-        "layers": layers,
-        "betas": betas,
-        "repeats": repeats,
-        "lesion_repeats": lesion_repeats,
-        "readout_site": network.readout_site,
-        "engine": "suffix" if network.stages is not None else "full forward (no stage chain)",
-        "engine_seconds": round(seconds, 1),
-    }
-    update_config(run, manipulation=settings)
+    swept_over = {"layers": layers, "betas": betas, "repeats": repeats, "lesion_repeats": lesion_repeats}
+    update_config(run, manipulation=_manipulation_settings(options, device, swept_over, network, seconds))
     manifest.finish(run, "manipulate", written, inputs=("extract", "selectivity"))
     if (run / "trends.csv").is_file():
         claims_stage(run, options.alpha)
     return Manipulated(readout, manipulation, summary, table1, layers, seconds)
+
+
+def _manipulation_settings(options, device, swept_over: dict, network: Network, seconds: float) -> dict:
+    """config.yaml's manipulation section: the options, what was swept, the readout and the engine."""
+    engine = (
+        "suffix" if network.stages is not None else "replay" if network.replays else "full forward (no stage chain)"
+    )
+    return {
+        **as_dict(options),
+        "profile": options.profile_for(device),
+        **swept_over,
+        "readout_site": network.readout_site,
+        "engine": engine,
+        "engine_seconds": round(seconds, 1),
+    }
 
 
 def _write_manipulation_tables(
@@ -574,8 +601,15 @@ def _draw_manipulations(run: Path, manipulation: pd.DataFrame, summary: pd.DataF
 
 
 def is_control(run: Path) -> bool:
-    """Whether a run folder holds a random-init control (its network has random weights)."""
-    return read_config(run).get("network", {}).get("weights") == "random"
+    """Whether a run folder is a random-init control of another run (RUN/control, RUN/control2, ...;
+    not a run whose own network happens to have random weights)."""
+    run = Path(run)
+    named = run.name == "control" or (run.name.startswith("control") and run.name[len("control") :].isdigit())
+    return (
+        named
+        and (run.parent / "config.yaml").is_file()
+        and read_config(run).get("network", {}).get("weights") == "random"
+    )
 
 
 def _optional_csv(path: Path) -> pd.DataFrame | None:

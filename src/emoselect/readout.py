@@ -18,7 +18,7 @@ from torch import nn
 from .problems import InputError
 from .records import Head, ReadoutOptions
 from .stats import binary_metrics
-from .stimuli import CATEGORIES, Stimuli
+from .stimuli import Stimuli, category_names
 
 
 def train_head(
@@ -116,7 +116,7 @@ def train_heads(
         split = table["split"].to_numpy()
         category = table["category"].to_numpy()
         x = np.asarray(features[dataset], np.float64)
-        for emotion in CATEGORIES:
+        for emotion in category_names(stimuli.table):
             label = (category == emotion).astype(np.int64)
             train, val = split == "train", split == "val"
             if not val.any():

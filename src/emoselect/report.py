@@ -218,6 +218,13 @@ def _manipulation_section(run: Path, config: dict) -> list[str]:
     return parts
 
 
+def _identity(network: dict) -> str:
+    """How the weights are identified: their SHA-256, or the seed of random weights."""
+    if network.get("weights_sha256"):
+        return f"sha256 {network['weights_sha256']}"
+    return f"seed {network.get('seed')}"
+
+
 def write_report(run: str | Path) -> Path:
     """Write RUN/report.html from the run folder's tables and figures.
 
@@ -241,8 +248,9 @@ def write_report(run: str | Path) -> Path:
         f"<style>{STYLE}</style></head><body>",
         f"<h1>emoselect report: {html.escape(run.name)}</h1>",
         f"<p>Network <b>{html.escape(str(network.get('model')))}</b>, weights {html.escape(str(network.get('weights')))} "
-        f"(sha256 {html.escape(str(network.get('weights_sha256')))}); untrained modules: "
-        f"{html.escape(', '.join(network.get('untrained_modules', [])) or 'none')}.</p>",
+        f"({html.escape(_identity(network))}); untrained modules: "
+        f"{html.escape(', '.join(network.get('untrained_modules', [])) or 'none')}; heads read out at "
+        f"<b>{html.escape(str(network.get('readout_site')))}</b>.</p>",
     ]
     rows = [
         {

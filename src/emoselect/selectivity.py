@@ -39,18 +39,19 @@ from .stats import (
     spearman_columns,
     trend_test,
 )
-from .stimuli import Stimuli, shared_pictures
+from .stimuli import CATEGORIES, Stimuli, category_names, shared_pictures
 
-CATEGORY_ORDER = ("pleasant", "neutral", "unpleasant")
+CATEGORY_ORDER = CATEGORIES  # the default: the valence categories
 
 
-def category_matrix(categories: np.ndarray) -> np.ndarray:
-    """One-hot [n_images, 3] (pleasant, neutral, unpleasant); other labels get an all-zero row."""
+def category_matrix(categories: np.ndarray, names: tuple[str, ...] = CATEGORY_ORDER) -> np.ndarray:
+    """One-hot [n_images, K] over the K category ``names`` (default pleasant, neutral, unpleasant);
+    other labels get an all-zero row."""
     categories = np.asarray(categories)
-    return np.stack([categories == c for c in CATEGORY_ORDER], axis=1).astype(np.float64)
+    return np.stack([categories == c for c in names], axis=1).astype(np.float64)
 
 
-def _check(responses: np.ndarray, onehot: np.ndarray) -> None:
+def _check(responses: np.ndarray, onehot: np.ndarray, names: tuple[str, ...]) -> None:
     if responses.ndim != 2 or responses.shape[0] != onehot.shape[0]:
         raise ValueError(
             f"responses must be [n_images, n_units] with one category per image; got {responses.shape} "
@@ -58,31 +59,33 @@ def _check(responses: np.ndarray, onehot: np.ndarray) -> None:
         )
     counts = onehot.sum(axis=0)
     if np.any(counts < 2):
-        missing = [c for c, n in zip(CATEGORY_ORDER, counts) if n < 2]
+        missing = [c for c, n in zip(names, counts) if n < 2]
         raise ValueError(
             f"each category needs at least 2 images to define tuning; too few: {missing} "
-            f"(counts {dict(zip(CATEGORY_ORDER, counts.astype(int)))})"
+            f"(counts {dict(zip(names, counts.astype(int).tolist()))})"
         )
 
 
-def _analysed(responses: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The analysed rows: (data float64 [n, n_units], one-hot [n, 3]) without ``unknown`` pictures."""
-    onehot = category_matrix(categories)
+def _analysed(
+    responses: np.ndarray, categories: np.ndarray, names: tuple[str, ...] = CATEGORY_ORDER
+) -> tuple[np.ndarray, np.ndarray]:
+    """The analysed rows: (data float64 [n, n_units], one-hot [n, K]) without ``unknown`` pictures."""
+    onehot = category_matrix(categories, names)
     used = onehot.sum(axis=1) > 0
     data, onehot = np.asarray(responses, np.float64)[used], onehot[used]
-    _check(data, onehot)
+    _check(data, onehot, names)
     return data, onehot
 
 
-def tuning_values(responses: np.ndarray, categories: np.ndarray) -> np.ndarray:
-    """z-scored category means: [n_images, n_units] -> [n_units, 3]; NaN for zero-variance units.
+def tuning_values(responses: np.ndarray, categories: np.ndarray, names: tuple[str, ...] = CATEGORY_ORDER) -> np.ndarray:
+    """z-scored category means: [n_images, n_units] -> [n_units, K]; NaN for zero-variance units.
 
-    Only images whose category is one of the three are used (``unknown`` rows are ignored).
+    Only images whose category is one of the K ``names`` are used (``unknown`` rows are ignored).
     """
-    data, onehot = _analysed(responses, categories)
+    data, onehot = _analysed(responses, categories, names)
     mean_all = data.mean(axis=0)
     sd = data.std(axis=0, ddof=1)
-    means = (onehot.T @ data) / onehot.sum(axis=0)[:, None]  # [3, n_units]
+    means = (onehot.T @ data) / onehot.sum(axis=0)[:, None]  # [K, n_units]
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (means - mean_all) / sd
     z[:, ~(sd > 0)] = np.nan
@@ -90,7 +93,8 @@ def tuning_values(responses: np.ndarray, categories: np.ndarray) -> np.ndarray:
 
 
 def preferred_category(z: np.ndarray) -> np.ndarray:
-    """Index (0 pleasant, 1 neutral, 2 unpleasant) of the largest tuning value; -1 for NaN units."""
+    """Index into the category names (default 0 pleasant, 1 neutral, 2 unpleasant) of the largest
+    tuning value, [n_units, K] -> [n_units]; -1 for NaN units."""
     undefined = np.isnan(z).any(axis=1)
     preferred = np.argmax(np.where(np.isnan(z), -np.inf, z), axis=1)
     preferred[undefined] = -1
@@ -103,11 +107,11 @@ def tuning_quality(z: np.ndarray) -> float:
     return float(np.nanmean(best)) if np.isfinite(best).any() else float("nan")
 
 
-def d_prime(responses: np.ndarray, categories: np.ndarray) -> np.ndarray:
-    """Journal selectivity d'_e of every unit: [n_images, n_units] -> [n_units, 3]."""
-    data, onehot = _analysed(responses, categories)
-    out = np.empty((data.shape[1], 3))
-    for k in range(3):
+def d_prime(responses: np.ndarray, categories: np.ndarray, names: tuple[str, ...] = CATEGORY_ORDER) -> np.ndarray:
+    """Journal selectivity d'_e of every unit: [n_images, n_units] -> [n_units, K]."""
+    data, onehot = _analysed(responses, categories, names)
+    out = np.empty((data.shape[1], len(names)))
+    for k in range(len(names)):
         inside, rest = data[onehot[:, k] > 0], data[onehot[:, k] == 0]
         pooled = np.sqrt((inside.var(axis=0, ddof=1) + rest.var(axis=0, ddof=1)) / 2.0)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -141,32 +145,37 @@ def label_permutations(n_images: int, permutations: int, rng: np.random.Generato
 
 
 def _permuted_tuning(data: np.ndarray, onehot: np.ndarray, orders: np.ndarray, chunk: int = 100):
-    """Tuning values under shuffled labels, chunk by chunk: yields z [size, 3, n_units].
+    """Tuning values under shuffled labels, chunk by chunk: yields z [size, K, n_units].
 
     Mean and SD over all pictures do not change under a permutation, so only the category means are
-    recomputed: one matrix product [size * 3, n] @ [n, n_units] per chunk of permutations.
+    recomputed: one matrix product [size * K, n] @ [n, n_units] per chunk of permutations.
     """
     mean_all, sd = data.mean(axis=0), data.std(axis=0, ddof=1)
     counts = onehot.sum(axis=0)
     for start in range(0, len(orders), chunk):
         block = orders[start : start + chunk]
-        shuffled = onehot[block]  # [size, n, 3]
-        stacked = shuffled.transpose(0, 2, 1).reshape(-1, data.shape[0])  # [size * 3, n]
-        means = (stacked @ data).reshape(len(block), 3, -1) / counts[None, :, None]
+        shuffled = onehot[block]  # [size, n, K]
+        stacked = shuffled.transpose(0, 2, 1).reshape(-1, data.shape[0])  # [size * K, n]
+        means = (stacked @ data).reshape(len(block), onehot.shape[1], -1) / counts[None, :, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             yield (means - mean_all) / sd
 
 
 def permutation_p_values(
-    responses: np.ndarray, categories: np.ndarray, permutations: int, rng: np.random.Generator, chunk: int = 100
+    responses: np.ndarray,
+    categories: np.ndarray,
+    permutations: int,
+    rng: np.random.Generator,
+    chunk: int = 100,
+    names: tuple[str, ...] = CATEGORY_ORDER,
 ) -> np.ndarray:
     """Per-unit p-value of selectivity: is max_e z_e larger than with shuffled category labels?
 
     Returns [n_units] p = (1 + #{max z under permutation >= observed}) / (1 + permutations);
     NaN for zero-variance units.
     """
-    data, onehot = _analysed(responses, categories)
-    observed = tuning_values(data, np.array(CATEGORY_ORDER)[onehot.argmax(axis=1)]).max(axis=1)
+    data, onehot = _analysed(responses, categories, names)
+    observed = tuning_values(data, np.array(names)[onehot.argmax(axis=1)], names).max(axis=1)
     exceed = np.zeros(data.shape[1])
     for z in _permuted_tuning(data, onehot, label_permutations(len(data), permutations, rng), chunk):
         exceed += (z.max(axis=1) >= observed - 1e-12).sum(axis=0)
@@ -175,17 +184,19 @@ def permutation_p_values(
     return p
 
 
-def tuning_quality_null(responses: np.ndarray, categories: np.ndarray, orders: np.ndarray) -> np.ndarray:
+def tuning_quality_null(
+    responses: np.ndarray, categories: np.ndarray, orders: np.ndarray, names: tuple[str, ...] = CATEGORY_ORDER
+) -> np.ndarray:
     """Tuning quality of a layer under shuffled labels: [n_images, n_units] -> [n_permutations].
 
     ``orders`` [n_permutations, n_analysed] from :func:`label_permutations` (pass the same orders to
     every layer, so that a trend across layers can be recomputed per permutation).
     """
-    data, onehot = _analysed(responses, categories)
+    data, onehot = _analysed(responses, categories, names)
     return np.concatenate([np.nanmean(np.abs(z).max(axis=1), axis=1) for z in _permuted_tuning(data, onehot, orders)])
 
 
-def split_half(categories: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def split_half(categories: np.ndarray, rng: np.random.Generator, names: tuple[str, ...] = CATEGORY_ORDER) -> np.ndarray:
     """Stratified random halves: [n_images] -> 0/1 per image (-1 where the category is not analysed).
 
     Within each category the images are shuffled and alternately assigned, so the halves differ
@@ -193,7 +204,7 @@ def split_half(categories: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """
     categories = np.asarray(categories)
     half = np.full(len(categories), -1)
-    for category in CATEGORY_ORDER:
+    for category in names:
         members = np.flatnonzero(categories == category)
         half[rng.permutation(members)] = np.arange(len(members)) % 2
     return half
@@ -276,6 +287,7 @@ class Group:
     categories: np.ndarray  # category of each of those rows
     valence: np.ndarray
     arousal: np.ndarray
+    names: tuple[str, ...] = CATEGORY_ORDER  # the analysed categories, in order (tuning value columns)
 
 
 @dataclass
@@ -302,6 +314,7 @@ class SelectivityResult:
 def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[Group], str]:
     """The two sides of the pair, each restricted to its defining images."""
     datasets = stimuli.datasets
+    names = category_names(stimuli.table)
     pair = list(options.pair) if options.pair else datasets[:2]
     for name in pair:
         if name not in datasets:
@@ -310,7 +323,7 @@ def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[G
         raise InputError("--pair needs two different datasets")
 
     def defining(table):
-        mask = table["category"].isin(CATEGORY_ORDER).to_numpy().copy()
+        mask = table["category"].isin(names).to_numpy().copy()
         if options.define_on == "train":
             mask &= (table["split"] == "train").to_numpy()
         return np.flatnonzero(mask)
@@ -325,6 +338,7 @@ def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[G
             table["category"].to_numpy()[rows],
             to9(table["valence"].to_numpy()[rows]),
             table["arousal"].to_numpy(float)[rows],
+            names,
         )
 
     images = "training-split" if options.define_on == "train" else "all analysed"
@@ -342,7 +356,7 @@ def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[G
     name = pair[0]
     table = stimuli.of(name)
     rows = defining(table)
-    half = split_half(table["category"].to_numpy()[rows], random_stream(options.seed, "split-half", name))
+    half = split_half(table["category"].to_numpy()[rows], random_stream(options.seed, "split-half", name), names)
     groups = [group(f"{name}/half{h + 1}", name, table, rows[half == h]) for h in (0, 1)]
     return groups, (
         f"one dataset: a seeded split-half of {name}'s {images} images stands in for two datasets; "
@@ -352,7 +366,7 @@ def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[G
 
 @dataclass
 class GroupTuning:
-    """One layer's tuning in one group: ``z`` [n_units, 3], ``preferred`` [n_units] (-1 undefined),
+    """One layer's tuning in one group: ``z`` [n_units, K], ``preferred`` [n_units] (-1 undefined),
     ``eligible`` [n_units] (may enter a selective set: kept by --si-keep and, with
     --require-significant, significant), and the extra columns for units.csv and layers.csv."""
 
@@ -365,9 +379,10 @@ class GroupTuning:
 
 def _describe_group(site: str, group: Group, data: np.ndarray, options: SelectivityOptions, rng) -> GroupTuning:
     """Tuning values, d' index and the optional tests of one layer's units in one group."""
-    z = tuning_values(data, group.categories)
+    names = group.names
+    z = tuning_values(data, group.categories, names)
     preferred = preferred_category(z)
-    d = d_prime(data, group.categories)
+    d = d_prime(data, group.categories, names)
     si = np.max(np.where(np.isnan(d), -np.inf, d), axis=1)
     si[np.isinf(si)] = np.nan
     eligible = top_fraction(si, options.si_keep) if options.si_keep else preferred >= 0
@@ -377,10 +392,8 @@ def _describe_group(site: str, group: Group, data: np.ndarray, options: Selectiv
         "layer": site,
         "unit": np.arange(z.shape[0]),
         "dataset": group.name,
-        "t_pleasant": z[:, 0],
-        "t_neutral": z[:, 1],
-        "t_unpleasant": z[:, 2],
-        "preferred": np.array(list(CATEGORY_ORDER) + ["none"])[preferred],
+        **{f"t_{name}": z[:, k] for k, name in enumerate(names)},
+        "preferred": np.array(list(names) + ["none"])[preferred],
         "si": si,
         "kept": eligible.copy(),
     }
@@ -392,10 +405,10 @@ def _describe_group(site: str, group: Group, data: np.ndarray, options: Selectiv
         "n_undefined": int((preferred < 0).sum()),
         "tuning_quality": tuning_quality(z),
         "tuning_quality_sem": float(np.nanstd(best, ddof=1) / np.sqrt(defined)) if defined > 1 else np.nan,
-        **{f"n_preferring_{c}": int((preferred == k).sum()) for k, c in enumerate(CATEGORY_ORDER)},
+        **{f"n_preferring_{c}": int((preferred == k).sum()) for k, c in enumerate(names)},
     }
     if options.permutations:
-        p = permutation_p_values(data, group.categories, options.permutations, rng)
+        p = permutation_p_values(data, group.categories, options.permutations, rng, names=names)
         q = benjamini_hochberg(p)
         significant = q < options.alpha
         unit_columns.update(p_permutation=p, q_permutation=q, significant=significant)
@@ -437,7 +450,8 @@ def _examples(
     """The strongest selective unit per category at ``site``: tuning curves and top-image valences."""
     rows, top_images = [], {}
     here = selective[selective["layer"] == site]
-    for category in CATEGORY_ORDER:
+    names = groups[0].names
+    for category in names:
         candidates = here[here["category"] == category]
         if candidates.empty:
             continue
@@ -446,7 +460,7 @@ def _examples(
             response = matrix[:, unit].astype(np.float64)
             order = np.argsort(-response, kind="stable")[:top]
             top_images[(category, group.name)] = {"unit": unit, "top": group.valence[order], "all": group.valence}
-            for j, shown in enumerate(CATEGORY_ORDER):
+            for j, shown in enumerate(names):
                 values = response[group.categories == shown]
                 rows.append(
                     {
@@ -475,7 +489,7 @@ def _confounds(
     rows = []
     for dataset in dict.fromkeys(responses):
         table = stimuli.of(dataset)
-        analysed = table["category"].isin(CATEGORY_ORDER).to_numpy()
+        analysed = table["category"].isin(category_names(stimuli.table)).to_numpy()
         labels = table["category"].to_numpy()[analysed]
         image_stats = responses[dataset].image_stats.to_numpy(np.float64)[analysed]
         if image_stats.shape[0] != len(labels) or image_stats.shape[1] == 0:
@@ -659,7 +673,7 @@ def _tune_site(
         for i, (g, d, tuning) in enumerate(zip(groups, data, tuned)):
             tuning.layer_columns.update(layer_index=depth, relative_depth=relative_depth)
             if options.tuning_null:
-                null = tuning_quality_null(d, g.categories, orders[i])
+                null = tuning_quality_null(d, g.categories, orders[i], g.names)
                 tuning_nulls[i].append(null)
                 tuning.layer_columns.update(_tuning_null_columns(tuning.layer_columns["tuning_quality"], null))
     except ValueError as error:
@@ -671,7 +685,7 @@ def _overlap_site(site: str, a, b, groups: list[Group]) -> tuple[list[dict], lis
     """Per category: the overlap row, its exact null (pmf, sizes, null mean) and the selective units
     (same preferred category in both groups) with their tuning values."""
     rows, cells, selective = [], [], []
-    for k, category in enumerate(CATEGORY_ORDER):
+    for k, category in enumerate(groups[0].names):
         row, pmf, both = _overlap_row(site, category, k, a, b, groups)
         rows.append(row)
         cells.append((pmf, row["n_a"], row["n_b"], row["jaccard_null_mean"]))
@@ -693,7 +707,7 @@ def _overlap_site(site: str, a, b, groups: list[Group]) -> tuple[list[dict], lis
 def _with_q_values(overlap: pd.DataFrame, alpha: float) -> pd.DataFrame:
     """BH q-values of the overlap p-values across layers, per category, and ``significant``."""
     overlap["q_value"] = np.nan
-    for category in CATEGORY_ORDER:
+    for category in overlap["category"].unique():
         rows = overlap["category"] == category
         overlap.loc[rows, "q_value"] = benjamini_hochberg(overlap.loc[rows, "p_value"].to_numpy())
     overlap["significant"] = overlap["q_value"] < alpha

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import logging
 import os
 import sys
 import urllib.error
@@ -176,11 +177,15 @@ def _openclip(spec: str, weights: str, seed: int) -> Built:
             raise InputError(f"OpenCLIP lists no pretrained weights for {arch!r}; give --weights FILE or random")
         tag = tags[0]
     try:
+        if not pretrained:  # its "no pretrained weights loaded" warning is what --weights random asks for
+            logging.disable(logging.WARNING)
         clip = _seeded(seed, lambda: open_clip.create_model(arch, pretrained=tag if pretrained else None))
     except (OSError, RuntimeError, ValueError) as error:
         raise _offline(
             f"openclip:{arch}@{tag}", f"open_clip.create_model({arch!r}, pretrained={tag!r})", error
         ) from error
+    finally:
+        logging.disable(logging.NOTSET)
     tower = clip.visual
     config = getattr(tower, "preprocess_cfg", {}) or {}
     size = config.get("size", getattr(tower, "image_size", 224))

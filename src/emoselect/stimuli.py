@@ -58,6 +58,19 @@ class Stimuli:
         return rows.reset_index(drop=True)
 
 
+COLUMN_SOURCE = "column "  # category_source of categories taken from a ratings column (--categories)
+
+
+def category_names(table: pd.DataFrame) -> tuple[str, ...]:
+    """The analysed categories of a stimulus table, in order: the valence categories (pleasant,
+    neutral, unpleasant) unless they were taken from a ratings column (``--categories``); then that
+    column's values, sorted."""
+    source = table["category_source"].astype(str) if "category_source" in table else pd.Series([], dtype=str)
+    if source.str.startswith(COLUMN_SOURCE).any():
+        return tuple(sorted(set(table["category"].astype(str)) - {UNKNOWN}))
+    return CATEGORIES
+
+
 def to_scale(value_1_to_9: float, scale: tuple[float, float]) -> float:
     """A value on the 1-9 scale mapped linearly onto ``scale`` = (low, high)."""
     low, high = scale
@@ -196,7 +209,7 @@ def stratified_sample(table: pd.DataFrame, size: int, seed: int, dataset: str) -
     counts = table["category"].value_counts().sort_index()
     quota = counts / counts.sum() * size
     take = np.floor(quota).astype(int)
-    analysed = [c for c in counts.index if c in CATEGORIES]
+    analysed = [c for c in counts.index if c != UNKNOWN]
     if size >= len(analysed):
         take[analysed] = take[analysed].clip(lower=1)
     order = (quota - np.floor(quota)).sort_values(ascending=False, kind="stable").index
@@ -226,13 +239,18 @@ def load_dataset(
     check_cache: ImageCheckCache | None = None,
     progress: bool = True,
     seed: int = 0,
+    category_column: str | None = None,
 ):
     """One picture set as rows of the stimulus table (without split), its Ratings and its problems;
-    ``limit`` takes a stratified, seeded sample of that many pictures (:func:`stratified_sample`)."""
-    ratings = read_ratings(path, fmt=fmt, dataset=name, scale=scale)
+    ``limit`` takes a stratified, seeded sample of that many pictures (:func:`stratified_sample`);
+    ``category_column`` takes the categories from that column of the ratings (``--categories``)."""
+    ratings = read_ratings(path, fmt=fmt, dataset=name, scale=scale, category_column=category_column)
     problems = list(ratings.problems)
     source = str(ratings.source)
-    table = _categorised(ratings.table.copy(), ratings.scale, thresholds, margin, name, source, problems)
+    if category_column:
+        table = _from_column(ratings.table.copy(), category_column, name, source, problems)
+    else:
+        table = _categorised(ratings.table.copy(), ratings.scale, thresholds, margin, name, source, problems)
     if overrides is not None:
         _override(table, overrides, name, problems)
     if limit is not None:
@@ -242,7 +260,7 @@ def load_dataset(
         raise InputError(f"dataset {name!r} ({path}): no usable picture (see the problems listed above)")
     table["path"] = [str(Path(p).resolve()) for p in table["path"]]
     table.insert(0, "dataset", name)
-    for category in CATEGORIES:
+    for category in category_names(table):
         count = int((table["category"] == category).sum())
         if count < MIN_PER_CATEGORY:
             note = f"only {count} {category} pictures (fewer than {MIN_PER_CATEGORY}): statistics for this category are unreliable"
@@ -274,6 +292,17 @@ def _categorised(
     table.loc[outside, "category"] = UNKNOWN
     for image_id in table.loc[table["valence"].isna(), "image_id"]:
         problems.append(Problem(name, source, f"{image_id!r} has no valence rating: category unknown", "note"))
+    return table
+
+
+def _from_column(table: pd.DataFrame, column: str, name: str, source: str, problems: list[Problem]) -> pd.DataFrame:
+    """``category`` from a ratings column (already read into ``category`` by the format's reader):
+    any label; empty cells make a picture unknown (listed in ``problems``)."""
+    labels = table["category"].fillna("").astype(str).str.strip().str.lower()
+    for image_id in table.loc[labels.isin(["", "nan", UNKNOWN]), "image_id"]:
+        problems.append(Problem(name, source, f"{image_id!r} has no {column!r} value: category unknown", "note"))
+    table["category"] = labels.where(~labels.isin(["", "nan"]), UNKNOWN)
+    table["category_source"] = COLUMN_SOURCE + column
     return table
 
 
@@ -324,6 +353,7 @@ def build_stimuli(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     max_pixels: int = MAX_PIXELS,
+    category_column: str | None = None,
 ) -> Stimuli:
     """Read every named picture set and return the combined :class:`Stimuli`.
 
@@ -351,6 +381,9 @@ def build_stimuli(
         Show progress bars.
     max_pixels : int
         Pictures with more pixels are skipped and listed, before they are decoded.
+    category_column : str, optional
+        Take each picture's category from this column of the ratings (a csv file's column; Emotion6:
+        ``dominant``, its most likely emotion) instead of valence thresholds; any K >= 2 labels.
 
     Returns
     -------
@@ -383,6 +416,7 @@ def build_stimuli(
                 check_cache,
                 progress,
                 seed,
+                category_column,
             )
             tables.append(table)
             stimuli.scales[name] = (float(ratings.scale[0]), float(ratings.scale[1]))
@@ -395,6 +429,12 @@ def build_stimuli(
     stimuli.problems.extend(duplicates)
     table["split"] = assign_split(table, split, seed)
     stimuli.table = table[STIMULI_COLUMNS]
+    names = category_names(stimuli.table)
+    if len(names) < 2:
+        raise InputError(
+            f"--categories {category_column}: the pictures fall in {len(names)} category "
+            f"({', '.join(names) or 'none'}); at least 2 are needed"
+        )
     return stimuli
 
 
@@ -463,7 +503,7 @@ def shared_pictures(table: pd.DataFrame, a: str, b: str) -> float:
 def category_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Pictures per dataset x category (including ``unknown``), with a total column."""
     counts = pd.crosstab(table["dataset"], table["category"])
-    counts = counts.reindex(columns=list(CATEGORIES) + [UNKNOWN], fill_value=0)
+    counts = counts.reindex(columns=list(category_names(table)) + [UNKNOWN], fill_value=0)
     counts["total"] = counts.sum(axis=1)
     return counts
 
