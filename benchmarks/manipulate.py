@@ -1,10 +1,11 @@
 """Conditions/s of the manipulation engine against the plain way, on the same conditions, same run.
 
-    python benchmarks/manipulate.py [--images 8] [--device auto]
+    python benchmarks/manipulate.py [--images 8] [--device auto] [--model vgg16]
 
-Two sweeps on VGG-16 (shared ImageNet weights, OASIS pictures, three random heads on pool5):
-  * all 13 layers, ``--conditions`` gains per layer;
-  * the three conv5 layers, ``--deep-conditions`` gains per layer;
+Two sweeps on VGG-16 (shared ImageNet weights, OASIS pictures, three random heads on pool5), or on
+any other ``--model`` with random weights (e.g. ``vit_b_16``: the replay engine):
+  * all layers (probe sites), ``--conditions`` gains per layer;
+  * the last three layers (VGG-16: conv5), ``--deep-conditions`` gains per layer;
 each condition scales a random quarter of the layer's channels by a beta from 0..5 (step 0.1), and
 as in the experiments each unit set is used with two betas.
 The plain way runs, per condition, a full forward pass with a hook that scales the layer's output;
@@ -30,31 +31,23 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EMOSELECT_SHARED", REPO.parent / "shared"))
-ALL = [
-    "conv1_1",
-    "conv1_2",
-    "conv2_1",
-    "conv2_2",
-    "conv3_1",
-    "conv3_2",
-    "conv3_3",
-    "conv4_1",
-    "conv4_2",
-    "conv4_3",
-    "conv5_1",
-    "conv5_2",
-    "conv5_3",
-]
 
 
-def setup(images: int, layers: list[str], conditions: int, device: str):
-    from emoselect.manipulation import load_pictures
+def build(model: str):
+    """VGG-16 with the shared ImageNet weights, or any other model with random weights."""
     from emoselect.network import load_network
+
+    weights = str(SHARED / "weights" / "vgg16_imagenet_features.pth") if model == "vgg16" else "random"
+    return load_network(model, weights)
+
+
+def setup(images: int, layers: list[str], conditions: int, device: str, model: str):
+    from emoselect.manipulation import load_pictures
     from emoselect.readout import Head
     from emoselect.responses import pick_device
     from emoselect.stimuli import build_stimuli
 
-    network = load_network("vgg16", str(SHARED / "weights" / "vgg16_imagenet_features.pth")).to(pick_device(device))
+    network = build(model).to(pick_device(device))
     stimuli = build_stimuli({"oasis": SHARED / "data" / "oasis"}, limit=images, progress=False)
     pictures = load_pictures(list(stimuli.table["path"]), network)
     rng = np.random.default_rng(0)
@@ -80,11 +73,11 @@ def setup(images: int, layers: list[str], conditions: int, device: str):
     return network, pictures, plan, heads
 
 
-def child(method: str, images: int, layers: list[str], conditions: int, device: str, out: str) -> None:
+def child(method: str, images: int, layers: list[str], conditions: int, device: str, out: str, model: str) -> None:
     """Run one way in this (fresh) process; save margins and timing."""
     from emoselect.manipulation import evaluate, evaluate_naive
 
-    network, pictures, plan, heads = setup(images, layers, conditions, device)
+    network, pictures, plan, heads = setup(images, layers, conditions, device, model)
     cuda = network.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -111,7 +104,7 @@ def child(method: str, images: int, layers: list[str], conditions: int, device: 
     )
 
 
-def sweep(name: str, images: int, layers: list[str], conditions: int, device: str) -> dict:
+def sweep(name: str, images: int, layers: list[str], conditions: int, device: str, model: str) -> dict:
     results = {}
     for method in ("naive", "engine"):
         out = f"/tmp/emoselect-bench-{os.getpid()}-{method}.npz"
@@ -128,6 +121,8 @@ def sweep(name: str, images: int, layers: list[str], conditions: int, device: st
             device,
             "--out",
             out,
+            "--model",
+            model,
             "--layers",
             *layers,
         ]
@@ -165,21 +160,23 @@ def main() -> None:
     parser.add_argument("--conditions", type=int, default=4, help="conditions per layer in the all-layer sweep")
     parser.add_argument("--deep-conditions", type=int, default=16, help="conditions per layer in the conv5 sweep")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--model", default="vgg16", help="vgg16 (shared weights) or any --model, random weights")
     parser.add_argument("--child", choices=["naive", "engine"], help=argparse.SUPPRESS)
     parser.add_argument("--layers", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.images, args.layers, args.conditions, args.device, args.out)
+        child(args.child, args.images, args.layers, args.conditions, args.device, args.out, args.model)
         return
     if not (SHARED / "weights" / "vgg16_imagenet_features.pth").is_file():
         sys.exit(f"{SHARED} has no shared weights: set EMOSELECT_SHARED")
     print(
-        f"torch {torch.__version__}, {os.cpu_count()} CPU cores"
+        f"torch {torch.__version__}, {os.cpu_count()} CPU cores, {args.model}"
         + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")
     )
-    sweep("all layers", args.images, ALL, args.conditions, args.device)
-    sweep("conv5 layers", args.images, ALL[-3:], args.deep_conditions, args.device)
+    sites = list(build(args.model).sites)
+    sweep("all layers", args.images, sites, args.conditions, args.device, args.model)
+    sweep("last three layers", args.images, sites[-3:], args.deep_conditions, args.device, args.model)
 
 
 if __name__ == "__main__":

@@ -140,11 +140,12 @@ def test_run_does_everything_with_a_control_and_writes_the_report(tmp_path, caps
     assert "Table 1" in out and "report.html" in out
     control = yaml.safe_load((run / "control" / "config.yaml").read_text())
     trained = yaml.safe_load((run / "config.yaml").read_text())
-    assert control["network"]["weights"] == "random" and control["network"]["seed"] == 3
+    # the network itself has random weights (seed 3) here, so its controls skip that seed: never a copy of it
+    assert control["network"]["weights"] == "random" and control["network"]["seed"] == 4
     assert control["network"]["readout_site"] == trained["network"]["readout_site"]
     assert (run / "control" / "layers.csv").is_file()
     second = yaml.safe_load((run / "control2" / "config.yaml").read_text())
-    assert second["network"]["seed"] == 4 and second["extract"]["seed"] == 3  # own weights, same splits
+    assert second["network"]["seed"] == 5 and second["extract"]["seed"] == 3  # own weights, same splits
     assert (pd.read_csv(run / "control2" / "stimuli.csv")["split"] == pd.read_csv(run / "stimuli.csv")["split"]).all()
     assert (run / "control" / "table1.csv").is_file() and not (run / "control2" / "table1.csv").exists()
     controls = pd.read_csv(run / "controls.csv")

@@ -305,3 +305,28 @@ def test_controls_of_a_random_weight_network_are_not_copies_of_it():
         network, weights="/weights/trained.pth"
     )  # a trained network keeps seed, seed + 1, ...
     assert [control_options(options, trained, k).init_seed for k in (1, 2, 3)] == [3, 4, 5]
+
+
+def test_sites_option_records_a_subset_that_keeps_its_depth_in_the_whole_network(tmp_path):
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    from conftest import SMALL, make_oasis
+    from emoselect.cli import main
+
+    make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
+    run = tmp_path / "run"
+    words = ["--dataset", f"s={tmp_path / 'set'}", *SMALL, "--sites", "features.9.block.0.2:features.12.2"]
+    assert main(["-q", "extract", *words, "--out", str(run)]) == 0
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "5"]) == 0
+    whole = load_network("mobilenet_v3_small", "random")
+    kept = list(yaml.safe_load((run / "config.yaml").read_text())["network"]["sites"])
+    names = list(whole.sites)
+    assert kept == names[names.index("features.9.block.0.2") :]
+    assert sorted(p.stem for p in (run / "responses" / "s").glob("features*.npy")) == sorted(kept)
+    layers = pd.read_csv(run / "layers.csv", dtype={"layer": str}).drop_duplicates("layer").set_index("layer")
+    for site in kept:  # the depth in the whole network, not among the recorded sites
+        assert layers.loc[site, "relative_depth"] == pytest.approx(whole.depths[site], abs=1e-6)
+    assert layers.loc[kept[0], "relative_depth"] > 0.5
+    assert main(["-q", "extract", *words[:-1], "no_such_site", "--out", str(tmp_path / "bad")]) == 2

@@ -51,8 +51,16 @@ def block_outputs(network, pictures) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("pool", ["patch", "cls", "all"])
 def test_a_vit_unit_is_an_embedding_channel_pooled_over_tokens(pool):
     network = probe_model(tiny_vit(), "vit_tiny_test", prep=TINY, token_pool=pool)
-    assert list(network.sites) == ["block1", "block2", "block3"]
-    assert network.units == {"block1": 16, "block2": 16, "block3": 16}
+    assert list(network.sites) == ["block1_mlp", "block1", "block2_mlp", "block2", "block3_mlp", "block3"]
+    assert network.units == {
+        "block1_mlp": 32,
+        "block1": 16,
+        "block2_mlp": 32,
+        "block2": 16,
+        "block3_mlp": 32,
+        "block3": 16,
+    }
+    assert network.sites["block2_mlp"] == "encoder.layers.encoder_layer_1.mlp.1"  # the MLP's GELU
     assert set(network.layouts.values()) == {"tokens"} and network.prefix_tokens == 1
     assert network.spatial["block1"] == (17,)  # 16 patches and the class token
     assert network.readout_site == "heads.head-input" and network.readout_dim == 16
@@ -83,7 +91,7 @@ def test_replay_engine_equals_the_full_forward_with_hooks_for_a_vit():
     network = probe_model(tiny_vit(), "vit_tiny_test", prep=TINY)
     assert network.stages is None and network.replays
     pictures = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    plan = random_plan(network, ["block1", "block2", "block3"], conditions=4, seed=3)
+    plan = random_plan(network, ["block1_mlp", "block1", "block2_mlp", "block3_mlp", "block3"], conditions=4, seed=3)
     heads = random_heads(network, n=2)
     engine = evaluate(network, pictures, plan, heads, chunk_images=2, batch_samples=3, progress=False)
     naive = evaluate_naive(network, pictures, plan, heads)
@@ -175,12 +183,12 @@ def test_timm_and_openclip_towers_have_block_sites_and_replay():
     pytest.importorskip("timm")
     pytest.importorskip("open_clip")
     vit = load_network("timm:vit_tiny_patch16_224", "random")
-    assert len(vit.sites) == 12 and set(vit.units.values()) == {192} and vit.readout_site == "head-input"
+    assert len(vit.sites) == 24 and set(vit.units.values()) == {192, 768} and vit.readout_site == "head-input"
     assert vit.replays and vit.prep.mean == (0.5, 0.5, 0.5)
     tower = load_network("openclip:ViT-S-32", "random")
     assert tower.readout_site == "pooled" and tower.readout_dim == tower.model.output_dim and tower.replays
     pictures = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(5))
-    plan = random_plan(tower, ["block3", "block12"], conditions=2, seed=6)
+    plan = random_plan(tower, ["block3", "block12_mlp", "block12"], conditions=2, seed=6)
     heads = random_heads(tower, n=1)
     assert_same(evaluate(tower, pictures, plan, heads, progress=False), evaluate_naive(tower, pictures, plan, heads))
 

@@ -221,7 +221,7 @@ def cmd_sites(args) -> None:
     print(f"  {'site':<24} {'module':<{width}} {'units':>6} {'size':>9} {'layout':>7} {'depth':>6}")
     for site in shown:
         size = "x".join(str(n) for n in network.spatial.get(site, ()))
-        depth = names.index(site) / max(len(names) - 1, 1)
+        depth = network.depths[site]
         layout = network.layout(site)
         print(
             f"  {site:<24} {network.sites[site]:<{width}} {network.units[site]:>6} {size:>9} {layout:>7} {depth:>6.2f}"
@@ -238,7 +238,7 @@ def cmd_sites(args) -> None:
     engine = (
         "suffix engine (a checked chain of stages)"
         if network.stages is not None
-        else "replay engine (blocks after the site only, checked)"
+        else "replay engine (only the blocks from the site on, checked)"
         if network.replays
         else "full forward pass"
     )

@@ -105,6 +105,13 @@ class ExtractOptions:
         choices=("patch", "cls", "all"),
     )
     grayscale: bool = option(False, "show the pictures in gray (the journal version)", kind=bool)
+    sites: list[str] | None = option(
+        None,
+        "record only these probe sites, by name or range (conv4_1:conv5_3; `emoselect sites MODEL` lists them)",
+        optional=True,
+        nargs="+",
+        metavar="SITE",
+    )
     readout: str = option("auto", "readout site (auto, pooled, pool5, fc6, fc7, ...; `emoselect sites` lists them)")
     resize: int | None = option(
         None,

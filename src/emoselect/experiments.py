@@ -135,25 +135,26 @@ class ManipulationOptions:
         return layers, betas, repeats, lesion_repeats
 
 
-def select_sites(requested: list[str], sites: list[str]) -> list[str]:
+def select_sites(requested: list[str], sites: list[str], flag: str = "--layers") -> list[str]:
     """Probe sites by name or by range: ``conv4_1:conv5_3`` is every site from conv4_1 to conv5_3
     in forward order (``:conv2_2`` from the first, ``conv5_1:`` to the last). Returns them in
-    forward order, each once; an unknown name or an empty range is an :class:`InputError`."""
+    forward order, each once; an unknown name or an empty range is an :class:`InputError` naming
+    the command-line ``flag``."""
     chosen: set[str] = set()
     for item in requested:
         if ":" in item:
             first, _, last = item.partition(":")
             for end in (first, last):
                 if end and end not in sites:
-                    raise InputError(f"--layers {item}: {end!r} is not a probe site ({', '.join(sites)})")
+                    raise InputError(f"{flag} {item}: {end!r} is not a probe site ({', '.join(sites)})")
             start, stop = sites.index(first) if first else 0, sites.index(last) if last else len(sites) - 1
             if start > stop:
-                raise InputError(f"--layers {item}: {first} comes after {last} in the network")
+                raise InputError(f"{flag} {item}: {first} comes after {last} in the network")
             chosen.update(sites[start : stop + 1])
         elif item in sites:
             chosen.add(item)
         else:
-            raise InputError(f"--layers: {item!r} is not a probe site of this network ({', '.join(sites)})")
+            raise InputError(f"{flag}: {item!r} is not a probe site of this network ({', '.join(sites)})")
     return [site for site in sites if site in chosen]
 
 

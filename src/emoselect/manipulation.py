@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .files import save_npy_atomic
 from .images import load_rgb
-from .network import Network, _StopForward, as_input, gain_shape, record, replaying
+from .network import Network, _StopForward, as_input, enclosing_block, gain_shape, record, replaying
 from .readout import Head, margin_weights
 from .tensors import normalise, to_tensor
 
@@ -312,18 +312,25 @@ def evaluate(
     return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}
 
 
-def _block_outputs(network: Network, batch: torch.Tensor, sites: list[str]) -> dict[str, torch.Tensor]:
-    """The full outputs of the given sites for a batch (one forward pass, stopped after the last)."""
-    outputs: dict[str, torch.Tensor] = {}
+def _block_tensors(
+    network: Network, batch: torch.Tensor, wanted: set[tuple[str, bool]]
+) -> dict[tuple[str, bool], torch.Tensor]:
+    """For each (block site, input?) in ``wanted``, the block's full input or output for a batch
+    (one forward pass, stopped once all are recorded)."""
+    outputs: dict[tuple[str, bool], torch.Tensor] = {}
     handles = []
-    for site in sites:
+    for block, wants_input in wanted:
 
-        def hook(module, args, output, site=site):
-            outputs[site] = output
-            if len(outputs) == len(sites):
+        def keep(key, tensor):
+            outputs[key] = tensor
+            if len(outputs) == len(wanted):
                 raise _StopForward
 
-        handles.append(network.module(network.sites[site]).register_forward_hook(hook))
+        module = network.module(network.sites[block])
+        if wants_input:
+            handles.append(module.register_forward_pre_hook(lambda m, args, key=(block, True): keep(key, args[0])))
+        else:
+            handles.append(module.register_forward_hook(lambda m, args, out, key=(block, False): keep(key, out)))
     try:
         network.model(batch)
     except _StopForward:
@@ -344,30 +351,47 @@ def evaluate_replayed(
     batch_samples: int = 64,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
-    """:func:`evaluate` for networks whose sites are blocks in one container (ViTs, CLIP towers): per
-    chunk of pictures one pass records every planned block's output; each condition then scales it
-    and replays it in place of the block (:func:`emoselect.network.replaying`), so only the input
-    stem and the blocks after the site run. Same arguments and result as :func:`evaluate`."""
+    """:func:`evaluate` for networks whose sites are blocks in one container, or inside such blocks
+    (ViTs, CLIP towers: block outputs and MLP activations). Per chunk of pictures one pass records
+    each planned block's output (or, for a site inside a block, that block's input); each condition
+    then scales the block's output and replays it in place of the block — or feeds the block its
+    input with a scaling hook on the inner site — (:func:`emoselect.network.replaying`), so only the
+    input stem and the blocks from the site on run. Same arguments and result as :func:`evaluate`."""
     margins_of = _Margins(heads, network.device)
     results: dict[str, list[np.ndarray]] = {site: [] for site in plan}
+    block_of = {site: enclosing_block(network, site) or site for site in plan}
     bar = tqdm(unit="pass", desc="manipulations", disable=not progress)
     for batch in _chunks(pictures, chunk_images):
         batch = as_input(batch.to(network.device))
         n = batch.shape[0]
         per_pass = max(1, batch_samples // n)
-        outputs = _block_outputs(network, batch, list(plan))
+        keys = {site: (block_of[site], block_of[site] != site) for site in plan}
+        tensors = _block_tensors(network, batch, set(keys.values()))
         for site, site_gains in plan.items():
             gains = torch.as_tensor(site_gains, dtype=torch.float32, device=network.device)
-            base, parts = outputs[site], []
+            parts = []
             for start in range(0, len(gains), per_pass):
                 g = gains[start : start + per_pass]
-                scaled = (base.unsqueeze(0) * gain_shape(g, network.layout(site))[:, None]).reshape(-1, *base.shape[1:])
-                with replaying(network, site, scaled):
-                    parts.append(margins_of(record(network, batch, sites=[])[1]).reshape(len(g), n, -1))
+                features = _replayed(network, site, block_of[site], tensors[keys[site]], g, batch)
+                parts.append(margins_of(features).reshape(len(g), n, -1))
             results[site].append(torch.cat(parts).cpu().numpy())
             bar.update(len(gains) * n)
     bar.close()
     return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}
+
+
+def _replayed(network: Network, site: str, block: str, base: torch.Tensor, g: torch.Tensor, batch) -> torch.Tensor:
+    """Readout features [G * n, d] of G conditions (gains ``g`` [G, units]) at ``site``: ``base`` is
+    the output of block site ``site`` [n, ...], or the input of ``block`` holding ``site``."""
+    if block == site:
+        scaled = (base.unsqueeze(0) * gain_shape(g, network.layout(site))[:, None]).reshape(-1, *base.shape[1:])
+        with replaying(network, site, scaled):
+            return record(network, batch, sites=[])[1]
+    n = base.shape[0]
+    scale = gain_shape(g.repeat_interleave(n, dim=0), network.layout(site))
+    with _scaling_hook(network.module(network.sites[site]), scale):
+        with replaying(network, block, base.repeat(len(g), *([1] * (base.dim() - 1))), feed=True):
+            return record(network, batch, sites=[])[1]
 
 
 @torch.inference_mode()

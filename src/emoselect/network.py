@@ -135,7 +135,8 @@ class Network:
     do the same (ViTs, CLIP towers). ``spatial``: each
     site's feature-map height and width (tokens: the number of tokens) at the preprocessing's crop.
     ``token_pool`` and ``prefix_tokens`` (class and register tokens before the patch tokens) say how
-    token sites are pooled.
+    token sites are pooled. ``depths``: each site's relative depth, 0 (first probe site of the whole
+    network) to 1 (last), kept when only some sites are recorded (:func:`keep_sites`).
     """
 
     name: str
@@ -157,6 +158,7 @@ class Network:
     prefix_tokens: int = 0
     readout_layout: str = "flat"
     replays: bool = False
+    depths: dict[str, float] = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
@@ -191,6 +193,7 @@ class Network:
                 "std": list(self.prep.std),
             },
             "sites": dict(self.units),
+            "relative_depth": {site: round(self.depths[site], 6) for site in self.units if site in self.depths},
             "readout_site": self.readout_site,
             "readout_layer": self.readout_layer,
             "readout_dim": self.readout_dim,
@@ -356,9 +359,30 @@ def _find_sites(model: nn.Module, name: str, traced: _Traced) -> tuple[dict[str,
         return sites, {site: "nchw" for site in sites}
     if family.sites == "activations":
         return {}, {}
+    sites, layouts = {}, {}
     paths = _block_sites(model, traced)
-    sites = dict(zip(_block_names(paths, traced.order), paths))
-    return sites, {site: _block_layout(traced, path) or "nchw" for site, path in sites.items()}
+    for name_, path in zip(_block_names(paths, traced.order), paths):
+        layout = _block_layout(traced, path) or "nchw"
+        inner = _mlp_activation(traced, path) if layout == "tokens" else None
+        if inner:  # a transformer block's MLP activation first (it comes first in the forward pass)
+            sites[f"{name_}_mlp"], layouts[f"{name_}_mlp"] = inner, "tokens"
+        sites[name_], layouts[name_] = path, layout
+    return sites, layouts
+
+
+def _mlp_activation(traced: _Traced, block: str) -> str | None:
+    """The path of the (last) activation inside a token block whose output is tokens [B, T, hidden]."""
+    found = [
+        path
+        for path, module, shape in traced.order
+        if path.startswith(block + ".")
+        and isinstance(module, ACTIVATIONS)
+        and traced.counts.get(path) == 1
+        and shape is not None
+        and len(shape) == 3
+        and shape[0] == TRACE_BATCH
+    ]
+    return found[-1] if found else None
 
 
 def _pooled_layout(traced: _Traced) -> tuple[str, int] | None:
@@ -605,13 +629,33 @@ def probe_model(
     network = Network(
         name, model, weights, weights_sha256, seed, prep, sites, units, readout_site, readout_layer, readout_dim,
         untrained, None, spatial, layouts, token_pool, prefix, readout_layout,
+        depths={site: i / max(len(sites) - 1, 1) for i, site in enumerate(sites)},
     )  # fmt: skip
     stages = _chain(network, prep.crop)
     if stages is not None and all(any(p == s or p.startswith(s + ".") for s, _ in stages) for p in sites.values()):
         network.stages = stages
-    elif all(_container_of(network, site) for site in sites):
-        network.replays = all(_replay_matches(network, site) for site in dict.fromkeys([*sites][:1] + [*sites][-1:]))
+    elif all(_container_of(network, site) or enclosing_block(network, site) for site in sites):
+        first, last = [*sites][0], [*sites][-1]
+        inner = [site for site in sites if not _container_of(network, site)][:1]
+        network.replays = all(_replay_matches(network, site) for site in dict.fromkeys([first, last, *inner]))
     return network
+
+
+def keep_sites(network: Network, chosen: list[str]) -> Network:
+    """The network probed at ``chosen`` sites only (names, in forward order); each keeps its relative
+    depth in the whole network."""
+
+    def only(values: dict) -> dict:
+        return {site: values[site] for site in chosen if site in values}
+
+    return dataclasses.replace(
+        network,
+        sites=only(network.sites),
+        units=only(network.units),
+        spatial=only(network.spatial),
+        layouts=only(network.layouts),
+        depths=only(network.depths),
+    )
 
 
 class _Skip(nn.Module):
@@ -641,11 +685,33 @@ def _container_of(network: Network, site: str) -> tuple[nn.Sequential | nn.Modul
     return None
 
 
+class _Feed(nn.Module):
+    """Stands in for a block: runs it on the given input instead of the one it is passed."""
+
+    def __init__(self, block: nn.Module, given: torch.Tensor):
+        super().__init__()
+        self.block, self.given = block, given
+
+    def forward(self, x, *args, **kwargs):
+        return self.block(self.given, *args, **kwargs)
+
+
+def enclosing_block(network: Network, site: str) -> str | None:
+    """The block site (a block in a Sequential or ModuleList) whose module holds ``site``, e.g.
+    ``block3`` for ``block3_mlp``; None for a site that is not inside one."""
+    path = network.sites[site]
+    for other, other_path in network.sites.items():
+        if path.startswith(other_path + ".") and _container_of(network, other):
+            return other
+    return None
+
+
 @contextmanager
-def replaying(network: Network, site: str, output: torch.Tensor):
-    """While active, a forward pass skips the blocks before ``site`` in its container (identities) and
-    ``site`` returns ``output`` [B', ...] (e.g. its own output with scaled units, B' = conditions x
-    pictures): the network computes only its input stem and what follows the site."""
+def replaying(network: Network, site: str, tensor: torch.Tensor, feed: bool = False):
+    """While active, a forward pass skips the blocks before block ``site`` in its container and
+    ``site`` returns ``tensor`` [B', ...] (e.g. its own output with scaled units, B' = conditions x
+    pictures) — or, with ``feed``, runs on ``tensor`` as its input: the network computes only its
+    input stem and the blocks from there on."""
     found = _container_of(network, site)
     if found is None:
         raise ValueError(f"site {site} is not a block in a Sequential or ModuleList")
@@ -654,7 +720,7 @@ def replaying(network: Network, site: str, output: torch.Tensor):
     try:
         for i in range(index):
             container[i] = _Skip()
-        container[index] = _Replay(output)
+        container[index] = _Feed(saved[index], tensor) if feed else _Replay(tensor)
         yield
     finally:
         for i, module in enumerate(saved):
@@ -662,18 +728,27 @@ def replaying(network: Network, site: str, output: torch.Tensor):
 
 
 def _replay_matches(network: Network, site: str) -> bool:
-    """Whether replaying a site's own output (twice over) gives the readout features of a plain
-    forward pass (twice over), to 1e-4 of their largest value (float rounding differs between batch
-    sizes), on a random picture."""
+    """Whether replaying a block site's own output (twice over) — or feeding the input of the block
+    that holds a site inside one — gives the readout features of a plain forward pass (twice over),
+    to 1e-4 of their largest value (float rounding differs between batch sizes), on a random picture."""
     x = torch.randn(1, 3, network.prep.crop, network.prep.crop, generator=torch.Generator().manual_seed(0))
+    block = site if _container_of(network, site) else enclosing_block(network, site)
+    if block is None:
+        return False
+    feed = block != site
+    module = network.module(network.sites[block])
     captured: dict[str, torch.Tensor] = {}
-    handle = network.module(network.sites[site]).register_forward_hook(lambda m, a, out: captured.setdefault("y", out))
+    handle = (
+        module.register_forward_pre_hook(lambda m, args: captured.setdefault("y", args[0]))
+        if feed
+        else module.register_forward_hook(lambda m, a, out: captured.setdefault("y", out))
+    )
     try:
         plain = record(network, x, sites=[])[1]
     finally:
         handle.remove()
     try:
-        with replaying(network, site, captured["y"].repeat(2, *([1] * (captured["y"].dim() - 1)))):
+        with replaying(network, block, captured["y"].repeat(2, *([1] * (captured["y"].dim() - 1))), feed):
             replayed = record(network, x, sites=[])[1]
     except Exception:  # noqa: BLE001  # a forward pass that cannot take a replayed block
         return False

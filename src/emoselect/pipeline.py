@@ -19,10 +19,18 @@ import pandas as pd
 from . import figures, manifest
 from .claims import scorecard
 from .config import ExtractOptions, extract_options, read_config, update_config
-from .experiments import PROFILES, ManipulationOptions, plan_layer, score_conditions, summarise, table_one
+from .experiments import (
+    PROFILES,
+    ManipulationOptions,
+    plan_layer,
+    score_conditions,
+    select_sites,
+    summarise,
+    table_one,
+)
 from .files import check_free_space, check_writable, file_digest, run_lock, savez_atomic, write_csv_atomic
 from .manipulation import ResultCache, evaluate_cached, gain_rescales_readout
-from .network import Network, load_network
+from .network import Network, keep_sites, load_network
 from .options import as_dict
 from .problems import InputError
 from .readout import Head, ReadoutOptions, train_heads
@@ -86,8 +94,9 @@ def cache_dir(options: ExtractOptions) -> Path:
 
 
 def build_network(options: ExtractOptions) -> Network:
+    """The network the options name, probed at ``options.sites`` (default: every probe site)."""
     seed = options.seed if options.init_seed is None else options.init_seed
-    return load_network(
+    network = load_network(
         options.model,
         options.weights,
         seed,
@@ -96,6 +105,9 @@ def build_network(options: ExtractOptions) -> Network:
         options.resize,
         options.crop,
         options.token_pool,
+    )
+    return (
+        keep_sites(network, select_sites(options.sites, list(network.sites), "--sites")) if options.sites else network
     )
 
 
@@ -401,7 +413,8 @@ def selectivity_stage(
 
 def _selectivity(run: Path, control_runs: list[Path], options: SelectivityOptions, progress: bool) -> SelectivityResult:
     stimuli, config, responses = load_run(run)
-    result = analyse(stimuli, responses, list(config["network"]["sites"]), options, progress)
+    sites = list(config["network"]["sites"])
+    result = analyse(stimuli, responses, sites, options, progress, config["network"].get("relative_depth"))
     written = write_selectivity(result, run)
     controls = []
     for folder in control_runs:

@@ -720,6 +720,7 @@ def analyse(
     sites: list[str],
     options: SelectivityOptions | None = None,
     progress: bool = True,
+    depths: dict[str, float] | None = None,
 ) -> SelectivityResult:
     """Every selectivity table of one network's responses (see the module docstring).
 
@@ -738,6 +739,8 @@ def analyse(
         What to compute (defaults: training split, 200 tuning-null permutations, alpha 0.05).
     progress : bool
         Show a progress bar.
+    depths : dict[str, float], optional
+        Each site's relative depth in the whole network (0-1; default: its position among ``sites``).
 
     Returns
     -------
@@ -758,7 +761,8 @@ def analyse(
     example_tables: dict[str, tuple[pd.DataFrame, dict]] = {}
     for depth, site in enumerate(tqdm(sites, desc="selectivity", disable=not progress, leave=False)):
         data = [np.asarray(responses[g.dataset].sites[site])[g.rows] for g in groups]
-        tuned = _tune_site(site, depth / max(len(sites) - 1, 1), depth, groups, data, options, orders, tuning_nulls)
+        relative = depths[site] if depths and site in depths else depth / max(len(sites) - 1, 1)
+        tuned = _tune_site(site, relative, depth, groups, data, options, orders, tuning_nulls)
         for tuning in tuned:
             units.append(pd.DataFrame(tuning.unit_columns))
             layers.append(tuning.layer_columns)
