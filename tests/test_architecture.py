@@ -15,7 +15,7 @@ LAYERS = {
     "core": ["stats", "formats", "images", "stimuli", "records", "selectivity", "experiments", "claims", "config"],
     "engine": ["sources", "network", "tensors", "responses", "readout", "manipulation"],
     "output": ["figures", "report"],
-    "stages": ["pipeline"],
+    "stages": ["pipeline", "sweep"],
     "interface": ["cli", "__init__"],
 }
 MAY_IMPORT = {  # layer -> the layers its modules may import from

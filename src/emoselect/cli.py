@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from .options import add_arguments, given
 from .problems import InputError, problems_table
@@ -301,6 +302,27 @@ def _sites_command(commands) -> None:
     sites.set_defaults(func=cmd_sites)
 
 
+def cmd_sweep(args) -> None:
+    """`emoselect sweep FILE`: every network of a sweep file, then sweep.csv and sweep.html."""
+    from .sweep import read_sweep, run_sweep
+
+    sweep = read_sweep(args.file, limit=args.limit)
+    out = Path(args.out) if args.out else Path(args.file).with_suffix("")
+    result = run_sweep(sweep, out, progress=not args.quiet)
+    for name, (status, seconds) in result.status.items():
+        print(f"  {name}: {status}" + (f" in {seconds / 60:.1f} min" if status == "computed" else ""))
+    print(f"wrote {out}/sweep.csv and {result.page}")
+
+
+def _sweep_command(commands) -> None:
+    """`emoselect sweep FILE`."""
+    sweep = commands.add_parser("sweep", help="the whole analysis for several networks, compared in one table and page")
+    sweep.add_argument("file", help="sweep file (YAML: datasets, networks, options; see examples/sweep.yaml)")
+    sweep.add_argument("--out", metavar="FOLDER", help="sweep folder (default: the file's path without .yaml)")
+    sweep.add_argument("--limit", type=int, help="a seeded sample of N pictures of each set (a quick look)")
+    sweep.set_defaults(func=cmd_sweep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -328,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     manipulate.set_defaults(func=cmd_manipulate)
 
     _sites_command(commands)
+    _sweep_command(commands)
     report = commands.add_parser("report", help="write RUN/report.html from the run's tables and figures")
     report.add_argument("run")
     report.set_defaults(func=cmd_report)

@@ -511,3 +511,40 @@ def attention_curves(manipulation: pd.DataFrame, path: Path, train: str | None =
     fig.suptitle(f"Performance vs gain per layer ({heads}; beta = 0 is a lesion, 1 the intact network)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+SWEEP_MEASURES = (
+    ("tuning_quality_excess", "tuning quality − null"),
+    ("overlap_excess", "Jaccard overlap − null"),
+    ("gain_change_pct", "% F1 change, best gain"),
+    ("lesion_change_pct", "% F1 change, lesion"),
+)
+
+
+def sweep(table: pd.DataFrame, path: Path) -> Path:
+    """A sweep's measures against relative depth (0 first probe site, 1 last): one line per network,
+    its random-init controls' range as a band of the same colour (``table``: sweep.csv)."""
+    layers = table[table["measure"] != "claim"]
+    shown = [(m, label) for m, label in SWEEP_MEASURES if (layers["measure"] == m).any()] or list(SWEEP_MEASURES[:1])
+    fig, axes = _subplots(1, len(shown), figsize=(4.2 * len(shown), 3.6), squeeze=False)
+    networks = list(dict.fromkeys(table["network"]))
+    for ax, (measure, label) in zip(axes[0], shown):
+        for i, network in enumerate(networks):
+            rows = layers[(layers["network"] == network) & (layers["measure"] == measure)].sort_values("relative_depth")
+            if rows.empty:
+                continue
+            colour_ = PALETTE[i % len(PALETTE)]
+            x = rows["relative_depth"].astype(float)
+            band = rows[["control_min", "control_max"]].astype(float)
+            if band.notna().all(axis=None):
+                ax.fill_between(x, band["control_min"], band["control_max"], color=colour_, alpha=0.15, lw=0)
+            ax.plot(x, rows["value"].astype(float), marker="o", ms=3, color=colour_, label=network)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xlabel("relative depth")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7, frameon=False)
+    fig.suptitle("Networks compared along their depth (bands: each network's random-init controls)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

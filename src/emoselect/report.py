@@ -283,3 +283,79 @@ def write_report(run: str | Path) -> Path:
     path = run / "report.html"
     write_text_atomic(path, "\n".join(p for p in parts if p))
     return path
+
+
+def write_sweep_page(folder: str | Path, table: pd.DataFrame, status: dict[str, tuple[str, float]]) -> Path:
+    """Write SWEEP/sweep.html: the networks (with links to their reports), the comparison figure and
+    the claims side by side.
+
+    Parameters
+    ----------
+    folder : path
+        The sweep folder (figures/sweep.png already drawn).
+    table : DataFrame
+        sweep.csv.
+    status : dict[str, (str, float)]
+        Per network: ``computed`` or ``reused``, and seconds.
+
+    Returns
+    -------
+    Path
+        The page's path.
+    """
+    folder = Path(folder)
+    networks = []
+    for name in dict.fromkeys(table["network"]):
+        config = read_config(folder / name).get("network", {})
+        link = f"<a href='{html.escape(name)}/report.html'>{html.escape(name)}</a>"
+        networks.append(
+            f"<tr><td class='text'>{link}</td><td class='text'>{html.escape(str(config.get('model')))}</td>"
+            f"<td class='text'>{html.escape(str(config.get('weights')))}</td>"
+            f"<td class='text'>{html.escape(str(config.get('readout_site')))}</td><td>{len(config.get('sites', {}))}</td>"
+            f"<td class='text'>{html.escape(status.get(name, ('', 0))[0])}</td></tr>"
+        )
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>emoselect sweep: {html.escape(folder.name)}</title>",
+        f"<style>{STYLE}</style></head><body><h1>emoselect sweep: {html.escape(folder.name)}</h1>",
+        "<table><tr><th>network</th><th class='text'>model</th><th class='text'>weights</th>"
+        "<th class='text'>readout site</th><th>probe sites</th><th class='text'>this time</th></tr>",
+        *networks,
+        "</table>",
+        _figure(
+            folder,
+            "sweep.png",
+            "Each measure against relative depth, one line per network; the band "
+            "is the range of that network's random-init controls (sweep.csv has every value).",
+        ),  # fmt: skip
+        *_sweep_claims(table),
+    ]
+    path = folder / "sweep.html"
+    write_text_atomic(path, "\n".join(p for p in parts if p) + "</body></html>")
+    return path
+
+
+def _sweep_claims(table: pd.DataFrame) -> list[str]:
+    """The claims of every network side by side (verdict, effect, p), coloured like the scorecard."""
+    claims = table[table["measure"] == "claim"]
+    if claims.empty:
+        return []
+    networks = list(dict.fromkeys(claims["network"]))
+    head = "".join(f"<th class='text'>{html.escape(n)}</th>" for n in networks)
+    rows = []
+    for claim in dict.fromkeys(claims["claim"]):
+        cells = []
+        for network in networks:
+            found = claims[(claims["claim"] == claim) & (claims["network"] == network)]
+            if found.empty:
+                cells.append("<td></td>")
+                continue
+            row = found.iloc[0]
+            verdict = html.escape(str(row["verdict"]))
+            cells.append(f"<td class='text {verdict.replace(' ', '-')}'>{verdict} (p {_number(row['p'])})</td>")
+        rows.append(f"<tr><td class='text'>{html.escape(str(claim))}</td>{''.join(cells)}</tr>")
+    return [
+        "<h2>The paper's claims, network by network</h2>",
+        f"<table><tr><th>claim</th>{head}</tr>",
+        *rows,
+        "</table>",
+    ]

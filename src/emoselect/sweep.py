@@ -1,0 +1,287 @@
+"""Sweeps: the whole analysis for several networks on the same pictures, compared in one table and page.
+
+A sweep file (YAML) names the picture sets, the networks and the options::
+
+    datasets: {oasis: ../shared/data/oasis}          # paths relative to the sweep file
+    networks:
+      vgg16: {model: vgg16, weights: ../shared/weights/vgg16_imagenet_features.pth}
+      vgg16-random: {model: vgg16, weights: random}
+    extract: {limit: 40}                             # any `emoselect extract` option (config.yaml names)
+    selectivity: {tuning_null: 200}                  # any `emoselect selectivity` option
+    manipulation: {profile: quick}                   # any `emoselect manipulate` option; false: skip
+    controls: 2                                      # random-init controls per network
+
+Each network gets its own run folder ``SWEEP/<name>/`` (the same pictures and splits: the same
+datasets and seed); a network whose folder finished with the same options is reused, so rerunning a
+sweep computes only what changed or was added. Then ``SWEEP/sweep.csv`` (one row per network, layer
+and measure, and one per claim) and ``SWEEP/sweep.html`` (measures against relative depth, one line
+per network, its random-init controls as a band; the claims side by side).
+
+Networks run one after another in this process; the response and picture-check caches are shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from . import figures, manifest
+from .config import ExtractOptions
+from .experiments import ManipulationOptions
+from .files import write_csv_atomic, write_text_atomic
+from .options import as_dict, from_dict
+from .pipeline import control_folders, run_all
+from .problems import InputError
+from .records import read_table
+from .report import write_sweep_page
+from .selectivity import SelectivityOptions
+from .stimuli import check_dataset_name
+
+SWEEP_KEYS = ("datasets", "networks", "extract", "selectivity", "manipulation", "controls")
+MEASURES = {  # measure -> (table, how a layer's value is made, what it means)
+    "tuning_quality_excess": "tuning quality minus its label-shuffled null, mean of the two sides (layers.csv)",
+    "overlap_excess": "Jaccard overlap minus its exact null, mean over categories (overlap.csv)",
+    "gain_change_pct": "% change of test F1 with the best gain on selective units, mean over emotions and datasets",
+    "lesion_change_pct": "% change of test F1 when the selective units are lesioned, mean over emotions and datasets",
+}
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep file: one options record set per network (``networks`` name -> (extract,
+    selectivity, manipulation or None, controls))."""
+
+    source: Path
+    networks: dict[str, tuple[ExtractOptions, SelectivityOptions, ManipulationOptions | None, int]]
+    records: dict[str, dict] = field(default_factory=dict)  # name -> the plain options, for reuse checks
+
+
+def _mapping(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(f"{where} must be a mapping of name: value")
+    return dict(value)
+
+
+def _resolved(path: str, base: Path) -> str:
+    """A path of the sweep file, relative to the file's folder; names like random/imagenet as given."""
+    if path in ("imagenet", "pretrained", "random") or Path(path).is_absolute():
+        return path
+    return str((base / path).resolve())
+
+
+def read_sweep(path: str | Path, limit: int | None = None) -> Sweep:
+    """Parse and check a sweep file (see the module docstring); ``limit`` overrides ``extract.limit``.
+
+    Parameters
+    ----------
+    path : path
+        The YAML sweep file.
+    limit : int, optional
+        A seeded, stratified sample of this many pictures per set (a quick look).
+
+    Returns
+    -------
+    Sweep
+        Every network's options, checked (an unknown key or a bad value is an error naming it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: sweep file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML ({error})") from error
+    unknown = [key for key in _mapping(data, str(path)) if key not in SWEEP_KEYS]
+    if unknown:
+        raise InputError(f"{path}: unknown key {unknown[0]!r} (a sweep file has {', '.join(SWEEP_KEYS)})")
+    base = path.parent
+    datasets = {
+        check_dataset_name(n): _resolved(str(p), base) for n, p in _mapping(data.get("datasets"), "datasets").items()
+    }
+    networks = _mapping(data.get("networks"), "networks")
+    if not datasets or not networks:
+        raise InputError(f"{path}: a sweep needs `datasets` and `networks`")
+    extract = {**_mapping(data.get("extract"), "extract"), **({"limit": limit} if limit else {})}
+    manipulation = data.get("manipulation", {})
+    controls = data.get("controls", 2)
+    if not isinstance(controls, int) or controls < 0:
+        raise InputError(f"{path}: controls must be a whole number >= 0, got {controls!r}")
+    sweep = Sweep(path, {})
+    for name, entry in networks.items():
+        check_dataset_name(name)  # names a folder of the sweep
+        entry = _mapping(entry, f"networks.{name}")
+        if "weights" in entry:
+            entry["weights"] = _resolved(str(entry["weights"]), base)
+        options = from_dict(ExtractOptions, {**extract, **entry, "datasets": datasets}, f"networks.{name}")
+        seeded = {"seed": options.seed}
+        selectivity = from_dict(
+            SelectivityOptions, {**seeded, **_mapping(data.get("selectivity"), "selectivity")}, "selectivity"
+        )
+        manipulate = (
+            None
+            if manipulation is False
+            else from_dict(ManipulationOptions, {**seeded, **_mapping(manipulation, "manipulation")}, "manipulation")
+        )
+        sweep.networks[name] = (options, selectivity, manipulate, controls)
+        sweep.records[name] = {
+            "extract": as_dict(options),
+            "selectivity": as_dict(selectivity),
+            "manipulation": as_dict(manipulate) if manipulate else None,
+            "controls": controls,
+        }
+    return sweep
+
+
+def _fingerprint(record: dict) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _finished(run: Path, record: dict) -> bool:
+    """Whether a network's run folder finished with these options (its stages' files unchanged)."""
+    stamp = run / "sweep-entry.json"
+    if not stamp.is_file() or not (run / "report.html").is_file():
+        return False
+    try:
+        if json.loads(stamp.read_text()).get("fingerprint") != _fingerprint(record):
+            return False
+        manifest.check_finished(run)
+    except (InputError, ValueError, OSError):
+        return False
+    return True
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did: per network ``computed`` or ``reused`` and its seconds; the tables and page."""
+
+    folder: Path
+    status: dict[str, tuple[str, float]]
+    table: pd.DataFrame
+    page: Path
+
+
+def run_sweep(sweep: Sweep, out: str | Path, progress: bool = True) -> SweepResult:
+    """Run (or reuse) every network of a sweep, then write sweep.csv, the figure and sweep.html.
+
+    Parameters
+    ----------
+    sweep : Sweep
+        From :func:`read_sweep`.
+    out : path
+        The sweep folder (one run folder per network inside).
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    SweepResult
+        Status per network, the sweep table and the page's path.
+    """
+    folder = Path(out)
+    status = {}
+    for name, (options, selectivity, manipulation, controls) in sweep.networks.items():
+        run, record, start = folder / name, sweep.records[name], time.time()
+        if _finished(run, record):
+            status[name] = ("reused", 0.0)
+            continue
+        (run / "sweep-entry.json").unlink(missing_ok=True)
+        run_all(options, run, selectivity, manipulation, controls=controls, progress=progress)
+        write_text_atomic(
+            run / "sweep-entry.json", json.dumps({"fingerprint": _fingerprint(record), "options": record}, default=str)
+        )
+        status[name] = ("computed", time.time() - start)
+    table = sweep_table(folder, list(sweep.networks))
+    write_csv_atomic(folder / "sweep.csv", table)
+    figures.sweep(table, folder / "figures" / "sweep.png")
+    page = write_sweep_page(folder, table, status)
+    return SweepResult(folder, status, table, page)
+
+
+def _layer_measures(run: Path) -> dict[str, pd.Series]:
+    """{measure: value per layer} of one run folder (a network or a control)."""
+    out = {}
+    layers = read_table(run / "layers.csv")
+    if "tuning_quality_excess" in layers:
+        out["tuning_quality_excess"] = layers.groupby("layer", sort=False)["tuning_quality_excess"].mean()
+    overlap = read_table(run / "overlap.csv")
+    out["overlap_excess"] = overlap.groupby("layer", sort=False)["jaccard_excess"].mean()
+    summary_path = run / "manipulation_summary.csv"
+    if summary_path.is_file():
+        summary = read_table(summary_path)
+        own = summary[(summary["train_dataset"] == summary["test_dataset"]) & (summary["units"] == "selective")]
+        out["gain_change_pct"] = own.groupby("layer", sort=False)["enhanced_change_pct"].mean()
+        out["lesion_change_pct"] = own.groupby("layer", sort=False)["lesioned_change_pct"].mean()
+    return out
+
+
+def _cells(run: Path, measure: str, layer: str, alpha: float) -> tuple[int, int, float]:
+    """(cells, significant cells, smallest q) behind one network's value of a measure at a layer."""
+    if measure == "overlap_excess":
+        rows = read_table(run / "overlap.csv").query("layer == @layer")
+        return len(rows), int(rows["significant"].sum()), float(rows["q_value"].min())
+    if measure == "tuning_quality_excess":
+        rows = read_table(run / "layers.csv").query("layer == @layer")
+        p = rows.get("p_tuning_quality", pd.Series(dtype=float))
+        return len(rows), int((p < alpha).sum()), float("nan")
+    summary = read_table(run / "manipulation_summary.csv")
+    rows = summary[(summary["layer"] == layer) & (summary["train_dataset"] == summary["test_dataset"])]
+    q = rows["q_enhance" if measure == "gain_change_pct" else "q_lesion"]
+    return len(rows), int((q < alpha).sum()), float(q.min()) if len(q) else float("nan")
+
+
+def sweep_table(folder: str | Path, names: list[str], alpha: float = 0.05) -> pd.DataFrame:
+    """sweep.csv: one row per network, layer and measure (relative depth, value, cells, significant
+    cells, smallest q, the random-init controls' min/mean/max), then one row per claim.
+
+    Parameters
+    ----------
+    folder : path
+        The sweep folder.
+    names : list[str]
+        The networks (run folders inside ``folder``), in order.
+    alpha : float
+        Significance level for counting cells.
+
+    Returns
+    -------
+    DataFrame
+        Columns: network, model, weights, layer, relative_depth, measure, value, n_cells,
+        n_significant, q_min, control_min, control_mean, control_max, claim, verdict, p.
+    """
+    rows = []
+    for name in names:
+        run = Path(folder) / name
+        network = yaml.safe_load((run / "config.yaml").read_text())["network"]
+        depth = read_table(run / "layers.csv").drop_duplicates("layer").set_index("layer")["relative_depth"]
+        own = _layer_measures(run)
+        controls = [_layer_measures(control) for control in control_folders(run)]
+        for measure, values in own.items():
+            for layer, value in values.items():
+                others = pd.Series([c[measure].get(layer) for c in controls if measure in c], dtype=float).dropna()
+                cells, significant, q_min = _cells(run, measure, str(layer), alpha)
+                rows.append({
+                    "network": name, "model": network["model"], "weights": network["weights"], "layer": layer,
+                    "relative_depth": depth.get(layer), "measure": measure, "value": value, "n_cells": cells,
+                    "n_significant": significant, "q_min": q_min,
+                    "control_min": others.min() if len(others) else None,
+                    "control_mean": others.mean() if len(others) else None,
+                    "control_max": others.max() if len(others) else None,
+                })  # fmt: skip
+        claims_path = run / "claims.csv"
+        for claim in read_table(claims_path).itertuples() if claims_path.is_file() else []:
+            rows.append({
+                "network": name, "model": network["model"], "weights": network["weights"], "measure": "claim",
+                "value": claim.effect, "claim": f"{claim.network}: {claim.claim}", "verdict": claim.verdict,
+                "p": claim.p,
+            })  # fmt: skip
+    columns = ["network", "model", "weights", "layer", "relative_depth", "measure", "value", "n_cells", "n_significant",
+               "q_min", "control_min", "control_mean", "control_max", "claim", "verdict", "p"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
