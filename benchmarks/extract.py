@@ -1,13 +1,16 @@
 """Speed of `extract` against a bare torchvision forward pass of the same batches, in the same run.
 
     python benchmarks/extract.py [--images 64] [--batch-size 16] [--device auto] [--model vgg16]
+                                 [--precision fp32]
 
 The bare pass gets the pictures already decoded and normalised in memory and runs the model's own
 forward with no hooks (VGG-16 with the shared weights: ``features`` -> ``avgpool`` -> flatten, where
-extraction stops; any other ``--model``, with random weights: the whole forward pass), in PyTorch's default memory layout
-(the plain fp32 forward) and, for reference, in the channels-last layout that emoselect uses; `extract` reads the files, decodes,
-preprocesses, probes all 13 sites, computes image statistics and writes the cache. The ratio is
-extract images/s divided by bare images/s (1.0 = no overhead). Needs ../shared (or EMOSELECT_SHARED).
+extraction stops; any other ``--model``, with random weights: the whole forward pass), in fp32 and
+PyTorch's default memory layout (the plain fp32 forward) and, for reference, in the channels-last
+layout that emoselect uses; `extract` (in ``--precision``: fp32, or bf16/fp16 autocast) reads the
+files, decodes, preprocesses, probes every site, computes image statistics and writes the cache. The
+ratio is extract images/s divided by the plain forward's (1.0 = no overhead). Needs ../shared (or
+EMOSELECT_SHARED).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model", default="vgg16", help="vgg16 (shared weights) or any --model, random weights")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="of `extract`")
     parser.add_argument("--repeats", type=int, default=2, help="alternate the two ways this many times; best of each")
     args = parser.parse_args()
     if not (SHARED / "weights" / "vgg16_imagenet_features.pth").is_file():
@@ -45,7 +49,7 @@ def main() -> None:
     device = pick_device(args.device)
     shared_vgg = args.model == "vgg16"
     weights = str(SHARED / "weights" / "vgg16_imagenet_features.pth") if shared_vgg else "random"
-    network = load_network(args.model, weights).to(device)
+    network = load_network(args.model, weights, precision=args.precision).to(device)
     stimuli = build_stimuli({"oasis": SHARED / "data" / "oasis"}, limit=args.images, progress=False)
     pictures = normalise(
         torch.stack([to_tensor(load_rgb(p)[0], network.prep) for p in stimuli.table["path"]]), network.prep
@@ -80,7 +84,8 @@ def main() -> None:
     best = {k: max(v) for k, v in results.items()}
     print(
         f"device: {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else f'{os.cpu_count()} CPU cores'}), "
-        f"torch {torch.__version__}, {args.model}, {len(pictures)} OASIS images, batch {args.batch_size}"
+        f"torch {torch.__version__}, {args.model}, `extract` in {args.precision}, {len(pictures)} OASIS images, "
+        f"batch {args.batch_size}"
     )
     for name, value in best.items():
         print(f"{name:>18}: {value:7.2f} images/s   (runs: {', '.join(f'{v:.2f}' for v in results[name])})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.error
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -330,3 +331,27 @@ def test_sites_option_records_a_subset_that_keeps_its_depth_in_the_whole_network
         assert layers.loc[site, "relative_depth"] == pytest.approx(whole.depths[site], abs=1e-6)
     assert layers.loc[kept[0], "relative_depth"] > 0.5
     assert main(["-q", "extract", *words[:-1], "no_such_site", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_bf16_responses_are_close_to_fp32_and_cached_apart():
+    from emoselect.manipulation import evaluate, evaluate_naive
+    from emoselect.responses import response_key
+    from test_manipulation import random_heads, random_plan
+
+    full, half = (load_network("mobilenet_v3_small", "random", precision=p) for p in ("fp32", "bf16"))
+    assert response_key(full) != response_key(half) and half.describe()["precision"] == "bf16"
+    assert "precision" not in full.describe()  # fp32 keys and configs are those of earlier versions
+    pictures = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    (exact, exact_readout), (approx, approx_readout) = record(full, pictures), record(half, pictures)
+    assert (approx_readout - exact_readout).abs().max() <= 0.05 * exact_readout.abs().max()
+    for site in ("features.1.block.0.2", "features.12.2"):
+        assert approx[site].dtype == torch.float32  # stored in float32 whatever the arithmetic
+        assert (approx[site] - exact[site]).abs().max() <= 0.05 * exact[site].abs().max()
+        assert not torch.equal(approx[site], exact[site])  # bf16 really was used
+    plan = random_plan(half, ["features.6.block.0.2", "features.12.2"], conditions=3, seed=1)
+    heads = random_heads(half, n=2)
+    engine, naive = evaluate(half, pictures, plan, heads, progress=False), evaluate_naive(half, pictures, plan, heads)
+    for site in plan:  # the engine in bf16 against the plain way in bf16 (rounding orders differ)
+        assert np.abs(engine[site] - naive[site]).max() <= 0.05 * np.abs(naive[site]).max()
+    with pytest.raises(InputError, match="--precision"):
+        load_network("mobilenet_v3_small", "random", precision="int8")

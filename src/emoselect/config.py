@@ -126,6 +126,12 @@ class ExtractOptions:
     max_pixels: int = option(
         MAX_PIXELS, "pictures with more pixels are skipped and listed (a memory guard)", kind=int, low=1
     )
+    precision: str = option(
+        "fp32",
+        "arithmetic of the forward passes (extraction and manipulations): fp32, or bf16/fp16 autocast "
+        "(faster where supported; see docs/performance.md for its agreement with fp32)",
+        choices=("fp32", "bf16", "fp16"),
+    )
     batch_size: int = option(32, "pictures per forward pass", kind=int, low=1)
     device: str = option("auto", "auto, cpu, cuda, cuda:1, mps")
     workers: int | None = option(

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .files import save_npy_atomic
 from .images import load_rgb
-from .network import Network, _StopForward, as_input, enclosing_block, gain_shape, record, replaying
+from .network import Network, _StopForward, as_input, autocast, enclosing_block, gain_shape, record, replaying
 from .readout import Head, margin_weights
 from .tensors import normalise, to_tensor
 
@@ -49,7 +49,8 @@ class _Margins:
         self.weight, self.bias = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in margin_weights(heads))
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
-        return features.flatten(1).float() @ self.weight + self.bias
+        with torch.autocast(features.device.type, enabled=False):  # the heads always in float32
+            return features.flatten(1).float() @ self.weight + self.bias
 
 
 def _chain(network: Network) -> list[tuple[str, torch.nn.Module]]:
@@ -189,8 +190,9 @@ def _suffix_rescaled(stages, index: int, base: torch.Tensor, gains: torch.Tensor
     features = _run(stages[index + 1 :], base).flatten(1).float()  # [n, C * S], channel-major
     n, channels = base.shape[0], base.shape[1]
     weight = heads.weight.reshape(channels, -1, heads.weight.shape[1])  # [C, S, n_heads]
-    per_channel = torch.einsum("ncs,csh->nch", features.reshape(n, channels, -1), weight)
-    return torch.einsum("gc,nch->gnh", gains, per_channel) + heads.bias
+    with torch.autocast(base.device.type, enabled=False):  # the heads always in float32
+        per_channel = torch.einsum("ncs,csh->nch", features.reshape(n, channels, -1), weight)
+        return torch.einsum("gc,nch->gnh", gains, per_channel) + heads.bias
 
 
 def _suffix_scaled(
@@ -283,33 +285,38 @@ def evaluate(
         disable=not progress,
     )
     for batch in _chunks(pictures, chunk_images):
-        batch = as_input(batch.to(network.device))
-        n = batch.shape[0]
-        x, position = batch, 0
-        for site in order:
-            index, direct = _site_stage(network, site)
-            x = _run(network.stages[position:index], x)
-            position = index
-            gains = torch.as_tensor(plan[site], dtype=torch.float32, device=network.device)
-            per_pass = max(1, batch_samples // n)
-            if not direct:
-                margins = _suffix_nested(network, site, index, x, gains, per_pass, margins_of)
-            else:
-                base = network.stages[index][1](x)
-                positive = bool((gains >= 0).all()) and network.layout(site) == "nchw"
-                j = _next_convolution(network.stages, index) if positive else None
-                if positive and rescales[site]:
-                    margins = _suffix_rescaled(network.stages, index, base, gains, margins_of)
-                elif j is not None:
-                    margins = _suffix_linear(network.stages, index, j, base, gains, per_pass, margins_of)
-                else:
-                    margins = _suffix_scaled(
-                        network.stages, index, base, gains, per_pass, margins_of, network.layout(site)
-                    )
-            results[site].append(margins.cpu().numpy())
-            bar.update(len(gains) * n)
+        with autocast(network):
+            _evaluate_chunk(network, as_input(batch.to(network.device)), plan, order, rescales, results,
+                            batch_samples, margins_of)  # fmt: skip
+        bar.update(sum(len(g) for g in plan.values()) * batch.shape[0])
     bar.close()
     return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}
+
+
+def _evaluate_chunk(network, batch, plan, order, rescales, results, batch_samples, margins_of) -> None:
+    """:func:`evaluate` on one chunk of pictures [n, 3, H, W]: each site's margins appended to
+    ``results`` (the walk down the chain, then the cheapest exact suffix per site)."""
+    n = batch.shape[0]
+    x, position = batch, 0
+    per_pass = max(1, batch_samples // n)
+    for site in order:
+        index, direct = _site_stage(network, site)
+        x = _run(network.stages[position:index], x)
+        position = index
+        gains = torch.as_tensor(plan[site], dtype=torch.float32, device=network.device)
+        if not direct:
+            margins = _suffix_nested(network, site, index, x, gains, per_pass, margins_of)
+        else:
+            base = network.stages[index][1](x)
+            positive = bool((gains >= 0).all()) and network.layout(site) == "nchw"
+            j = _next_convolution(network.stages, index) if positive else None
+            if positive and rescales[site]:
+                margins = _suffix_rescaled(network.stages, index, base, gains, margins_of)
+            elif j is not None:
+                margins = _suffix_linear(network.stages, index, j, base, gains, per_pass, margins_of)
+            else:
+                margins = _suffix_scaled(network.stages, index, base, gains, per_pass, margins_of, network.layout(site))
+        results[site].append(margins.float().cpu().numpy())
 
 
 def _block_tensors(
@@ -332,7 +339,8 @@ def _block_tensors(
         else:
             handles.append(module.register_forward_hook(lambda m, args, out, key=(block, False): keep(key, out)))
     try:
-        network.model(batch)
+        with autocast(network):
+            network.model(batch)
     except _StopForward:
         pass
     finally:
@@ -374,7 +382,7 @@ def evaluate_replayed(
                 g = gains[start : start + per_pass]
                 features = _replayed(network, site, block_of[site], tensors[keys[site]], g, batch)
                 parts.append(margins_of(features).reshape(len(g), n, -1))
-            results[site].append(torch.cat(parts).cpu().numpy())
+            results[site].append(torch.cat(parts).float().cpu().numpy())
             bar.update(len(gains) * n)
     bar.close()
     return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Callable
@@ -55,6 +55,7 @@ ACTIVATIONS = (
     nn.CELU,
 )
 TOKEN_POOLS = ("patch", "cls", "all")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype of the forward pass
 POOLED = "pooled"  # the readout site that is the network's own (pooled) output
 TRACE_BATCH = 2  # pictures in the tracing pass: tells the batch dimension from a sequence dimension
 
@@ -136,7 +137,9 @@ class Network:
     site's feature-map height and width (tokens: the number of tokens) at the preprocessing's crop.
     ``token_pool`` and ``prefix_tokens`` (class and register tokens before the patch tokens) say how
     token sites are pooled. ``depths``: each site's relative depth, 0 (first probe site of the whole
-    network) to 1 (last), kept when only some sites are recorded (:func:`keep_sites`).
+    network) to 1 (last), kept when only some sites are recorded (:func:`keep_sites`). ``precision``:
+    the forward pass's arithmetic (``fp32``, or ``bf16``/``fp16`` under autocast; responses are stored
+    in float32).
     """
 
     name: str
@@ -159,6 +162,7 @@ class Network:
     readout_layout: str = "flat"
     replays: bool = False
     depths: dict[str, float] = field(default_factory=dict)
+    precision: str = "fp32"
 
     @property
     def device(self) -> torch.device:
@@ -206,6 +210,8 @@ class Network:
         if self.has_tokens:
             out["token_pool"] = self.token_pool
             out["prefix_tokens"] = self.prefix_tokens
+        if self.precision != "fp32":
+            out["precision"] = self.precision
         return out
 
 
@@ -500,6 +506,7 @@ def load_network(
     resize: int | None = None,
     crop: int | None = None,
     token_pool: str = "patch",
+    precision: str = "fp32",
 ) -> Network:
     """Build a network (:mod:`emoselect.sources`) with its probe sites.
 
@@ -525,6 +532,9 @@ def load_network(
         network's values, so both see the same pictures).
     token_pool : str
         How token sites are pooled: ``patch``, ``cls`` or ``all``.
+    precision : str
+        ``fp32`` (default), or ``bf16``/``fp16``: the forward pass under autocast (faster where the
+        device supports it; docs/performance.md gives its agreement with fp32).
 
     Returns
     -------
@@ -532,9 +542,11 @@ def load_network(
         The frozen model with ``sites`` {name: module path}, ``units`` {name: units}, the readout
         site and dimension, and the stage chain of the suffix engine (or None).
     """
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     made = build(name, weights, seed, family_of(name).build)
     prep = _adjusted(made.prep, grayscale, resize, crop)
-    return probe_model(
+    network = probe_model(
         made.model,
         name,
         made.weights,
@@ -546,6 +558,8 @@ def load_network(
         copy=False,
         token_pool=token_pool,
     )
+    network.precision = precision  # sites and the stage chain are found in fp32
+    return network
 
 
 def _adjusted(prep: Preprocessing, grayscale: bool, resize: int | None, crop: int | None) -> Preprocessing:
@@ -764,6 +778,12 @@ def as_input(batch: torch.Tensor) -> torch.Tensor:
     return batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch
 
 
+def autocast(network: Network):
+    """The context a forward pass of ``network`` runs in: autocast to bf16/fp16, or nothing (fp32)."""
+    dtype = PRECISIONS[network.precision]
+    return nullcontext() if dtype is None else torch.autocast(network.device.type, dtype=dtype)
+
+
 def unit_responses(output: torch.Tensor, layout: str, token_pool: str = "patch", prefix: int = 0) -> torch.Tensor:
     """One response per unit and picture, float32 [B, units], from a site's output:
     ``nchw`` [B, C, H, W] and ``nhwc`` [B, H, W, C]: the spatial mean; ``tokens`` [B, T, D]: the mean
@@ -815,7 +835,8 @@ def record(
     if network.readout_layer:
         handles.append(network.module(network.readout_layer).register_forward_pre_hook(stop))
     try:
-        output = network.model(as_input(batch))
+        with autocast(network):
+            output = network.model(as_input(batch))
         readout["x"] = unit_responses(output, network.readout_layout, network.token_pool, network.prefix_tokens)
     except _StopForward:
         pass

@@ -105,6 +105,7 @@ def build_network(options: ExtractOptions) -> Network:
         options.resize,
         options.crop,
         options.token_pool,
+        options.precision,
     )
     return (
         keep_sites(network, select_sites(options.sites, list(network.sites), "--sites")) if options.sites else network

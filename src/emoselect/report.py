@@ -351,7 +351,8 @@ def _sweep_claims(table: pd.DataFrame) -> list[str]:
                 continue
             row = found.iloc[0]
             verdict = html.escape(str(row["verdict"]))
-            cells.append(f"<td class='text {verdict.replace(' ', '-')}'>{verdict} (p {_number(row['p'])})</td>")
+            p = f" (p {_number(row['p'])})" if pd.notna(row["p"]) else ""
+            cells.append(f"<td class='text {verdict.replace(' ', '-')}'>{verdict}{p}</td>")
         rows.append(f"<tr><td class='text'>{html.escape(str(claim))}</td>{''.join(cells)}</tr>")
     return [
         "<h2>The paper's claims, network by network</h2>",

@@ -80,6 +80,8 @@ def response_key(network: Network) -> str:
         "site_paths": network.sites,
         "readout": [network.readout_site, network.readout_dim],
     }
+    if "precision" in description:  # bf16/fp16 responses are other numbers (absent for fp32: keys stay)
+        identity["precision"] = description["precision"]
     if "site_layouts" in description:  # transformers: how units are read (absent for CNNs: their keys stay)
         identity["layouts"] = {"sites": network.layouts, "readout": network.readout_layout}
         identity["tokens"] = [description.get("token_pool"), description.get("prefix_tokens")]

@@ -1,0 +1,93 @@
+"""How much bf16 (or fp16) changes the analysis, against fp32, on the same pictures, in the same run.
+
+    python benchmarks/precision.py [--images 300] [--precision bf16] [--device auto]
+
+VGG-16 with the shared ImageNet weights on a seeded, stratified sample of OASIS (one dataset: its
+seeded split-half stands in for the two datasets). Each precision extracts responses (timed), the
+selectivity stage runs on each (default options, 50 tuning-null permutations), and heads are trained
+on each precision's readout features. Printed: extraction images/s of each; the largest relative
+difference of the responses per layer; the share of units whose preferred category changes; the
+Jaccard index between the two precisions' selective sets (per layer, pooled over categories); the
+heads' test F1 under each. (Table-1 decisions need the manipulations and are not measured here.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EMOSELECT_SHARED", REPO.parent / "shared"))
+
+
+def analysed(precision: str, stimuli, device: str, cache: str, batch_size: int):
+    """(seconds of extraction, responses, selectivity result, head table) at one precision."""
+    from emoselect.network import load_network
+    from emoselect.readout import ReadoutOptions, train_heads
+    from emoselect.responses import extract
+    from emoselect.selectivity import SelectivityOptions, analyse
+
+    network = load_network("vgg16", str(SHARED / "weights" / "vgg16_imagenet_features.pth"), precision=precision)
+    start = time.perf_counter()
+    responses = extract(stimuli, network, cache_dir=cache, batch_size=batch_size, device=device, progress=False)
+    seconds = time.perf_counter() - start
+    result = analyse(stimuli, responses, list(network.sites), SelectivityOptions(tuning_null=50), progress=False)
+    features = {name: r.readout for name, r in responses.items()}
+    _, table = train_heads(stimuli, features, ReadoutOptions(), network.readout_site)
+    return seconds, responses, result, table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp16"])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    if not (SHARED / "weights" / "vgg16_imagenet_features.pth").is_file():
+        sys.exit(f"{SHARED} has no shared weights: set EMOSELECT_SHARED")
+    from emoselect.responses import pick_device
+    from emoselect.stimuli import build_stimuli
+
+    device = str(pick_device(args.device))
+    stimuli = build_stimuli({"oasis": SHARED / "data" / "oasis"}, limit=args.images, progress=False)
+    with tempfile.TemporaryDirectory() as cache:  # an empty cache: every picture is computed
+        results = {p: analysed(p, stimuli, device, cache, args.batch_size) for p in ("fp32", args.precision)}
+    reference, other = results["fp32"], results[args.precision]
+    print(f"torch {torch.__version__}, {device}, {len(stimuli.table)} OASIS pictures, VGG-16, batch {args.batch_size}")
+    for precision, (seconds, *_rest) in results.items():
+        print(f"  extraction {precision}: {len(stimuli.table) / seconds:6.2f} images/s")
+    rows = []
+    for layer in reference[1]["oasis"].sites:
+        a, b = (np.asarray(r[1]["oasis"].sites[layer], np.float64) for r in (reference, other))
+        units_a, units_b = (r[2].units[r[2].units["layer"] == layer] for r in (reference, other))
+        changed = float((units_a["preferred"].to_numpy() != units_b["preferred"].to_numpy()).mean())
+        sets = [set(map(tuple, r[2].selective.loc[r[2].selective["layer"] == layer, ["unit", "category"]].to_numpy()))
+                for r in (reference, other)]  # fmt: skip
+        union = len(sets[0] | sets[1])
+        rows.append({
+            "layer": layer, "max_relative_difference": np.abs(a - b).max() / np.abs(a).max(),
+            "preferred_changed": changed, "selective_fp32": len(sets[0]), f"selective_{args.precision}": len(sets[1]),
+            "selective_jaccard": len(sets[0] & sets[1]) / union if union else 1.0,
+        })  # fmt: skip
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(
+        f"all layers: preferred category changed for {table['preferred_changed'].mean():.2%} of units; "
+        f"selective-set Jaccard {table['selective_jaccard'].mean():.3f} (mean over layers)"
+    )
+    heads = reference[3].merge(other[3], on=["dataset", "emotion", "split"], suffixes=("_fp32", f"_{args.precision}"))
+    test = heads[heads["split"] == "test"][["emotion", "f1_fp32", f"f1_{args.precision}"]]
+    print("head test F1:\n" + test.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()
