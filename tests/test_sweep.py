@@ -92,3 +92,76 @@ def test_bad_sweep_files_are_one_clear_error(tmp_path):
     with pytest.raises(InputError, match="sweep file not found"):
         read_sweep(tmp_path / "none.yaml")
     assert main(["sweep", str(tmp_path / "x.yaml")]) == 2
+
+
+def test_a_sweep_through_submitit_jobs_equals_the_inline_sweep(tmp_path, capsys):
+    pytest.importorskip("submitit")
+    path = write_sweep(tmp_path, {"a": SMALL_NET, "b": {**SMALL_NET, "init_seed": 5}})
+    assert main(["-q", "sweep", path, "--out", str(tmp_path / "inline")]) == 0
+    assert main(["-q", "sweep", path, "--out", str(tmp_path / "jobs"), "--executor", "local"]) == 0
+    assert "a: computed" in capsys.readouterr().out
+    assert any((tmp_path / "jobs" / "jobs").glob("*_log.out"))  # submitit's own job logs
+    inline, jobs = (pd.read_csv(tmp_path / folder / "sweep.csv") for folder in ("inline", "jobs"))
+    pd.testing.assert_frame_equal(inline, jobs)
+    for table in ("units.csv", "overlap.csv", "manipulation_summary.csv", "control/layers.csv"):
+        assert (tmp_path / "inline" / "a" / table).read_bytes() == (tmp_path / "jobs" / "a" / table).read_bytes()
+
+
+def test_a_failed_job_is_reported_by_name_and_the_rest_is_kept(tmp_path, capsys):
+    pytest.importorskip("submitit")
+    path = write_sweep(tmp_path, {"a": SMALL_NET, "broken": {**SMALL_NET, "weights": "missing.pth"}})
+    assert main(["-q", "sweep", path, "--executor", "local"]) == 2
+    error = capsys.readouterr().err
+    assert "network broken failed" in error and "weight file not found" in error
+    assert "\n" not in error.strip() and "Traceback" not in error
+    table = pd.read_csv(tmp_path / "study" / "sweep.csv")
+    assert set(table["network"]) == {"a"}  # the finished network's rows are written
+    mtime = (tmp_path / "study" / "a" / "report.html").stat().st_mtime_ns
+    assert main(["-q", "sweep", path, "--executor", "local"]) == 2  # nothing finished is recomputed
+    assert (tmp_path / "study" / "a" / "report.html").stat().st_mtime_ns == mtime
+
+
+def test_a_crashed_job_is_resubmitted(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    from emoselect import sweep as sweeping
+
+    calls = []
+
+    class Crashing:
+        paths = type("Paths", (), {"stderr": tmp_path / "job.err"})()
+
+        def result(self):
+            raise RuntimeError("node lost")
+
+    class Fine:
+        def result(self):
+            return None
+
+    class Executor:
+        def map_array(self, function, *columns):
+            calls.append(list(columns[1]))
+            return [Crashing() if len(calls) == 1 else Fine() for _ in columns[1]]
+
+    monkeypatch.setattr(sweeping, "_executor", lambda cluster, folder: Executor())
+    plan = sweeping.Sweep(tmp_path / "s.yaml", {})
+    assert sweeping._submit(plan, ["x", "y"], tmp_path, sweeping.Cluster("local", retries=1)) == {}
+    assert calls == [["x", "y"], ["x", "y"]]  # both crashed once, both resubmitted once
+    calls.clear()
+    failed = sweeping._submit(plan, ["x"], tmp_path, sweeping.Cluster("local", retries=0))
+    assert "crashed (RuntimeError" in failed["x"] and "job.err" in failed["x"]
+
+
+def test_a_missing_submitit_names_the_pip_install(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real = builtins.__import__
+
+    def without_submitit(name, *args, **kwargs):
+        if name == "submitit":
+            raise ModuleNotFoundError("No module named 'submitit'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_submitit)
+    path = write_sweep(tmp_path, {"a": SMALL_NET})
+    assert main(["-q", "sweep", path, "--executor", "slurm"]) == 2
+    assert "pip install 'emoselect[cluster]'" in capsys.readouterr().err

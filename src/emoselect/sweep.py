@@ -17,7 +17,9 @@ sweep computes only what changed or was added. Then ``SWEEP/sweep.csv`` (one row
 and measure, and one per claim) and ``SWEEP/sweep.html`` (measures against relative depth, one line
 per network, its random-init controls as a band; the claims side by side).
 
-Networks run one after another in this process; the response and picture-check caches are shared.
+Networks run one after another in this process, or as jobs through submitit (``local``: one
+process each on this machine; ``slurm``: a job array), one job per network; every job fills its own
+run folder and the shared caches with atomic writes, and this process then writes the table and page.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Sweep:
     source: Path
     networks: dict[str, tuple[ExtractOptions, SelectivityOptions, ManipulationOptions | None, int]]
     records: dict[str, dict] = field(default_factory=dict)  # name -> the plain options, for reuse checks
+    limit: int | None = None
 
 
 def _mapping(value, where: str) -> dict:
@@ -114,7 +117,7 @@ def read_sweep(path: str | Path, limit: int | None = None) -> Sweep:
     controls = data.get("controls", 2)
     if not isinstance(controls, int) or controls < 0:
         raise InputError(f"{path}: controls must be a whole number >= 0, got {controls!r}")
-    sweep = Sweep(path, {})
+    sweep = Sweep(path.resolve(), {}, limit=limit)
     for name, entry in networks.items():
         check_dataset_name(name)  # names a folder of the sweep
         entry = _mapping(entry, f"networks.{name}")
@@ -168,7 +171,98 @@ class SweepResult:
     page: Path
 
 
-def run_sweep(sweep: Sweep, out: str | Path, progress: bool = True) -> SweepResult:
+@dataclass
+class Cluster:
+    """Where a sweep's networks run. ``executor``: ``inline`` (one after another in this process),
+    ``local`` (one process per network on this machine) or ``slurm`` (a SLURM job array), the last two
+    through submitit (extra ``emoselect[cluster]``). Per job: ``partition``, ``gpus_per_job``,
+    ``time_limit`` (minutes); ``array_parallelism``: jobs running at once; ``retries``: resubmissions
+    of a failed job before it is reported."""
+
+    executor: str = "inline"
+    partition: str | None = None
+    gpus_per_job: int = 0
+    time_limit: int = 240
+    array_parallelism: int = 16
+    retries: int = 1
+
+
+def run_network(source: str, name: str, out: str, limit: int | None = None, progress: bool = False) -> str:
+    """One network of a sweep file into ``out/name`` (the unit of work of a job): its whole analysis,
+    then its ``sweep-entry.json`` (the options' fingerprint that marks it finished). Returns ``name``."""
+    sweep = read_sweep(source, limit)
+    options, selectivity, manipulation, controls = sweep.networks[name]
+    run = Path(out) / name
+    (run / "sweep-entry.json").unlink(missing_ok=True)
+    run_all(options, run, selectivity, manipulation, controls=controls, progress=progress)
+    record = sweep.records[name]
+    write_text_atomic(
+        run / "sweep-entry.json", json.dumps({"fingerprint": _fingerprint(record), "options": record}, default=str)
+    )
+    return name
+
+
+def _executor(cluster: Cluster, folder: Path):
+    """A submitit executor for ``local`` or ``slurm``, its logs in ``folder``."""
+    try:
+        import submitit
+    except ImportError as error:
+        raise InputError(
+            f"--executor {cluster.executor} needs submitit: pip install 'emoselect[cluster]' ({error})"
+        ) from error
+    if cluster.executor == "local":
+        local = submitit.LocalExecutor(folder=folder)
+        local.update_parameters(timeout_min=cluster.time_limit)
+        return local
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    executor.update_parameters(
+        timeout_min=cluster.time_limit,
+        gpus_per_node=cluster.gpus_per_job,
+        slurm_array_parallelism=cluster.array_parallelism,
+        **({"slurm_partition": cluster.partition} if cluster.partition else {}),
+    )
+    return executor
+
+
+def network_job(source: str, name: str, out: str, limit: int | None = None) -> str | None:
+    """A submitit job: :func:`run_network`; returns None when it finished, or the one-line reason
+    when the network's own input is at fault (a missing weight file, too few pictures: no retry can
+    help). Anything else (a crash, a lost node, a timeout) fails the job, which is resubmitted."""
+    try:
+        run_network(source, name, out, limit)
+    except InputError as error:
+        return str(error)
+    return None
+
+
+def _submit(sweep: Sweep, names: list[str], folder: Path, cluster: Cluster) -> dict[str, str]:
+    """Run ``names`` as a job array (a crashed job resubmitted ``cluster.retries`` times); returns
+    {name: why it failed} for those that did not finish."""
+    executor = _executor(cluster, folder / "jobs")
+    failed: dict[str, str] = {}
+    todo = list(names)
+    for attempt in range(1 + cluster.retries):
+        jobs = executor.map_array(
+            network_job, [str(sweep.source)] * len(todo), todo, [str(folder)] * len(todo), [sweep.limit] * len(todo)
+        )
+        crashed = []
+        for name, job in zip(todo, jobs):
+            try:
+                reason = job.result()
+            except Exception as error:  # noqa: BLE001  # submitit re-raises a crashed job's failure, of any kind
+                reason = f"the job crashed ({type(error).__name__}, attempt {attempt + 1}; log: {job.paths.stderr})"
+                crashed.append(name)
+            if reason:
+                failed[name] = reason
+            else:
+                failed.pop(name, None)
+        todo = crashed
+        if not todo:
+            break
+    return failed
+
+
+def run_sweep(sweep: Sweep, out: str | Path, progress: bool = True, cluster: Cluster | None = None) -> SweepResult:
     """Run (or reuse) every network of a sweep, then write sweep.csv, the figure and sweep.html.
 
     Parameters
@@ -178,30 +272,37 @@ def run_sweep(sweep: Sweep, out: str | Path, progress: bool = True) -> SweepResu
     out : path
         The sweep folder (one run folder per network inside).
     progress : bool
-        Show progress bars.
+        Show progress bars (inline only).
+    cluster : Cluster, optional
+        Where the networks run (default: inline, one after another in this process).
 
     Returns
     -------
     SweepResult
-        Status per network, the sweep table and the page's path.
+        Status per network, the sweep table and the page's path. Networks that failed (after the
+        retries) are an :class:`InputError` naming each with its log, raised after the finished ones'
+        table and page are written.
     """
-    folder = Path(out)
-    status = {}
-    for name, (options, selectivity, manipulation, controls) in sweep.networks.items():
-        run, record, start = folder / name, sweep.records[name], time.time()
-        if _finished(run, record):
-            status[name] = ("reused", 0.0)
-            continue
-        (run / "sweep-entry.json").unlink(missing_ok=True)
-        run_all(options, run, selectivity, manipulation, controls=controls, progress=progress)
-        write_text_atomic(
-            run / "sweep-entry.json", json.dumps({"fingerprint": _fingerprint(record), "options": record}, default=str)
-        )
-        status[name] = ("computed", time.time() - start)
-    table = sweep_table(folder, list(sweep.networks))
+    folder, cluster = Path(out), cluster or Cluster()
+    status: dict[str, tuple[str, float]] = {}
+    todo = [name for name in sweep.networks if not _finished(folder / name, sweep.records[name])]
+    status.update({name: ("reused", 0.0) for name in sweep.networks if name not in todo})
+    start, failed = time.time(), {}
+    if cluster.executor == "inline":
+        for name in todo:
+            run_network(str(sweep.source), name, str(folder), sweep.limit, progress)
+            status[name] = ("computed", time.time() - start)
+            start = time.time()
+    elif todo:
+        failed = _submit(sweep, todo, folder, cluster)
+        status.update({name: ("computed", time.time() - start) for name in todo if name not in failed})
+    done = [name for name in sweep.networks if name in status]
+    table = sweep_table(folder, done)
     write_csv_atomic(folder / "sweep.csv", table)
     figures.sweep(table, folder / "figures" / "sweep.png")
     page = write_sweep_page(folder, table, status)
+    if failed:
+        raise InputError("; ".join(f"network {name} failed: {why}" for name, why in failed.items()))
     return SweepResult(folder, status, table, page)
 
 
