@@ -197,7 +197,7 @@ class Network:
                 "std": list(self.prep.std),
             },
             "sites": dict(self.units),
-            "relative_depth": {site: round(self.depths[site], 6) for site in self.units if site in self.depths},
+            "relative_depth": {site: self.depths[site] for site in self.units if site in self.depths},
             "readout_site": self.readout_site,
             "readout_layer": self.readout_layer,
             "readout_dim": self.readout_dim,
