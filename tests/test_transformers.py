@@ -217,3 +217,15 @@ def test_emoselect_run_on_oasis_with_a_resnet_a_vit_and_a_clip_tower(tmp_path, o
     html = (run / "report.html").read_text()
     assert network["readout_site"] in html and "Traceback" not in html
     assert (run / "control" / "layers.csv").is_file() and any((run / "figures").glob("*.png"))
+
+
+def test_replay_engine_at_mlp_sites_with_several_conditions_per_pass():
+    # torchvision's and OpenCLIP's MLPs are Sequentials: the engine must feed the enclosing block, not
+    # replay the activation inside the MLP (whose scaled copies would not match the block's residual)
+    network = probe_model(tiny_vit(), "vit_tiny_test", prep=TINY)
+    assert network.replays
+    pictures = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    plan = random_plan(network, ["block2_mlp", "block3_mlp"], conditions=5, seed=4)
+    heads = random_heads(network, n=2)
+    engine = evaluate(network, pictures, plan, heads, chunk_images=4, batch_samples=12, progress=False)
+    assert_same(engine, evaluate_naive(network, pictures, plan, heads))

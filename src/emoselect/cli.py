@@ -236,14 +236,12 @@ def cmd_sites(args) -> None:
     print(f"readout: {network.readout_site} ({network.readout_dim}-d, {where})")
     random = " (random weights: the whole network is a random-init control)" if network.weights == "random" else ""
     print(f"untrained modules: {', '.join(network.untrained) or 'none'}{random}")
-    engine = (
-        "suffix engine (a checked chain of stages)"
-        if network.stages is not None
-        else "replay engine (only the blocks from the site on, checked)"
-        if network.replays
-        else "full forward pass"
-    )
-    print(f"manipulations: {engine}")
+    how = {
+        "suffix": "suffix engine (a checked chain of stages)",
+        "replay": "replay engine (only the blocks from the site on, checked)",
+        "full forward": "full forward pass",
+    }
+    print(f"manipulations: {how[network.engine]}")
 
 
 def cmd_report(args) -> None:

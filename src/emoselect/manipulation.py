@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .files import save_npy_atomic
 from .images import load_rgb
-from .network import Network, _StopForward, as_input, autocast, enclosing_block, gain_shape, record, replaying
+from .network import Network, as_input, autocast, block_tensors, gain_shape, record, repeated, replay_source, replaying
 from .readout import Head, margin_weights
 from .tensors import normalise, to_tensor
 
@@ -195,6 +195,11 @@ def _suffix_rescaled(stages, index: int, base: torch.Tensor, gains: torch.Tensor
         return torch.einsum("gc,nch->gnh", gains, per_channel) + heads.bias
 
 
+def _scaled_copies(base: torch.Tensor, gains: torch.Tensor, layout: str) -> torch.Tensor:
+    """A site's output ``base`` [n, ...] once per condition, scaled by its gains [G, units]: [G * n, ...]."""
+    return (base.unsqueeze(0) * gain_shape(gains, layout)[:, None]).reshape(-1, *base.shape[1:])
+
+
 def _suffix_scaled(
     stages, index: int, base: torch.Tensor, gains: torch.Tensor, per_pass: int, heads, layout: str
 ) -> torch.Tensor:
@@ -203,7 +208,7 @@ def _suffix_scaled(
     out = []
     for start in range(0, len(gains), per_pass):
         g = gains[start : start + per_pass]
-        scaled = (base.unsqueeze(0) * gain_shape(g, layout)[:, None]).reshape(-1, *base.shape[1:])
+        scaled = _scaled_copies(base, g, layout)
         out.append(heads(_run(stages[index + 1 :], scaled)).reshape(len(g), base.shape[0], -1))
     return torch.cat(out)
 
@@ -218,7 +223,7 @@ def _suffix_nested(
         g = gains[start : start + per_pass]
         scale = gain_shape(g.repeat_interleave(n, dim=0), network.layout(site))
         with _scaling_hook(network.module(network.sites[site]), scale):
-            features = _run(_chain(network)[index:], x.repeat(len(g), *([1] * (x.dim() - 1))))
+            features = _run(_chain(network)[index:], repeated(x, len(g)))
         out.append(heads(features).reshape(len(g), n, -1))
     return torch.cat(out)
 
@@ -271,7 +276,7 @@ def evaluate(
         {site: float32 [n_conditions, n, n_heads]} margins (logit of the emotion minus logit of the rest).
     """
     if network.stages is None and network.replays:
-        return evaluate_replayed(network, pictures, plan, heads, chunk_images, batch_samples, progress)
+        return _evaluate_replayed(network, pictures, plan, heads, chunk_images, batch_samples, progress)
     if network.stages is None:
         return evaluate_naive(network, pictures, plan, heads, batch=chunk_images, progress=progress)
     margins_of = _Margins(heads, network.device)
@@ -319,46 +324,7 @@ def _evaluate_chunk(network, batch, plan, order, rescales, results, batch_sample
         results[site].append(margins.float().cpu().numpy())
 
 
-def _block_tensors(
-    network: Network, batch: torch.Tensor, wanted: set[tuple[str, bool]]
-) -> dict[tuple[str, bool], torch.Tensor]:
-    """For each (block site, input?) in ``wanted``, the block's full input or output for a batch
-    (one forward pass, stopped once all are recorded)."""
-    outputs: dict[tuple[str, bool], torch.Tensor] = {}
-    handles = []
-    for block, wants_input in wanted:
-
-        def keep(key, tensor):
-            outputs[key] = tensor
-            if len(outputs) == len(wanted):
-                raise _StopForward
-
-        module = network.module(network.sites[block])
-        if wants_input:
-            handles.append(module.register_forward_pre_hook(lambda m, args, key=(block, True): keep(key, args[0])))
-        else:
-            handles.append(module.register_forward_hook(lambda m, args, out, key=(block, False): keep(key, out)))
-    try:
-        with autocast(network):
-            network.model(batch)
-    except _StopForward:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-    return outputs
-
-
-@torch.inference_mode()
-def evaluate_replayed(
-    network: Network,
-    pictures,
-    plan: dict[str, np.ndarray],
-    heads: list[Head],
-    chunk_images: int = 32,
-    batch_samples: int = 64,
-    progress: bool = True,
-) -> dict[str, np.ndarray]:
+def _evaluate_replayed(network: Network, pictures, plan, heads, chunk_images: int, batch_samples: int, progress):
     """:func:`evaluate` for networks whose sites are blocks in one container, or inside such blocks
     (ViTs, CLIP towers: block outputs and MLP activations). Per chunk of pictures one pass records
     each planned block's output (or, for a site inside a block, that block's input); each condition
@@ -367,20 +333,19 @@ def evaluate_replayed(
     input stem and the blocks from the site on run. Same arguments and result as :func:`evaluate`."""
     margins_of = _Margins(heads, network.device)
     results: dict[str, list[np.ndarray]] = {site: [] for site in plan}
-    block_of = {site: enclosing_block(network, site) or site for site in plan}
+    sources = {site: replay_source(network, site) for site in plan}
     bar = tqdm(unit="pass", desc="manipulations", disable=not progress)
     for batch in _chunks(pictures, chunk_images):
-        batch = as_input(batch.to(network.device))
+        batch = batch.to(network.device)
         n = batch.shape[0]
         per_pass = max(1, batch_samples // n)
-        keys = {site: (block_of[site], block_of[site] != site) for site in plan}
-        tensors = _block_tensors(network, batch, set(keys.values()))
+        tensors = block_tensors(network, batch, set(sources.values()))
         for site, site_gains in plan.items():
             gains = torch.as_tensor(site_gains, dtype=torch.float32, device=network.device)
             parts = []
             for start in range(0, len(gains), per_pass):
                 g = gains[start : start + per_pass]
-                features = _replayed(network, site, block_of[site], tensors[keys[site]], g, batch)
+                features = _replayed(network, site, sources[site][0], tensors[sources[site]], g, batch)
                 parts.append(margins_of(features).reshape(len(g), n, -1))
             results[site].append(torch.cat(parts).float().cpu().numpy())
             bar.update(len(gains) * n)
@@ -392,13 +357,12 @@ def _replayed(network: Network, site: str, block: str, base: torch.Tensor, g: to
     """Readout features [G * n, d] of G conditions (gains ``g`` [G, units]) at ``site``: ``base`` is
     the output of block site ``site`` [n, ...], or the input of ``block`` holding ``site``."""
     if block == site:
-        scaled = (base.unsqueeze(0) * gain_shape(g, network.layout(site))[:, None]).reshape(-1, *base.shape[1:])
-        with replaying(network, site, scaled):
+        with replaying(network, site, _scaled_copies(base, g, network.layout(site))):
             return record(network, batch, sites=[])[1]
     n = base.shape[0]
     scale = gain_shape(g.repeat_interleave(n, dim=0), network.layout(site))
     with _scaling_hook(network.module(network.sites[site]), scale):
-        with replaying(network, block, base.repeat(len(g), *([1] * (base.dim() - 1))), feed=True):
+        with replaying(network, block, repeated(base, len(g)), feed=True):
             return record(network, batch, sites=[])[1]
 
 

@@ -32,6 +32,7 @@ from collections import Counter
 from contextlib import contextmanager, nullcontext
 from copy import deepcopy
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable
 
 import torch
@@ -71,10 +72,6 @@ def _vgg_site_names(paths: list[str], order: list[tuple[str, nn.Module, tuple]])
         last_block = block
         names.append(f"conv{block}_{index}")
     return names
-
-
-def _block_names(paths: list[str], order) -> list[str]:
-    return [f"block{i + 1}" for i in range(len(paths))]
 
 
 @dataclass(frozen=True)
@@ -175,6 +172,12 @@ class Network:
     def module(self, path: str) -> nn.Module:
         return self.model.get_submodule(path)
 
+    @property
+    def engine(self) -> str:
+        """How manipulations run (:mod:`emoselect.manipulation`): ``suffix`` (a checked chain of
+        stages), ``replay`` (checked block replays) or ``full forward`` (hooks on the whole pass)."""
+        return "suffix" if self.stages is not None else "replay" if self.replays else "full forward"
+
     def layout(self, site: str) -> str:
         return self.layouts.get(site, "nchw")
 
@@ -231,11 +234,11 @@ class _Traced:
     output: tuple | None
     channels: dict[str, int | None]
 
-    @property
+    @cached_property
     def shapes(self) -> dict[str, tuple | None]:
         return {path: shape for path, _, shape in self.order}
 
-    @property
+    @cached_property
     def position(self) -> dict[str, int]:
         return {path: i for i, (path, _, _) in enumerate(self.order)}
 
@@ -367,7 +370,8 @@ def _find_sites(model: nn.Module, name: str, traced: _Traced) -> tuple[dict[str,
         return {}, {}
     sites, layouts = {}, {}
     paths = _block_sites(model, traced)
-    for name_, path in zip(_block_names(paths, traced.order), paths):
+    for i, path in enumerate(paths):
+        name_ = f"block{i + 1}"
         layout = _block_layout(traced, path) or "nchw"
         inner = _mlp_activation(traced, path) if layout == "tokens" else None
         if inner:  # a transformer block's MLP activation first (it comes first in the forward pass)
@@ -420,26 +424,20 @@ def _readout(
     known = family_of(name).readout_names
     names = {p: known.get(p, f"{p}-input") for p, _ in linears}
     pooled = _pooled_layout(traced)
-    if readout == "auto":
-        first_untrained = [(p, m) for p, m in linears if p in untrained]
-        if first_untrained or linears:
-            path, module = first_untrained[0] if first_untrained else linears[-1]
-            return names[path], path, module.in_features, "flat"
-        readout = POOLED
+    paths = [p for p, _ in linears]
+    if readout == "auto":  # the first untrained linear layer, else the last one, else the pooled output
+        readout = names[([p for p in paths if p in untrained] or paths[-1:])[0]] if paths else POOLED
     choices = list(names.values()) + ([POOLED] if pooled else [])
     if readout not in choices:
         if not choices:
             raise InputError(f"{name} has no linear layer after its probe sites and no pooled output to read out")
         raise InputError(f"readout site {readout!r} is not one of {name}'s: {', '.join(choices)}")
-    paths = [p for p, _ in linears]
     path = next((p for p in paths if names[p] == readout), "")
     through = [p for p in (paths[: paths.index(path)] if path else paths) if p in untrained]
     if through:
         raise InputError(f"readout site {readout!r} would read through untrained layers {through}")
     if path:
-        layer = dict(linears)[path]
-        assert isinstance(layer, nn.Linear)
-        return readout, path, layer.in_features, "flat"
+        return readout, path, dict(linears)[path].in_features, "flat"
     layout, width = pooled  # type: ignore[misc]  # POOLED is a choice only where pooled is set
     return POOLED, "", width, layout
 
@@ -649,9 +647,8 @@ def probe_model(
     if stages is not None and all(any(p == s or p.startswith(s + ".") for s, _ in stages) for p in sites.values()):
         network.stages = stages
     elif all(_container_of(network, site) or enclosing_block(network, site) for site in sites):
-        first, last = [*sites][0], [*sites][-1]
-        inner = [site for site in sites if not _container_of(network, site)][:1]
-        network.replays = all(_replay_matches(network, site) for site in dict.fromkeys([first, last, *inner]))
+        inner = [site for site in sites if enclosing_block(network, site)][:1]
+        network.replays = _replays_match(network, [*dict.fromkeys([[*sites][0], [*sites][-1], *inner])])
     return network
 
 
@@ -715,7 +712,7 @@ def enclosing_block(network: Network, site: str) -> str | None:
     ``block3`` for ``block3_mlp``; None for a site that is not inside one."""
     path = network.sites[site]
     for other, other_path in network.sites.items():
-        if path.startswith(other_path + ".") and _container_of(network, other):
+        if path.startswith(other_path + ".") and _container_of(network, other) and not enclosing_block(network, other):
             return other
     return None
 
@@ -741,34 +738,70 @@ def replaying(network: Network, site: str, tensor: torch.Tensor, feed: bool = Fa
             container[i] = module
 
 
-def _replay_matches(network: Network, site: str) -> bool:
-    """Whether replaying a block site's own output (twice over) — or feeding the input of the block
-    that holds a site inside one — gives the readout features of a plain forward pass (twice over),
+def replay_source(network: Network, site: str) -> tuple[str, bool]:
+    """What the replay engine records for ``site``: (its block site, whether the block's *input* is
+    needed — for a site inside the block — rather than its output)."""
+    block = enclosing_block(network, site)  # first: an MLP activation may sit in a Sequential of its own
+    if block is not None:
+        return block, True
+    if _container_of(network, site) is None:
+        raise ValueError(f"site {site} is neither a block in a Sequential or ModuleList nor inside one")
+    return site, False
+
+
+def block_tensors(
+    network: Network, batch: torch.Tensor, wanted: set[tuple[str, bool]]
+) -> dict[tuple[str, bool], torch.Tensor]:
+    """For each (block site, input?) in ``wanted``, the block's full input or output [B, ...] for a
+    normalised batch (one forward pass, stopped once all are recorded)."""
+    outputs: dict[tuple[str, bool], torch.Tensor] = {}
+    handles = []
+
+    def keep(key, tensor):
+        outputs[key] = tensor
+        if len(outputs) == len(wanted):
+            raise _StopForward
+
+    for block, wants_input in wanted:
+        module = network.module(network.sites[block])
+        if wants_input:
+            handles.append(module.register_forward_pre_hook(lambda m, args, key=(block, True): keep(key, args[0])))
+        else:
+            handles.append(module.register_forward_hook(lambda m, args, out, key=(block, False): keep(key, out)))
+    try:
+        with torch.inference_mode(), autocast(network):
+            network.model(as_input(batch))
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs
+
+
+def repeated(x: torch.Tensor, times: int) -> torch.Tensor:
+    """``x`` [n, ...] stacked ``times`` over along its first axis: [times * n, ...]."""
+    return x.repeat(times, *([1] * (x.dim() - 1)))
+
+
+def _replays_match(network: Network, sites: list[str]) -> bool:
+    """Whether replaying each site's recorded block output (twice over) — or feeding the recorded
+    input of the block holding it — gives the readout features of a plain forward pass (twice over),
     to 1e-4 of their largest value (float rounding differs between batch sizes), on a random picture."""
     x = torch.randn(1, 3, network.prep.crop, network.prep.crop, generator=torch.Generator().manual_seed(0))
-    block = site if _container_of(network, site) else enclosing_block(network, site)
-    if block is None:
-        return False
-    feed = block != site
-    module = network.module(network.sites[block])
-    captured: dict[str, torch.Tensor] = {}
-    handle = (
-        module.register_forward_pre_hook(lambda m, args: captured.setdefault("y", args[0]))
-        if feed
-        else module.register_forward_hook(lambda m, a, out: captured.setdefault("y", out))
-    )
-    try:
-        plain = record(network, x, sites=[])[1]
-    finally:
-        handle.remove()
-    try:
-        with replaying(network, block, captured["y"].repeat(2, *([1] * (captured["y"].dim() - 1))), feed):
-            replayed = record(network, x, sites=[])[1]
-    except Exception:  # noqa: BLE001  # a forward pass that cannot take a replayed block
-        return False
-    if replayed.shape != (2, *plain.shape[1:]):
-        return False
-    return float((replayed - plain).abs().max()) <= 1e-4 * float(plain.abs().max()) + 1e-6  # batch-size rounding
+    plain = record(network, x, sites=[])[1]
+    needed = {replay_source(network, site) for site in sites}
+    tensors = block_tensors(network, x, needed)
+    for block, feed in needed:
+        try:
+            with replaying(network, block, repeated(tensors[block, feed], 2), feed):
+                replayed = record(network, x, sites=[])[1]
+        except Exception:  # noqa: BLE001  # a forward pass that cannot take a replayed block
+            return False
+        close = float((replayed - plain).abs().max()) <= 1e-4 * float(plain.abs().max()) + 1e-6
+        if replayed.shape != (2, *plain.shape[1:]) or not close:
+            return False
+    return True
 
 
 def as_input(batch: torch.Tensor) -> torch.Tensor:

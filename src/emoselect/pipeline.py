@@ -566,15 +566,12 @@ def _manipulate(run: Path, options: ManipulationOptions | None, progress: bool) 
 
 def _manipulation_settings(options, device, swept_over: dict, network: Network, seconds: float) -> dict:
     """config.yaml's manipulation section: the options, what was swept, the readout and the engine."""
-    engine = (
-        "suffix" if network.stages is not None else "replay" if network.replays else "full forward (no stage chain)"
-    )
     return {
         **as_dict(options),
         "profile": options.profile_for(device),
         **swept_over,
         "readout_site": network.readout_site,
-        "engine": engine,
+        "engine": network.engine,
         "engine_seconds": round(seconds, 1),
     }
 
