@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -46,12 +46,6 @@ from .selectivity import SelectivityOptions
 from .stimuli import check_dataset_name
 
 SWEEP_KEYS = ("datasets", "networks", "extract", "selectivity", "manipulation", "controls")
-MEASURES = {  # measure -> (table, how a layer's value is made, what it means)
-    "tuning_quality_excess": "tuning quality minus its label-shuffled null, mean of the two sides (layers.csv)",
-    "overlap_excess": "Jaccard overlap minus its exact null, mean over categories (overlap.csv)",
-    "gain_change_pct": "% change of test F1 with the best gain on selective units, mean over emotions and datasets",
-    "lesion_change_pct": "% change of test F1 when the selective units are lesioned, mean over emotions and datasets",
-}
 
 
 @dataclass
@@ -61,8 +55,17 @@ class Sweep:
 
     source: Path
     networks: dict[str, tuple[ExtractOptions, SelectivityOptions, ManipulationOptions | None, int]]
-    records: dict[str, dict] = field(default_factory=dict)  # name -> the plain options, for reuse checks
     limit: int | None = None
+
+    def record(self, name: str) -> dict:
+        """A network's options as plain data (written beside its run; their fingerprint marks it finished)."""
+        options, selectivity, manipulation, controls = self.networks[name]
+        return {
+            "extract": as_dict(options),
+            "selectivity": as_dict(selectivity),
+            "manipulation": as_dict(manipulation) if manipulation else None,
+            "controls": controls,
+        }
 
 
 def _mapping(value, where: str) -> dict:
@@ -134,12 +137,6 @@ def read_sweep(path: str | Path, limit: int | None = None) -> Sweep:
             else from_dict(ManipulationOptions, {**seeded, **_mapping(manipulation, "manipulation")}, "manipulation")
         )
         sweep.networks[name] = (options, selectivity, manipulate, controls)
-        sweep.records[name] = {
-            "extract": as_dict(options),
-            "selectivity": as_dict(selectivity),
-            "manipulation": as_dict(manipulate) if manipulate else None,
-            "controls": controls,
-        }
     return sweep
 
 
@@ -195,7 +192,7 @@ def run_network(source: str, name: str, out: str, limit: int | None = None, prog
     run = Path(out) / name
     (run / "sweep-entry.json").unlink(missing_ok=True)
     run_all(options, run, selectivity, manipulation, controls=controls, progress=progress)
-    record = sweep.records[name]
+    record = sweep.record(name)
     write_text_atomic(
         run / "sweep-entry.json", json.dumps({"fingerprint": _fingerprint(record), "options": record}, default=str)
     )
@@ -285,7 +282,7 @@ def run_sweep(sweep: Sweep, out: str | Path, progress: bool = True, cluster: Clu
     """
     folder, cluster = Path(out), cluster or Cluster()
     status: dict[str, tuple[str, float]] = {}
-    todo = [name for name in sweep.networks if not _finished(folder / name, sweep.records[name])]
+    todo = [name for name in sweep.networks if not _finished(folder / name, sweep.record(name))]
     status.update({name: ("reused", 0.0) for name in sweep.networks if name not in todo})
     start, failed = time.time(), {}
     if cluster.executor == "inline":
@@ -306,36 +303,43 @@ def run_sweep(sweep: Sweep, out: str | Path, progress: bool = True, cluster: Clu
     return SweepResult(folder, status, table, page)
 
 
-def _layer_measures(run: Path) -> dict[str, pd.Series]:
-    """{measure: value per layer} of one run folder (a network or a control)."""
+def _layer_measures(run: Path, alpha: float = 0.05) -> dict[str, pd.DataFrame]:
+    """{measure: one row per layer} of one run folder (a network or a control), each table read once:
+    ``value`` and the cells behind it (``n_cells``, ``n_significant``, ``q_min``).
+
+    tuning_quality_excess: tuning quality minus its label-shuffled null, mean of the two sides
+    (significant: p < alpha, not corrected); overlap_excess: Jaccard minus its exact null, mean over
+    categories (significant: BH q < alpha); gain_change_pct / lesion_change_pct: % change of test F1
+    with the best gain / the lesion of the selective units (or, with ``--gain-form tuning``, the tuning
+    gains), mean over emotions and own-dataset heads (significant: q < alpha)."""
+
+    def per_layer(rows: pd.DataFrame, value: str, significant: pd.Series, q: pd.Series | None) -> pd.DataFrame:
+        frame = rows.assign(value=rows[value], significant=significant, q=q if q is not None else float("nan"))
+        grouped = frame.groupby("layer", sort=False)
+        return pd.DataFrame(
+            {
+                "value": grouped["value"].mean(),
+                "n_cells": grouped.size(),
+                "n_significant": grouped["significant"].sum().astype(int),
+                "q_min": grouped["q"].min(),
+            }
+        )
+
     out = {}
     layers = read_table(run / "layers.csv")
     if "tuning_quality_excess" in layers:
-        out["tuning_quality_excess"] = layers.groupby("layer", sort=False)["tuning_quality_excess"].mean()
+        p = layers.get("p_tuning_quality", pd.Series(float("nan"), index=layers.index))
+        out["tuning_quality_excess"] = per_layer(layers, "tuning_quality_excess", p < alpha, None)
     overlap = read_table(run / "overlap.csv")
-    out["overlap_excess"] = overlap.groupby("layer", sort=False)["jaccard_excess"].mean()
-    summary_path = run / "manipulation_summary.csv"
-    if summary_path.is_file():
-        summary = read_table(summary_path)
-        own = summary[(summary["train_dataset"] == summary["test_dataset"]) & (summary["units"] == "selective")]
-        out["gain_change_pct"] = own.groupby("layer", sort=False)["enhanced_change_pct"].mean()
-        out["lesion_change_pct"] = own.groupby("layer", sort=False)["lesioned_change_pct"].mean()
+    out["overlap_excess"] = per_layer(overlap, "jaccard_excess", overlap["q_value"] < alpha, overlap["q_value"])
+    if (run / "manipulation_summary.csv").is_file():
+        summary = read_table(run / "manipulation_summary.csv")
+        chosen = summary["units"].isin(["selective", "tuning"])  # the channels form, or the tuning form
+        own = summary[(summary["train_dataset"] == summary["test_dataset"]) & chosen]
+        for measure, value, q in (("gain_change_pct", "enhanced_change_pct", "q_enhance"),
+                                  ("lesion_change_pct", "lesioned_change_pct", "q_lesion")):  # fmt: skip
+            out[measure] = per_layer(own, value, own[q] < alpha, own[q])
     return out
-
-
-def _cells(run: Path, measure: str, layer: str, alpha: float) -> tuple[int, int, float]:
-    """(cells, significant cells, smallest q) behind one network's value of a measure at a layer."""
-    if measure == "overlap_excess":
-        rows = read_table(run / "overlap.csv").query("layer == @layer")
-        return len(rows), int(rows["significant"].sum()), float(rows["q_value"].min())
-    if measure == "tuning_quality_excess":
-        rows = read_table(run / "layers.csv").query("layer == @layer")
-        p = rows.get("p_tuning_quality", pd.Series(dtype=float))
-        return len(rows), int((p < alpha).sum()), float("nan")
-    summary = read_table(run / "manipulation_summary.csv")
-    rows = summary[(summary["layer"] == layer) & (summary["train_dataset"] == summary["test_dataset"])]
-    q = rows["q_enhance" if measure == "gain_change_pct" else "q_lesion"]
-    return len(rows), int((q < alpha).sum()), float(q.min()) if len(q) else float("nan")
 
 
 def sweep_table(folder: str | Path, names: list[str], alpha: float = 0.05) -> pd.DataFrame:
@@ -362,16 +366,17 @@ def sweep_table(folder: str | Path, names: list[str], alpha: float = 0.05) -> pd
         run = Path(folder) / name
         network = yaml.safe_load((run / "config.yaml").read_text())["network"]
         depth = read_table(run / "layers.csv").drop_duplicates("layer").set_index("layer")["relative_depth"]
-        own = _layer_measures(run)
-        controls = [_layer_measures(control) for control in control_folders(run)]
-        for measure, values in own.items():
-            for layer, value in values.items():
-                others = pd.Series([c[measure].get(layer) for c in controls if measure in c], dtype=float).dropna()
-                cells, significant, q_min = _cells(run, measure, str(layer), alpha)
+        own = _layer_measures(run, alpha)
+        controls = [_layer_measures(control, alpha) for control in control_folders(run)]
+        for measure, table in own.items():
+            for layer, cells in table.iterrows():
+                others = pd.Series([c[measure]["value"].get(layer) for c in controls if measure in c], dtype=float)
+                others = others.dropna()
                 rows.append({
                     "network": name, "model": network["model"], "weights": network["weights"], "layer": layer,
-                    "relative_depth": depth.get(layer), "measure": measure, "value": value, "n_cells": cells,
-                    "n_significant": significant, "q_min": q_min,
+                    "relative_depth": depth.get(layer), "measure": measure, "value": cells["value"],
+                    "n_cells": int(cells["n_cells"]), "n_significant": int(cells["n_significant"]),
+                    "q_min": cells["q_min"],
                     "control_min": others.min() if len(others) else None,
                     "control_mean": others.mean() if len(others) else None,
                     "control_max": others.max() if len(others) else None,
