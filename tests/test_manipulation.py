@@ -6,11 +6,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
-from emoselect.experiments import ManipulationOptions, best_beta, plan_layer, score_conditions, summarise, table_one
+from emoselect.experiments import (
+    ManipulationOptions,
+    best_beta,
+    block_label,
+    condition_blocks,
+    plan_layer,
+    score_conditions,
+    summarise,
+    table_one,
+)
 from emoselect.images import Preprocessing
-from emoselect.manipulation import evaluate, evaluate_naive
+from emoselect.manipulation import ResultCache, evaluate, evaluate_naive, load_pictures
 from emoselect.network import load_network, probe_model, record
 from emoselect.readout import Head, ReadoutOptions, binary_metrics, head_scores, train_head
 
@@ -425,3 +435,93 @@ def test_gain_rank_test_is_calibrated_and_has_power():
     assert np.mean(null <= 0.5) >= 0.35
     planted = _gain_p_values(rng, 0.25, trials=40)
     assert np.mean(planted <= 0.02) >= 0.9
+
+
+# blocks of conditions: the unit of the result cache and of a cluster shard
+
+
+def test_condition_blocks_cut_each_category_into_runs_of_whole_unit_sets():
+    plan = plan_layer("L", 20, SELECTIVE, [0.0, 1.0, 2.0], repeats=4, options=ManipulationOptions(), lesion_repeats=6)
+    blocks = condition_blocks(plan.conditions, 3)
+    # pleasant: selective + 6 random sets = 7 sets -> 3, 3, 1; unpleasant the same; intact alone
+    sets = [plan.conditions.iloc[a:b].drop_duplicates(["emotion", "units", "repeat"]) for a, b in blocks]
+    assert blocks[0] == (0, 1) and [len(s) for s in sets] == [1, 3, 3, 1, 3, 3, 1]
+    assert [s["emotion"].unique().tolist() for s in sets[1:]] == [["pleasant"]] * 3 + [["unpleasant"]] * 3
+    assert [a for a, _ in blocks[1:]] == [b for _, b in blocks[:-1]] and blocks[-1][1] == len(plan.conditions)
+    assert block_label(plan.conditions, blocks[2]) == "pleasant, random 3 to random 5"
+    assert condition_blocks(plan.conditions, 100) == [
+        (0, 1),
+        blocks[1][:1] + blocks[3][1:],
+        blocks[4][:1] + blocks[6][1:],
+    ]
+
+
+@pytest.mark.parametrize(
+    "name, sites", [("vgg11", ["conv3_2", "conv4_2", "conv5_2"]), ("resnet18", ["relu", "layer2.1", "layer4.1"])]
+)
+def test_a_block_of_conditions_gives_the_same_numbers_alone_or_among_others(name, sites):
+    network = load_network(name, "random", seed=1)
+    pictures = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    plan = random_plan(network, sites, conditions=7, seed=4)
+    plan[sites[0]][4:] = plan[sites[0]][4]  # one unit set scaled (a direction: the linear shortcut)
+    plan[sites[0]][4:] = 1 + (plan[sites[0]][4:] - 1) * np.array([[0.0], [0.5], [2.0]], np.float32)
+    heads = random_heads(network, n=2)
+    blocks = {site: [(0, 1), (1, 4), (4, 7)] for site in sites}
+    whole = evaluate(network, pictures, plan, heads, chunk_images=3, batch_samples=6, progress=False, blocks=blocks)
+    assert_same(whole, evaluate_naive(network, pictures, plan, heads))
+    for site in sites:
+        for a, b in blocks[site]:
+            alone = evaluate(network, pictures, {site: plan[site][a:b]}, heads, 3, 6, progress=False)
+            assert np.array_equal(alone[site], whole[site][a:b]), (site, a, b)
+    with pytest.raises(ValueError, match="cover"):
+        evaluate(network, pictures, plan, heads, 3, 6, progress=False, blocks={sites[0]: [(0, 2), (3, 7)]})
+
+
+def test_replay_engine_blocks_alone_or_among_others():
+    from test_transformers import TINY, tiny_vit
+
+    network = probe_model(tiny_vit(), "vit_tiny_test", prep=TINY)
+    pictures = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    plan = random_plan(network, ["block2", "block3_mlp"], conditions=5, seed=3)
+    heads = random_heads(network, n=2)
+    blocks = {site: [(0, 2), (2, 5)] for site in plan}
+    whole = evaluate(network, pictures, plan, heads, chunk_images=3, batch_samples=6, progress=False, blocks=blocks)
+    for site in plan:
+        for a, b in blocks[site]:
+            alone = evaluate(network, pictures, {site: plan[site][a:b]}, heads, 3, 6, progress=False)
+            assert np.array_equal(alone[site], whole[site][a:b]), (site, a, b)
+
+
+def test_a_shard_fills_the_cache_and_the_merge_computes_only_the_rest(tmp_path, monkeypatch):
+    import emoselect.manipulation as manipulation
+
+    network = load_network("vgg11", "random", seed=2)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"p{i}.png"
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    sha1s = [f"sha{i}" for i in range(5)]
+    plan = random_plan(network, ["conv5_1"], conditions=6, seed=5)
+    heads = random_heads(network, n=2)
+    blocks = {"conv5_1": [(0, 1), (1, 3), (3, 6)]}
+    cache, keys = ResultCache(tmp_path / "cache"), {"conv5_1": "key"}
+    shard = manipulation.evaluate_cached(
+        network, paths, sha1s, {"conv5_1": plan["conv5_1"][1:3]}, heads, cache, keys,
+        {"conv5_1": [(0, 2)]}, chunk_images=2, progress=False,
+    )  # fmt: skip
+    evaluated: list[int] = []
+    real = manipulation.evaluate
+    monkeypatch.setattr(
+        manipulation,
+        "evaluate",
+        lambda n, p, pl, *a, **k: evaluated.append(len(pl["conv5_1"])) or real(n, p, pl, *a, **k),
+    )
+    merged = manipulation.evaluate_cached(network, paths, sha1s, plan, heads, cache, keys, blocks, 2, progress=False)
+    assert evaluated == [4, 4, 4]  # per chunk of pictures, the intact row and the 3 conditions of the last block
+    assert np.array_equal(merged["conv5_1"][1:3], shard["conv5_1"])
+    plain = real(network, load_pictures(paths, network), plan, heads, 2, 64, False, blocks)
+    assert np.array_equal(merged["conv5_1"], plain["conv5_1"])
+    again = manipulation.evaluate_cached(network, paths, sha1s, plan, heads, cache, keys, blocks, 2, progress=False)
+    assert evaluated == [4, 4, 4] and np.array_equal(again["conv5_1"], merged["conv5_1"])

@@ -416,3 +416,28 @@ def test_a_run_folder_that_cannot_be_made_is_one_line_before_any_picture_is_comp
     assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--out", str(blocker / "run")]) == 2
     err = capsys.readouterr().err
     assert "a-file/run" in err and "Traceback" not in err and err.count("\n") == 1 and not calls
+
+
+def test_a_rerun_of_manipulate_trains_no_head_and_computes_no_condition(tmp_path, monkeypatch):
+    run = _extracted(tmp_path)
+    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0
+    assert main(["-q", "manipulate", str(run), *MANIPULATE, "--sets-per-shard", "2"]) == 0
+    tables = {name: (run / name).read_bytes() for name in ("readout.csv", "manipulation.csv", "table1.csv")}
+    kept = list((run / "cache" / "heads").glob("*.npz"))
+    assert len(kept) == 1
+    # 1 layer: intact, then per category (3) selective + 3 random sets = 4 sets in blocks of 2: 7 blocks x 1 chunk
+    assert len(list((run / "cache" / "manipulation").glob("*.npy"))) == 7
+    import emoselect.manipulation
+    import emoselect.pipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(emoselect.pipeline, "train_heads", refuse)
+    monkeypatch.setattr(emoselect.manipulation, "evaluate", refuse)
+    assert main(["-q", "manipulate", str(run), *MANIPULATE, "--sets-per-shard", "2"]) == 0
+    assert all((run / name).read_bytes() == text for name, text in tables.items())
+    monkeypatch.undo()
+    kept[0].write_bytes(b"damaged")
+    assert main(["-q", "manipulate", str(run), *MANIPULATE, "--sets-per-shard", "2"]) == 0
+    assert all((run / name).read_bytes() == text for name, text in tables.items())

@@ -104,6 +104,13 @@ class ManipulationOptions:
     )
     readout: ReadoutOptions = option(factory=ReadoutOptions, help="training of the heads", cli=False)
     chunk_images: int = option(32, "pictures per engine chunk (memory bound)", kind=int, low=1)
+    sets_per_shard: int = option(
+        25,
+        "unit sets per block of conditions (per layer and category): the unit of the result cache and "
+        "of a cluster shard (emoselect sweep --executor slurm)",
+        kind=int,
+        low=1,
+    )
     batch_samples: int = option(64, "picture-conditions per forward pass", kind=int, low=1)
     alpha: float = option(
         0.05, "false discovery rate for every test", kind=float, low=0, high=1, open_low=True, open_high=True
@@ -216,6 +223,33 @@ def plan_layer(
             gains.append(gain.astype(np.float32))
             rows.append(row)
     return LayerPlan(layer, np.stack(gains), pd.DataFrame(rows))
+
+
+def condition_blocks(conditions: pd.DataFrame, sets_per_block: int) -> list[tuple[int, int]]:
+    """A layer's conditions (:class:`LayerPlan` rows) cut into blocks: row ranges [(start, stop), ...]
+    in order, the intact row alone, then per category runs of up to ``sets_per_block`` consecutive unit
+    sets (a set: its units and repeat, every beta of it). The engine evaluates each block on its own."""
+    blocks: list[tuple[int, int]] = [(0, 1)]
+    start, sets, last = 1, 0, None
+    for row, key in enumerate(zip(conditions["emotion"], conditions["units"], conditions["repeat"])):
+        if row == 0 or key == last:
+            continue
+        if sets == sets_per_block or (last is not None and key[0] != last[0]):
+            blocks.append((start, row))
+            start, sets = row, 0
+        sets, last = sets + 1, key
+    if start < len(conditions):
+        blocks.append((start, len(conditions)))
+    return blocks
+
+
+def block_label(conditions: pd.DataFrame, block: tuple[int, int]) -> str:
+    """A block of conditions in words: ``intact`` or ``<category>, <units> <first>-<last>``."""
+    rows = conditions.iloc[block[0] : block[1]]
+    if block == (0, 1):
+        return "intact"
+    first, last = rows.iloc[0], rows.iloc[-1]
+    return f"{first['emotion']}, {first['units']} {first['repeat']} to {last['units']} {last['repeat']}"
 
 
 def _channel_conditions(

@@ -250,10 +250,14 @@ def evaluate(
     chunk_images: int = 32,
     batch_samples: int = 64,
     progress: bool = True,
+    blocks: dict[str, list[tuple[int, int]]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Head margins for every condition of every site, by the suffix engine.
 
     Memory is bounded by ``chunk_images`` pictures and ``batch_samples`` picture-conditions per pass.
+    A site's conditions are evaluated in ``blocks`` (contiguous row ranges of its gains) that share
+    the walk down the network but nothing else, so a block's margins are the same numbers whether
+    it is evaluated alone or beside others (what lets a cluster shard compute one block).
 
     Parameters
     ----------
@@ -269,15 +273,18 @@ def evaluate(
         Pictures per walk down the network; picture-conditions per forward pass.
     progress : bool
         Show a progress bar.
+    blocks : dict[str, list[tuple[int, int]]], optional
+        Per site, (start, stop) row ranges covering its conditions in order; default one block.
 
     Returns
     -------
     dict[str, ndarray]
         {site: float32 [n_conditions, n, n_heads]} margins (logit of the emotion minus logit of the rest).
     """
+    blocks = {site: _checked_blocks(site, (blocks or {}).get(site), len(gains)) for site, gains in plan.items()}
     if network.stages is None and network.replays:
-        return _evaluate_replayed(network, pictures, plan, heads, chunk_images, batch_samples, progress)
-    if network.stages is None:
+        return _evaluate_replayed(network, pictures, plan, heads, chunk_images, batch_samples, progress, blocks)
+    if network.stages is None:  # the plain way: every condition alone, blocks change nothing
         return evaluate_naive(network, pictures, plan, heads, batch=chunk_images, progress=progress)
     margins_of = _Margins(heads, network.device)
     order = sorted(plan, key=lambda s: _site_stage(network, s)[0])
@@ -291,16 +298,26 @@ def evaluate(
     )
     for batch in _chunks(pictures, chunk_images):
         with autocast(network):
-            _evaluate_chunk(network, as_input(batch.to(network.device)), plan, order, rescales, results,
+            _evaluate_chunk(network, as_input(batch.to(network.device)), plan, blocks, order, rescales, results,
                             batch_samples, margins_of)  # fmt: skip
         bar.update(sum(len(g) for g in plan.values()) * batch.shape[0])
     bar.close()
     return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}
 
 
-def _evaluate_chunk(network, batch, plan, order, rescales, results, batch_samples, margins_of) -> None:
+def _checked_blocks(site: str, ranges: list[tuple[int, int]] | None, n: int) -> list[tuple[int, int]]:
+    """Row ranges [(start, stop), ...] that cover a site's ``n`` conditions in order (default: one)."""
+    if not ranges:
+        return [(0, n)]
+    starts, stops = [a for a, _ in ranges], [b for _, b in ranges]
+    if starts[0] != 0 or stops[-1] != n or starts[1:] != stops[:-1] or any(a >= b for a, b in ranges):
+        raise ValueError(f"blocks of {site} must cover its {n} conditions in order, got {ranges}")
+    return list(ranges)
+
+
+def _evaluate_chunk(network, batch, plan, blocks, order, rescales, results, batch_samples, margins_of) -> None:
     """:func:`evaluate` on one chunk of pictures [n, 3, H, W]: each site's margins appended to
-    ``results`` (the walk down the chain, then the cheapest exact suffix per site)."""
+    ``results`` (the walk down the chain, then per block of conditions the cheapest exact suffix)."""
     n = batch.shape[0]
     x, position = batch, 0
     per_pass = max(1, batch_samples // n)
@@ -308,23 +325,32 @@ def _evaluate_chunk(network, batch, plan, order, rescales, results, batch_sample
         index, direct = _site_stage(network, site)
         x = _run(network.stages[position:index], x)
         position = index
+        base = network.stages[index][1](x) if direct else None
         gains = torch.as_tensor(plan[site], dtype=torch.float32, device=network.device)
-        if not direct:
-            margins = _suffix_nested(network, site, index, x, gains, per_pass, margins_of)
-        else:
-            base = network.stages[index][1](x)
-            positive = bool((gains >= 0).all()) and network.layout(site) == "nchw"
-            j = _next_convolution(network.stages, index) if positive else None
-            if positive and rescales[site]:
-                margins = _suffix_rescaled(network.stages, index, base, gains, margins_of)
-            elif j is not None:
-                margins = _suffix_linear(network.stages, index, j, base, gains, per_pass, margins_of)
-            else:
-                margins = _suffix_scaled(network.stages, index, base, gains, per_pass, margins_of, network.layout(site))
-        results[site].append(margins.float().cpu().numpy())
+        margins = [
+            _suffix_margins(network, site, index, x, base, gains[start:stop], per_pass, rescales[site], margins_of)
+            for start, stop in blocks[site]
+        ]
+        results[site].append(torch.cat(margins).float().cpu().numpy())
 
 
-def _evaluate_replayed(network: Network, pictures, plan, heads, chunk_images: int, batch_samples: int, progress):
+def _suffix_margins(network, site, index, x, base, gains, per_pass, rescales, margins_of) -> torch.Tensor:
+    """Margins [G, n, n_heads] of one block of conditions (gains [G, units]) at ``site``, held by
+    stage ``index`` (input ``x``; ``base``: the stage's output when the site *is* the stage, else None)."""
+    if base is None:
+        return _suffix_nested(network, site, index, x, gains, per_pass, margins_of)
+    positive = bool((gains >= 0).all()) and network.layout(site) == "nchw"
+    j = _next_convolution(network.stages, index) if positive else None
+    if positive and rescales:
+        return _suffix_rescaled(network.stages, index, base, gains, margins_of)
+    if j is not None:
+        return _suffix_linear(network.stages, index, j, base, gains, per_pass, margins_of)
+    return _suffix_scaled(network.stages, index, base, gains, per_pass, margins_of, network.layout(site))
+
+
+def _evaluate_replayed(
+    network: Network, pictures, plan, heads, chunk_images: int, batch_samples: int, progress, blocks
+) -> dict[str, np.ndarray]:
     """:func:`evaluate` for networks whose sites are blocks in one container, or inside such blocks
     (ViTs, CLIP towers: block outputs and MLP activations). Per chunk of pictures one pass records
     each planned block's output (or, for a site inside a block, that block's input); each condition
@@ -343,10 +369,11 @@ def _evaluate_replayed(network: Network, pictures, plan, heads, chunk_images: in
         for site, site_gains in plan.items():
             gains = torch.as_tensor(site_gains, dtype=torch.float32, device=network.device)
             parts = []
-            for start in range(0, len(gains), per_pass):
-                g = gains[start : start + per_pass]
-                features = _replayed(network, site, sources[site][0], tensors[sources[site]], g, batch)
-                parts.append(margins_of(features).reshape(len(g), n, -1))
+            for block_start, block_stop in blocks[site]:  # passes never mix blocks (see evaluate)
+                for start in range(block_start, block_stop, per_pass):
+                    g = gains[start : min(start + per_pass, block_stop)]
+                    features = _replayed(network, site, sources[site][0], tensors[sources[site]], g, batch)
+                    parts.append(margins_of(features).reshape(len(g), n, -1))
             results[site].append(torch.cat(parts).float().cpu().numpy())
             bar.update(len(gains) * n)
     bar.close()
@@ -417,33 +444,58 @@ def evaluate_cached(
     heads: list[Head],
     cache: ResultCache,
     keys: dict[str, str],
+    blocks: dict[str, list[tuple[int, int]]] | None = None,
     chunk_images: int = 32,
     batch_samples: int = 64,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
-    """:func:`evaluate` on picture files, ``chunk_images`` pictures at a time, each chunk's result per
-    site served from or stored in ``cache`` (key: the site's key in ``keys`` and the chunk's picture
-    SHA-1s), so that an interrupted sweep resumes at its first unfinished chunk.
+    """:func:`evaluate` on picture files, ``chunk_images`` pictures at a time. Each chunk's result
+    per site and block of conditions is served from or stored in ``cache``, keyed by the site's key in
+    ``keys``, the block's gains and the chunk's picture SHA-1s: an interrupted sweep resumes at its
+    first unfinished piece, and a cluster shard that fills one block's entries (evaluating only that
+    block: the same numbers, see :func:`evaluate`) leaves nothing for the merge to compute.
 
-    ``paths``, ``sha1s``: the n pictures; ``plan``: {site: gains [n_conditions, n_units]}. Returns
-    {site: float32 margins [n_conditions, n, n_heads]}, as :func:`evaluate`.
+    ``paths``, ``sha1s``: the n pictures; ``plan``: {site: gains [n_conditions, n_units]};
+    ``blocks``: {site: [(start, stop), ...]} (default: one block per site). Returns {site: float32
+    margins [n_conditions, n, n_heads]}, as :func:`evaluate`.
     """
+    blocks = {site: _checked_blocks(site, (blocks or {}).get(site), len(gains)) for site, gains in plan.items()}
+    pieces = [(site, block) for site in plan for block in blocks[site]]
     parts: dict[str, list[np.ndarray]] = {site: [] for site in plan}
     starts = range(0, len(paths), chunk_images)
     for start in tqdm(starts, desc="manipulations (picture chunks)", unit="chunk", disable=not progress):
         chunk = slice(start, start + chunk_images)
-        chunk_keys = {site: ResultCache.key(keys[site], *sha1s[chunk]) for site in plan}
-        done = {site: cache.get(chunk_keys[site]) for site in plan}
-        todo = {site: gains for site, gains in plan.items() if done[site] is None}
+        piece_keys = {
+            (site, (a, b)): ResultCache.key(keys[site], plan[site][a:b], *sha1s[chunk]) for site, (a, b) in pieces
+        }
+        done = {piece: cache.get(key) for piece, key in piece_keys.items()}
+        todo = [piece for piece in pieces if done[piece] is None]
         if todo:
-            pictures = load_pictures(paths[chunk], network)
-            computed = evaluate(network, pictures, todo, heads, len(pictures), batch_samples, progress=False)
-            for site, values in computed.items():
-                cache.put(chunk_keys[site], values)
-                done[site] = values
-        for site in plan:
-            parts[site].append(done[site])  # type: ignore[arg-type]  # every site is done here
+            computed = _evaluate_pieces(network, load_pictures(paths[chunk], network), plan, todo, heads, batch_samples)
+            for piece, values in computed.items():
+                cache.put(piece_keys[piece], values)
+                done[piece] = values
+        for site in plan:  # a site's blocks in order: its conditions in order
+            parts[site].append(np.concatenate([done[site, block] for block in blocks[site]]))
     return {site: np.concatenate(chunks, axis=1) for site, chunks in parts.items()}
+
+
+def _evaluate_pieces(network, pictures, plan, pieces, heads, batch_samples) -> dict:
+    """{(site, (start, stop)): margins [stop - start, n, n_heads]} of the listed blocks, in one
+    :func:`evaluate` call on the pictures [n, 3, H, W] (one walk down the network for all)."""
+    sub_plan: dict[str, list[np.ndarray]] = {}
+    sub_blocks: dict[str, list[tuple[int, int]]] = {}
+    for site, (a, b) in pieces:
+        offset = sum(len(g) for g in sub_plan.get(site, []))
+        sub_plan.setdefault(site, []).append(plan[site][a:b])
+        sub_blocks.setdefault(site, []).append((offset, offset + b - a))
+    stacked = {site: np.concatenate(gains) for site, gains in sub_plan.items()}
+    margins = evaluate(network, pictures, stacked, heads, len(pictures), batch_samples, False, sub_blocks)
+    out = {}
+    for site, ranges in sub_blocks.items():
+        for (a, b), piece in zip(ranges, [p for p in pieces if p[0] == site]):
+            out[piece] = margins[site][a:b]
+    return out
 
 
 class ResultCache:

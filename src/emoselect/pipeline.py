@@ -15,13 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import figures, manifest
 from .claims import scorecard
 from .config import ExtractOptions, extract_options, read_config, update_config
 from .experiments import (
     PROFILES,
+    LayerPlan,
     ManipulationOptions,
+    condition_blocks,
     plan_layer,
     score_conditions,
     select_sites,
@@ -33,7 +36,7 @@ from .manipulation import ResultCache, evaluate_cached, gain_rescales_readout
 from .network import Network, keep_sites, load_network
 from .options import as_dict
 from .problems import InputError
-from .readout import Head, ReadoutOptions, train_heads
+from .readout import Head, ReadoutOptions, score_heads, train_heads
 from .records import read_table
 from .report import write_report
 from .responses import (
@@ -455,20 +458,50 @@ def _read_table(run: Path, name: str, stage: str) -> pd.DataFrame:
     return read_table(path)
 
 
-def readout_stage(
+def trained_heads(
     run: Path, stimuli: Stimuli, config: dict, options: ReadoutOptions
 ) -> tuple[list[Head], pd.DataFrame]:
-    """Train the heads on the run's cached readout features; writes readout.csv and heads.npz."""
+    """The heads on the run's readout features, and their readout.csv table. Trained once and kept
+    in ``RUN/cache/heads``, keyed by the features, the pictures' categories and splits and the
+    options: every later caller (a rerun, each cluster shard, the merge) gets the same heads, bit
+    for bit, wherever it runs — and so the same keys for the manipulation results."""
     site = config["network"]["readout_site"]
     features = {d: load_responses(run, d, [], site).readout for d in stimuli.datasets}
-    heads, table = train_heads(stimuli, features, options, site)
-    write_csv_atomic(run / "readout.csv", table)
-    savez_atomic(
-        run / "heads.npz",
-        **{f"{h.dataset}|{h.emotion}|weight": h.weight for h in heads},
-        **{f"{h.dataset}|{h.emotion}|bias": h.bias for h in heads},
-    )
-    return heads, table
+    labels = stimuli.table[["dataset", "sha1", "category", "split"]].to_numpy().astype(str)
+    key = ResultCache.key(site, labels.tobytes(), as_dict(options), *[features[d] for d in stimuli.datasets])
+    path = run / "cache" / "heads" / f"{key}.npz"
+    heads = _read_heads(path)
+    if heads is None:
+        heads = train_heads(stimuli, features, options, site)[0]
+        _save_heads(path, heads)
+    return heads, score_heads(stimuli, features, heads, site)
+
+
+def _save_heads(path: Path, heads: list[Head]) -> None:
+    """Heads as one .npz (``<dataset>|<category>|weight``, ``|bias``, ``|best_epoch``), atomically."""
+    arrays = {}
+    for h in heads:
+        arrays.update({f"{h.dataset}|{h.emotion}|weight": h.weight, f"{h.dataset}|{h.emotion}|bias": h.bias,
+                       f"{h.dataset}|{h.emotion}|best_epoch": np.array(h.best_epoch)})  # fmt: skip
+    savez_atomic(path, **arrays)
+
+
+def _read_heads(path: Path) -> list[Head] | None:
+    """Heads kept by :func:`trained_heads`, or None (absent or damaged: they are trained again)."""
+    try:
+        with np.load(path) as arrays:
+            names = dict.fromkeys(name.rsplit("|", 1)[0] for name in arrays.files)
+            return [
+                Head(
+                    *name.split("|", 1),
+                    arrays[f"{name}|weight"],
+                    arrays[f"{name}|bias"],  # type: ignore[call-arg]
+                    int(arrays[f"{name}|best_epoch"]),
+                )  # fmt: skip
+                for name in names
+            ]
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
 
 
 @dataclass
@@ -511,7 +544,27 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
         return _manipulate(run, options, progress)
 
 
-def _manipulate(run: Path, options: ManipulationOptions | None, progress: bool) -> Manipulated:
+@dataclass
+class ManipulationPlan:
+    """Everything the manipulation sweep of one run folder needs: the network (on its device), the
+    heads and their readout.csv table, the evaluated (val and test) pictures, one :class:`LayerPlan`
+    per layer with its blocks of conditions (row ranges), and each layer's result-cache key."""
+
+    options: ManipulationOptions
+    network: Network
+    heads: list[Head]
+    readout: pd.DataFrame
+    evaluated: pd.DataFrame
+    plans: dict[str, LayerPlan]
+    blocks: dict[str, list[tuple[int, int]]]
+    keys: dict[str, str]
+    swept_over: dict
+    device: torch.device
+
+
+def plan_manipulations(run: Path, options: ManipulationOptions | None) -> ManipulationPlan:
+    """The manipulation sweep of a run folder whose extract and selectivity stages finished (heads
+    trained or read from the run's cache; nothing written but that cache)."""
     recorded = extract_options(run)
     options = options or ManipulationOptions(seed=recorded.seed)
     stimuli, config = read_stimuli(run), extracted_config(run)
@@ -523,8 +576,7 @@ def _manipulate(run: Path, options: ManipulationOptions | None, progress: bool) 
     if network.readout_site != config["network"]["readout_site"]:
         raise InputError(f"the network reads out at {network.readout_site}, the run's responses at "
                          f"{config['network']['readout_site']}: rerun `emoselect extract`")  # fmt: skip
-    heads, readout = readout_stage(run, stimuli, config, options.readout)
-    evaluated = stimuli.table[stimuli.table["split"].isin(["val", "test"])].reset_index(drop=True)
+    heads, readout = trained_heads(run, stimuli, config, options.readout)
     names = category_names(stimuli.table)
     plans = {
         layer: plan_layer(
@@ -533,21 +585,60 @@ def _manipulate(run: Path, options: ManipulationOptions | None, progress: bool) 
         for layer in layers
     }
     heads_key = ResultCache.key(*[h.weight for h in heads], *[h.bias for h in heads])
-    start = time.time()
-    swept = evaluate_cached(
+    return ManipulationPlan(
+        options,
         network,
-        list(evaluated["path"]),
-        list(evaluated["sha1"]),
-        {layer: plans[layer].gains for layer in layers},
         heads,
+        readout,
+        stimuli.table[stimuli.table["split"].isin(["val", "test"])].reset_index(drop=True),
+        plans,
+        {layer: condition_blocks(plans[layer].conditions, options.sets_per_shard) for layer in layers},
+        {layer: ResultCache.key(response_key(network), heads_key, layer) for layer in layers},
+        {"layers": layers, "betas": betas, "repeats": repeats, "lesion_repeats": lesion_repeats},
+        device,
+    )
+
+
+def sweep_margins(
+    plan: ManipulationPlan, run: Path, block: tuple[str, tuple[int, int]] | None = None, progress: bool = False
+) -> dict[str, np.ndarray]:
+    """Margins of every layer's conditions, or of one ``block`` (layer, (start, stop)) only — a
+    cluster shard — served from or stored in the run's result cache (``RUN/cache/manipulation``).
+
+    Returns {layer: float32 [n_conditions (of the block), n_evaluated, n_heads]}."""
+    if block is None:
+        gains = {layer: layer_plan.gains for layer, layer_plan in plan.plans.items()}
+        blocks = plan.blocks
+    else:
+        layer, (start, stop) = block
+        gains, blocks = {layer: plan.plans[layer].gains[start:stop]}, {layer: [(0, stop - start)]}
+    return evaluate_cached(
+        plan.network,
+        list(plan.evaluated["path"]),
+        list(plan.evaluated["sha1"]),
+        gains,
+        plan.heads,
         ResultCache(run / "cache" / "manipulation"),
-        {layer: ResultCache.key(response_key(network), heads_key, layer, plans[layer].gains) for layer in layers},
-        options.chunk_images,
-        options.batch_samples,
+        plan.keys,
+        blocks,
+        plan.options.chunk_images,
+        plan.options.batch_samples,
         progress,
     )
+
+
+def _manipulate(run: Path, options: ManipulationOptions | None, progress: bool) -> Manipulated:
+    planned = plan_manipulations(run, options)
+    options, network, layers = planned.options, planned.network, list(planned.plans)
+    write_csv_atomic(run / "readout.csv", planned.readout)
+    _save_heads(run / "heads.npz", planned.heads)
+    start = time.time()
+    swept = sweep_margins(planned, run, progress=progress)
     seconds = time.time() - start
-    tables = [score_conditions(plans[layer], swept[layer], heads, evaluated, options.transfer) for layer in layers]
+    tables = [
+        score_conditions(planned.plans[layer], swept[layer], planned.heads, planned.evaluated, options.transfer)
+        for layer in layers
+    ]
     manipulation = pd.concat(tables, ignore_index=True)
     summary = summarise(manipulation, options.alpha)
     summary["gain_rescales_readout"] = summary["layer"].map(
@@ -556,12 +647,12 @@ def _manipulate(run: Path, options: ManipulationOptions | None, progress: bool) 
     table1 = table_one(summary, manipulation)
     written = _write_manipulation_tables(run, network.readout_site, manipulation, summary, table1)
     written += _draw_manipulations(run, manipulation, summary, options.alpha)
-    swept_over = {"layers": layers, "betas": betas, "repeats": repeats, "lesion_repeats": lesion_repeats}
-    update_config(run, manipulation=_manipulation_settings(options, device, swept_over, network, seconds))
+    settings = _manipulation_settings(options, planned.device, planned.swept_over, network, seconds)
+    update_config(run, manipulation=settings)
     manifest.finish(run, "manipulate", written, inputs=("extract", "selectivity"))
     if (run / "trends.csv").is_file():
         claims_stage(run, options.alpha)
-    return Manipulated(readout, manipulation, summary, table1, layers, seconds)
+    return Manipulated(planned.readout, manipulation, summary, table1, layers, seconds)
 
 
 def _manipulation_settings(options, device, swept_over: dict, network: Network, seconds: float) -> dict:

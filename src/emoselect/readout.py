@@ -110,7 +110,7 @@ def train_heads(
     table : DataFrame
         One row per dataset, emotion and split: site, best_epoch, f1, accuracy, balanced_accuracy, n.
     """
-    heads, rows = [], []
+    heads = []
     for dataset in stimuli.datasets:
         table = stimuli.of(dataset)
         split = table["split"].to_numpy()
@@ -123,20 +123,30 @@ def train_heads(
                 raise InputError(
                     f"{dataset}: no validation images; the split must give val a share (e.g. --split 0.5 0.25 0.25)"
                 )
-            head = train_head(x[train], label[train], x[val], label[val], options, dataset, emotion)
-            heads.append(head)
-            predicted = head_scores([head], x)[:, 0] > 0
-            for part in ("train", "val", "test"):
-                mask = split == part
-                if mask.any():
-                    rows.append(
-                        {
-                            "dataset": dataset,
-                            "emotion": emotion,
-                            "split": part,
-                            "site": site,
-                            "best_epoch": head.best_epoch,
-                            **binary_metrics(label[mask], predicted[mask]),
-                        }
-                    )
-    return heads, pd.DataFrame(rows)
+            heads.append(train_head(x[train], label[train], x[val], label[val], options, dataset, emotion))
+    return heads, score_heads(stimuli, features, heads, site)
+
+
+def score_heads(stimuli: Stimuli, features: dict[str, np.ndarray], heads: list[Head], site: str) -> pd.DataFrame:
+    """readout.csv: each head's scores on its own dataset, one row per dataset, emotion and split
+    (site, best_epoch, f1, accuracy, balanced_accuracy, n); ``features`` as :func:`train_heads`."""
+    rows = []
+    for head in heads:
+        table = stimuli.of(head.dataset)
+        split = table["split"].to_numpy()
+        label = (table["category"].to_numpy() == head.emotion).astype(np.int64)
+        predicted = head_scores([head], np.asarray(features[head.dataset], np.float64))[:, 0] > 0
+        for part in ("train", "val", "test"):
+            mask = split == part
+            if mask.any():
+                rows.append(
+                    {
+                        "dataset": head.dataset,
+                        "emotion": head.emotion,
+                        "split": part,
+                        "site": site,
+                        "best_epoch": head.best_epoch,
+                        **binary_metrics(label[mask], predicted[mask]),
+                    }
+                )
+    return pd.DataFrame(rows)
