@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import make_oasis
+from conftest import SHARED, make_oasis
 from emoselect.cli import main
 from emoselect.problems import InputError
 from emoselect.sweep import read_sweep
@@ -94,17 +94,58 @@ def test_bad_sweep_files_are_one_clear_error(tmp_path):
     assert main(["sweep", str(tmp_path / "x.yaml")]) == 2
 
 
-def test_a_sweep_through_submitit_jobs_equals_the_inline_sweep(tmp_path, capsys):
+def _vgg_pair_sweep(tmp_path) -> str:
+    """The issue's sweep: VGG-16 with the shared ImageNet weights beside a random-init VGG-16, on 60
+    shared OASIS pictures (112-pixel crops to keep it quick), one layer, two blocks per category."""
+    sweep = {
+        "datasets": {"oasis": str(SHARED / "data" / "oasis")},
+        "networks": {
+            "vgg16": {"model": "vgg16", "weights": str(SHARED / "weights" / "vgg16_imagenet_features.pth")},
+            "vgg16-random": {"model": "vgg16", "weights": "random", "readout": "pool5"},
+        },
+        "extract": {"limit": 60, "resize": 128, "crop": 112, "workers": 0, "batch_size": 16},
+        "selectivity": {"tuning_null": 10},
+        "manipulation": {"layers": ["conv5_3"], "betas": [0, 2], "repeats": 1, "lesion_repeats": 2,
+                         "sets_per_shard": 2, "readout": {"epochs": 2}},
+        "controls": 1,
+    }  # fmt: skip
+    (tmp_path / "pair.yaml").write_text(yaml.safe_dump(sweep))
+    return str(tmp_path / "pair.yaml")
+
+
+def test_a_sharded_sweep_through_submitit_equals_the_inline_sweep(tmp_path, capsys, monkeypatch):
+    """Per network a job up to selectivity, per (run, layer, category, chunk of unit sets) a shard job
+    filling the result cache, then the merge here: it trains no head and evaluates no condition, and
+    its tables equal the inline sweep's. On the issue's VGG-16 pair where ../shared is present."""
     pytest.importorskip("submitit")
-    path = write_sweep(tmp_path, {"a": SMALL_NET, "b": {**SMALL_NET, "init_seed": 5}})
+    if (SHARED / "weights" / "vgg16_imagenet_features.pth").is_file():
+        path, networks, blocks = _vgg_pair_sweep(tmp_path), ("vgg16", "vgg16-random"), 7
+    else:  # the same check on two random MobileNetV3-Small networks and a synthetic set
+        path, networks, blocks = write_sweep(tmp_path, {"a": SMALL_NET, "b": {**SMALL_NET, "init_seed": 5}}), "ab", 0
+    import emoselect.manipulation
+    import emoselect.pipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the merge computed what a shard should have")
+
+    monkeypatch.setattr(emoselect.pipeline, "train_heads", refuse)
+    monkeypatch.setattr(emoselect.manipulation, "evaluate", refuse)
+    words = ["--executor", "local", "--array-parallelism", "2"]
+    assert main(["-q", "sweep", path, "--out", str(tmp_path / "jobs"), *words]) == 0
+    monkeypatch.undo()
+    assert f"{networks[0]}: computed" in capsys.readouterr().out
+    logs = list((tmp_path / "jobs" / "jobs").glob("*_log.out"))
+    shards = list((tmp_path / "jobs" / networks[0] / "cache" / "manipulation").glob("*.npy"))
+    assert len(shards) == blocks or not blocks  # intact + 3 categories x 2 blocks (one chunk of pictures)
+    assert len(logs) == 2 + 2  # a job per network, then the 28 shards (2 networks x 2 run folders x 7) on 2 processes
     assert main(["-q", "sweep", path, "--out", str(tmp_path / "inline")]) == 0
-    assert main(["-q", "sweep", path, "--out", str(tmp_path / "jobs"), "--executor", "local"]) == 0
-    assert "a: computed" in capsys.readouterr().out
-    assert any((tmp_path / "jobs" / "jobs").glob("*_log.out"))  # submitit's own job logs
     inline, jobs = (pd.read_csv(tmp_path / folder / "sweep.csv") for folder in ("inline", "jobs"))
     pd.testing.assert_frame_equal(inline, jobs)
-    for table in ("units.csv", "overlap.csv", "manipulation_summary.csv", "control/layers.csv"):
-        assert (tmp_path / "inline" / "a" / table).read_bytes() == (tmp_path / "jobs" / "a" / table).read_bytes()
+    for name in networks:
+        tables = ("units.csv", "overlap.csv", "readout.csv", "manipulation.csv", "table1.csv", "claims.csv")
+        for table_name in (*tables, *(f"control/{t}" for t in tables if t != "claims.csv")):
+            old, new = (tmp_path / way / name / table_name for way in ("inline", "jobs"))
+            assert old.read_bytes() == new.read_bytes(), (name, table_name)
 
 
 def test_a_failed_job_is_reported_by_name_and_the_rest_is_kept(tmp_path, capsys):
@@ -134,21 +175,41 @@ def test_a_crashed_job_is_resubmitted(tmp_path, monkeypatch):
             raise RuntimeError("node lost")
 
     class Fine:
+        def __init__(self, value):
+            self.value = value
+
         def result(self):
-            return None
+            return None, self.value
 
     class Executor:
         def map_array(self, function, *columns):
-            calls.append(list(columns[1]))
-            return [Crashing() if len(calls) == 1 else Fine() for _ in columns[1]]
+            calls.append(list(columns[0]))
+            return [Crashing() if len(calls) == 1 else Fine(value) for value in columns[0]]
 
     monkeypatch.setattr(sweeping, "_executor", lambda cluster, folder: Executor())
-    plan = sweeping.Sweep(tmp_path / "s.yaml", {})
-    assert sweeping._submit(plan, ["x", "y"], tmp_path, sweeping.Cluster("local", retries=1)) == {}
-    assert calls == [["x", "y"], ["x", "y"]]  # both crashed once, both resubmitted once
+    jobs = {"x": ("vx",), "y": ("vy",)}
+    values, failed = sweeping._run_jobs(None, jobs, tmp_path, sweeping.Cluster("slurm", retries=1))
+    assert failed == {} and values == {"x": "vx", "y": "vy"}
+    assert calls == [["vx", "vy"], ["vx", "vy"]]  # both crashed once, both resubmitted once
     calls.clear()
-    failed = sweeping._submit(plan, ["x"], tmp_path, sweeping.Cluster("local", retries=0))
-    assert "crashed (RuntimeError" in failed["x"] and "job.err" in failed["x"]
+    values, failed = sweeping._run_jobs(None, {"x": ("vx",)}, tmp_path, sweeping.Cluster("local", retries=0))
+    assert "crashed (RuntimeError" in failed["x"] and "job.err" in failed["x"] and values == {}
+    calls.clear()
+    sweeping._run_jobs(None, {n: (n,) for n in "abcde"}, tmp_path, sweeping.Cluster("local", array_parallelism=2))
+    assert calls == [["a", "b"], ["c", "d"], ["e"], ["a", "b"]]  # local: waves of 2; the crashed wave again
+
+
+def test_shards_are_packed_per_slurm_job_or_spread_over_local_processes():
+    from emoselect.sweep import Cluster, Shard, shard_jobs
+
+    shards = [Shard("n", "n", "conv5_3", (a, a + 1), f"block {a}") for a in range(5)]
+    assert [len(g) for g in shard_jobs(shards, Cluster("slurm")).values()] == [1] * 5
+    assert [len(g) for g in shard_jobs(shards, Cluster("slurm", shards_per_job=2)).values()] == [2, 2, 1]
+    jobs = shard_jobs(shards, Cluster("local", array_parallelism=2))
+    assert list(jobs) == ["n conv5_3 (block 0) and 2 more", "n conv5_3 (block 3) and 1 more"]
+    assert [s for g in jobs.values() for s in g] == shards and shard_jobs([], Cluster("local")) == {}
+    with pytest.raises(InputError, match="array_parallelism|--array-parallelism"):
+        Cluster("local", array_parallelism=0)
 
 
 def test_a_missing_submitit_names_the_pip_install(tmp_path, monkeypatch, capsys):

@@ -302,12 +302,12 @@ def _sites_command(commands) -> None:
 
 def cmd_sweep(args) -> None:
     """`emoselect sweep FILE`: every network of a sweep file, then sweep.csv and sweep.html."""
-    from .sweep import Cluster, read_sweep, run_sweep
+    from .config import Cluster
+    from .sweep import read_sweep, run_sweep
 
     sweep = read_sweep(args.file, limit=args.limit)
     out = Path(args.out) if args.out else Path(args.file).with_suffix("")
-    cluster = Cluster(args.executor, args.partition, args.gpus_per_job, args.time_limit, args.array_parallelism)
-    result = run_sweep(sweep, out, progress=not args.quiet, cluster=cluster)
+    result = run_sweep(sweep, out, progress=not args.quiet, cluster=Cluster(**given(Cluster, args)))
     for name, (status, seconds) in result.status.items():
         print(f"  {name}: {status}" + (f" in {seconds / 60:.1f} min" if status == "computed" else ""))
     print(f"wrote {out}/sweep.csv and {result.page}")
@@ -315,21 +315,13 @@ def cmd_sweep(args) -> None:
 
 def _sweep_command(commands) -> None:
     """`emoselect sweep FILE`."""
+    from .config import Cluster
+
     sweep = commands.add_parser("sweep", help="the whole analysis for several networks, compared in one table and page")
     sweep.add_argument("file", help="sweep file (YAML: datasets, networks, options; see examples/sweep.yaml)")
     sweep.add_argument("--out", metavar="FOLDER", help="sweep folder (default: the file's path without .yaml)")
     sweep.add_argument("--limit", type=int, help="a seeded sample of N pictures of each set (a quick look)")
-    sweep.add_argument(
-        "--executor",
-        choices=("inline", "local", "slurm"),
-        default="inline",
-        help="inline: one network after another here; local/slurm: one submitit job per network "
-        "(processes on this machine / a SLURM job array; pip install 'emoselect[cluster]')",
-    )
-    sweep.add_argument("--partition", help="SLURM partition")
-    sweep.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per SLURM job")
-    sweep.add_argument("--time-limit", type=int, default=240, metavar="MINUTES", help="per job")
-    sweep.add_argument("--array-parallelism", type=int, default=16, help="SLURM jobs running at once")
+    add_arguments(sweep.add_argument_group("where the networks run"), Cluster)
     sweep.set_defaults(func=cmd_sweep)
 
 

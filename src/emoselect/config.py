@@ -164,6 +164,32 @@ class ExtractOptions:
         return from_dict(cls, data, "extract")
 
 
+@dataclass
+class Cluster:
+    """Where a sweep's networks run (see ``emoselect sweep -h``). ``inline``: one after another in
+    this process; ``local`` (processes on this machine) and ``slurm`` (a SLURM job array), through
+    submitit (extra ``emoselect[cluster]``): a job per network up to selectivity, then its
+    manipulation shards as jobs, then the merge in this process."""
+
+    executor: str = option(
+        "inline",
+        "inline: one network after another here; local: submitit jobs on this machine; slurm: a SLURM job array",
+        choices=("inline", "local", "slurm"),
+    )
+    partition: str | None = option(None, "SLURM partition", optional=True)
+    gpus_per_job: int = option(0, "GPUs per SLURM job", kind=int, low=0)
+    time_limit: int = option(240, "minutes per job", kind=int, low=1, metavar="MINUTES")
+    array_parallelism: int = option(
+        16, "jobs running at once (slurm: the array's limit; local: processes, the shards spread over them)",
+        kind=int, low=1,
+    )  # fmt: skip
+    shards_per_job: int = option(1, "manipulation shards (blocks of conditions) per SLURM job", kind=int, low=1)
+    retries: int = option(1, "resubmissions of a crashed job before it is reported", kind=int, low=0)
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
 def environment() -> dict:
     """Versions of Python and of the libraries that compute the numbers."""
     import numpy

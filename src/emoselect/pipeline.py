@@ -812,17 +812,43 @@ def run_all(
         The selectivity result, the manipulations (or None) and the report's path.
     """
     run = Path(out)
+    controls = _control_count(options, manipulation, controls)
+    trained = extract_stage(options, run, progress)
+    with run_lock(run):  # the rest of the run is one writer's, controls included
+        result = _controls_and_selectivity(run, options, trained, controls, selectivity, manipulation, progress)
+        manipulated = manipulate_all(run, manipulation, progress) if manipulation is not None else None
+        return Analysis(result, manipulated, write_report(run))
+
+
+def prepare_run(
+    options: ExtractOptions,
+    out: str | Path,
+    selectivity: SelectivityOptions | None = None,
+    manipulation: ManipulationOptions | None = None,
+    controls: int | None = None,
+    progress: bool = True,
+) -> SelectivityResult:
+    """:func:`run_all` up to the manipulations (extraction of the network and its controls, then
+    selectivity): what a sweep's first job does for a network before its manipulation shards.
+    Same parameters as :func:`run_all`; returns the selectivity result."""
+    run = Path(out)
+    controls = _control_count(options, manipulation, controls)
+    trained = extract_stage(options, run, progress)
+    with run_lock(run):
+        return _controls_and_selectivity(run, options, trained, controls, selectivity, manipulation, progress)
+
+
+def _control_count(options: ExtractOptions, manipulation: ManipulationOptions | None, controls: int | None) -> int:
+    """Random-init controls to extract: ``controls``, or the manipulation profile's (quick 2, paper 10)."""
     if controls is None:
         profile = (manipulation or ManipulationOptions()).profile_for(pick_device(options.device))
         controls = PROFILES[profile]["controls"]
     if controls < 0:
         raise InputError(f"--controls {controls}: must be an integer >= 0")
-    trained = extract_stage(options, run, progress)
-    with run_lock(run):  # the rest of the run is one writer's, controls included
-        return _controls_and_analyses(run, options, trained, controls, selectivity, manipulation, progress)
+    return controls
 
 
-def _controls_and_analyses(
+def _controls_and_selectivity(
     run: Path,
     options: ExtractOptions,
     trained: Extracted,
@@ -830,9 +856,9 @@ def _controls_and_analyses(
     selectivity: SelectivityOptions | None,
     manipulation: ManipulationOptions | None,
     progress: bool,
-) -> Analysis:
-    """:func:`run_all` after the trained network's extraction: the controls' extractions (one shared
-    picture decoding), selectivity, manipulations and the report."""
+) -> SelectivityResult:
+    """After the trained network's extraction: the controls' extractions (one shared picture
+    decoding), the run's record of what it will do, and selectivity."""
     plans = [control_options(options, trained.network, k) for k in range(1, controls + 1)]
     networks = [build_network(plan) for plan in plans]
     if networks:  # decode the pictures once for all controls (they share preprocessing)
@@ -846,9 +872,12 @@ def _controls_and_analyses(
         shutil.rmtree(control_folder(run, k))
         k += 1
     update_config(run, run={"controls": controls, "manipulate": manipulation is not None})
-    result = selectivity_stage(run, selectivity or SelectivityOptions(seed=options.seed), progress)
-    manipulated = manipulate_all(run, manipulation, progress) if manipulation is not None else None
-    return Analysis(result, manipulated, write_report(run))
+    return selectivity_stage(run, selectivity or SelectivityOptions(seed=options.seed), progress)
+
+
+def manipulated_runs(run: str | Path) -> list[Path]:
+    """The run folders :func:`manipulate_all` manipulates, in its order: the first control (if any), the run."""
+    return [*control_folders(run)[:1], Path(run)]
 
 
 def manipulate_all(run: str | Path, options: ManipulationOptions | None = None, progress: bool = True) -> Manipulated:
@@ -865,7 +894,7 @@ def manipulate_all(run: str | Path, options: ManipulationOptions | None = None, 
     Manipulated
         The trained network's.
     """
-    controls = control_folders(run)
-    if controls:
-        manipulate_stage(controls[0], options, progress)
-    return manipulate_stage(run, options, progress)
+    *controls, trained = manipulated_runs(run)
+    for control in controls:
+        manipulate_stage(control, options, progress)
+    return manipulate_stage(trained, options, progress)

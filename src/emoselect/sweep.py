@@ -34,14 +34,22 @@ import pandas as pd
 import yaml
 
 from . import figures, manifest
-from .config import ExtractOptions
-from .experiments import ManipulationOptions
+from .config import Cluster, ExtractOptions
+from .experiments import ManipulationOptions, block_label
 from .files import write_csv_atomic, write_text_atomic
 from .options import as_dict, from_dict
-from .pipeline import control_folders, run_all
+from .pipeline import (
+    control_folders,
+    manipulate_all,
+    manipulated_runs,
+    plan_manipulations,
+    prepare_run,
+    run_all,
+    sweep_margins,
+)
 from .problems import InputError
 from .records import read_table
-from .report import write_sweep_page
+from .report import write_report, write_sweep_page
 from .selectivity import SelectivityOptions
 from .stimuli import check_dataset_name
 
@@ -168,35 +176,87 @@ class SweepResult:
     page: Path
 
 
-@dataclass
-class Cluster:
-    """Where a sweep's networks run. ``executor``: ``inline`` (one after another in this process),
-    ``local`` (one process per network on this machine) or ``slurm`` (a SLURM job array), the last two
-    through submitit (extra ``emoselect[cluster]``). Per job: ``partition``, ``gpus_per_job``,
-    ``time_limit`` (minutes); ``array_parallelism``: jobs running at once; ``retries``: resubmissions
-    of a failed job before it is reported."""
-
-    executor: str = "inline"
-    partition: str | None = None
-    gpus_per_job: int = 0
-    time_limit: int = 240
-    array_parallelism: int = 16
-    retries: int = 1
-
-
 def run_network(source: str, name: str, out: str, limit: int | None = None, progress: bool = False) -> str:
-    """One network of a sweep file into ``out/name`` (the unit of work of a job): its whole analysis,
-    then its ``sweep-entry.json`` (the options' fingerprint that marks it finished). Returns ``name``."""
+    """One network of a sweep file into ``out/name``, all in this process: its whole analysis, then
+    its ``sweep-entry.json`` (the options' fingerprint that marks it finished). Returns ``name``."""
     sweep = read_sweep(source, limit)
     options, selectivity, manipulation, controls = sweep.networks[name]
     run = Path(out) / name
     (run / "sweep-entry.json").unlink(missing_ok=True)
     run_all(options, run, selectivity, manipulation, controls=controls, progress=progress)
+    _stamp(run, sweep, name)
+    return name
+
+
+def _stamp(run: Path, sweep: Sweep, name: str) -> None:
+    """Mark a network's run folder finished with its options (``sweep-entry.json``)."""
     record = sweep.record(name)
     write_text_atomic(
         run / "sweep-entry.json", json.dumps({"fingerprint": _fingerprint(record), "options": record}, default=str)
     )
-    return name
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One cluster shard: a block of one layer's manipulation conditions (:func:`emoselect.experiments.
+    condition_blocks`) of one run folder of a sweep network, for every evaluated picture. ``run``:
+    the folder relative to the sweep folder (``vgg16`` or ``vgg16/control``); ``block``: (start, stop)
+    rows of the layer's conditions; ``label``: the block in words."""
+
+    network: str
+    run: str
+    layer: str
+    block: tuple[int, int]
+    label: str
+
+    def __str__(self) -> str:
+        return f"{self.run} {self.layer} ({self.label})"
+
+
+def prepare_network(source: str, name: str, out: str, limit: int | None = None) -> list[Shard]:
+    """A sharded sweep's first job for a network: extraction of the network and its controls, then
+    selectivity, into ``out/name``; the heads of each manipulated run folder trained and kept in its
+    cache. Returns the network's manipulation shards (none when the sweep skips manipulations)."""
+    sweep = read_sweep(source, limit)
+    options, selectivity, manipulation, controls = sweep.networks[name]
+    run = Path(out) / name
+    (run / "sweep-entry.json").unlink(missing_ok=True)
+    prepare_run(options, run, selectivity, manipulation, controls, progress=False)
+    shards = []
+    for folder in manipulated_runs(run) if manipulation is not None else []:
+        plan = plan_manipulations(folder, manipulation)
+        for layer, blocks in plan.blocks.items():
+            conditions = plan.plans[layer].conditions
+            relative = folder.relative_to(out).as_posix()
+            shards += [Shard(name, relative, layer, block, block_label(conditions, block)) for block in blocks]
+    return shards
+
+
+def fill_shards(source: str, out: str, limit: int | None, shards: list[Shard]) -> None:
+    """A manipulation job: the margins of each shard's block of conditions into its run folder's result
+    cache (content-keyed, atomic writes; nothing else is written; entries already there are kept).
+    Each run folder's network and plan are built once for all its shards in the job."""
+    sweep = read_sweep(source, limit)
+    for folder in dict.fromkeys(shard.run for shard in shards):
+        run = Path(out) / folder
+        manifest.require(run, "extract")
+        manifest.require(run, "selectivity")
+        mine = [shard for shard in shards if shard.run == folder]
+        plan = plan_manipulations(run, sweep.networks[mine[0].network][2])
+        for shard in mine:
+            sweep_margins(plan, run, (shard.layer, shard.block))
+
+
+def finish_network(source: str, name: str, out: str, limit: int | None = None, progress: bool = False) -> None:
+    """A sharded sweep's merge for one network: its manipulation tables (every block read from the
+    caches the shards filled), claims and report, then its ``sweep-entry.json``."""
+    sweep = read_sweep(source, limit)
+    manipulation = sweep.networks[name][2]
+    run = Path(out) / name
+    if manipulation is not None:
+        manipulate_all(run, manipulation, progress)
+    write_report(run)
+    _stamp(run, sweep, name)
 
 
 def _executor(cluster: Cluster, folder: Path):
@@ -221,42 +281,83 @@ def _executor(cluster: Cluster, folder: Path):
     return executor
 
 
-def network_job(source: str, name: str, out: str, limit: int | None = None) -> str | None:
-    """A submitit job: :func:`run_network`; returns None when it finished, or the one-line reason
-    when the network's own input is at fault (a missing weight file, too few pictures: no retry can
-    help). Anything else (a crash, a lost node, a timeout) fails the job, which is resubmitted."""
+def _job(function, *args) -> tuple[str | None, object]:
+    """A submitit job's body: (None, ``function(*args)``), or (the one-line reason, None) when the input
+    is at fault (an :class:`InputError`: a missing weight file, too few pictures — no retry can help).
+    Anything else (a crash, a lost node, a timeout) fails the job, which is resubmitted."""
     try:
-        run_network(source, name, out, limit)
+        return None, function(*args)
     except InputError as error:
-        return str(error)
-    return None
+        return str(error), None
 
 
-def _submit(sweep: Sweep, names: list[str], folder: Path, cluster: Cluster) -> dict[str, str]:
-    """Run ``names`` as a job array (a crashed job resubmitted ``cluster.retries`` times); returns
-    {name: why it failed} for those that did not finish."""
+def prepare_job(source: str, name: str, out: str, limit: int | None) -> tuple[str | None, object]:
+    """The job of :func:`prepare_network` (see :func:`_job`)."""
+    return _job(prepare_network, source, name, out, limit)
+
+
+def shard_job(source: str, out: str, limit: int | None, shards: list[Shard]) -> tuple[str | None, object]:
+    """The job of :func:`fill_shards` (see :func:`_job`)."""
+    return _job(fill_shards, source, out, limit, shards)
+
+
+def _run_jobs(job, calls: dict[str, tuple], folder: Path, cluster: Cluster) -> tuple[dict, dict[str, str]]:
+    """``job(*calls[name])`` for every name as submitit jobs (a SLURM array; on this machine
+    ``array_parallelism`` processes at a time), a crashed job resubmitted ``cluster.retries`` times.
+    Returns ({name: value} of the jobs that finished, {name: why} of those that did not)."""
     executor = _executor(cluster, folder / "jobs")
-    failed: dict[str, str] = {}
-    todo = list(names)
+    width = cluster.array_parallelism if cluster.executor == "local" else max(1, len(calls))
+    values, failed = {}, {}
+    todo = list(calls)
     for attempt in range(1 + cluster.retries):
-        jobs = executor.map_array(
-            network_job, [str(sweep.source)] * len(todo), todo, [str(folder)] * len(todo), [sweep.limit] * len(todo)
-        )
         crashed = []
-        for name, job in zip(todo, jobs):
-            try:
-                reason = job.result()
-            except Exception as error:  # noqa: BLE001  # submitit re-raises a crashed job's failure, of any kind
-                reason = f"the job crashed ({type(error).__name__}, attempt {attempt + 1}; log: {job.paths.stderr})"
-                crashed.append(name)
-            if reason:
-                failed[name] = reason
-            else:
-                failed.pop(name, None)
+        for start in range(0, len(todo), width):
+            wave = todo[start : start + width]
+            handles = executor.map_array(job, *zip(*[calls[name] for name in wave]))
+            for name, handle in zip(wave, handles):
+                try:
+                    reason, value = handle.result()
+                except Exception as error:  # noqa: BLE001  # submitit re-raises a crashed job's failure, of any kind
+                    reason, value = (
+                        f"the job crashed ({type(error).__name__}, attempt {attempt + 1}; log: {handle.paths.stderr})",
+                        None,
+                    )
+                    crashed.append(name)
+                if reason:
+                    failed[name] = reason
+                else:
+                    failed.pop(name, None)
+                    values[name] = value
         todo = crashed
         if not todo:
             break
+    return values, failed
+
+
+def _sharded(sweep: Sweep, todo: list[str], folder: Path, cluster: Cluster) -> dict[str, str]:
+    """The networks ``todo`` through submitit: a job per network up to selectivity, then the
+    manipulation shards as jobs (:func:`shard_jobs`), then the merge here (tables, claims, report:
+    every block read from the caches). Returns {network: why it failed} for those not finished."""
+    source, out, limit = str(sweep.source), str(folder), sweep.limit
+    prepared, failed = _run_jobs(prepare_job, {n: (source, n, out, limit) for n in todo}, folder, cluster)
+    jobs = shard_jobs([shard for name in prepared for shard in prepared[name]], cluster)
+    _, lost = _run_jobs(shard_job, {name: (source, out, limit, group) for name, group in jobs.items()}, folder, cluster)
+    for name, why in lost.items():
+        for network in dict.fromkeys(shard.network for shard in jobs[name]):
+            failed.setdefault(network, f"shard {name}: {why}")
+    for name in prepared:
+        if name not in failed:
+            finish_network(source, name, out, limit)
     return failed
+
+
+def shard_jobs(shards: list[Shard], cluster: Cluster) -> dict[str, list[Shard]]:
+    """The shards packed into jobs, named by their first shard: ``shards_per_job`` each on SLURM; on
+    this machine (``local``) spread over ``array_parallelism`` processes, since a process per shard
+    would only add start-up time. Consecutive shards go together (the same run folder's, mostly)."""
+    per_job = cluster.shards_per_job if cluster.executor == "slurm" else -(-len(shards) // cluster.array_parallelism)
+    groups = [shards[start : start + per_job] for start in range(0, len(shards), max(1, per_job))]
+    return {str(group[0]) + (f" and {len(group) - 1} more" if len(group) > 1 else ""): group for group in groups}
 
 
 def run_sweep(sweep: Sweep, out: str | Path, progress: bool = True, cluster: Cluster | None = None) -> SweepResult:
@@ -291,7 +392,7 @@ def run_sweep(sweep: Sweep, out: str | Path, progress: bool = True, cluster: Clu
             status[name] = ("computed", time.time() - start)
             start = time.time()
     elif todo:
-        failed = _submit(sweep, todo, folder, cluster)
+        failed = _sharded(sweep, todo, folder, cluster)
         status.update({name: ("computed", time.time() - start) for name in todo if name not in failed})
     done = [name for name in sweep.networks if name in status]
     table = sweep_table(folder, done)
