@@ -20,12 +20,10 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EMOSELECT_SHARED", REPO.parent / "shared"))
+from benchlib import SHARED, write_json
 
 
 def main() -> None:
@@ -36,6 +34,7 @@ def main() -> None:
     parser.add_argument("--model", default="vgg16", help="vgg16 (shared weights) or any --model, random weights")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="of `extract`")
     parser.add_argument("--repeats", type=int, default=2, help="alternate the two ways this many times; best of each")
+    parser.add_argument("--json", help="also write the results to this file (benchmarks/all.py)")
     args = parser.parse_args()
     if not (SHARED / "weights" / "vgg16_imagenet_features.pth").is_file():
         sys.exit(f"{SHARED} has no shared weights: set EMOSELECT_SHARED")
@@ -90,6 +89,8 @@ def main() -> None:
     for name, value in best.items():
         print(f"{name:>18}: {value:7.2f} images/s   (runs: {', '.join(f'{v:.2f}' for v in results[name])})")
     print(f"ratio extract / bare forward: {best['extract'] / best['bare forward']:.3f}")
+    write_json(args.json, {"images": len(pictures), "model": args.model, "precision": args.precision,
+                           "images_per_s": best, "runs": results}, device)  # fmt: skip
 
 
 if __name__ == "__main__":

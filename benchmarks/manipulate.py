@@ -20,17 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EMOSELECT_SHARED", REPO.parent / "shared"))
+from benchlib import SHARED, peak_rss_mb, write_json
 
 
 def build(model: str):
@@ -96,7 +93,7 @@ def child(method: str, images: int, layers: list[str], conditions: int, device: 
         json.dumps(
             {
                 "seconds": seconds,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": peak_rss_mb(),
                 "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
                 "device": str(network.device),
             }
@@ -151,7 +148,15 @@ def sweep(name: str, images: int, layers: list[str], conditions: int, device: st
         f"  ratio engine / naive: {results['naive']['seconds'] / results['engine']['seconds']:.2f}x   "
         f"largest relative difference of the margins: {worst:.2e}"
     )
-    return results
+    return {
+        "layers": len(layers),
+        "conditions": conditions,
+        "images": images,
+        "passes": passes,
+        "largest_relative_difference": float(worst),
+        **{f"{method}_{key}": results[method][key] for method in ("naive", "engine")
+           for key in ("seconds", "peak_rss_mb", "peak_gpu_mb")},
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -164,6 +169,7 @@ def main() -> None:
     parser.add_argument("--child", choices=["naive", "engine"], help=argparse.SUPPRESS)
     parser.add_argument("--layers", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the results to this file (benchmarks/all.py)")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.images, args.layers, args.conditions, args.device, args.out, args.model)
@@ -175,8 +181,15 @@ def main() -> None:
         + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")
     )
     sites = list(build(args.model).sites)
-    sweep("all layers", args.images, sites, args.conditions, args.device, args.model)
-    sweep("last three layers", args.images, sites[-3:], args.deep_conditions, args.device, args.model)
+    results = {
+        "all layers": sweep("all layers", args.images, sites, args.conditions, args.device, args.model),
+        "last three layers": sweep(
+            "last three layers", args.images, sites[-3:], args.deep_conditions, args.device, args.model
+        ),
+    }
+    from emoselect.responses import pick_device
+
+    write_json(args.json, {"model": args.model, **results}, pick_device(args.device))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,14 @@ selectivity stage runs on each (default options, 50 tuning-null permutations), a
 on each precision's readout features. Printed: extraction images/s of each; the largest relative
 difference of the responses per layer; the share of units whose preferred category changes; the
 Jaccard index between the two precisions' selective sets (per layer, pooled over categories); the
-heads' test F1 under each. (Table-1 decisions need the manipulations and are not measured here.)
+heads' test F1 under each.
+
+    python benchmarks/precision.py --compare-runs FP32_RUN BF16_RUN
+
+compares the manipulation decisions of two run folders of the same pictures and options made at two
+precisions (``emoselect run ... --precision bf16``): per layer x category cell of
+manipulation_summary.csv whether the gain and the lesion tests are significant (q < 0.05) under both,
+and per Table-1 row the chosen layer and beta and the F1 changes.
 """
 
 from __future__ import annotations
@@ -45,13 +52,38 @@ def analysed(precision: str, stimuli, device: str, cache: str, batch_size: int):
     return seconds, responses, result, table
 
 
+def compare_runs(first: Path, second: Path, alpha: float = 0.05) -> None:
+    """Print how the manipulation decisions of two run folders (two precisions) agree."""
+    keys = ["train_dataset", "test_dataset", "emotion", "layer", "units"]
+    a, b = (pd.read_csv(run / "manipulation_summary.csv", dtype={"layer": str}) for run in (first, second))
+    cells = a.merge(b, on=keys, suffixes=("_a", "_b"))
+    print(f"{first} vs {second}: {len(cells)} layer x category cells")
+    for test in ("q_enhance", "q_lesion"):
+        same = ((cells[f"{test}_a"] < alpha) == (cells[f"{test}_b"] < alpha)).sum()
+        print(f"  {test} < {alpha}: same decision in {same} of {len(cells)} cells "
+              f"(significant: {(cells[f'{test}_a'] < alpha).sum()} and {(cells[f'{test}_b'] < alpha).sum()})")  # fmt: skip
+        print(f"  largest difference of {test}: {(cells[f'{test}_a'] - cells[f'{test}_b']).abs().max():.3g}")
+    t1 = [
+        pd.read_csv(run / "table1.csv", dtype={"enhanced_layer": str, "lesioned_layer": str}) for run in (first, second)
+    ]
+    rows = t1[0].merge(t1[1], on=["train_dataset", "test_dataset", "emotion"], suffixes=("_a", "_b"))
+    for column in ("enhanced_layer", "enhanced_beta", "lesioned_layer"):
+        print(f"  Table 1 {column}: same in {(rows[f'{column}_a'] == rows[f'{column}_b']).sum()} of {len(rows)} rows")
+    for column in ("original_f1", "enhanced_change_pct", "lesioned_change_pct"):
+        print(f"  Table 1 {column}: largest difference {(rows[f'{column}_a'] - rows[f'{column}_b']).abs().max():.3g}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp16"])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compare-runs", nargs=2, metavar=("FP32_RUN", "OTHER_RUN"), help="compare two run folders")
     args = parser.parse_args()
+    if args.compare_runs:
+        compare_runs(*map(Path, args.compare_runs))
+        return
     if not (SHARED / "weights" / "vgg16_imagenet_features.pth").is_file():
         sys.exit(f"{SHARED} has no shared weights: set EMOSELECT_SHARED")
     from emoselect.responses import pick_device

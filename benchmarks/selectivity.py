@@ -18,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import yaml
+
+from benchlib import write_json
 
 UNITS = {
     "conv1_1": 64,
@@ -89,7 +92,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=1200)
     parser.add_argument("--permutations", type=int, default=1000)
+    parser.add_argument("--json", help="also write the results to this file (benchmarks/all.py)")
     args = parser.parse_args()
+    seconds = {}
     from emoselect.pipeline import selectivity_stage
     from emoselect.selectivity import SelectivityOptions
 
@@ -97,19 +102,24 @@ def main() -> None:
         run = Path(folder)
         make_run(run, args.images)
         print(f"2 datasets x {args.images} images x {sum(UNITS.values())} units (13 layers)")
-        for label, options in (
+        for key, label, options in (
             (
+                "defaults",
                 "defaults (exact overlap nulls, tuning-quality null with 200 permutations, depth trends)",
                 SelectivityOptions(),
             ),
             (
+                "everything",
                 f"+ permutation test ({args.permutations}), valence tuning, confounds",
                 SelectivityOptions(permutations=args.permutations, valence_tuning=True, confounds=True),
             ),
         ):
             start = time.perf_counter()
             selectivity_stage(run, options, progress=False)
-            print(f"  {label}: {time.perf_counter() - start:.1f} s (tables and figures written)")
+            seconds[key] = time.perf_counter() - start
+            print(f"  {label}: {seconds[key]:.1f} s (tables and figures written)")
+    units = sum(UNITS.values())
+    write_json(args.json, {"images": args.images, "units": units, "seconds": seconds}, torch.device("cpu"))
 
 
 if __name__ == "__main__":

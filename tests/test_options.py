@@ -12,6 +12,7 @@ import pytest
 from conftest import MANIPULATE, SMALL, make_oasis
 from emoselect import ExtractOptions, ManipulationOptions, ReadoutOptions, SelectivityOptions
 from emoselect.cli import main
+from emoselect.config import Cluster
 from emoselect.options import PAIRS, declared_fields, flag_of
 from emoselect.problems import InputError
 
@@ -86,6 +87,20 @@ def test_an_invalid_value_is_one_sentence_before_any_work(tmp_path, capsys, flag
     assert code == 2, err
     assert "Traceback" not in err and flag in err, err
     assert not out.exists(), "nothing may be written before the options are checked"
+
+
+SWEEP_CASES = [
+    (flag_of(f, spec), values) for f, spec in declared_fields(Cluster) if spec.cli for values in invalid_values(spec)
+]
+
+
+@pytest.mark.parametrize("flag, values", SWEEP_CASES, ids=[f"{f} {' '.join(v)}" for f, v in SWEEP_CASES])
+def test_an_invalid_sweep_option_is_one_sentence_before_any_work(tmp_path, capsys, flag, values):
+    (tmp_path / "s.yaml").write_text("datasets: {s: set}\nnetworks: {a: {model: vgg16}}\n")
+    code = main(["-q", "sweep", str(tmp_path / "s.yaml"), flag, *values])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and flag in err and err.count("\n") == 1, err
+    assert not (tmp_path / "s").exists()
 
 
 def test_the_python_api_checks_on_construction():

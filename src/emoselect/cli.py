@@ -305,9 +305,10 @@ def cmd_sweep(args) -> None:
     from .config import Cluster
     from .sweep import read_sweep, run_sweep
 
+    cluster = Cluster(**given(Cluster, args))
     sweep = read_sweep(args.file, limit=args.limit)
     out = Path(args.out) if args.out else Path(args.file).with_suffix("")
-    result = run_sweep(sweep, out, progress=not args.quiet, cluster=Cluster(**given(Cluster, args)))
+    result = run_sweep(sweep, out, progress=not args.quiet, cluster=cluster)
     for name, (status, seconds) in result.status.items():
         print(f"  {name}: {status}" + (f" in {seconds / 60:.1f} min" if status == "computed" else ""))
     print(f"wrote {out}/sweep.csv and {result.page}")

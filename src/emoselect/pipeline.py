@@ -600,18 +600,25 @@ def plan_manipulations(run: Path, options: ManipulationOptions | None) -> Manipu
 
 
 def sweep_margins(
-    plan: ManipulationPlan, run: Path, block: tuple[str, tuple[int, int]] | None = None, progress: bool = False
+    plan: ManipulationPlan,
+    run: Path,
+    only: dict[str, list[tuple[int, int]]] | None = None,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Margins of every layer's conditions, or of one ``block`` (layer, (start, stop)) only — a
-    cluster shard — served from or stored in the run's result cache (``RUN/cache/manipulation``).
+    """Margins of every layer's conditions, or of the ``only`` blocks ({layer: [(start, stop), ...]},
+    a cluster job's shards), served from or stored in the run's result cache
+    (``RUN/cache/manipulation``); the blocks of a layer share one walk down the network per chunk.
 
-    Returns {layer: float32 [n_conditions (of the block), n_evaluated, n_heads]}."""
-    if block is None:
+    Returns {layer: float32 [n_conditions (of those blocks, in order), n_evaluated, n_heads]}."""
+    if only is None:
         gains = {layer: layer_plan.gains for layer, layer_plan in plan.plans.items()}
         blocks = plan.blocks
     else:
-        layer, (start, stop) = block
-        gains, blocks = {layer: plan.plans[layer].gains[start:stop]}, {layer: [(0, stop - start)]}
+        gains, blocks = {}, {}
+        for layer, ranges in only.items():
+            gains[layer] = np.concatenate([plan.plans[layer].gains[a:b] for a, b in ranges])
+            stops = np.cumsum([b - a for a, b in ranges]).tolist()
+            blocks[layer] = list(zip([0, *stops[:-1]], stops))
     return evaluate_cached(
         plan.network,
         list(plan.evaluated["path"]),

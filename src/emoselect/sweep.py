@@ -17,9 +17,12 @@ sweep computes only what changed or was added. Then ``SWEEP/sweep.csv`` (one row
 and measure, and one per claim) and ``SWEEP/sweep.html`` (measures against relative depth, one line
 per network, its random-init controls as a band; the claims side by side).
 
-Networks run one after another in this process, or as jobs through submitit (``local``: one
-process each on this machine; ``slurm``: a job array), one job per network; every job fills its own
-run folder and the shared caches with atomic writes, and this process then writes the table and page.
+Networks run one after another in this process (``inline``), or through submitit (``local``:
+processes on this machine; ``slurm``: job arrays), cut finer: a job per network up to selectivity
+(:func:`prepare_network`), then its manipulation shards — one block of conditions each (run folder
+x layer x category x chunk of unit sets) — as jobs that only fill content-keyed caches
+(:func:`fill_shards`), then the merge in this process (:func:`finish_network`: the tables, claims and
+report from the caches; then the sweep's table and page). A sharded sweep's tables equal an inline one's.
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ def read_sweep(path: str | Path, limit: int | None = None) -> Sweep:
     networks = _mapping(data.get("networks"), "networks")
     if not datasets or not networks:
         raise InputError(f"{path}: a sweep needs `datasets` and `networks`")
-    extract = {**_mapping(data.get("extract"), "extract"), **({"limit": limit} if limit else {})}
+    extract = {**_mapping(data.get("extract"), "extract"), **({"limit": limit} if limit is not None else {})}
     manipulation = data.get("manipulation", {})
     controls = data.get("controls", 2)
     if not isinstance(controls, int) or controls < 0:
@@ -235,7 +238,9 @@ def prepare_network(source: str, name: str, out: str, limit: int | None = None) 
 def fill_shards(source: str, out: str, limit: int | None, shards: list[Shard]) -> None:
     """A manipulation job: the margins of each shard's block of conditions into its run folder's result
     cache (content-keyed, atomic writes; nothing else is written; entries already there are kept).
-    Each run folder's network and plan are built once for all its shards in the job."""
+    Each run folder's network and plan are built once for all its shards in the job, and its blocks
+    share the walk down the network (the numbers are the same as each block alone: see
+    :func:`emoselect.manipulation.evaluate`)."""
     sweep = read_sweep(source, limit)
     for folder in dict.fromkeys(shard.run for shard in shards):
         run = Path(out) / folder
@@ -243,8 +248,10 @@ def fill_shards(source: str, out: str, limit: int | None, shards: list[Shard]) -
         manifest.require(run, "selectivity")
         mine = [shard for shard in shards if shard.run == folder]
         plan = plan_manipulations(run, sweep.networks[mine[0].network][2])
+        only: dict[str, list[tuple[int, int]]] = {}
         for shard in mine:
-            sweep_margins(plan, run, (shard.layer, shard.block))
+            only.setdefault(shard.layer, []).append(shard.block)
+        sweep_margins(plan, run, only)  # one walk down the network per chunk of pictures for all
 
 
 def finish_network(source: str, name: str, out: str, limit: int | None = None, progress: bool = False) -> None:
