@@ -199,6 +199,43 @@ def test_a_crashed_job_is_resubmitted(tmp_path, monkeypatch):
     assert calls == [["a", "b"], ["c", "d"], ["e"], ["a", "b"]]  # local: waves of 2; the crashed wave again
 
 
+def test_a_failed_shard_or_merge_names_its_network_and_the_others_are_merged(tmp_path, monkeypatch, capsys):
+    from emoselect import sweep as sweeping
+
+    class Done:
+        def __init__(self, value):
+            self.value = value
+
+        def result(self):
+            return self.value
+
+    class Here:  # a job array that runs its jobs in this process
+        def map_array(self, job, *columns):
+            return [Done(job(*arguments)) for arguments in zip(*columns)]
+
+    real_fill, real_finish = sweeping.fill_shards, sweeping.finish_network
+
+    def fill(source, out, limit, shards):
+        if shards[0].network == "b" and shards[0].block != (0, 1):
+            raise InputError("disk quota exceeded")
+        return real_fill(source, out, limit, shards)
+
+    def finish(source, name, out, limit=None, progress=False):
+        if name == "c":
+            raise InputError("the report could not be written")
+        return real_finish(source, name, out, limit, progress)
+
+    monkeypatch.setattr(sweeping, "_executor", lambda cluster, folder: Here())
+    monkeypatch.setattr(sweeping, "fill_shards", fill)
+    monkeypatch.setattr(sweeping, "finish_network", finish)
+    nets = {"a": SMALL_NET, "b": {**SMALL_NET, "init_seed": 5}, "c": {**SMALL_NET, "init_seed": 7}}
+    assert main(["-q", "sweep", write_sweep(tmp_path, nets), "--executor", "slurm"]) == 2
+    error = capsys.readouterr().err
+    assert "network b failed: shard b/control features.12.2 (" in error and "disk quota exceeded" in error
+    assert "network c failed: merge: the report could not be written" in error and "network a" not in error
+    assert set(pd.read_csv(tmp_path / "study" / "sweep.csv")["network"]) == {"a"}
+
+
 def test_shards_are_packed_per_slurm_job_or_spread_over_local_processes():
     from emoselect.sweep import Cluster, Shard, shard_jobs
 

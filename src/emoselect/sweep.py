@@ -354,7 +354,10 @@ def _sharded(sweep: Sweep, todo: list[str], folder: Path, cluster: Cluster) -> d
             failed.setdefault(network, f"shard {name}: {why}")
     for name in prepared:
         if name not in failed:
-            finish_network(source, name, out, limit)
+            try:
+                finish_network(source, name, out, limit)
+            except InputError as error:  # the other networks are still merged
+                failed[name] = f"merge: {error}"
     return failed
 
 
