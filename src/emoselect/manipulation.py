@@ -142,15 +142,20 @@ def _directions(gains: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, l
     return list(groups.values())
 
 
-def _suffix_linear(stages, index: int, j: int, base: torch.Tensor, gains: torch.Tensor, per_pass: int, heads):
+def _suffix_linear(
+    stages, index: int, j: int, base: torch.Tensor, gains: torch.Tensor, per_pass: int, heads, memo: dict
+):
     """Margins [n_conditions, n, n_heads] for every condition, using that the first convolution after
     the site is linear:
     conv(g * p) = conv(p) + s * conv_without_bias(v * p) for g = 1 + s * v. The intact convolution is
-    computed once per chunk, the second term once per direction (on its channels only), and each
-    condition then costs one multiply-add instead of the convolution."""
-    pooled = _run(stages[index + 1 : j], base)
+    computed once per chunk (kept in ``memo`` for the site's other blocks), the second term once per
+    direction (on its channels only), and each condition then costs one multiply-add instead of the
+    convolution."""
     conv = stages[j][1]
-    intact = conv(pooled)
+    if "intact" not in memo:
+        memo["pooled"] = _run(stages[index + 1 : j], base)
+        memo["intact"] = conv(memo["pooled"])
+    pooled, intact = memo["pooled"], memo["intact"]
     out: list[torch.Tensor] = [torch.empty(0)] * len(gains)
     for support, direction, members in _directions(gains):
         if len(support):
@@ -182,17 +187,19 @@ def _suffix_linear(stages, index: int, j: int, base: torch.Tensor, gains: torch.
     return torch.stack(out)
 
 
-def _suffix_rescaled(stages, index: int, base: torch.Tensor, gains: torch.Tensor, heads) -> torch.Tensor:
+def _suffix_rescaled(stages, index: int, base: torch.Tensor, gains: torch.Tensor, heads, memo: dict) -> torch.Tensor:
     """Margins for every condition when only channel-wise homogeneous stages follow the site
     (:func:`gain_rescales_readout`): the readout features of channel c are g_c times the intact
-    ones, so margin = bias + sum_c g_c * (features_c . weight_c). One pass, then a matrix product
-    over all conditions. Needs gains >= 0."""
-    features = _run(stages[index + 1 :], base).flatten(1).float()  # [n, C * S], channel-major
-    n, channels = base.shape[0], base.shape[1]
-    weight = heads.weight.reshape(channels, -1, heads.weight.shape[1])  # [C, S, n_heads]
-    with torch.autocast(base.device.type, enabled=False):  # the heads always in float32
-        per_channel = torch.einsum("ncs,csh->nch", features.reshape(n, channels, -1), weight)
-        return torch.einsum("gc,nch->gnh", gains, per_channel) + heads.bias
+    ones, so margin = bias + sum_c g_c * (features_c . weight_c). One pass per chunk (kept in
+    ``memo`` for the site's other blocks), then a matrix product over all conditions. Needs gains >= 0."""
+    if "per_channel" not in memo:
+        features = _run(stages[index + 1 :], base).flatten(1).float()  # [n, C * S], channel-major
+        n, channels = base.shape[0], base.shape[1]
+        weight = heads.weight.reshape(channels, -1, heads.weight.shape[1])  # [C, S, n_heads]
+        with torch.autocast(base.device.type, enabled=False):  # the heads always in float32
+            memo["per_channel"] = torch.einsum("ncs,csh->nch", features.reshape(n, channels, -1), weight)
+    with torch.autocast(base.device.type, enabled=False):
+        return torch.einsum("gc,nch->gnh", gains, memo["per_channel"]) + heads.bias
 
 
 def _scaled_copies(base: torch.Tensor, gains: torch.Tensor, layout: str) -> torch.Tensor:
@@ -327,24 +334,26 @@ def _evaluate_chunk(network, batch, plan, blocks, order, rescales, results, batc
         position = index
         base = network.stages[index][1](x) if direct else None
         gains = torch.as_tensor(plan[site], dtype=torch.float32, device=network.device)
+        memo: dict = {}  # what every block of the site computes alike, computed once
         margins = [
-            _suffix_margins(network, site, index, x, base, gains[start:stop], per_pass, rescales[site], margins_of)
-            for start, stop in blocks[site]
+            _suffix_margins(network, site, index, x, base, gains[a:b], per_pass, rescales[site], margins_of, memo)
+            for a, b in blocks[site]
         ]
         results[site].append(torch.cat(margins).float().cpu().numpy())
 
 
-def _suffix_margins(network, site, index, x, base, gains, per_pass, rescales, margins_of) -> torch.Tensor:
+def _suffix_margins(network, site, index, x, base, gains, per_pass, rescales, margins_of, memo) -> torch.Tensor:
     """Margins [G, n, n_heads] of one block of conditions (gains [G, units]) at ``site``, held by
-    stage ``index`` (input ``x``; ``base``: the stage's output when the site *is* the stage, else None)."""
+    stage ``index`` (input ``x``; ``base``: the stage's output when the site *is* the stage, else None;
+    ``memo``: the site's block-independent intermediate results on this chunk)."""
     if base is None:
         return _suffix_nested(network, site, index, x, gains, per_pass, margins_of)
     positive = bool((gains >= 0).all()) and network.layout(site) == "nchw"
     j = _next_convolution(network.stages, index) if positive else None
     if positive and rescales:
-        return _suffix_rescaled(network.stages, index, base, gains, margins_of)
+        return _suffix_rescaled(network.stages, index, base, gains, margins_of, memo)
     if j is not None:
-        return _suffix_linear(network.stages, index, j, base, gains, per_pass, margins_of)
+        return _suffix_linear(network.stages, index, j, base, gains, per_pass, margins_of, memo)
     return _suffix_scaled(network.stages, index, base, gains, per_pass, margins_of, network.layout(site))
 
 
