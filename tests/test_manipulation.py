@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from conftest import make_image
 from emoselect.experiments import (
     ManipulationOptions,
     best_beta,
@@ -525,3 +526,25 @@ def test_a_shard_fills_the_cache_and_the_merge_computes_only_the_rest(tmp_path, 
     assert np.array_equal(merged["conv5_1"], plain["conv5_1"])
     again = manipulation.evaluate_cached(network, paths, sha1s, plan, heads, cache, keys, blocks, 2, progress=False)
     assert evaluated == [4, 4, 4] and np.array_equal(again["conv5_1"], merged["conv5_1"])
+
+
+def test_the_cache_serves_a_subset_of_blocks_and_refuses_overlapping_ones(tmp_path):
+    import emoselect.manipulation as manipulation
+
+    network = load_network("vgg11", "random", seed=2)
+    pictures = [str(make_image(tmp_path / f"p{i}.png", seed=i)) for i in range(3)]
+    plan = random_plan(network, ["conv5_1"], conditions=6, seed=5)
+    heads = random_heads(network, n=2)
+    cache, keys = ResultCache(tmp_path / "cache"), {"conv5_1": "key"}
+    sha1s = ["a", "b", "c"]
+    some = manipulation.evaluate_cached(
+        network, pictures, sha1s, plan, heads, cache, keys, {"conv5_1": [(3, 6)]}, 2, progress=False
+    )
+    full = manipulation.evaluate_cached(
+        network, pictures, sha1s, plan, heads, cache, keys, {"conv5_1": [(0, 3), (3, 6)]}, 2, progress=False
+    )
+    assert some["conv5_1"].shape[0] == 3 and np.array_equal(some["conv5_1"], full["conv5_1"][3:6])
+    with pytest.raises(ValueError, match="ordered, disjoint"):
+        manipulation.evaluate_cached(
+            network, pictures, sha1s, plan, heads, cache, keys, {"conv5_1": [(0, 4), (3, 6)]}, 2, progress=False
+        )

@@ -192,13 +192,13 @@ def _suffix_rescaled(stages, index: int, base: torch.Tensor, gains: torch.Tensor
     (:func:`gain_rescales_readout`): the readout features of channel c are g_c times the intact
     ones, so margin = bias + sum_c g_c * (features_c . weight_c). One pass per chunk (kept in
     ``memo`` for the site's other blocks), then a matrix product over all conditions. Needs gains >= 0."""
-    if "per_channel" not in memo:
-        features = _run(stages[index + 1 :], base).flatten(1).float()  # [n, C * S], channel-major
-        n, channels = base.shape[0], base.shape[1]
-        weight = heads.weight.reshape(channels, -1, heads.weight.shape[1])  # [C, S, n_heads]
-        with torch.autocast(base.device.type, enabled=False):  # the heads always in float32
-            memo["per_channel"] = torch.einsum("ncs,csh->nch", features.reshape(n, channels, -1), weight)
-    with torch.autocast(base.device.type, enabled=False):
+    if "features" not in memo:  # the network's own pass, in its precision
+        memo["features"] = _run(stages[index + 1 :], base).flatten(1).float()  # [n, C * S], channel-major
+    with torch.autocast(base.device.type, enabled=False):  # the heads always in float32
+        if "per_channel" not in memo:
+            n, channels = base.shape[0], base.shape[1]
+            weight = heads.weight.reshape(channels, -1, heads.weight.shape[1])  # [C, S, n_heads]
+            memo["per_channel"] = torch.einsum("ncs,csh->nch", memo["features"].reshape(n, channels, -1), weight)
         return torch.einsum("gc,nch->gnh", gains, memo["per_channel"]) + heads.bias
 
 
@@ -312,13 +312,19 @@ def evaluate(
     return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}
 
 
-def _checked_blocks(site: str, ranges: list[tuple[int, int]] | None, n: int) -> list[tuple[int, int]]:
-    """Row ranges [(start, stop), ...] that cover a site's ``n`` conditions in order (default: one)."""
+def _checked_blocks(
+    site: str, ranges: list[tuple[int, int]] | None, n: int, cover: bool = True
+) -> list[tuple[int, int]]:
+    """Row ranges [(start, stop), ...] of a site's ``n`` conditions, in order and disjoint (default:
+    one block of all); with ``cover`` they must cover every condition."""
     if not ranges:
         return [(0, n)]
     starts, stops = [a for a, _ in ranges], [b for _, b in ranges]
-    if starts[0] != 0 or stops[-1] != n or starts[1:] != stops[:-1] or any(a >= b for a, b in ranges):
-        raise ValueError(f"blocks of {site} must cover its {n} conditions in order, got {ranges}")
+    ordered = starts[0] >= 0 and stops[-1] <= n and all(b <= a for a, b in zip(starts[1:], stops[:-1]))
+    covering = starts[0] == 0 and stops[-1] == n and starts[1:] == stops[:-1]
+    if not ordered or any(a >= b for a, b in ranges) or (cover and not covering):
+        what = "cover its conditions in order" if cover else "be ordered, disjoint row ranges"
+        raise ValueError(f"blocks of {site} ({n} conditions) must {what}, got {ranges}")
     return list(ranges)
 
 
@@ -461,16 +467,18 @@ def evaluate_cached(
     """:func:`evaluate` on picture files, ``chunk_images`` pictures at a time. Each chunk's result
     per site and block of conditions is served from or stored in ``cache``, keyed by the site's key in
     ``keys``, the block's gains and the chunk's picture SHA-1s: an interrupted sweep resumes at its
-    first unfinished piece, and a cluster shard that fills one block's entries (evaluating only that
-    block: the same numbers, see :func:`evaluate`) leaves nothing for the merge to compute.
+    first unfinished piece, and a cluster shard that fills some blocks' entries (evaluating only those
+    blocks: the same numbers, see :func:`evaluate`) leaves nothing for the merge to compute.
 
     ``paths``, ``sha1s``: the n pictures; ``plan``: {site: gains [n_conditions, n_units]};
-    ``blocks``: {site: [(start, stop), ...]} (default: one block per site). Returns {site: float32
-    margins [n_conditions, n, n_heads]}, as :func:`evaluate`.
+    ``blocks``: {site: [(start, stop), ...]}, ordered and disjoint (default: one block of every
+    condition); a site of ``plan`` missing from a given ``blocks`` is skipped. Returns {site: float32
+    margins [n_conditions of its blocks, n, n_heads]}, as :func:`evaluate`.
     """
-    blocks = {site: _checked_blocks(site, (blocks or {}).get(site), len(gains)) for site, gains in plan.items()}
-    pieces = [(site, block) for site in plan for block in blocks[site]]
-    parts: dict[str, list[np.ndarray]] = {site: [] for site in plan}
+    sites = list(blocks) if blocks is not None else list(plan)
+    blocks = {site: _checked_blocks(site, (blocks or {}).get(site), len(plan[site]), cover=False) for site in sites}
+    pieces = [(site, block) for site in sites for block in blocks[site]]
+    parts: dict[str, list[np.ndarray]] = {site: [] for site in sites}
     starts = range(0, len(paths), chunk_images)
     for start in tqdm(starts, desc="manipulations (picture chunks)", unit="chunk", disable=not progress):
         chunk = slice(start, start + chunk_images)
@@ -484,7 +492,7 @@ def evaluate_cached(
             for piece, values in computed.items():
                 cache.put(piece_keys[piece], values)
                 done[piece] = values
-        for site in plan:  # a site's blocks in order: its conditions in order
+        for site in sites:  # a site's blocks in order: its conditions in order
             parts[site].append(np.concatenate([done[site, block] for block in blocks[site]]))
     return {site: np.concatenate(chunks, axis=1) for site, chunks in parts.items()}
 
@@ -508,8 +516,9 @@ def _evaluate_pieces(network, pictures, plan, pieces, heads, batch_samples) -> d
 
 
 class ResultCache:
-    """Per-layer engine results in a folder, keyed by a hash of everything that determines them;
-    written atomically, so an interrupted sweep resumes at the first unfinished layer."""
+    """Engine results in a folder (one .npy per site, block of conditions and chunk of pictures),
+    keyed by a hash of everything that determines them; written atomically, so an interrupted sweep
+    resumes at its first unfinished piece."""
 
     def __init__(self, folder: Path | None):
         self.folder = Path(folder) if folder else None

@@ -471,10 +471,11 @@ def trained_heads(
     key = ResultCache.key(site, labels.tobytes(), as_dict(options), *[features[d] for d in stimuli.datasets])
     path = run / "cache" / "heads" / f"{key}.npz"
     heads = _read_heads(path)
-    if heads is None:
-        heads = train_heads(stimuli, features, options, site)[0]
-        _save_heads(path, heads)
-    return heads, score_heads(stimuli, features, heads, site)
+    if heads is not None:
+        return heads, score_heads(stimuli, features, heads, site)
+    heads, table = train_heads(stimuli, features, options, site)
+    _save_heads(path, heads)
+    return heads, table
 
 
 def _save_heads(path: Path, heads: list[Head]) -> None:
@@ -491,15 +492,12 @@ def _read_heads(path: Path) -> list[Head] | None:
     try:
         with np.load(path) as arrays:
             names = dict.fromkeys(name.rsplit("|", 1)[0] for name in arrays.files)
-            return [
-                Head(
-                    *name.split("|", 1),
-                    arrays[f"{name}|weight"],
-                    arrays[f"{name}|bias"],  # type: ignore[call-arg]
-                    int(arrays[f"{name}|best_epoch"]),
-                )  # fmt: skip
-                for name in names
-            ]
+            heads = []
+            for name in names:
+                dataset, category = name.split("|", 1)
+                weight, bias = arrays[f"{name}|weight"], arrays[f"{name}|bias"]
+                heads.append(Head(dataset, category, weight, bias, int(arrays[f"{name}|best_epoch"])))
+            return heads
     except (OSError, ValueError, KeyError, EOFError):
         return None
 
@@ -610,24 +608,15 @@ def sweep_margins(
     (``RUN/cache/manipulation``); the blocks of a layer share one walk down the network per chunk.
 
     Returns {layer: float32 [n_conditions (of those blocks, in order), n_evaluated, n_heads]}."""
-    if only is None:
-        gains = {layer: layer_plan.gains for layer, layer_plan in plan.plans.items()}
-        blocks = plan.blocks
-    else:
-        gains, blocks = {}, {}
-        for layer, ranges in only.items():
-            gains[layer] = np.concatenate([plan.plans[layer].gains[a:b] for a, b in ranges])
-            stops = np.cumsum([b - a for a, b in ranges]).tolist()
-            blocks[layer] = list(zip([0, *stops[:-1]], stops))
     return evaluate_cached(
         plan.network,
         list(plan.evaluated["path"]),
         list(plan.evaluated["sha1"]),
-        gains,
+        {layer: layer_plan.gains for layer, layer_plan in plan.plans.items()},
         plan.heads,
         ResultCache(run / "cache" / "manipulation"),
         plan.keys,
-        blocks,
+        plan.blocks if only is None else only,
         plan.options.chunk_images,
         plan.options.batch_samples,
         progress,

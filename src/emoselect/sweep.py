@@ -251,7 +251,7 @@ def fill_shards(source: str, out: str, limit: int | None, shards: list[Shard]) -
         only: dict[str, list[tuple[int, int]]] = {}
         for shard in mine:
             only.setdefault(shard.layer, []).append(shard.block)
-        sweep_margins(plan, run, only)  # one walk down the network per chunk of pictures for all
+        sweep_margins(plan, run, {layer: sorted(blocks) for layer, blocks in only.items()})  # one walk for all
 
 
 def finish_network(source: str, name: str, out: str, limit: int | None = None, progress: bool = False) -> None:
