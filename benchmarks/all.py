@@ -1,4 +1,4 @@
-"""Every benchmark in one go, each in a fresh process, and one table of the results.
+"""The main benchmarks in one go, each in a fresh process, and one table of the results.
 
     python benchmarks/all.py [--device auto] [--model vgg16] [--quick] [--json results.json]
 
@@ -6,6 +6,7 @@ Runs ``extract.py`` (extraction against a bare forward pass), ``selectivity.py``
 a synthetic run of paper size), ``manipulate.py`` (the engine against the plain way, all layers and
 the last three) and ``memory.py`` (peak memory of extraction with 90 and 900 pictures), then prints
 one Markdown table with the device and versions above it: paste it into docs/performance.md.
+(``controls.py``, ``precision.py`` and ``layout.py`` answer narrower questions and run on their own.)
 ``--quick`` uses fewer pictures (a smoke test of the scripts, not numbers to publish). Needs
 ../shared (or EMOSELECT_SHARED).
 """

@@ -309,8 +309,9 @@ def cmd_sweep(args) -> None:
     sweep = read_sweep(args.file, limit=args.limit)
     out = Path(args.out) if args.out else Path(args.file).with_suffix("")
     result = run_sweep(sweep, out, progress=not args.quiet, cluster=cluster)
+    together = " (all networks together, as jobs)" if cluster.executor != "inline" else ""
     for name, (status, seconds) in result.status.items():
-        print(f"  {name}: {status}" + (f" in {seconds / 60:.1f} min" if status == "computed" else ""))
+        print(f"  {name}: {status}" + (f" in {seconds / 60:.1f} min{together}" if status == "computed" else ""))
     print(f"wrote {out}/sweep.csv and {result.page}")
 
 
