@@ -33,9 +33,9 @@ def main() -> None:
     if not (SHARED / "data" / "oasis").is_dir():
         sys.exit(f"{SHARED} has no OASIS pictures: set EMOSELECT_SHARED")
 
-    from emoselect.network import load_network
-    from emoselect.responses import extract, prefetch_responses
-    from emoselect.stimuli import build_stimuli
+    from emoselect.engine.probe import load_network
+    from emoselect.engine.responses import extract, prefetch_responses
+    from emoselect.pictures.stimuli import build_stimuli
 
     stimuli = build_stimuli({"oasis": SHARED / "data" / "oasis"}, limit=args.images, progress=False)
     networks = [load_network("vgg16", "random", seed=seed) for seed in range(args.controls)]

@@ -39,11 +39,11 @@ def main() -> None:
     if not (SHARED / "weights" / "vgg16_imagenet_features.pth").is_file():
         sys.exit(f"{SHARED} has no shared weights: set EMOSELECT_SHARED")
 
-    from emoselect.images import load_rgb
-    from emoselect.network import load_network
-    from emoselect.responses import extract, pick_device
-    from emoselect.stimuli import build_stimuli
-    from emoselect.tensors import normalise, to_tensor
+    from emoselect.engine.probe import load_network
+    from emoselect.engine.responses import extract, pick_device
+    from emoselect.engine.tensors import normalise, to_tensor
+    from emoselect.pictures.images import load_rgb
+    from emoselect.pictures.stimuli import build_stimuli
 
     device = pick_device(args.device)
     shared_vgg = args.model == "vgg16"

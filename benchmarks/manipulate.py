@@ -32,17 +32,17 @@ from benchlib import SHARED, peak_rss_mb, write_json
 
 def build(model: str):
     """VGG-16 with the shared ImageNet weights, or any other model with random weights."""
-    from emoselect.network import load_network
+    from emoselect.engine.probe import load_network
 
     weights = str(SHARED / "weights" / "vgg16_imagenet_features.pth") if model == "vgg16" else "random"
     return load_network(model, weights)
 
 
 def setup(images: int, layers: list[str], conditions: int, device: str, model: str):
-    from emoselect.manipulation import load_pictures
-    from emoselect.readout import Head
-    from emoselect.responses import pick_device
-    from emoselect.stimuli import build_stimuli
+    from emoselect.analysis.records import Head
+    from emoselect.engine.manipulation import load_pictures
+    from emoselect.engine.responses import pick_device
+    from emoselect.pictures.stimuli import build_stimuli
 
     network = build(model).to(pick_device(device))
     stimuli = build_stimuli({"oasis": SHARED / "data" / "oasis"}, limit=images, progress=False)
@@ -72,7 +72,7 @@ def setup(images: int, layers: list[str], conditions: int, device: str, model: s
 
 def child(method: str, images: int, layers: list[str], conditions: int, device: str, out: str, model: str) -> None:
     """Run one way in this (fresh) process; save margins and timing."""
-    from emoselect.manipulation import evaluate, evaluate_naive
+    from emoselect.engine.manipulation import evaluate, evaluate_naive
 
     network, pictures, plan, heads = setup(images, layers, conditions, device, model)
     cuda = network.device.type == "cuda"
@@ -187,7 +187,7 @@ def main() -> None:
             "last three layers", args.images, sites[-3:], args.deep_conditions, args.device, args.model
         ),
     }
-    from emoselect.responses import pick_device
+    from emoselect.engine.responses import pick_device
 
     write_json(args.json, {"model": args.model, **results}, pick_device(args.device))
 

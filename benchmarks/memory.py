@@ -26,9 +26,9 @@ from benchlib import SHARED, peak_rss_mb, write_json
 
 def child(images: int, model: str, device: str, batch_size: int) -> None:
     """Extract ``images`` pictures in this (fresh) process; print seconds and peak memory as JSON."""
-    from emoselect.network import load_network
-    from emoselect.responses import extract, pick_device
-    from emoselect.stimuli import build_stimuli
+    from emoselect.engine.probe import load_network
+    from emoselect.engine.responses import extract, pick_device
+    from emoselect.pictures.stimuli import build_stimuli
 
     torch_device = pick_device(device)
     weights = str(SHARED / "weights" / "vgg16_imagenet_features.pth") if model == "vgg16" else "random"
@@ -71,7 +71,7 @@ def main() -> None:
         )
     peaks = [r["peak_rss_mb"] for r in sizes.values()]
     print(f"ratio of the peak RSS, most to fewest pictures: {peaks[-1] / peaks[0]:.2f}")
-    from emoselect.responses import pick_device
+    from emoselect.engine.responses import pick_device
 
     write_json(args.json, {"model": args.model, "sizes": sizes}, pick_device(args.device))
 

@@ -37,10 +37,11 @@ SHARED = Path(os.environ.get("EMOSELECT_SHARED", REPO.parent / "shared"))
 
 def analysed(precision: str, stimuli, device: str, cache: str, batch_size: int):
     """(seconds of extraction, responses, selectivity result, head table) at one precision."""
-    from emoselect.network import load_network
-    from emoselect.readout import ReadoutOptions, train_heads
-    from emoselect.responses import extract
-    from emoselect.selectivity import SelectivityOptions, analyse
+    from emoselect.analysis.records import ReadoutOptions
+    from emoselect.analysis.selectivity import SelectivityOptions, analyse
+    from emoselect.engine.probe import load_network
+    from emoselect.engine.readout import train_heads
+    from emoselect.engine.responses import extract
 
     network = load_network("vgg16", str(SHARED / "weights" / "vgg16_imagenet_features.pth"), precision=precision)
     start = time.perf_counter()
@@ -86,8 +87,8 @@ def main() -> None:
         return
     if not (SHARED / "weights" / "vgg16_imagenet_features.pth").is_file():
         sys.exit(f"{SHARED} has no shared weights: set EMOSELECT_SHARED")
-    from emoselect.responses import pick_device
-    from emoselect.stimuli import build_stimuli
+    from emoselect.engine.responses import pick_device
+    from emoselect.pictures.stimuli import build_stimuli
 
     device = str(pick_device(args.device))
     stimuli = build_stimuli({"oasis": SHARED / "data" / "oasis"}, limit=args.images, progress=False)

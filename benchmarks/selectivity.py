@@ -82,7 +82,7 @@ def make_run(folder: Path, images: int, seed: int = 0) -> None:
         "network": {"model": "vgg16", "sites": UNITS, "readout_site": "pool5"},
     }
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    from emoselect import manifest
+    from emoselect.base import manifest
 
     written = [folder / "stimuli.csv", *(p for p in (folder / "responses").rglob("*") if p.is_file())]
     manifest.finish(folder, "extract", written)  # what an extract stage records, so later stages accept it
@@ -95,8 +95,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file (benchmarks/all.py)")
     args = parser.parse_args()
     seconds = {}
-    from emoselect.pipeline import selectivity_stage
-    from emoselect.selectivity import SelectivityOptions
+    from emoselect.analysis.selectivity import SelectivityOptions
+    from emoselect.stages.selectivity import selectivity_stage
 
     with tempfile.TemporaryDirectory() as folder:
         run = Path(folder)

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from conftest import MANIPULATE, SMALL, make_emotion6, make_generic, make_oasis
+from emoselect.analysis.tuning import d_prime, permutation_p_values, preferred_category, tuning_values
+from emoselect.base.problems import InputError
 from emoselect.cli import main
-from emoselect.problems import InputError
-from emoselect.selectivity import d_prime, permutation_p_values, preferred_category, tuning_values
-from emoselect.stimuli import build_stimuli, category_names
+from emoselect.pictures.stimuli import build_stimuli, category_names
 
 SIX = ("animals", "bodies", "faces", "food", "objects", "places")
 HUES = {"animals": (200, 60, 40), "bodies": (40, 200, 60), "faces": (40, 60, 200), "food": (200, 200, 40),

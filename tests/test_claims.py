@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from emoselect.claims import (
+from emoselect.analysis.claims import (
     CONTRADICTED,
     INCONCLUSIVE,
     SUPPORTED,

@@ -177,7 +177,7 @@ def test_run_does_everything_with_a_control_and_writes_the_report(tmp_path, caps
 def test_interrupted_manipulations_resume_at_the_first_unfinished_chunk(tmp_path, monkeypatch):
     import numpy as np
 
-    from emoselect import manipulation
+    from emoselect.engine import manipulation
 
     make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
     run = tmp_path / "run"
@@ -212,7 +212,7 @@ def test_importing_and_drawing_leave_the_plotting_backend_alone(tmp_path):
     import sys
 
     code = (
-        "import matplotlib; matplotlib.use('svg'); import emoselect, pandas as pd; from emoselect import figures; "
+        "import matplotlib; matplotlib.use('svg'); import emoselect, pandas as pd; from emoselect.output import figures; "
         "t = pd.DataFrame({'dataset': 'a', 'image_id': ['1', '2', '3'], 'valence': [2.0, 5.0, 8.0], "
         "'category': ['unpleasant', 'neutral', 'pleasant']}); "
         f"figures.stimuli(t, {{'a': (1.0, 9.0)}}, r'{tmp_path / 'f.png'}'); print(matplotlib.get_backend())"

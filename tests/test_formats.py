@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from conftest import make_emotion6, make_gaped, make_generic, make_iaps, make_naps, make_oasis
-from emoselect.formats import detect_format, parse_number, parse_scale, read_ratings, read_text
-from emoselect.problems import InputError
+from emoselect.base.problems import InputError
+from emoselect.pictures.formats import detect_format, read_ratings
+from emoselect.pictures.ratings import parse_number, parse_scale, read_text
 
 
 def by_id(ratings):

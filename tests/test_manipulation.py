@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 
 from conftest import make_image
-from emoselect.experiments import (
+from emoselect.analysis.experiments import (
     ManipulationOptions,
     best_beta,
     block_label,
@@ -20,10 +20,13 @@ from emoselect.experiments import (
     summarise,
     table_one,
 )
-from emoselect.images import Preprocessing
-from emoselect.manipulation import ResultCache, evaluate, evaluate_naive, load_pictures
-from emoselect.network import load_network, probe_model, record
-from emoselect.readout import Head, ReadoutOptions, binary_metrics, head_scores, train_head
+from emoselect.analysis.records import Head, ReadoutOptions
+from emoselect.analysis.stats import binary_metrics
+from emoselect.engine.forward import record
+from emoselect.engine.manipulation import ResultCache, evaluate, evaluate_naive, load_pictures
+from emoselect.engine.probe import load_network, probe_model
+from emoselect.engine.readout import head_scores, train_head
+from emoselect.pictures.images import Preprocessing
 
 
 def random_heads(network, n=3, seed=0):
@@ -261,7 +264,7 @@ def test_profiles_resolve_by_device_and_explicit_values_win():
     assert ManipulationOptions(profile="paper", layers=["s3"], betas=[3], repeats=5, lesion_repeats=2).resolved(
         sites
     ) == (["s3"], [0.0, 1.0, 3.0], 5, 5)
-    from emoselect.problems import InputError
+    from emoselect.base.problems import InputError
 
     with pytest.raises(InputError, match="is not a probe site"):
         ManipulationOptions(layers=["x"]).resolved(sites)
@@ -318,7 +321,7 @@ def test_tuning_form_has_no_lesion_rows_defect_3():
 
 
 def test_small_nonselective_pool_is_an_error_not_smaller_sets_defect_4():
-    from emoselect.problems import InputError
+    from emoselect.base.problems import InputError
 
     crowded = pd.DataFrame({"layer": "L", "unit": range(8), "category": ["pleasant"] * 5 + ["neutral"] * 3})
     with pytest.raises(InputError, match="too few"):
@@ -398,7 +401,7 @@ def test_table_one_reports_the_test_chosen_gain_beside_the_honest_one():
     assert table["enhanced_beta"] == 1.0 and table["enhanced_f1"] == 0.0  # honest: val saw no gain
     assert table["test_chosen_beta"] == 2.0 and table["test_chosen_f1"] == 1.0
     assert table["random_test_chosen_f1"] == 0.0
-    from emoselect.experiments import SUMMARY_COLUMNS, TABLE1_COLUMNS
+    from emoselect.analysis.experiments import SUMMARY_COLUMNS, TABLE1_COLUMNS
 
     # the column lists that empty tables get are the columns of real ones (they cannot drift apart)
     assert list(summary.columns) == SUMMARY_COLUMNS
@@ -494,7 +497,7 @@ def test_replay_engine_blocks_alone_or_among_others():
 
 
 def test_a_shard_fills_the_cache_and_the_merge_computes_only_the_rest(tmp_path, monkeypatch):
-    import emoselect.manipulation as manipulation
+    import emoselect.engine.manipulation as manipulation
 
     network = load_network("vgg11", "random", seed=2)
     rng = np.random.default_rng(0)
@@ -529,7 +532,7 @@ def test_a_shard_fills_the_cache_and_the_merge_computes_only_the_rest(tmp_path, 
 
 
 def test_the_cache_serves_a_subset_of_blocks_and_refuses_overlapping_ones(tmp_path):
-    import emoselect.manipulation as manipulation
+    import emoselect.engine.manipulation as manipulation
 
     network = load_network("vgg11", "random", seed=2)
     pictures = [str(make_image(tmp_path / f"p{i}.png", seed=i)) for i in range(3)]

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from emoselect.network import load_network, record
-from emoselect.problems import InputError
+from emoselect.base.problems import InputError
+from emoselect.engine.forward import record
+from emoselect.engine.probe import load_network
 
 
 def test_vgg16_shared_weights_classifier_untrained_and_readout_pool5(vgg_weights):
@@ -120,8 +121,8 @@ def test_grayscale_option_is_in_the_preprocessing():
 def test_a_control_sees_the_same_pictures_as_its_network_defect_6():
     """torchvision's ImageNet weights for e.g. resnet50 resize to 232, random weights to 256: the
     control must take its trained network's preprocessing, whatever its own default."""
-    from emoselect.config import ExtractOptions
-    from emoselect.pipeline import build_network, control_options
+    from emoselect.run.config import ExtractOptions
+    from emoselect.stages.extract import build_network, control_options
 
     trained = load_network("resnet18", "random", seed=0, resize=232)
     assert trained.prep.resize == 232 and trained.prep.crop == 224
@@ -137,8 +138,8 @@ def test_probe_model_leaves_the_callers_model_as_it_was():
     import torch
     from torch import nn
 
-    from emoselect.images import Preprocessing
-    from emoselect.network import probe_model
+    from emoselect.engine.probe import probe_model
+    from emoselect.pictures.images import Preprocessing
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(4 * 30 * 30, 2)).train()
     network = probe_model(model, "tiny", prep=Preprocessing(resize=32, crop=32))
@@ -185,14 +186,14 @@ def test_sites_of_a_random_resnet_are_its_block_outputs(capsys):
 def test_layer_ranges_select_sites_in_forward_order():
     import pytest
 
-    from emoselect.experiments import select_sites
-    from emoselect.problems import InputError
+    from emoselect.analysis.experiments import select_sites
+    from emoselect.base.problems import InputError
 
     sites = ["conv1", "conv2", "conv3", "conv4", "conv5"]
     assert select_sites(["conv2:conv4"], sites) == ["conv2", "conv3", "conv4"]
     assert select_sites(["conv5", ":conv2", "conv1"], sites) == ["conv1", "conv2", "conv5"]
     assert select_sites(["conv4:"], sites) == ["conv4", "conv5"]
-    from emoselect.experiments import ManipulationOptions
+    from emoselect.analysis.experiments import ManipulationOptions
 
     assert ManipulationOptions(layers=["conv2:conv3"]).resolved(sites)[0] == ["conv2", "conv3"]
     with pytest.raises(InputError, match="comes after"):
@@ -202,7 +203,7 @@ def test_layer_ranges_select_sites_in_forward_order():
 
 
 def test_every_family_names_its_sites_from_one_table():
-    from emoselect.network import FAMILIES, family_of
+    from emoselect.engine.families import FAMILIES, family_of
 
     assert family_of("vgg19_bn").name == "VGG" and family_of("alexnet").name == "AlexNet"
     assert family_of("googlenet").build == {"aux_logits": False, "init_weights": True}
@@ -237,9 +238,9 @@ def test_a_users_own_network_from_module_path_and_factory(tmp_path, monkeypatch)
     import pytest
     import torch
 
-    from emoselect.network import load_network
-    from emoselect.problems import InputError
-    from emoselect.sources import state_digest
+    from emoselect.base.problems import InputError
+    from emoselect.engine.probe import load_network
+    from emoselect.engine.sources import state_digest
 
     (tmp_path / "my_nets.py").write_text(FACTORY)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -296,8 +297,8 @@ def test_a_users_network_runs_through_the_pipeline_with_its_control(tmp_path, mo
 def test_controls_of_a_random_weight_network_are_not_copies_of_it():
     import dataclasses
 
-    from emoselect.config import ExtractOptions
-    from emoselect.pipeline import control_options
+    from emoselect.run.config import ExtractOptions
+    from emoselect.stages.extract import control_options
 
     network = load_network("mobilenet_v3_small", "random", seed=3)
     options = ExtractOptions(datasets={"x": "."}, model="mobilenet_v3_small", weights="random", seed=3)
@@ -334,8 +335,8 @@ def test_sites_option_records_a_subset_that_keeps_its_depth_in_the_whole_network
 
 
 def test_bf16_responses_are_close_to_fp32_and_cached_apart():
-    from emoselect.manipulation import evaluate, evaluate_naive
-    from emoselect.responses import response_key
+    from emoselect.engine.manipulation import evaluate, evaluate_naive
+    from emoselect.engine.responses import response_key
     from test_manipulation import random_heads, random_plan
 
     full, half = (load_network("mobilenet_v3_small", "random", precision=p) for p in ("fp32", "bf16"))

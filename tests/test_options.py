@@ -11,10 +11,10 @@ import pytest
 
 from conftest import MANIPULATE, SMALL, make_oasis
 from emoselect import ExtractOptions, ManipulationOptions, ReadoutOptions, SelectivityOptions
+from emoselect.base.options import PAIRS, declared_fields, flag_of
+from emoselect.base.problems import InputError
 from emoselect.cli import main
-from emoselect.config import Cluster
-from emoselect.options import PAIRS, declared_fields, flag_of
-from emoselect.problems import InputError
+from emoselect.run.config import Cluster
 
 RECORDS = (ExtractOptions, SelectivityOptions, ManipulationOptions, ReadoutOptions)
 
@@ -119,7 +119,7 @@ def test_the_python_api_checks_on_construction():
 
 
 def test_options_round_trip_through_config_and_unknown_keys_are_named():
-    from emoselect.options import as_dict, from_dict
+    from emoselect.base.options import as_dict, from_dict
 
     manipulation = ManipulationOptions(layers=["a"], betas=[0, 2], readout=ReadoutOptions(epochs=3, seed=4), seed=4)
     assert from_dict(ManipulationOptions, as_dict(manipulation), "manipulation") == manipulation

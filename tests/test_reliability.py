@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import MANIPULATE, SMALL, make_oasis
-from emoselect import manifest
+from emoselect.base import manifest
 from emoselect.cli import main
-from emoselect.manipulation import ResultCache
+from emoselect.engine.manipulation import ResultCache
 
 
 def _extracted(tmp_path, n=30):
@@ -76,7 +76,7 @@ def test_a_second_writer_is_refused_and_names_the_first(tmp_path, capsys):
         [
             sys.executable,
             "-c",
-            "import sys, time; from emoselect.files import run_lock\n"
+            "import sys, time; from emoselect.base.files import run_lock\n"
             "with run_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(60)",
             str(run),
         ],
@@ -99,7 +99,7 @@ def test_a_second_writer_is_refused_and_names_the_first(tmp_path, capsys):
 def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path):
     run = _extracted(tmp_path)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    from emoselect.files import host, temporary_path
+    from emoselect.base.files import host, temporary_path
 
     stale = run / "responses" / "s" / f".features.12.2.npy.{host()}-{dead.stdout.strip()}.tmp.npy"
     stale.write_bytes(b"x" * 1000)
@@ -125,13 +125,13 @@ def test_a_zero_byte_manipulation_cache_entry_is_recomputed(tmp_path):
 def test_too_little_free_space_is_said_before_any_picture_is_computed(tmp_path, capsys, monkeypatch):
     import shutil
 
-    from emoselect import files
+    from emoselect.base import files
 
     make_oasis(tmp_path / "set", n=3)
     real = shutil.disk_usage
     monkeypatch.setattr(files.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
     calls = []
-    monkeypatch.setattr("emoselect.responses.compute_missing_shared", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr("emoselect.engine.responses.compute_missing_shared", lambda *a, **k: calls.append(1))
     assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "MB are free" in err and "Traceback" not in err and not calls
@@ -148,7 +148,7 @@ def test_a_cache_that_cannot_be_written_is_one_sentence(tmp_path, capsys):
 
 
 def test_a_full_disk_while_assembling_responses_is_a_message_and_leaves_no_temporary(tmp_path, capsys, monkeypatch):
-    from emoselect import responses
+    from emoselect.engine import responses
 
     make_oasis(tmp_path / "set", n=3)
 
@@ -169,7 +169,7 @@ def test_report_writes_no_traceback_for_a_permission_error(tmp_path, capsys, mon
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(run / "report.html"))
 
-    monkeypatch.setattr("emoselect.report.write_text_atomic", denied)
+    monkeypatch.setattr("emoselect.output.report.write_text_atomic", denied)
     assert main(["-q", "report", str(run)]) == 2
     err = capsys.readouterr().err
     assert "report.html: Permission denied" in err and "Traceback" not in err
@@ -204,7 +204,7 @@ def test_kill_9_at_several_points_then_rerun_gives_the_undisturbed_tables(tmp_pa
 
 def test_a_picture_changed_in_place_with_its_old_size_and_mtime_is_rehashed(tmp_path):
     from conftest import make_image
-    from emoselect.stimuli import ImageCheckCache
+    from emoselect.pictures.stimuli import ImageCheckCache
 
     picture = make_image(tmp_path / "a.png", seed=1)
     checks = ImageCheckCache(tmp_path / "cache")
@@ -215,7 +215,7 @@ def test_a_picture_changed_in_place_with_its_old_size_and_mtime_is_rehashed(tmp_
     picture.write_bytes(other.read_bytes())
     os.utime(picture, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the old modification time
     second, _ = checks.check(picture)
-    assert second != first and second == __import__("emoselect.files", fromlist=["x"]).file_digest(other)
+    assert second != first and second == __import__("emoselect.base.files", fromlist=["x"]).file_digest(other)
 
 
 def test_a_huge_16_bit_picture_is_loaded_in_bounded_memory_and_max_pixels_guards(tmp_path):
@@ -224,7 +224,7 @@ def test_a_huge_16_bit_picture_is_loaded_in_bounded_memory_and_max_pixels_guards
     it with a message (before decoding)."""
     from PIL import Image
 
-    from emoselect.images import ImageProblem, load_rgb
+    from emoselect.pictures.images import ImageProblem, load_rgb
 
     path = tmp_path / "huge.png"
     gradient = (np.arange(9000, dtype=np.uint32) * 7 % 65536).astype(np.uint16)
@@ -232,8 +232,8 @@ def test_a_huge_16_bit_picture_is_loaded_in_bounded_memory_and_max_pixels_guards
     # Linux's ru_maxrss of a child starts at its parent's memory (here, pytest's): read this process's
     # own high-water mark instead (VmHWM), reset to the resident memory once the libraries are imported
     code = (
-        "import sys, torchvision.transforms.functional; from emoselect.images import load_rgb, Preprocessing; "
-        "from emoselect.tensors import to_tensor; "
+        "import sys, torchvision.transforms.functional; from emoselect.pictures.images import load_rgb, Preprocessing; "
+        "from emoselect.engine.tensors import to_tensor; "
         "kb = lambda key: int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1]); "
         "open('/proc/self/clear_refs', 'w').write('5'); before = kb('VmRSS'); "
         "image, notes = load_rgb(sys.argv[1]); to_tensor(image, Preprocessing()); "
@@ -250,7 +250,7 @@ def test_a_huge_16_bit_picture_is_loaded_in_bounded_memory_and_max_pixels_guards
 def test_16_bit_conversion_in_bands_equals_the_whole_array_way(tmp_path):
     from PIL import Image
 
-    from emoselect import images
+    from emoselect.pictures import images
 
     rng = np.random.default_rng(0)
     array = rng.integers(0, 65536, (600, 300), dtype=np.uint16)
@@ -267,7 +267,7 @@ def test_16_bit_conversion_in_bands_equals_the_whole_array_way(tmp_path):
 def test_an_animated_gif_gets_a_first_frame_note(tmp_path):
     from PIL import Image
 
-    from emoselect.images import load_rgb
+    from emoselect.pictures.images import load_rgb
 
     frames = [Image.new("RGB", (80, 80), colour) for colour in ("red", "green", "blue")]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
@@ -278,7 +278,7 @@ def test_an_animated_gif_gets_a_first_frame_note(tmp_path):
 def test_image_statistics_do_not_depend_on_the_batch_size():
     import torch
 
-    from emoselect.tensors import image_statistics
+    from emoselect.engine.tensors import image_statistics
 
     batch = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     together = image_statistics(batch)
@@ -344,7 +344,8 @@ def test_a_full_disk_at_random_writes_of_every_stage_then_a_rerun_gives_the_undi
     """ENOSPC injected at the k-th atomic write of a whole run (k drawn over all its writes: cache
     entries, responses, tables, figures, heads, report, config, manifest); the command fails with a
     message, no temporary is left, and the rerun's tables equal the undisturbed run's."""
-    from emoselect import figures, files
+    from emoselect.base import files
+    from emoselect.output import figures
 
     command = _whole_run(tmp_path)
     real, calls = files.write_atomic, []
@@ -387,7 +388,7 @@ def test_a_full_disk_at_random_writes_of_every_stage_then_a_rerun_gives_the_undi
 
 def test_a_rating_row_pointing_outside_its_set_is_excluded_not_matched_by_stem(tmp_path):
     from conftest import make_generic, make_image
-    from emoselect.stimuli import build_stimuli
+    from emoselect.pictures.stimuli import build_stimuli
 
     make_image(tmp_path / "other" / "a.png", seed=9)
     outside = make_image(tmp_path / "elsewhere" / "c.png", seed=8)  # exists: not created by make_generic
@@ -412,7 +413,7 @@ def test_a_run_folder_that_cannot_be_made_is_one_line_before_any_picture_is_comp
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     calls = []
-    monkeypatch.setattr("emoselect.responses.compute_missing_shared", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr("emoselect.engine.responses.compute_missing_shared", lambda *a, **k: calls.append(1))
     assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--out", str(blocker / "run")]) == 2
     err = capsys.readouterr().err
     assert "a-file/run" in err and "Traceback" not in err and err.count("\n") == 1 and not calls
@@ -427,14 +428,14 @@ def test_a_rerun_of_manipulate_trains_no_head_and_computes_no_condition(tmp_path
     assert len(kept) == 1
     # 1 layer: intact, then per category (3) selective + 3 random sets = 4 sets in blocks of 2: 7 blocks x 1 chunk
     assert len(list((run / "cache" / "manipulation").glob("*.npy"))) == 7
-    import emoselect.manipulation
-    import emoselect.pipeline
+    import emoselect.engine.manipulation
+    import emoselect.stages.manipulate
 
     def refuse(*args, **kwargs):
         raise AssertionError("computed again")
 
-    monkeypatch.setattr(emoselect.pipeline, "train_heads", refuse)
-    monkeypatch.setattr(emoselect.manipulation, "evaluate", refuse)
+    monkeypatch.setattr(emoselect.stages.manipulate, "train_heads", refuse)
+    monkeypatch.setattr(emoselect.engine.manipulation, "evaluate", refuse)
     assert main(["-q", "manipulate", str(run), *MANIPULATE, "--sets-per-shard", "2"]) == 0
     assert all((run / name).read_bytes() == text for name, text in tables.items())
     monkeypatch.undo()

@@ -11,12 +11,12 @@ from torchvision import transforms
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from conftest import make_image, make_oasis
-from emoselect.config import ExtractOptions
-from emoselect.network import load_network
-from emoselect.pipeline import extract_stage
-from emoselect.responses import ResponseStore, extract, response_key
-from emoselect.stimuli import build_stimuli
-from emoselect.tensors import IMAGE_STATISTICS, image_statistics
+from emoselect.engine.probe import load_network
+from emoselect.engine.responses import ResponseStore, extract, response_key
+from emoselect.engine.tensors import IMAGE_STATISTICS, image_statistics
+from emoselect.pictures.stimuli import build_stimuli
+from emoselect.run.config import ExtractOptions
+from emoselect.stages.extract import extract_stage
 
 PICTURES = ["Acorns 1", "Monkey 3", "War 2"]  # Monkey 3 is the RGBA file
 
@@ -128,7 +128,7 @@ def test_second_call_is_a_cache_hit_and_interrupted_call_resumes(small_set, tmp_
     assert sum(store.has(s) for s in stimuli.table["sha1"]) == 2
     assert not list((tmp_path / "c").rglob("*.tmp*"))
 
-    from emoselect import responses as module
+    from emoselect.engine import responses as module
 
     computed = []
     real_compute = module.compute_missing
@@ -219,7 +219,7 @@ def test_a_table_write_that_fails_leaves_the_old_table_and_no_temporary_file(tmp
 
     import pandas as pd
 
-    from emoselect.files import write_csv_atomic
+    from emoselect.base.files import write_csv_atomic
 
     target = tmp_path / "selective.csv"
     write_csv_atomic(target, pd.DataFrame({"unit": [1, 2, 3]}))
@@ -241,9 +241,9 @@ def test_shared_decoding_gives_the_same_responses_as_separate_passes(tmp_path):
     """#7: the random-init controls decode each picture once; their responses equal separate passes."""
     import pandas as pd
 
-    from emoselect.network import load_network
-    from emoselect.responses import extract, prefetch_responses
-    from emoselect.stimuli import build_stimuli
+    from emoselect.engine.probe import load_network
+    from emoselect.engine.responses import extract, prefetch_responses
+    from emoselect.pictures.stimuli import build_stimuli
 
     make_oasis(tmp_path / "set", n=9)
     stimuli = build_stimuli({"s": tmp_path / "set"}, cache_dir=tmp_path / "checks", progress=False)

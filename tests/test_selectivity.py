@@ -8,11 +8,18 @@ import pytest
 from scipy import special as scipy_special
 from scipy import stats as scipy_stats
 
-from emoselect.responses import Responses
-from emoselect.selectivity import (
+from emoselect.analysis.records import Responses
+from emoselect.analysis.selectivity import SelectivityOptions, analyse
+from emoselect.analysis.stats import (
+    benjamini_hochberg,
+    decode_crossvalidated,
+    intersection_pmf,
+    jaccard_null,
+    spearman_columns,
+    trend_test,
+)
+from emoselect.analysis.tuning import (
     CATEGORY_ORDER,
-    SelectivityOptions,
-    analyse,
     d_prime,
     jaccard,
     label_permutations,
@@ -24,15 +31,7 @@ from emoselect.selectivity import (
     tuning_quality_null,
     tuning_values,
 )
-from emoselect.stats import (
-    benjamini_hochberg,
-    decode_crossvalidated,
-    intersection_pmf,
-    jaccard_null,
-    spearman_columns,
-    trend_test,
-)
-from emoselect.stimuli import Stimuli
+from emoselect.pictures.stimuli import Stimuli
 
 CATS = np.array(["pleasant", "pleasant", "neutral", "neutral", "neutral", "unpleasant", "unpleasant", "unknown"])
 TINY = np.array([[1.0, 5.0], [3.0, 5.0], [2.0, 1.0], [0.0, 2.0], [1.0, 3.0], [4.0, 0.5], [6.0, 7.0], [100.0, -50.0]])
@@ -379,7 +378,7 @@ def test_depth_trend_is_calibrated_without_selectivity():
 
 
 def test_trend_difference_is_calibrated_and_detects_a_steeper_rise():
-    from emoselect.selectivity import trend_difference
+    from emoselect.analysis.selectivity import trend_difference
 
     def nulls(rng, effects, orders, categories):
         layers = _layered(rng, effects)[1]
@@ -444,7 +443,7 @@ def test_same_seed_same_tables_whatever_else_is_switched_on_defect_5():
 
 
 def test_ledoit_wolf_shrinkage_equals_its_definition():
-    from emoselect.stats import ledoit_wolf_shrinkage
+    from emoselect.analysis.stats import ledoit_wolf_shrinkage
 
     rng = np.random.default_rng(4)
     x = rng.normal(size=(30, 6)) @ rng.normal(size=(6, 6))

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from conftest import make_generic, make_image, make_oasis
-from emoselect.images import ImageProblem, load_rgb
-from emoselect.problems import InputError
-from emoselect.stimuli import assign_split, build_stimuli, categorize, category_counts, to_scale
+from emoselect.base.problems import InputError
+from emoselect.pictures.images import ImageProblem, load_rgb
+from emoselect.pictures.stimuli import assign_split, build_stimuli, categorize, category_counts, to_scale
 
 
 def test_thresholds_map_linearly_onto_each_scale():
@@ -227,7 +227,7 @@ def test_the_same_picture_twice_is_found_by_content_defect_10_7(tmp_path):
     pictures are listed and refused as a cross-dataset pair."""
     import shutil
 
-    from emoselect.selectivity import SelectivityOptions, define_groups
+    from emoselect.analysis.selectivity import SelectivityOptions, define_groups
 
     root = make_oasis(tmp_path / "set", n=12)
     images = sorted((root / "images").glob("*.jpg"))
@@ -250,7 +250,7 @@ def test_dataset_names_cannot_be_paths_defect_10_3(tmp_path, name):
 
 
 def test_limit_is_a_stratified_seeded_sample_defect_10_11(tmp_path):
-    from emoselect.stimuli import stratified_sample
+    from emoselect.pictures.stimuli import stratified_sample
 
     table = pd.DataFrame(
         {

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from conftest import SHARED, make_oasis
+from emoselect.base.problems import InputError
 from emoselect.cli import main
-from emoselect.problems import InputError
-from emoselect.sweep import read_sweep
+from emoselect.stages.sweep_file import read_sweep
 
 SMALL_NET = {"model": "mobilenet_v3_small", "weights": "random"}
 
@@ -122,14 +122,14 @@ def test_a_sharded_sweep_through_submitit_equals_the_inline_sweep(tmp_path, caps
         path, networks, blocks = _vgg_pair_sweep(tmp_path), ("vgg16", "vgg16-random"), 7
     else:  # the same check on two random MobileNetV3-Small networks and a synthetic set
         path, networks, blocks = write_sweep(tmp_path, {"a": SMALL_NET, "b": {**SMALL_NET, "init_seed": 5}}), "ab", 0
-    import emoselect.manipulation
-    import emoselect.pipeline
+    import emoselect.engine.manipulation
+    import emoselect.stages.manipulate
 
     def refuse(*args, **kwargs):
         raise AssertionError("the merge computed what a shard should have")
 
-    monkeypatch.setattr(emoselect.pipeline, "train_heads", refuse)
-    monkeypatch.setattr(emoselect.manipulation, "evaluate", refuse)
+    monkeypatch.setattr(emoselect.stages.manipulate, "train_heads", refuse)
+    monkeypatch.setattr(emoselect.engine.manipulation, "evaluate", refuse)
     words = ["--executor", "local", "--array-parallelism", "2"]
     assert main(["-q", "sweep", path, "--out", str(tmp_path / "jobs"), *words]) == 0
     monkeypatch.undo()
@@ -164,7 +164,7 @@ def test_a_failed_job_is_reported_by_name_and_the_rest_is_kept(tmp_path, capsys)
 
 def test_a_crashed_job_is_resubmitted(tmp_path, monkeypatch):
     pytest.importorskip("submitit")
-    from emoselect import sweep as sweeping
+    from emoselect.stages import sweep as sweeping
 
     calls = []
 
@@ -200,7 +200,7 @@ def test_a_crashed_job_is_resubmitted(tmp_path, monkeypatch):
 
 
 def test_a_failed_shard_or_merge_names_its_network_and_the_others_are_merged(tmp_path, monkeypatch, capsys):
-    from emoselect import sweep as sweeping
+    from emoselect.stages import sweep as sweeping
 
     class Done:
         def __init__(self, value):
@@ -237,7 +237,8 @@ def test_a_failed_shard_or_merge_names_its_network_and_the_others_are_merged(tmp
 
 
 def test_shards_are_packed_per_slurm_job_or_spread_over_local_processes():
-    from emoselect.sweep import Cluster, Shard, shard_jobs
+    from emoselect.run.config import Cluster
+    from emoselect.stages.cluster import Shard, shard_jobs
 
     shards = [Shard("n", "n", "conv5_3", (a, a + 1), f"block {a}") for a in range(5)]
     assert [len(g) for g in shard_jobs(shards, Cluster("slurm")).values()] == [1] * 5

@@ -13,11 +13,12 @@ import torchvision
 import yaml
 from torch import nn
 
+from emoselect.base.problems import InputError
 from emoselect.cli import main
-from emoselect.images import Preprocessing
-from emoselect.manipulation import evaluate, evaluate_naive
-from emoselect.network import load_network, probe_model, record
-from emoselect.problems import InputError
+from emoselect.engine.forward import record
+from emoselect.engine.manipulation import evaluate, evaluate_naive
+from emoselect.engine.probe import load_network, probe_model
+from emoselect.pictures.images import Preprocessing
 from test_manipulation import assert_same, random_heads, random_plan
 
 TINY = Preprocessing(resize=32, crop=32)
@@ -78,7 +79,7 @@ def test_a_vit_unit_is_an_embedding_channel_pooled_over_tokens(pool):
 
 
 def test_token_pool_is_part_of_the_response_cache_key():
-    from emoselect.responses import response_key
+    from emoselect.engine.responses import response_key
 
     keys = {pool: response_key(probe_model(tiny_vit(), "vit_tiny_test", prep=TINY, token_pool=pool)) for pool in
             ("patch", "cls", "all")}  # fmt: skip

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from .options import add_arguments, given
-from .problems import InputError, problems_table
+from .base.options import add_arguments, given
+from .base.problems import InputError, problems_table
 
 PROBLEM_LINES = 12
 
@@ -24,7 +24,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _extract_arguments(parser: argparse.ArgumentParser) -> None:
-    from .config import ExtractOptions
+    from .run.config import ExtractOptions
 
     group = parser.add_argument_group("stimuli and network (recorded in RUN/config.yaml)")
     add_arguments(group, ExtractOptions)
@@ -32,7 +32,7 @@ def _extract_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _extract_options(args, recorded: dict | None = None):
     """The extract options typed on the command line, over those of a config file (``recorded``)."""
-    from .config import ExtractOptions
+    from .run.config import ExtractOptions
 
     return ExtractOptions.from_dict({**(recorded or {}), **given(ExtractOptions, args)})
 
@@ -52,8 +52,8 @@ def _print_problems(problems, out=None) -> None:
 
 
 def cmd_inspect(args) -> None:
-    from .pipeline import inspect_dataset
-    from .stimuli import category_counts
+    from .pictures.stimuli import category_counts
+    from .stages.extract import inspect_dataset
 
     scale = args.scale.partition("=")[2] if args.scale and "=" in args.scale else args.scale  # NAME=LOW-HIGH too
     fmt = args.format.partition("=")[2] if args.format and "=" in args.format else args.format
@@ -69,8 +69,8 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_extract(args) -> None:
-    from .pipeline import extract_stage
-    from .stimuli import category_counts
+    from .pictures.stimuli import category_counts
+    from .stages.extract import extract_stage
 
     start = time.time()
     result = extract_stage(_extract_options(args), args.out, progress=not args.quiet)
@@ -87,14 +87,14 @@ def cmd_extract(args) -> None:
 
 
 def _selectivity_arguments(parser: argparse.ArgumentParser) -> None:
-    from .selectivity import SelectivityOptions
+    from .analysis.selectivity import SelectivityOptions
 
     add_arguments(parser.add_argument_group("selectivity"), SelectivityOptions)
 
 
 def _selectivity_options(args, seed: int, recorded: dict | None = None):
-    from .options import from_dict
-    from .selectivity import SelectivityOptions
+    from .analysis.selectivity import SelectivityOptions
+    from .base.options import from_dict
 
     values = {**(recorded or {}), **given(SelectivityOptions, args), "seed": seed}
     return from_dict(SelectivityOptions, values, "selectivity")
@@ -117,8 +117,8 @@ def _print_selectivity(result) -> None:
 
 
 def cmd_selectivity(args) -> None:
-    from .config import extract_options
-    from .pipeline import selectivity_stage
+    from .run.config import extract_options
+    from .stages.selectivity import selectivity_stage
 
     start = time.time()
     result = selectivity_stage(
@@ -132,8 +132,8 @@ def cmd_selectivity(args) -> None:
 
 
 def _manipulation_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    from .experiments import ManipulationOptions
-    from .records import ReadoutOptions
+    from .analysis.experiments import ManipulationOptions
+    from .analysis.records import ReadoutOptions
 
     group = parser.add_argument_group("readout heads and manipulations")
     add_arguments(group, ManipulationOptions, skip)
@@ -143,9 +143,9 @@ def _manipulation_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ..
 def _manipulation_options(args, seed: int, recorded: dict | None = None):
     """Manipulation options: typed flags over a config file's values over the declared defaults (in
     ``emoselect run`` the one --alpha serves both stages)."""
-    from .experiments import ManipulationOptions
-    from .options import from_dict
-    from .records import ReadoutOptions
+    from .analysis.experiments import ManipulationOptions
+    from .analysis.records import ReadoutOptions
+    from .base.options import from_dict
 
     recorded = dict(recorded or {})
     readout = {**recorded.pop("readout", {}), **given(ReadoutOptions, args), "seed": seed}
@@ -181,7 +181,7 @@ def _print_claims(run) -> None:
 
     import pandas as pd
 
-    from .records import read_table
+    from .analysis.records import read_table
 
     path = Path(run) / "claims.csv"
     if not path.is_file():
@@ -193,8 +193,8 @@ def _print_claims(run) -> None:
 
 
 def cmd_manipulate(args) -> None:
-    from .config import extract_options
-    from .pipeline import manipulate_all
+    from .run.config import extract_options
+    from .stages.manipulate import manipulate_all
 
     start = time.time()
     result = manipulate_all(
@@ -210,8 +210,9 @@ def cmd_manipulate(args) -> None:
 def cmd_sites(args) -> None:
     """The probe sites of a network, before any extraction: names, module paths, units, feature-map
     size at the crop, relative depth; the readout site; untrained modules; which engine applies."""
-    from .experiments import select_sites
-    from .network import family_of, load_network
+    from .analysis.experiments import select_sites
+    from .engine.families import family_of
+    from .engine.probe import load_network
 
     network = load_network(args.model, args.weights, args.seed, False, args.readout, args.resize, args.crop)
     names = list(network.sites)
@@ -245,14 +246,14 @@ def cmd_sites(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from .report import write_report
+    from .output.report import write_report
 
     print(f"wrote {write_report(args.run)}")
 
 
 def cmd_run(args) -> None:
-    from .config import OPTION_SECTIONS, recorded_options
-    from .pipeline import run_all
+    from .run.config import OPTION_SECTIONS, recorded_options
+    from .stages.run import run_all
 
     start = time.time()
     recorded = recorded_options(args.config) if args.config else dict.fromkeys(OPTION_SECTIONS, {})
@@ -302,8 +303,9 @@ def _sites_command(commands) -> None:
 
 def cmd_sweep(args) -> None:
     """`emoselect sweep FILE`: every network of a sweep file, then sweep.csv and sweep.html."""
-    from .config import Cluster
-    from .sweep import read_sweep, run_sweep
+    from .run.config import Cluster
+    from .stages.sweep import run_sweep
+    from .stages.sweep_file import read_sweep
 
     cluster = Cluster(**given(Cluster, args))
     sweep = read_sweep(args.file, limit=args.limit)
@@ -317,7 +319,7 @@ def cmd_sweep(args) -> None:
 
 def _sweep_command(commands) -> None:
     """`emoselect sweep FILE`."""
-    from .config import Cluster
+    from .run.config import Cluster
 
     sweep = commands.add_parser("sweep", help="the whole analysis for several networks, compared in one table and page")
     sweep.add_argument("file", help="sweep file (YAML: datasets, networks, options; see examples/sweep.yaml)")
@@ -328,7 +330,7 @@ def _sweep_command(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .base.version import __version__
 
     parser = Parser(prog="emoselect", description="Find, test and manipulate emotion-selective units in CNNs.")
     parser.add_argument("--version", action="version", version=f"emoselect {__version__}")

@@ -149,20 +149,6 @@ def decode_crossvalidated(
     return np.asarray(scores)
 
 
-def random_stream(seed: int, purpose: str, *keys) -> np.random.Generator:
-    """An independent random generator for one purpose and place, e.g. ``(seed, "tuning-null", layer)``.
-
-    Every random quantity in emoselect is drawn from its own stream, so switching one analysis on or
-    off never changes the numbers of another. ``keys`` are ints or strings (hashed with CRC-32).
-    """
-    import zlib
-
-    def code(key) -> int:
-        return int(key) if isinstance(key, (int, np.integer)) else zlib.crc32(str(key).encode())
-
-    return np.random.default_rng([int(seed), code(purpose), *(code(k) for k in keys)])
-
-
 def intersection_pmf(shared: int, universe_a: int, universe_b: int, size_a: int, size_b: int) -> np.ndarray:
     """Exact distribution of |A & B| for A a uniformly random ``size_a``-subset of a universe U_a and
     B an independent uniformly random ``size_b``-subset of U_b, where |U_a & U_b| = ``shared``.

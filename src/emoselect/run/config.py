@@ -15,11 +15,11 @@ from pathlib import Path
 
 import yaml
 
-from .files import write_text_atomic
-from .images import MAX_PIXELS
-from .options import PAIRS, as_dict, check, from_dict, option
-from .problems import InputError
-from .stimuli import DEFAULT_SPLIT, PAPER_THRESHOLDS
+from ..base.files import write_text_atomic
+from ..base.options import PAIRS, as_dict, check, from_dict, option
+from ..base.problems import InputError
+from ..pictures.images import MAX_PIXELS
+from ..pictures.stimuli import DEFAULT_SPLIT, PAPER_THRESHOLDS
 
 
 @dataclass
@@ -156,6 +156,12 @@ class ExtractOptions:
         if self.resize is not None and self.crop is not None and self.crop > self.resize:
             raise InputError(f"--crop {self.crop} is larger than --resize {self.resize}")
 
+    @property
+    def boundaries(self) -> tuple[float, float] | None:
+        """The valence thresholds (1-9 scale) that made the categories, or None where the categories
+        come from a ratings column (``categories``): what the figures draw as category boundaries."""
+        return None if self.categories else tuple(self.thresholds)  # type: ignore[return-value]
+
     def as_dict(self) -> dict:
         return as_dict(self)
 
@@ -191,26 +197,39 @@ class Cluster:
 
 
 def environment() -> dict:
-    """Versions of Python and of the libraries that compute the numbers."""
+    """Versions of Python and of the libraries that compute the numbers (from the installed packages'
+    metadata where not loaded, so that the run layer never loads torch; the GPU's name where torch is
+    loaded and sees one)."""
     import numpy
     import pandas
     import scipy
-    import torch
-    import torchvision
 
-    from . import __version__
+    from ..base.version import __version__
 
+    torch = sys.modules.get("torch")  # loaded by every stage that computes; never imported here
     return {
         "emoselect": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "torch": str(torch.__version__),
-        "torchvision": str(torchvision.__version__),
+        "torch": _version("torch"),
+        "torchvision": _version("torchvision"),
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
         "pandas": pandas.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda": torch.cuda.get_device_name(0) if torch is not None and torch.cuda.is_available() else None,
     }
+
+
+def _version(package: str) -> str | None:
+    """A package's version: the loaded module's own (``2.4.1+cu121``), else the installed metadata's, else None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    if package in sys.modules:
+        return str(sys.modules[package].__version__)
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def read_config(run: str | Path) -> dict:

@@ -34,10 +34,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .files import save_npy_atomic
-from .images import load_rgb
-from .network import Network, as_input, autocast, block_tensors, gain_shape, record, repeated, replay_source, replaying
-from .readout import Head, margin_weights
+from ..analysis.records import Head
+from ..base.files import save_npy_atomic
+from ..pictures.images import load_rgb
+from .forward import as_input, autocast, gain_shape, record, repeated
+from .network import Network
+from .readout import margin_weights
+from .replay import block_tensors, replay_source, replaying
 from .tensors import normalise, to_tensor
 
 

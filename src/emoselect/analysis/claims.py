@@ -22,7 +22,8 @@ from itertools import permutations
 import numpy as np
 import pandas as pd
 
-from .stats import benjamini_hochberg, random_stream, rank_correlation, rank_p_values
+from ..base.randomness import random_stream
+from .stats import benjamini_hochberg, rank_correlation, rank_p_values
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, UNTESTABLE = "supported", "contradicted", "inconclusive", "not testable"
 COLUMNS = ["claim", "network", "test", "effect", "p", "p_opposite", "min_p", "verdict", "note"]

@@ -22,11 +22,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .files import file_digest, write_csv_atomic, write_text_atomic
-from .formats import read_ratings, read_text
+from ..base.files import file_digest, write_csv_atomic, write_text_atomic
+from ..base.problems import InputError, Problem
+from ..base.randomness import random_stream
+from .formats import read_ratings
 from .images import MAX_PIXELS, ImageProblem, load_rgb
-from .problems import InputError, Problem
-from .stats import random_stream
+from .ratings import read_text
 
 CATEGORIES = ("pleasant", "neutral", "unpleasant")
 UNKNOWN = "unknown"
@@ -510,7 +511,7 @@ def category_counts(table: pd.DataFrame) -> pd.DataFrame:
 
 def write_stimuli(stimuli: Stimuli, run: Path) -> None:
     """``RUN/stimuli.csv`` and ``RUN/problems.csv``."""
-    from .problems import problems_table
+    from ..base.problems import problems_table
 
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)

@@ -21,11 +21,12 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from .options import check, option
-from .problems import InputError
+from ..base.options import check, option
+from ..base.problems import InputError
+from ..base.randomness import random_stream
+from ..pictures.stimuli import CATEGORIES
 from .records import Head, ReadoutOptions
-from .stats import benjamini_hochberg, binary_metrics, random_stream, rank_p_values
-from .stimuli import CATEGORIES
+from .stats import benjamini_hochberg, binary_metrics, rank_p_values
 
 # repeats: random sets that get the whole beta grid (gain test); lesion_repeats: random sets in all
 # for the lesion test (the ones beyond ``repeats`` are only lesioned). Smallest attainable one-sided

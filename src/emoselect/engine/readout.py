@@ -15,10 +15,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .problems import InputError
-from .records import Head, ReadoutOptions
-from .stats import binary_metrics
-from .stimuli import Stimuli, category_names
+from ..analysis.records import Head, ReadoutOptions
+from ..analysis.stats import binary_metrics
+from ..base.problems import InputError
+from ..pictures.stimuli import Stimuli, category_names
 
 
 def train_head(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from .images import Preprocessing
+from ..pictures.images import Preprocessing
 
 
 def to_tensor(image: Image.Image, prep: Preprocessing) -> torch.Tensor:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import manifest
-from .config import read_config
-from .files import write_text_atomic
-from .records import read_table
+from ..analysis.records import read_table
+from ..base import manifest
+from ..base.files import write_text_atomic
+from ..run.config import read_config
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }

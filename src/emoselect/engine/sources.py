@@ -28,9 +28,9 @@ import torch
 import torchvision
 from torch import nn
 
-from .files import file_digest
-from .images import Preprocessing
-from .problems import InputError
+from ..base.files import file_digest
+from ..base.problems import InputError
+from ..pictures.images import Preprocessing
 
 
 @dataclass

@@ -25,12 +25,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .files import remove_stale_temporaries, reserve, save_npy_atomic, temporary_path, write_csv_atomic
-from .images import ImageProblem, load_rgb
-from .network import Network, record
-from .problems import InputError
-from .records import Responses
-from .stimuli import Stimuli
+from ..analysis.records import Responses
+from ..base.files import remove_stale_temporaries, reserve, save_npy_atomic, temporary_path, write_csv_atomic
+from ..base.problems import InputError
+from ..pictures.images import ImageProblem, load_rgb
+from ..pictures.stimuli import Stimuli
+from .forward import record
+from .network import Network
 from .tensors import IMAGE_STATISTICS, image_statistics, normalise, to_tensor
 
 RESPONSE_DEFINITION = 3  # bump when the meaning of a cached vector changes (2: channels-last forward;

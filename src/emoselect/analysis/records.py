@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .options import check, option
+from ..base.options import check, option
 
 
 @dataclass

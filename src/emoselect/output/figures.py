@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .files import write_atomic
+from ..base.files import write_atomic
+from ..pictures.stimuli import CATEGORIES
 
 COLOURS = {"pleasant": "#0072B2", "neutral": "#7F7F7F", "unpleasant": "#D55E00"}
-CATEGORIES = ("pleasant", "neutral", "unpleasant")
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")  # Okabe-Ito
 DPI = 130
 
@@ -243,8 +243,11 @@ def example_neurons(examples: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def example_valence(examples: pd.DataFrame, top_images: dict, path: Path) -> Path:
-    """Valence (1-9 scale) of each example unit's 100 most activating pictures against all pictures."""
+def example_valence(
+    examples: pd.DataFrame, top_images: dict, path: Path, thresholds: tuple[float, float] | None = None
+) -> Path:
+    """Valence (1-9 scale) of each example unit's 100 most activating pictures against all pictures,
+    with the run's category boundaries ``thresholds`` (1-9 scale; None: none drawn)."""
     layers, fig, axes, names = _example_grid(examples)
     bins = np.linspace(1, 9, 17)
     for r, layer in enumerate(layers):
@@ -278,7 +281,7 @@ def example_valence(examples: pd.DataFrame, top_images: dict, path: Path) -> Pat
                     ls="-" if i == 0 else "--",
                     label=f"top {len(entry['top'])} ({dataset})",
                 )
-            for threshold in (4.3, 6.0) if names == CATEGORIES else ():
+            for threshold in thresholds or ():
                 ax.axvline(threshold, color="k", lw=0.6, ls=":")
             ax.set_title(f"{layer} unit {top_images[(layer, category, datasets[0])]['unit']}: {category}", fontsize=9)
             if r == len(layers) - 1:
@@ -290,9 +293,10 @@ def example_valence(examples: pd.DataFrame, top_images: dict, path: Path) -> Pat
     return _save(fig, path)
 
 
-def stimuli(table: pd.DataFrame, scales: dict, path: Path) -> Path:
+def stimuli(table: pd.DataFrame, scales: dict, path: Path, thresholds: tuple[float, float] | None = None) -> Path:
     """The paper's Fig. S1: per dataset, the valence distribution on its own scale coloured by
-    category (with the category boundaries), and the number of pictures per category."""
+    category (with the category boundaries ``thresholds``, given on the 1-9 scale; None: none drawn),
+    and the number of pictures per category."""
     datasets = list(dict.fromkeys(table["dataset"]))
     fig, axes = _subplots(
         len(datasets), 2, figsize=(10, 2.8 * len(datasets)), squeeze=False, gridspec_kw={"width_ratios": [3, 1]}
@@ -313,7 +317,7 @@ def stimuli(table: pd.DataFrame, scales: dict, path: Path) -> Path:
         unknown = rows.loc[~rows["category"].isin(names), "valence"].dropna()
         if len(unknown):
             ax.hist(unknown, bins=bins, histtype="step", color="k", label="unknown")
-        for threshold in (4.3, 6.0) if names == CATEGORIES else ():
+        for threshold in thresholds or ():
             ax.axvline(low + (threshold - 1) * (high - low) / 8, color="k", lw=0.6, ls=":")
         ax.set_xlabel(f"valence ({low:g}-{high:g} scale)")
         ax.set_ylabel("pictures")

@@ -1,0 +1,1 @@
+"""Foundation: problems and errors, option declarations, atomic files and locks, manifests, random streams."""

@@ -1,0 +1,1 @@
+"""Outputs from tables: figures (matplotlib without pyplot) and report.html (no torch)."""

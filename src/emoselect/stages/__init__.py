@@ -1,0 +1,1 @@
+"""One module per stage on a run folder (lock, check earlier stages, compute, write, draw, record), and sweeps."""
