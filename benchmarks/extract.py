@@ -48,7 +48,7 @@ def main() -> None:
     device = pick_device(args.device)
     shared_vgg = args.model == "vgg16"
     weights = str(SHARED / "weights" / "vgg16_imagenet_features.pth") if shared_vgg else "random"
-    network = load_network(args.model, weights, precision=args.precision).to(device)
+    network = load_network(args.model, weights).at_precision(args.precision).to(device)
     stimuli = build_stimuli({"oasis": SHARED / "data" / "oasis"}, limit=args.images, progress=False)
     pictures = normalise(
         torch.stack([to_tensor(load_rgb(p)[0], network.prep) for p in stimuli.table["path"]]), network.prep

@@ -43,7 +43,7 @@ def analysed(precision: str, stimuli, device: str, cache: str, batch_size: int):
     from emoselect.engine.readout import train_heads
     from emoselect.engine.responses import extract
 
-    network = load_network("vgg16", str(SHARED / "weights" / "vgg16_imagenet_features.pth"), precision=precision)
+    network = load_network("vgg16", str(SHARED / "weights" / "vgg16_imagenet_features.pth")).at_precision(precision)
     start = time.perf_counter()
     responses = extract(stimuli, network, cache_dir=cache, batch_size=batch_size, device=device, progress=False)
     seconds = time.perf_counter() - start

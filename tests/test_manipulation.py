@@ -12,6 +12,7 @@ from torch import nn
 from conftest import make_image
 from emoselect.analysis.experiments import (
     ManipulationOptions,
+    Swept,
     best_beta,
     block_label,
     condition_blocks,
@@ -23,7 +24,7 @@ from emoselect.analysis.experiments import (
 from emoselect.analysis.records import Head, ReadoutOptions
 from emoselect.analysis.stats import binary_metrics
 from emoselect.engine.forward import record
-from emoselect.engine.manipulation import ResultCache, evaluate, evaluate_naive, load_pictures
+from emoselect.engine.manipulation import Execution, ResultCache, evaluate, evaluate_naive, load_pictures
 from emoselect.engine.probe import load_network, probe_model
 from emoselect.engine.readout import head_scores, train_head
 from emoselect.pictures.images import Preprocessing
@@ -179,9 +180,14 @@ SELECTIVE = pd.DataFrame(
 )
 
 
+def swept(betas: list[float], repeats: int, lesion_repeats: int | None = None) -> Swept:
+    """What a sweep of layer L covers (the profile's defaults applied)."""
+    return Swept(layers=["L"], betas=betas, repeats=repeats, lesion_repeats=lesion_repeats)
+
+
 def test_plan_has_one_intact_row_and_random_sets_of_the_same_size():
-    options = ManipulationOptions(seed=3)
-    plan = plan_layer("L", 20, SELECTIVE, [0.0, 1.0, 2.0], repeats=4, options=options, lesion_repeats=6)
+    options = ManipulationOptions()
+    plan = plan_layer("L", 20, SELECTIVE, swept([0.0, 1.0, 2.0], 4, 6), options, seed=3)
     assert plan.conditions.iloc[0]["units"] == "intact" and np.all(plan.gains[0] == 1)
     assert not (plan.conditions["beta"].iloc[1:] == 1.0).any()
     selective = plan.conditions[(plan.conditions["units"] == "selective") & (plan.conditions["emotion"] == "pleasant")]
@@ -196,9 +202,9 @@ def test_plan_has_one_intact_row_and_random_sets_of_the_same_size():
     for index in randoms.index:
         assert (plan.gains[index] != 1).sum() == 2
     assert not (plan.conditions["emotion"] == "neutral").any()  # no neutral units: no conditions
-    again = plan_layer("L", 20, SELECTIVE, [0.0, 1.0, 2.0], repeats=4, options=options, lesion_repeats=6)
+    again = plan_layer("L", 20, SELECTIVE, swept([0.0, 1.0, 2.0], 4, 6), options, seed=3)
     assert np.array_equal(plan.gains, again.gains)
-    only = plan_layer("L", 20, SELECTIVE, [0.0], repeats=4, options=ManipulationOptions(random_from="nonselective"))
+    only = plan_layer("L", 20, SELECTIVE, swept([0.0], 4), ManipulationOptions(random_from="nonselective"))
     for index in only.conditions.index[only.conditions["units"] == "random"]:
         assert not set(np.flatnonzero(only.gains[index] == 0)) & {0, 1, 2, 7, 8}
 
@@ -215,7 +221,7 @@ def test_tuning_form_gains():
         }
     )
     plan = plan_layer(
-        "L", 4, SELECTIVE.iloc[:0], [0.5, 1.0], repeats=1, options=ManipulationOptions(gain_form="tuning"), tuning=units
+        "L", 4, SELECTIVE.iloc[:0], swept([0.5, 1.0], 1), ManipulationOptions(gain_form="tuning"), tuning=units
     )
     row = plan.conditions.index[(plan.conditions["units"] == "tuning") & (plan.conditions["emotion"] == "pleasant")][0]
     f = np.array([2.0, -2.0, 0.0, 1.0]) / 2.0  # mean over datasets / max |.|
@@ -223,7 +229,7 @@ def test_tuning_form_gains():
 
 
 def test_scoring_best_beta_on_val_and_rank_p_values():
-    plan = plan_layer("L", 20, SELECTIVE, [0.0, 2.0], repeats=2, options=ManipulationOptions())
+    plan = plan_layer("L", 20, SELECTIVE, swept([0.0, 2.0], 2), ManipulationOptions())
     n = 8
     evaluated = pd.DataFrame(
         {"dataset": "d", "category": ["pleasant", "neutral"] * 4, "split": ["val"] * 4 + ["test"] * 4}
@@ -258,12 +264,13 @@ def test_scoring_best_beta_on_val_and_rank_p_values():
 def test_profiles_resolve_by_device_and_explicit_values_win():
     sites = [f"s{i}" for i in range(13)]
     quick = ManipulationOptions().resolved(sites, torch.device("cpu"))
-    assert quick == (sites[-2:], [0.0, 0.5, 1.0, 2.0, 4.0], 49, 99)
-    layers, betas, repeats, lesion_repeats = ManipulationOptions().resolved(sites, torch.device("cuda"))
-    assert layers == sites and len(betas) == 11 and betas[-1] == 5.0 and repeats == lesion_repeats == 99
+    assert quick == Swept(layers=sites[-2:], betas=[0.0, 0.5, 1.0, 2.0, 4.0], repeats=49, lesion_repeats=99)
+    paper = ManipulationOptions().resolved(sites, torch.device("cuda"))
+    assert paper.layers == sites and len(paper.betas) == 11 and paper.betas[-1] == 5.0
+    assert paper.repeats == paper.lesion_repeats == 99
     assert ManipulationOptions(profile="paper", layers=["s3"], betas=[3], repeats=5, lesion_repeats=2).resolved(
         sites
-    ) == (["s3"], [0.0, 1.0, 3.0], 5, 5)
+    ) == Swept(layers=["s3"], betas=[0.0, 1.0, 3.0], repeats=5, lesion_repeats=5)
     from emoselect.base.problems import InputError
 
     with pytest.raises(InputError, match="is not a probe site"):
@@ -278,7 +285,7 @@ def test_validation_ties_go_to_beta_one_defect_1():
     assert best_beta([0.0, 0.5, 1.0, 2.0], [0.4, 0.5, 0.5, 0.5]) == 1.0
     assert best_beta([0.0, 0.5, 2.0], [0.5, 0.5, 0.5]) == 0.5  # no 1 on the grid: the closest to it
     assert best_beta([0.0, 0.5, 1.0, 2.0], [0.4, 0.6, 0.5, 0.5]) == 0.5
-    plan = plan_layer("L", 20, SELECTIVE, [0.0, 0.5, 2.0], repeats=2, options=ManipulationOptions())
+    plan = plan_layer("L", 20, SELECTIVE, swept([0.0, 0.5, 2.0], 2), ManipulationOptions())
     evaluated = pd.DataFrame(
         {"dataset": "d", "category": ["pleasant", "neutral"] * 4, "split": ["val"] * 4 + ["test"] * 4}
     )
@@ -302,7 +309,7 @@ def test_tuning_form_has_no_lesion_rows_defect_3():
         }
     )
     plan = plan_layer(
-        "L", 4, SELECTIVE.iloc[:0], [0.0, 2.0], repeats=2, options=ManipulationOptions(gain_form="tuning"), tuning=units
+        "L", 4, SELECTIVE.iloc[:0], swept([0.0, 2.0], 2), ManipulationOptions(gain_form="tuning"), tuning=units
     )
     beta_zero = plan.conditions.index[plan.conditions["beta"] == 0.0]
     assert len(beta_zero) and np.all(plan.gains[beta_zero] == 1.0)  # the tuning form's gain at beta = 0 is 1
@@ -325,9 +332,9 @@ def test_small_nonselective_pool_is_an_error_not_smaller_sets_defect_4():
 
     crowded = pd.DataFrame({"layer": "L", "unit": range(8), "category": ["pleasant"] * 5 + ["neutral"] * 3})
     with pytest.raises(InputError, match="too few"):
-        plan_layer("L", 10, crowded, [0.0], repeats=3, options=ManipulationOptions(random_from="nonselective"))
+        plan_layer("L", 10, crowded, swept([0.0], 3), ManipulationOptions(random_from="nonselective"))
     fits = pd.DataFrame({"layer": "L", "unit": [0], "category": ["pleasant"]})
-    plan = plan_layer("L", 10, fits, [0.0], repeats=3, options=ManipulationOptions(random_from="nonselective"))
+    plan = plan_layer("L", 10, fits, swept([0.0], 3), ManipulationOptions(random_from="nonselective"))
     sizes = plan.conditions.loc[plan.conditions["units"] == "random", "n_units"]
     assert (sizes == 1).all()
 
@@ -386,7 +393,7 @@ def test_lesion_rank_test_is_calibrated_and_has_power():
 
 
 def test_table_one_reports_the_test_chosen_gain_beside_the_honest_one():
-    plan = plan_layer("L", 20, SELECTIVE, [0.0, 2.0], repeats=2, options=ManipulationOptions())
+    plan = plan_layer("L", 20, SELECTIVE, swept([0.0, 2.0], 2), ManipulationOptions())
     evaluated = pd.DataFrame(
         {"dataset": "d", "category": ["pleasant", "neutral"] * 4, "split": ["val"] * 4 + ["test"] * 4}
     )
@@ -445,7 +452,7 @@ def test_gain_rank_test_is_calibrated_and_has_power():
 
 
 def test_condition_blocks_cut_each_category_into_runs_of_whole_unit_sets():
-    plan = plan_layer("L", 20, SELECTIVE, [0.0, 1.0, 2.0], repeats=4, options=ManipulationOptions(), lesion_repeats=6)
+    plan = plan_layer("L", 20, SELECTIVE, swept([0.0, 1.0, 2.0], 4, 6), ManipulationOptions())
     blocks = condition_blocks(plan.conditions, 3)
     # pleasant: selective + 6 random sets = 7 sets -> 3, 3, 1; unpleasant the same; intact alone
     sets = [plan.conditions.iloc[a:b].drop_duplicates(["emotion", "units", "repeat"]) for a, b in blocks]
@@ -511,10 +518,10 @@ def test_a_shard_fills_the_cache_and_the_merge_computes_only_the_rest(tmp_path, 
     heads = random_heads(network, n=2)
     blocks = {"conv5_1": [(0, 1), (1, 3), (3, 6)]}
     cache, keys = ResultCache(tmp_path / "cache"), {"conv5_1": "key"}
+    pictures, quiet = list(zip(paths, sha1s)), Execution(chunk_images=2, progress=False)
     shard = manipulation.evaluate_cached(
-        network, paths, sha1s, {"conv5_1": plan["conv5_1"][1:3]}, heads, cache, keys,
-        {"conv5_1": [(0, 2)]}, chunk_images=2, progress=False,
-    )  # fmt: skip
+        network, pictures, {"conv5_1": plan["conv5_1"][1:3]}, heads, cache, keys, {"conv5_1": [(0, 2)]}, quiet
+    )
     evaluated: list[int] = []
     real = manipulation.evaluate
     monkeypatch.setattr(
@@ -522,12 +529,12 @@ def test_a_shard_fills_the_cache_and_the_merge_computes_only_the_rest(tmp_path, 
         "evaluate",
         lambda n, p, pl, *a, **k: evaluated.append(len(pl["conv5_1"])) or real(n, p, pl, *a, **k),
     )
-    merged = manipulation.evaluate_cached(network, paths, sha1s, plan, heads, cache, keys, blocks, 2, progress=False)
+    merged = manipulation.evaluate_cached(network, pictures, plan, heads, cache, keys, blocks, quiet)
     assert evaluated == [4, 4, 4]  # per chunk of pictures, the intact row and the 3 conditions of the last block
     assert np.array_equal(merged["conv5_1"][1:3], shard["conv5_1"])
     plain = real(network, load_pictures(paths, network), plan, heads, 2, 64, False, blocks)
     assert np.array_equal(merged["conv5_1"], plain["conv5_1"])
-    again = manipulation.evaluate_cached(network, paths, sha1s, plan, heads, cache, keys, blocks, 2, progress=False)
+    again = manipulation.evaluate_cached(network, pictures, plan, heads, cache, keys, blocks, quiet)
     assert evaluated == [4, 4, 4] and np.array_equal(again["conv5_1"], merged["conv5_1"])
 
 
@@ -539,15 +546,9 @@ def test_the_cache_serves_a_subset_of_blocks_and_refuses_overlapping_ones(tmp_pa
     plan = random_plan(network, ["conv5_1"], conditions=6, seed=5)
     heads = random_heads(network, n=2)
     cache, keys = ResultCache(tmp_path / "cache"), {"conv5_1": "key"}
-    sha1s = ["a", "b", "c"]
-    some = manipulation.evaluate_cached(
-        network, pictures, sha1s, plan, heads, cache, keys, {"conv5_1": [(3, 6)]}, 2, progress=False
-    )
-    full = manipulation.evaluate_cached(
-        network, pictures, sha1s, plan, heads, cache, keys, {"conv5_1": [(0, 3), (3, 6)]}, 2, progress=False
-    )
+    pairs, quiet = list(zip(pictures, ["a", "b", "c"])), Execution(chunk_images=2, progress=False)
+    some = manipulation.evaluate_cached(network, pairs, plan, heads, cache, keys, {"conv5_1": [(3, 6)]}, quiet)
+    full = manipulation.evaluate_cached(network, pairs, plan, heads, cache, keys, {"conv5_1": [(0, 3), (3, 6)]}, quiet)
     assert some["conv5_1"].shape[0] == 3 and np.array_equal(some["conv5_1"], full["conv5_1"][3:6])
     with pytest.raises(ValueError, match="ordered, disjoint"):
-        manipulation.evaluate_cached(
-            network, pictures, sha1s, plan, heads, cache, keys, {"conv5_1": [(0, 4), (3, 6)]}, 2, progress=False
-        )
+        manipulation.evaluate_cached(network, pairs, plan, heads, cache, keys, {"conv5_1": [(0, 4), (3, 6)]}, quiet)

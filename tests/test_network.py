@@ -130,7 +130,7 @@ def test_a_control_sees_the_same_pictures_as_its_network_defect_6():
     control = build_network(control_options(options, trained, k=2))
     assert control.prep == trained.prep and control.seed == 6
     assert load_network("resnet18", "random").prep.resize == 256
-    with pytest.raises(InputError, match="--resize"):
+    with pytest.raises(InputError, match="^resize and crop must be positive"):
         load_network("resnet18", "random", resize=0)
 
 
@@ -195,7 +195,7 @@ def test_layer_ranges_select_sites_in_forward_order():
     assert select_sites(["conv4:"], sites) == ["conv4", "conv5"]
     from emoselect.analysis.experiments import ManipulationOptions
 
-    assert ManipulationOptions(layers=["conv2:conv3"]).resolved(sites)[0] == ["conv2", "conv3"]
+    assert ManipulationOptions(layers=["conv2:conv3"]).resolved(sites).layers == ["conv2", "conv3"]
     with pytest.raises(InputError, match="comes after"):
         select_sites(["conv4:conv2"], sites)
     with pytest.raises(InputError, match="'conv9' is not a probe site"):
@@ -339,7 +339,7 @@ def test_bf16_responses_are_close_to_fp32_and_cached_apart():
     from emoselect.engine.responses import response_key
     from test_manipulation import random_heads, random_plan
 
-    full, half = (load_network("mobilenet_v3_small", "random", precision=p) for p in ("fp32", "bf16"))
+    full, half = (load_network("mobilenet_v3_small", "random").at_precision(p) for p in ("fp32", "bf16"))
     assert response_key(full) != response_key(half) and half.describe()["precision"] == "bf16"
     assert "precision" not in full.describe()  # fp32 keys and configs are those of earlier versions
     pictures = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(0))
@@ -354,5 +354,5 @@ def test_bf16_responses_are_close_to_fp32_and_cached_apart():
     engine, naive = evaluate(half, pictures, plan, heads, progress=False), evaluate_naive(half, pictures, plan, heads)
     for site in plan:  # the engine in bf16 against the plain way in bf16 (rounding orders differ)
         assert np.abs(engine[site] - naive[site]).max() <= 0.05 * np.abs(naive[site]).max()
-    with pytest.raises(InputError, match="--precision"):
-        load_network("mobilenet_v3_small", "random", precision="int8")
+    with pytest.raises(InputError, match="^precision=.int8.: use one of"):
+        load_network("mobilenet_v3_small", "random").at_precision("int8")

@@ -103,25 +103,39 @@ def test_an_invalid_sweep_option_is_one_sentence_before_any_work(tmp_path, capsy
     assert not (tmp_path / "s").exists()
 
 
-def test_the_python_api_checks_on_construction():
-    with pytest.raises(InputError, match=r"--alpha 2\.0: must be a number in \(0, 1\)"):
+def test_the_python_api_checks_on_construction_and_names_parameters_not_flags():
+    with pytest.raises(InputError, match=r"^alpha=2\.0: must be a number in \(0, 1\)"):
         SelectivityOptions(alpha=2.0)
-    with pytest.raises(InputError, match="--chunk-images 0"):
+    with pytest.raises(InputError, match="^chunk_images=0"):
         ManipulationOptions(chunk_images=0)
-    with pytest.raises(InputError, match="--epochs"):
+    with pytest.raises(InputError, match="^epochs=0"):
         ReadoutOptions(epochs=0)
-    with pytest.raises(InputError, match="--seed"):
+    with pytest.raises(InputError, match="^batch_size=0: must be an integer >= 1"):
+        ExtractOptions(datasets={"a": "x"}, batch_size=0)
+    with pytest.raises(InputError, match="^seed=True"):
         ExtractOptions(datasets={"a": "x"}, seed=True)
-    with pytest.raises(InputError, match="--dataset is needed"):
+    with pytest.raises(InputError, match="^datasets is needed"):
         ExtractOptions()
+    with pytest.raises(InputError, match=r"^thresholds=\(6\.0, 4\.0\): LOW must be below HIGH"):
+        ExtractOptions(datasets={"a": "x"}, thresholds=[6, 4])
     options = ExtractOptions(datasets={"a": "x"}, thresholds=[4, 6], split=[0.5, 0.25, 0.25])
     assert options.thresholds == (4.0, 6.0) and options.split == (0.5, 0.25, 0.25)
+
+
+def test_the_command_line_names_flags(tmp_path, capsys):
+    """The same checks, reached from the command line, name the flags the user typed."""
+    assert main(["extract", "--dataset", f"a={tmp_path}", "--batch-size", "0", "--out", str(tmp_path / "r")]) == 2
+    assert "error: --batch-size 0: must be an integer >= 1" in capsys.readouterr().err
+    assert main(["extract", "--dataset", f"a={tmp_path}", "--thresholds", "6", "4", "--out", str(tmp_path / "r")]) == 2
+    assert "error: --thresholds 6 4: LOW must be below HIGH" in capsys.readouterr().err
+    assert main(["extract", "--out", str(tmp_path / "r")]) == 2
+    assert "error: --dataset is needed" in capsys.readouterr().err
 
 
 def test_options_round_trip_through_config_and_unknown_keys_are_named():
     from emoselect.base.options import as_dict, from_dict
 
-    manipulation = ManipulationOptions(layers=["a"], betas=[0, 2], readout=ReadoutOptions(epochs=3, seed=4), seed=4)
+    manipulation = ManipulationOptions(layers=["a"], betas=[0, 2], readout=ReadoutOptions(epochs=3))
     assert from_dict(ManipulationOptions, as_dict(manipulation), "manipulation") == manipulation
     extract = ExtractOptions(datasets={"a": "x"}, limit=5, margin=0.2)
     assert ExtractOptions.from_dict(extract.as_dict()) == extract

@@ -378,7 +378,7 @@ def test_depth_trend_is_calibrated_without_selectivity():
 
 
 def test_trend_difference_is_calibrated_and_detects_a_steeper_rise():
-    from emoselect.analysis.selectivity import trend_difference
+    from emoselect.analysis.trends import trend_difference
 
     def nulls(rng, effects, orders, categories):
         layers = _layered(rng, effects)[1]

@@ -84,7 +84,7 @@ def test_token_pool_is_part_of_the_response_cache_key():
     keys = {pool: response_key(probe_model(tiny_vit(), "vit_tiny_test", prep=TINY, token_pool=pool)) for pool in
             ("patch", "cls", "all")}  # fmt: skip
     assert len(set(keys.values())) == 3
-    with pytest.raises(InputError, match="--token-pool"):
+    with pytest.raises(InputError, match="^token_pool=.mean.: use one of"):
         probe_model(tiny_vit(), "vit_tiny_test", prep=TINY, token_pool="mean")
 
 

@@ -16,6 +16,8 @@ and the same on a run folder: extract_stage, selectivity_stage, manipulate_stage
 with the first random-init control), claims_stage, run_all.
 """
 
+from typing import Any
+
 from .base.version import __version__ as __version__
 
 # public name -> the module that defines it; imported on first use, so that `import emoselect`
@@ -55,7 +57,7 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:  # any public object: a class, a function or a constant
     if name not in _HOMES:
         raise AttributeError(f"module 'emoselect' has no attribute {name!r}")
     import importlib

@@ -9,9 +9,17 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from .base.options import add_arguments, given
+from .base.options import add_arguments, command_line_names, given
 from .base.problems import InputError, problems_table
+
+if TYPE_CHECKING:  # the options records, for annotations only (the commands import them when run)
+    from .analysis.experiments import ManipulationOptions
+    from .analysis.selectivity import SelectivityOptions, SelectivityResult
+    from .base.problems import Problem
+    from .run.config import ExtractOptions
+    from .stages.manipulate import Manipulated
 
 PROBLEM_LINES = 12
 
@@ -19,7 +27,7 @@ PROBLEM_LINES = 12
 class Parser(argparse.ArgumentParser):
     """argparse with one line for a usage error (the option and what is wrong), exit status 2."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
@@ -30,14 +38,14 @@ def _extract_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(group, ExtractOptions)
 
 
-def _extract_options(args, recorded: dict | None = None):
+def _extract_options(args: argparse.Namespace, recorded: dict | None = None) -> ExtractOptions:
     """The extract options typed on the command line, over those of a config file (``recorded``)."""
     from .run.config import ExtractOptions
 
     return ExtractOptions.from_dict({**(recorded or {}), **given(ExtractOptions, args)})
 
 
-def _print_problems(problems, out=None) -> None:
+def _print_problems(problems: list[Problem], out: TextIO | None = None) -> None:
     out = out or sys.stdout
     if not problems:
         print("problems: none", file=out)
@@ -51,7 +59,7 @@ def _print_problems(problems, out=None) -> None:
         print(f"  ... {len(table) - PROBLEM_LINES} more", file=out)
 
 
-def cmd_inspect(args) -> None:
+def cmd_inspect(args: argparse.Namespace) -> None:
     from .pictures.stimuli import category_counts
     from .stages.extract import inspect_dataset
 
@@ -68,7 +76,7 @@ def cmd_inspect(args) -> None:
     _print_problems(stimuli.problems)
 
 
-def cmd_extract(args) -> None:
+def cmd_extract(args: argparse.Namespace) -> None:
     from .pictures.stimuli import category_counts
     from .stages.extract import extract_stage
 
@@ -92,15 +100,22 @@ def _selectivity_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser.add_argument_group("selectivity"), SelectivityOptions)
 
 
-def _selectivity_options(args, seed: int, recorded: dict | None = None):
+def _selectivity_options(args: argparse.Namespace, recorded: dict | None = None) -> SelectivityOptions:
+    """Selectivity options: typed flags over a config file's values over the declared defaults."""
     from .analysis.selectivity import SelectivityOptions
     from .base.options import from_dict
 
-    values = {**(recorded or {}), **given(SelectivityOptions, args), "seed": seed}
+    values = {**_unseeded(recorded), **given(SelectivityOptions, args)}
     return from_dict(SelectivityOptions, values, "selectivity")
 
 
-def _print_selectivity(result) -> None:
+def _unseeded(recorded: dict | None) -> dict:
+    """A config section's options without ``seed``, which config.yaml files of earlier versions
+    recorded in every section (the run's seed is its extract seed)."""
+    return {key: value for key, value in (recorded or {}).items() if key != "seed"}
+
+
+def _print_selectivity(result: SelectivityResult) -> None:
     print(result.pair_note)
     layers = result.layers.pivot(index="layer", columns="dataset", values="tuning_quality")
     layers = layers.reindex(list(dict.fromkeys(result.layers["layer"])))
@@ -116,14 +131,11 @@ def _print_selectivity(result) -> None:
         )
 
 
-def cmd_selectivity(args) -> None:
-    from .run.config import extract_options
+def cmd_selectivity(args: argparse.Namespace) -> None:
     from .stages.selectivity import selectivity_stage
 
     start = time.time()
-    result = selectivity_stage(
-        args.run, _selectivity_options(args, extract_options(args.run).seed), progress=not args.quiet
-    )
+    result = selectivity_stage(args.run, _selectivity_options(args), progress=not args.quiet)
     _print_selectivity(result)
     print(
         f"wrote {args.run}/units.csv, selective.csv, layers.csv, overlap.csv, examples.csv, figures/ "
@@ -140,21 +152,21 @@ def _manipulation_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ..
     add_arguments(group, ReadoutOptions)
 
 
-def _manipulation_options(args, seed: int, recorded: dict | None = None):
+def _manipulation_options(args: argparse.Namespace, recorded: dict | None = None) -> ManipulationOptions:
     """Manipulation options: typed flags over a config file's values over the declared defaults (in
     ``emoselect run`` the one --alpha serves both stages)."""
     from .analysis.experiments import ManipulationOptions
     from .analysis.records import ReadoutOptions
     from .base.options import from_dict
 
-    recorded = dict(recorded or {})
-    readout = {**recorded.pop("readout", {}), **given(ReadoutOptions, args), "seed": seed}
-    values = {**recorded, **given(ManipulationOptions, args), "seed": seed}
+    recorded = _unseeded(recorded)
+    readout = {**_unseeded(recorded.pop("readout", {})), **given(ReadoutOptions, args)}
+    values = {**recorded, **given(ManipulationOptions, args)}
     values["readout"] = from_dict(ReadoutOptions, readout, "manipulation.readout")
     return from_dict(ManipulationOptions, values, "manipulation")
 
 
-def _print_manipulation(result) -> None:
+def _print_manipulation(result: Manipulated) -> None:
     test = result.readout[result.readout["split"] == "test"]
     print(f"readout heads at {test['site'].iloc[0]} (test split):")
     print(test[["dataset", "emotion", "f1", "accuracy", "balanced_accuracy", "n"]].round(3).to_string(index=False))
@@ -175,7 +187,7 @@ def _print_manipulation(result) -> None:
     print(result.table1[columns].round(3).to_string(index=False))
 
 
-def _print_claims(run) -> None:
+def _print_claims(run: str | Path) -> None:
     """The scorecard, one line per claim and network (details in claims.csv and report.html)."""
     from pathlib import Path
 
@@ -192,14 +204,11 @@ def _print_claims(run) -> None:
         print(f"  {row.verdict:>12}  {row.network}: {row.claim}{p}")
 
 
-def cmd_manipulate(args) -> None:
-    from .run.config import extract_options
+def cmd_manipulate(args: argparse.Namespace) -> None:
     from .stages.manipulate import manipulate_all
 
     start = time.time()
-    result = manipulate_all(
-        args.run, _manipulation_options(args, extract_options(args.run).seed), progress=not args.quiet
-    )
+    result = manipulate_all(args.run, _manipulation_options(args), progress=not args.quiet)
     _print_manipulation(result)
     print(
         f"wrote {args.run}/readout.csv, manipulation.csv, manipulation_summary.csv, table1.csv, figures/ "
@@ -207,14 +216,16 @@ def cmd_manipulate(args) -> None:
     )
 
 
-def cmd_sites(args) -> None:
+def cmd_sites(args: argparse.Namespace) -> None:
     """The probe sites of a network, before any extraction: names, module paths, units, feature-map
     size at the crop, relative depth; the readout site; untrained modules; which engine applies."""
     from .analysis.experiments import select_sites
     from .engine.families import family_of
     from .engine.probe import load_network
 
-    network = load_network(args.model, args.weights, args.seed, False, args.readout, args.resize, args.crop)
+    network = load_network(
+        args.model, args.weights, args.seed, readout=args.readout, resize=args.resize, crop=args.crop
+    )
     names = list(network.sites)
     shown = select_sites(args.layers, names) if args.layers else names
     print(f"{network.name} ({family_of(network.name).name}), weights {network.weights}, "
@@ -245,22 +256,22 @@ def cmd_sites(args) -> None:
     print(f"manipulations: {how[network.engine]}")
 
 
-def cmd_report(args) -> None:
+def cmd_report(args: argparse.Namespace) -> None:
     from .output.report import write_report
 
     print(f"wrote {write_report(args.run)}")
 
 
-def cmd_run(args) -> None:
+def cmd_run(args: argparse.Namespace) -> None:
     from .run.config import OPTION_SECTIONS, recorded_options
     from .stages.run import run_all
 
     start = time.time()
     recorded = recorded_options(args.config) if args.config else dict.fromkeys(OPTION_SECTIONS, {})
     options = _extract_options(args, recorded["extract"])
-    selectivity = _selectivity_options(args, options.seed, recorded["selectivity"])
+    selectivity = _selectivity_options(args, recorded["selectivity"])
     skip = args.no_manipulate or not recorded["run"].get("manipulate", True)
-    manipulation = None if skip else _manipulation_options(args, options.seed, recorded["manipulation"])
+    manipulation = None if skip else _manipulation_options(args, recorded["manipulation"])
     controls = 0 if args.no_control else args.controls if args.controls is not None else recorded["run"].get("controls")
     analysis = run_all(options, args.out, selectivity, manipulation, controls=controls, progress=not args.quiet)
     _print_selectivity(analysis.selectivity)
@@ -273,7 +284,7 @@ def cmd_run(args) -> None:
     )
 
 
-def _datasets_command(commands) -> None:
+def _datasets_command(commands: argparse._SubParsersAction) -> None:
     """`emoselect datasets inspect PATH`."""
     datasets = commands.add_parser("datasets", help="look at picture sets")
     datasets_commands = datasets.add_subparsers(dest="datasets_command", required=True, metavar="SUBCOMMAND")
@@ -286,7 +297,7 @@ def _datasets_command(commands) -> None:
     inspect.set_defaults(func=cmd_inspect)
 
 
-def _sites_command(commands) -> None:
+def _sites_command(commands: argparse._SubParsersAction) -> None:
     """`emoselect sites MODEL`."""
     sites = commands.add_parser("sites", help="list a network's probe sites, readout site and untrained modules")
     sites.add_argument(
@@ -301,7 +312,7 @@ def _sites_command(commands) -> None:
     sites.set_defaults(func=cmd_sites)
 
 
-def cmd_sweep(args) -> None:
+def cmd_sweep(args: argparse.Namespace) -> None:
     """`emoselect sweep FILE`: every network of a sweep file, then sweep.csv and sweep.html."""
     from .run.config import Cluster
     from .stages.sweep import run_sweep
@@ -317,7 +328,7 @@ def cmd_sweep(args) -> None:
     print(f"wrote {out}/sweep.csv and {result.page}")
 
 
-def _sweep_command(commands) -> None:
+def _sweep_command(commands: argparse._SubParsersAction) -> None:
     """`emoselect sweep FILE`."""
     from .run.config import Cluster
 
@@ -327,6 +338,30 @@ def _sweep_command(commands) -> None:
     sweep.add_argument("--limit", type=int, help="a seeded sample of N pictures of each set (a quick look)")
     add_arguments(sweep.add_argument_group("where the networks run"), Cluster)
     sweep.set_defaults(func=cmd_sweep)
+
+
+def _run_command(commands: argparse._SubParsersAction) -> None:
+    """``emoselect run``: every stage's options, the controls and the run folder."""
+    run = commands.add_parser(
+        "run", help="everything: extract (and a random-init control), selectivity, manipulate, report"
+    )
+    _extract_arguments(run)
+    _selectivity_arguments(run)
+    _manipulation_arguments(run, skip=("alpha",))  # one --alpha for both stages
+    run.add_argument(
+        "--config", metavar="FILE", help="a run's config.yaml: repeat that run (flags given here override)"
+    )
+    run.add_argument(
+        "--controls",
+        type=int,
+        metavar="K",
+        help="random-init control networks (seeds seed .. seed+K-1; default: the profile's, quick 2, paper 10; "
+        "0 = none); the first also goes through the manipulations",
+    )
+    run.add_argument("--no-control", action="store_true", help="no random-init control (same as --controls 0)")
+    run.add_argument("--no-manipulate", action="store_true", help="skip readout heads and manipulations")
+    run.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
+    run.set_defaults(func=cmd_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -361,26 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run")
     report.set_defaults(func=cmd_report)
 
-    run = commands.add_parser(
-        "run", help="everything: extract (and a random-init control), selectivity, manipulate, report"
-    )
-    _extract_arguments(run)
-    _selectivity_arguments(run)
-    _manipulation_arguments(run, skip=("alpha",))  # one --alpha for both stages
-    run.add_argument(
-        "--config", metavar="FILE", help="a run's config.yaml: repeat that run (flags given here override)"
-    )
-    run.add_argument(
-        "--controls",
-        type=int,
-        metavar="K",
-        help="random-init control networks (seeds seed .. seed+K-1; default: the profile's, quick 2, paper 10; "
-        "0 = none); the first also goes through the manipulations",
-    )
-    run.add_argument("--no-control", action="store_true", help="no random-init control (same as --controls 0)")
-    run.add_argument("--no-manipulate", action="store_true", help="skip readout heads and manipulations")
-    run.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
-    run.set_defaults(func=cmd_run)
+    _run_command(commands)
     return parser
 
 
@@ -391,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:  # usage errors (2) and --help / --version (0)
         return int(stop.code or 0)
     try:
-        args.func(args)
+        with command_line_names():  # errors name the flags the user typed
+            args.func(args)
     except InputError as error:
         print(f"emoselect: error: {error}", file=sys.stderr)
         return 2

@@ -82,12 +82,13 @@ def _row(
     network: str,
     test: str,
     effect: float,
-    p: float,
-    p_opposite: float,
-    min_p: float,
+    p_values: tuple[float, float, float],
     alpha: float,
     note: str = "",
 ) -> dict:
+    """One scorecard row; ``p_values``: (p for the claimed direction, p for the opposite one, the
+    smallest attainable p), decided by :func:`verdict`."""
+    p, p_opposite, min_p = p_values
     return {
         "claim": claim,
         "network": network,
@@ -115,7 +116,7 @@ def _cells_row(
     inconclusive whatever the data when a cell's smallest attainable p is not below alpha."""
     claimed, opposite = np.asarray(claimed, bool), np.asarray(opposite, bool)
     row = _row(
-        claim, network, test, float(claimed.mean()) if len(claimed) else np.nan, np.nan, np.nan, min_p, alpha, note
+        claim, network, test, float(claimed.mean()) if len(claimed) else np.nan, (np.nan, np.nan, min_p), alpha, note
     )
     row["verdict"] = INCONCLUSIVE if np.isfinite(min_p) and min_p >= alpha else majority_verdict(claimed, opposite)
     return row
@@ -145,9 +146,7 @@ def trend_claims(trends: pd.DataFrame, alpha: float) -> list[dict]:
                 record.network,
                 f"Spearman rho with depth; p from {int(record.n_null)} draws of {null}",
                 record.rho,
-                record.p_rise,
-                record.p_fall,
-                1.0 / (record.n_null + 1),
+                (record.p_rise, record.p_fall, 1.0 / (record.n_null + 1)),
                 alpha,
             )
         )
@@ -178,11 +177,11 @@ def versus_controls(trained: float, controls: list[float], claim: str, test: str
     finite = np.asarray([c for c in controls if np.isfinite(c)], float)
     network = f"trained vs {len(finite)} random-init control{'s' if len(finite) != 1 else ''}"
     if not np.isfinite(trained) or len(finite) == 0:
-        return {**_row(claim, network, test, np.nan, np.nan, np.nan, 1.0, alpha), "verdict": UNTESTABLE}
+        return {**_row(claim, network, test, np.nan, (np.nan, np.nan, 1.0), alpha), "verdict": UNTESTABLE}
     min_p = 1.0 / (len(finite) + 1)
     note = f"smallest attainable p with {len(finite)} control(s) = {min_p:.3g}"
     return _row(
-        claim, network, test, trained - float(np.mean(finite)), *rank_p_values(trained, finite), min_p, alpha, note
+        claim, network, test, trained - float(np.mean(finite)), (*rank_p_values(trained, finite), min_p), alpha, note
     )
 
 
@@ -229,9 +228,7 @@ def manipulation_claims(summary: pd.DataFrame, network: str, alpha: float, seed:
                 network,
                 f"Spearman rho with depth over {len(per_layer)} layers; exact layer-order permutation",
                 trend["rho"],
-                trend["p_rise"],
-                trend["p_fall"],
-                trend["min_p"],
+                (trend["p_rise"], trend["p_fall"], trend["min_p"]),
                 alpha,
             )
         )
@@ -245,7 +242,7 @@ def transfer_claim(transfer: pd.DataFrame, network: str, alpha: float) -> dict:
     claim = "attention gain on selective units transfers to another dataset's pictures"
     if transfer.empty:
         test = "as for the gain, heads tested on the other dataset"
-        row = _row(claim, network, test, np.nan, np.nan, np.nan, np.nan, alpha, "needs two datasets")
+        row = _row(claim, network, test, np.nan, (np.nan, np.nan, np.nan), alpha, "needs two datasets")
         return {**row, "verdict": UNTESTABLE}
     claimed = (transfer["q_enhance"] < alpha).to_numpy()
     return _cells_row(

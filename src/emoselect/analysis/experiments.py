@@ -15,6 +15,7 @@ largest |tuning value|; its control shuffles f over the units.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,6 +28,13 @@ from ..base.randomness import random_stream
 from ..pictures.stimuli import CATEGORIES
 from .records import Head, ReadoutOptions
 from .stats import benjamini_hochberg, binary_metrics, rank_p_values
+
+# the names of the unit sets in the manipulation tables (column ``units``): the intact network, the
+# selective units and the random sets of their size (the paper's form), and the tuning-form gains
+# with their shuffled-tuning counterparts
+INTACT, SELECTIVE, RANDOM, TUNING, TUNING_SHUFFLED = "intact", "selective", "random", "tuning", "tuning_shuffled"
+CHOSEN = (SELECTIVE, TUNING)  # chosen by selectivity
+CHANCE = (RANDOM, TUNING_SHUFFLED)  # their chance counterparts
 
 # repeats: random sets that get the whole beta grid (gain test); lesion_repeats: random sets in all
 # for the lesion test (the ones beyond ``repeats`` are only lesioned). Smallest attainable one-sided
@@ -116,22 +124,20 @@ class ManipulationOptions:
     alpha: float = option(
         0.05, "false discovery rate for every test", kind=float, low=0, high=1, open_low=True, open_high=True
     )
-    seed: int = option(0, "seed of the random unit sets (the extract seed)", kind=int, low=0, cli=False)
-
     NESTED: ClassVar[dict] = {"readout": ReadoutOptions}
     RECORDED: ClassVar[tuple] = ("readout_site", "engine", "engine_seconds")  # results the stage writes beside
 
     def __post_init__(self) -> None:
         check(self)
 
-    def profile_for(self, device) -> str:
+    def profile_for(self, device: Any) -> str:
         """The profile in force on ``device`` (a torch.device): ``auto`` resolves by device type."""
         if self.profile != "auto":
             return self.profile
         return "paper" if getattr(device, "type", str(device)) == "cuda" else "quick"
 
-    def resolved(self, sites: list[str], device="cpu") -> tuple[list[str], list[float], int, int]:
-        """(layers, betas, repeats, lesion_repeats) after applying the profile's defaults."""
+    def resolved(self, sites: list[str], device: Any = "cpu") -> Swept:
+        """What the sweep covers on ``sites`` after applying the profile's defaults."""
         profile = PROFILES[self.profile_for(device)]
         layers = select_sites(self.layers, sites) if self.layers else None
         layers = layers or (sites[-profile["layers"] :] if profile["layers"] else list(sites))
@@ -140,7 +146,24 @@ class ManipulationOptions:
         lesion_repeats = max(
             repeats, self.lesion_repeats if self.lesion_repeats is not None else profile["lesion_repeats"]
         )
-        return layers, betas, repeats, lesion_repeats
+        return Swept(layers=layers, betas=betas, repeats=repeats, lesion_repeats=lesion_repeats)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Swept:
+    """What a manipulation sweep covers: the ``layers``, the gains ``betas`` (0 and 1 included),
+    ``repeats`` random unit sets swept over every beta and ``lesion_repeats`` (>= ``repeats``; None:
+    ``repeats``) random sets lesioned, per layer and category."""
+
+    layers: list[str]
+    betas: list[float]
+    repeats: int
+    lesion_repeats: int | None = None
+
+    @property
+    def lesioned(self) -> int:
+        """Random sets lesioned per layer and category."""
+        return max(self.repeats, self.lesion_repeats or self.repeats)
 
 
 def select_sites(requested: list[str], sites: list[str], flag: str = "--layers") -> list[str]:
@@ -197,29 +220,27 @@ def plan_layer(
     layer: str,
     n_units: int,
     selective: pd.DataFrame,
-    betas: list[float],
-    repeats: int,
+    swept: Swept,
     options: ManipulationOptions,
-    lesion_repeats: int | None = None,
+    *,
+    seed: int = 0,
     tuning: pd.DataFrame | None = None,
     categories: tuple[str, ...] = CATEGORIES,
 ) -> LayerPlan:
     """All conditions of one layer, for each of the ``categories`` (the run's analysed categories).
     beta = 1 is the intact network for every unit set, so it is evaluated once (row 0) and shared.
-    Random sets 1..``repeats`` get every beta; sets up to ``lesion_repeats`` only beta = 0 (the
-    lesion test)."""
-    lesion_repeats = max(repeats, lesion_repeats or repeats)
-    rows = [{"emotion": "", "units": "intact", "repeat": 0, "beta": 1.0, "n_units": 0, "swept": False}]
+    Random sets 1..``swept.repeats`` get every beta of ``swept.betas``; sets up to
+    ``swept.lesioned`` only beta = 0 (the lesion test). Random sets are drawn from streams keyed by
+    ``seed`` (a run's stage uses the run's seed), the layer and the category."""
+    rows = [{"emotion": "", "units": INTACT, "repeat": 0, "beta": 1.0, "n_units": 0, "swept": False}]
     gains = [np.ones(n_units, np.float32)]
     for emotion in categories:
         if options.gain_form == "channels":
-            conditions = _channel_conditions(
-                layer, emotion, n_units, selective, betas, repeats, lesion_repeats, options
-            )
+            conditions = _channel_conditions(layer, emotion, n_units, selective, swept, options, seed)
         else:
             if tuning is None:
                 raise ValueError("gain_form='tuning' needs the units table (units.csv) as `tuning`")
-            conditions = _tuning_conditions(layer, emotion, n_units, tuning, betas, repeats, options.seed)
+            conditions = _tuning_conditions(layer, emotion, n_units, tuning, swept.betas, swept.repeats, seed)
         for gain, row in conditions:
             gains.append(gain.astype(np.float32))
             rows.append(row)
@@ -248,7 +269,7 @@ def block_label(conditions: pd.DataFrame, block: tuple[int, int]) -> str:
     """A block of conditions in words: ``intact`` or ``<category>, <units> <first>-<last>``."""
     rows = conditions.iloc[block[0] : block[1]]
     if block == (0, 1):
-        return "intact"
+        return INTACT
     first, last = rows.iloc[0], rows.iloc[-1]
     return f"{first['emotion']}, {first['units']} {first['repeat']} to {last['units']} {last['repeat']}"
 
@@ -258,25 +279,24 @@ def _channel_conditions(
     emotion: str,
     n_units: int,
     selective: pd.DataFrame,
-    betas: list[float],
-    repeats: int,
-    lesion_repeats: int,
+    swept: Swept,
     options: ManipulationOptions,
-):
+    seed: int,
+) -> Iterator[tuple[np.ndarray, dict]]:
     """(gain [n_units], description) of the paper's form: the emotion's selective units, then its
-    random sets, scaled by every beta but 1 (random sets beyond ``repeats`` only by 0)."""
+    random sets, scaled by every beta but 1 (random sets beyond ``swept.repeats`` only by 0)."""
     here = selective[selective["layer"] == layer]
     chosen = np.sort(here.loc[here["category"] == emotion, "unit"].to_numpy())
     if len(chosen) == 0:
         return
     nonselective = np.setdiff1d(np.arange(n_units), here["unit"].to_numpy())
     pool = nonselective if options.random_from == "nonselective" else np.arange(n_units)
-    sets = [("selective", 0, chosen)] + [
-        ("random", r + 1, units)
-        for r, units in enumerate(_random_sets(layer, emotion, chosen, pool, lesion_repeats, options.seed))
+    sets = [(SELECTIVE, 0, chosen)] + [
+        (RANDOM, r + 1, units)
+        for r, units in enumerate(_random_sets(layer, emotion, chosen, pool, swept.lesioned, seed))
     ]
     for name, repeat, units in sets:
-        for beta in betas if repeat <= repeats else [0.0]:
+        for beta in swept.betas if repeat <= swept.repeats else [0.0]:
             if beta != 1.0:
                 gain = np.ones(n_units)
                 gain[units] = beta
@@ -288,14 +308,14 @@ def _channel_conditions(
                         "repeat": repeat,
                         "beta": beta,
                         "n_units": len(units),
-                        "swept": repeat <= repeats,
+                        "swept": repeat <= swept.repeats,
                     },
                 )
 
 
 def _tuning_conditions(
     layer: str, emotion: str, n_units: int, tuning: pd.DataFrame, betas: list[float], repeats: int, seed: int
-):
+) -> Iterator[tuple[np.ndarray, dict]]:
     """(gain [n_units], description) of the Lindsay & Miller form: gain = max(0, 1 + beta * f), f the
     units' tuning values for the emotion over the layer's largest |value|, then f shuffled ``repeats`` times."""
     f = tuning.loc[tuning["layer"] == layer].groupby("unit")[f"t_{emotion}"].mean().reindex(range(n_units)).to_numpy()
@@ -303,7 +323,7 @@ def _tuning_conditions(
         f / np.nanmax(np.abs(f)) if np.isfinite(f).any() and np.nanmax(np.abs(f)) > 0 else np.zeros(n_units)
     )
     rng = random_stream(seed, "shuffled-tuning", layer, emotion)
-    profiles = [("tuning", 0, f)] + [("tuning_shuffled", r + 1, rng.permutation(f)) for r in range(repeats)]
+    profiles = [(TUNING, 0, f)] + [(TUNING_SHUFFLED, r + 1, rng.permutation(f)) for r in range(repeats)]
     for name, repeat, values in profiles:
         for beta in betas:
             if beta != 1.0:
@@ -311,7 +331,7 @@ def _tuning_conditions(
                 yield np.maximum(0.0, 1.0 + beta * values), {**row, "swept": True}
 
 
-LESIONED = ("selective", "random")  # unit sets whose beta = 0 silences units (not the tuning form, where gain = 1)
+LESIONED = (SELECTIVE, RANDOM)  # unit sets whose beta = 0 silences units (not the tuning form, where gain = 1)
 
 
 def score_conditions(
@@ -356,7 +376,7 @@ def _scored_rows(
     each of the head's conditions as a gain row (swept sets) and/or a lesion row (beta = 0 of a unit
     set). ``margins`` [n_conditions, n_pictures] of this head; ``truth`` [n_pictures] is the emotion."""
     intact = binary_metrics(truth, margins[0] > 0)
-    rows = [{**base, "kind": "intact", "units": "intact", "repeat": 0, "beta": 1.0, "n_units": 0, **intact}]
+    rows = [{**base, "kind": "intact", "units": INTACT, "repeat": 0, "beta": 1.0, "n_units": 0, **intact}]
     for name, repeat, n_units in swept[["units", "repeat", "n_units"]].itertuples(index=False):
         row = {"kind": "gain", "units": name, "repeat": int(repeat), "beta": 1.0, "n_units": int(n_units)}
         rows.append({**base, **row, **intact})
@@ -376,7 +396,7 @@ def _scored_rows(
     return rows
 
 
-def _pct(new, old):
+def _pct(new: float, old: float) -> float:
     return 100.0 * (new - old) / old if old else np.nan
 
 
@@ -388,7 +408,7 @@ def _best_columns(f1: np.ndarray, betas: np.ndarray) -> np.ndarray:
     return preference[best.argmax(axis=1)]
 
 
-def best_beta(betas, f1) -> float:
+def best_beta(betas: Sequence[float] | np.ndarray, f1: Sequence[float] | np.ndarray) -> float:
     """The beta with the highest F1; ties go to the beta closest to 1 (no change), then the smaller one."""
     betas = np.asarray(betas, float)
     return float(betas[_best_columns(np.asarray(f1, float)[None, :], betas)[0]])
@@ -436,6 +456,50 @@ TABLE1_COLUMNS = ["train_dataset", "test_dataset", "emotion", "original_f1", "en
                   "lesioned_change_pct", "random_lesioned_f1"]  # fmt: skip
 
 
+def _summary_row(group: pd.DataFrame) -> dict | None:
+    """The summary of one train/test dataset, emotion and layer (see :func:`summarise`), or None where
+    the emotion has no selective units (or tuning gains) there."""
+    intact = group[(group["kind"] == "intact") & (group["split"] == "test")]
+    original = float(intact["f1"].iloc[0]) if len(intact) else np.nan
+    gains = _gain_outcomes(group[group["kind"] == "gain"])
+    lesions = group[(group["kind"] == "lesion") & (group["split"] == "test")]
+    if gains.empty or not gains["units"].isin(CHOSEN).any():
+        return None
+    chosen = gains[gains["units"].isin(CHOSEN)].iloc[0]
+    random = gains[gains["units"].isin(CHANCE)]
+    lesioned = lesions.loc[lesions["units"] == SELECTIVE, "f1"]
+    random_lesioned = lesions.loc[lesions["units"] == RANDOM, "f1"].to_numpy()
+    lesioned = float(lesioned.iloc[0]) if len(lesioned) else np.nan
+    p_enhance, p_enhance_below = rank_p_values(
+        chosen["enhanced_f1"] - original, random["enhanced_f1"].to_numpy() - original
+    )
+    p_lesion, p_lesion_below = rank_p_values(original - lesioned, original - random_lesioned)
+    return dict(
+        units=chosen["units"],
+        n_units=chosen["n_units"],
+        original_f1=original,
+        best_beta=chosen["best_beta"],
+        enhanced_f1=chosen["enhanced_f1"],
+        enhanced_change_pct=_pct(chosen["enhanced_f1"], original),
+        test_chosen_beta=chosen["test_chosen_beta"],
+        test_chosen_f1=chosen["test_chosen_f1"],
+        test_chosen_change_pct=_pct(chosen["test_chosen_f1"], original),
+        lesioned_f1=lesioned,
+        lesioned_change_pct=_pct(lesioned, original),
+        random_enhanced_f1=float(random["enhanced_f1"].mean()) if len(random) else np.nan,
+        random_test_chosen_f1=float(random["test_chosen_f1"].mean()) if len(random) else np.nan,
+        random_lesioned_f1=float(np.mean(random_lesioned)) if len(random_lesioned) else np.nan,
+        n_random=len(random),
+        n_random_lesion=len(random_lesioned),
+        p_enhance=p_enhance,
+        p_enhance_below=p_enhance_below,
+        min_p_enhance=1 / (len(random) + 1),
+        p_lesion=p_lesion,
+        p_lesion_below=p_lesion_below,
+        min_p_lesion=1 / (len(random_lesioned) + 1) if len(random_lesioned) else np.nan,
+    )
+
+
 def summarise(manipulation: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Per train/test dataset, emotion and layer: intact test F1; enhanced test F1 at the beta with
     the best validation F1 (and, optimistic, at the beta with the best test F1); lesioned test F1;
@@ -444,48 +508,9 @@ def summarise(manipulation: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     rows = []
     keys = ["train_dataset", "test_dataset", "emotion", "layer"]
     for key, group in manipulation.groupby(keys, sort=False):
-        intact = group[(group["kind"] == "intact") & (group["split"] == "test")]
-        original = float(intact["f1"].iloc[0]) if len(intact) else np.nan
-        gains = _gain_outcomes(group[group["kind"] == "gain"])
-        lesions = group[(group["kind"] == "lesion") & (group["split"] == "test")]
-        if gains.empty or not gains["units"].isin(["selective", "tuning"]).any():
-            continue
-        chosen = gains[gains["units"].isin(["selective", "tuning"])].iloc[0]
-        random = gains[gains["units"].isin(["random", "tuning_shuffled"])]
-        lesioned = lesions.loc[lesions["units"] == "selective", "f1"]
-        random_lesioned = lesions.loc[lesions["units"] == "random", "f1"].to_numpy()
-        lesioned = float(lesioned.iloc[0]) if len(lesioned) else np.nan
-        p_enhance, p_enhance_below = rank_p_values(
-            chosen["enhanced_f1"] - original, random["enhanced_f1"].to_numpy() - original
-        )
-        p_lesion, p_lesion_below = rank_p_values(original - lesioned, original - random_lesioned)
-        rows.append(
-            dict(
-                zip(keys, key),
-                units=chosen["units"],
-                n_units=chosen["n_units"],
-                original_f1=original,
-                best_beta=chosen["best_beta"],
-                enhanced_f1=chosen["enhanced_f1"],
-                enhanced_change_pct=_pct(chosen["enhanced_f1"], original),
-                test_chosen_beta=chosen["test_chosen_beta"],
-                test_chosen_f1=chosen["test_chosen_f1"],
-                test_chosen_change_pct=_pct(chosen["test_chosen_f1"], original),
-                lesioned_f1=lesioned,
-                lesioned_change_pct=_pct(lesioned, original),
-                random_enhanced_f1=float(random["enhanced_f1"].mean()) if len(random) else np.nan,
-                random_test_chosen_f1=float(random["test_chosen_f1"].mean()) if len(random) else np.nan,
-                random_lesioned_f1=float(np.mean(random_lesioned)) if len(random_lesioned) else np.nan,
-                n_random=len(random),
-                n_random_lesion=len(random_lesioned),
-                p_enhance=p_enhance,
-                p_enhance_below=p_enhance_below,
-                min_p_enhance=1 / (len(random) + 1),
-                p_lesion=p_lesion,
-                p_lesion_below=p_lesion_below,
-                min_p_lesion=1 / (len(random_lesioned) + 1) if len(random_lesioned) else np.nan,
-            )
-        )
+        row = _summary_row(group)
+        if row is not None:
+            rows.append({**dict(zip(keys, key)), **row})
     summary = pd.DataFrame(rows)
     if summary.empty:  # no emotion has selective units at these layers: a table without rows
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
@@ -507,7 +532,7 @@ def table_one(summary: pd.DataFrame, manipulation: pd.DataFrame) -> pd.DataFrame
     val = manipulation[manipulation["split"] == "val"]
     for key, group in summary.groupby(["train_dataset", "test_dataset", "emotion"], sort=False):
         mine = val[(val["train_dataset"] == key[0]) & (val["test_dataset"] == key[1]) & (val["emotion"] == key[2])]
-        chosen = mine[mine["units"].isin(["selective", "tuning"])]
+        chosen = mine[mine["units"].isin(CHOSEN)]
         enhanced_val = {layer: sweep["f1"].max() for layer, sweep in chosen[chosen["kind"] == "gain"].groupby("layer")}
         lesion_val = {
             layer: sweep["f1"].iloc[0] for layer, sweep in chosen[chosen["kind"] == "lesion"].groupby("layer")

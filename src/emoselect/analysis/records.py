@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,9 +35,6 @@ class ReadoutOptions:
     epochs: int = option(10, "head training epochs", kind=int, low=1)
     batch_size: int = option(128, "pictures per head training step", kind=int, low=1, flag="--head-batch-size")
     balanced: bool = option(False, "class-balanced cross-entropy for the heads", kind=bool)
-    seed: int = option(
-        0, "seed of the heads' initial weights and batches (the extract seed)", kind=int, low=0, cli=False
-    )
 
     def __post_init__(self) -> None:
         check(self)
@@ -56,7 +54,7 @@ class Head:
 LAYER_COLUMNS = ("layer", "enhanced_layer", "test_chosen_layer", "lesioned_layer")
 
 
-def read_table(path) -> pd.DataFrame:
+def read_table(path: str | Path) -> pd.DataFrame:
     """A table a stage wrote, with layer names read as text (a site called ``4`` stays the name "4",
     never the number 4, so that it matches the network's sites)."""
     return pd.read_csv(path, dtype={column: str for column in LAYER_COLUMNS})

@@ -25,21 +25,20 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..base.options import check, option
+from ..base.options import check, name_of, option
 from ..base.problems import InputError
 from ..base.randomness import random_stream
 from ..pictures.stimuli import Stimuli, category_names, shared_pictures
+from .examples import _confounds, _examples, example_layers
 from .records import Responses
 from .stats import (
     benjamini_hochberg,
-    decode_crossvalidated,
     exceedance_p_value,
     intersection_pmf,
     jaccard_null,
-    rank_correlation,
     spearman_columns,
-    trend_test,
 )
+from .trends import _trends
 from .tuning import (
     CATEGORY_ORDER,
     d_prime,
@@ -111,30 +110,43 @@ class SelectivityOptions:
         optional=True,
         metavar="LAYER",
     )
-    seed: int = option(0, "seed of the random streams (the extract seed)", kind=int, low=0, cli=False)
-
     RECORDED: ClassVar[tuple] = ("pair_note",)  # a result the stage writes beside its options
 
     def __post_init__(self) -> None:
         check(self)
         if self.require_significant and self.permutations < 1:
-            raise InputError("--require-significant needs a permutation test: give --permutations N (e.g. 1000)")
+            raise InputError(
+                f"{name_of('require_significant')} needs a permutation test: give "
+                f"{name_of('permutations')} N (e.g. 1000)"
+            )
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Group:
-    """The images of one side of the pair: a dataset (or half of one) and its defining rows."""
+    """The images of one side of the pair: a dataset (or half of one), its defining rows and — where
+    given — that dataset's responses, so that :meth:`matrix` selects the group's rows itself.
+
+    ``rows``: indices into the dataset's response rows (= its rows of the stimulus table);
+    ``categories``, ``valence`` (1-9 scale), ``arousal``: of each of those rows; ``names``: the
+    analysed categories, in order (the tuning-value columns)."""
 
     name: str
     dataset: str
-    rows: np.ndarray  # indices into that dataset's response rows
-    categories: np.ndarray  # category of each of those rows
+    rows: np.ndarray
+    categories: np.ndarray
     valence: np.ndarray
     arousal: np.ndarray
-    names: tuple[str, ...] = CATEGORY_ORDER  # the analysed categories, in order (tuning value columns)
+    names: tuple[str, ...] = CATEGORY_ORDER
+    responses: Responses | None = None
+
+    def matrix(self, site: str) -> np.ndarray:
+        """The group's responses at ``site``: [n_rows, n_units], in ``rows`` order."""
+        if self.responses is None:
+            raise ValueError(f"group {self.name} was defined without responses")
+        return np.asarray(self.responses.sites[site])[self.rows]
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class SelectivityResult:
     """The stage's tables (see the README's run-folder table); ``pair_note`` says how the two sides were made.
 
@@ -155,34 +167,48 @@ class SelectivityResult:
     trend_nulls: dict = field(default_factory=dict)
 
 
-def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[Group], str]:
-    """The two sides of the pair, each restricted to its defining images."""
+def _pair(stimuli: Stimuli, options: SelectivityOptions) -> list[str]:
+    """The datasets whose agreement defines selectivity: ``options.pair``, else the first two (or the
+    only one, whose split-half stands in)."""
     datasets = stimuli.datasets
-    names = category_names(stimuli.table)
     pair = list(options.pair) if options.pair else datasets[:2]
     for name in pair:
         if name not in datasets:
             raise InputError(f"--pair names {name!r}, which is not a dataset of this run ({', '.join(datasets)})")
     if len(pair) == 2 and pair[0] == pair[1]:
         raise InputError("--pair needs two different datasets")
+    return pair
 
-    def defining(table):
+
+def define_groups(
+    stimuli: Stimuli,
+    options: SelectivityOptions,
+    seed: int = 0,
+    responses: dict[str, Responses] | None = None,
+) -> tuple[list[Group], str]:
+    """The two sides of the pair, each restricted to its defining images (one dataset: a split-half
+    of it seeded by ``seed``), each holding its dataset's ``responses`` where given."""
+    names = category_names(stimuli.table)
+    pair = _pair(stimuli, options)
+
+    def defining(table: pd.DataFrame) -> np.ndarray:
         mask = table["category"].isin(names).to_numpy().copy()
         if options.define_on == "train":
             mask &= (table["split"] == "train").to_numpy()
         return np.flatnonzero(mask)
 
-    def group(name, dataset, table, rows):
+    def group(name: str, dataset: str, table: pd.DataFrame, rows: np.ndarray) -> Group:
         scale = stimuli.scales.get(dataset, (1.0, 9.0))
         to9 = lambda v: 1 + (np.asarray(v, float) - scale[0]) * 8 / (scale[1] - scale[0])  # noqa: E731
         return Group(
-            name,
-            dataset,
-            rows,
-            table["category"].to_numpy()[rows],
-            to9(table["valence"].to_numpy()[rows]),
-            table["arousal"].to_numpy(float)[rows],
-            names,
+            name=name,
+            dataset=dataset,
+            rows=rows,
+            categories=table["category"].to_numpy()[rows],
+            valence=to9(table["valence"].to_numpy()[rows]),
+            arousal=table["arousal"].to_numpy(float)[rows],
+            names=names,
+            responses=responses[dataset] if responses is not None else None,
         )
 
     images = "training-split" if options.define_on == "train" else "all analysed"
@@ -200,7 +226,7 @@ def define_groups(stimuli: Stimuli, options: SelectivityOptions) -> tuple[list[G
     name = pair[0]
     table = stimuli.of(name)
     rows = defining(table)
-    half = split_half(table["category"].to_numpy()[rows], random_stream(options.seed, "split-half", name), names)
+    half = split_half(table["category"].to_numpy()[rows], random_stream(seed, "split-half", name), names)
     groups = [group(f"{name}/half{h + 1}", name, table, rows[half == h]) for h in (0, 1)]
     return groups, (
         f"one dataset: a seeded split-half of {name}'s {images} images stands in for two datasets; "
@@ -221,7 +247,9 @@ class GroupTuning:
     layer_columns: dict
 
 
-def _describe_group(site: str, group: Group, data: np.ndarray, options: SelectivityOptions, rng) -> GroupTuning:
+def _describe_group(
+    site: str, group: Group, data: np.ndarray, options: SelectivityOptions, rng: np.random.Generator
+) -> GroupTuning:
     """Tuning values, d' index and the optional tests of one layer's units in one group."""
     names = group.names
     z = tuning_values(data, group.categories, names)
@@ -270,99 +298,6 @@ def _describe_group(site: str, group: Group, data: np.ndarray, options: Selectiv
             layer_columns[f"n_{name}_negative"] = int(((q < options.alpha) & (rho < 0)).sum())
             layer_columns[f"mean_abs_rho_{name}"] = float(np.nanmean(np.abs(rho))) if np.isfinite(rho).any() else np.nan
     return GroupTuning(z, preferred, eligible, unit_columns, layer_columns)
-
-
-def example_layers(sites: list[str], chosen: list[str] | None = None) -> list[str]:
-    """The layers whose example neurons are shown: ``chosen``, else the sites at relative positions
-    3/13, 6/13 and 13/13 (the paper's conv2_1, conv3_2 and conv5_3 of VGG-16's 13 layers)."""
-    if chosen:
-        unknown = [layer for layer in chosen if layer not in sites]
-        if unknown:
-            raise InputError(f"--example-layers {unknown} are not probe sites ({', '.join(sites)})")
-        return list(dict.fromkeys(chosen))
-    return list(dict.fromkeys(sites[max(0, round(len(sites) * k / 13) - 1)] for k in (3, 6, 13)))
-
-
-def _examples(
-    site: str,
-    groups: list[Group],
-    data: list[np.ndarray],
-    tuned: list[GroupTuning],
-    selective: pd.DataFrame,
-    top: int = 100,
-) -> tuple[pd.DataFrame, dict]:
-    """The strongest selective unit per category at ``site``: tuning curves and top-image valences."""
-    rows, top_images = [], {}
-    here = selective[selective["layer"] == site]
-    names = groups[0].names
-    for category in names:
-        candidates = here[here["category"] == category]
-        if candidates.empty:
-            continue
-        unit = int(candidates.sort_values("strength", ascending=False)["unit"].iloc[0])
-        for group, matrix, tuning in zip(groups, data, tuned):
-            response = matrix[:, unit].astype(np.float64)
-            order = np.argsort(-response, kind="stable")[:top]
-            top_images[(category, group.name)] = {"unit": unit, "top": group.valence[order], "all": group.valence}
-            for j, shown in enumerate(names):
-                values = response[group.categories == shown]
-                rows.append(
-                    {
-                        "layer": site,
-                        "unit": unit,
-                        "selective_for": category,
-                        "dataset": group.name,
-                        "category": shown,
-                        "mean_response": values.mean(),
-                        "sem": values.std(ddof=1) / np.sqrt(len(values)),
-                        "n": len(values),
-                        "tuning_value": tuning.z[unit, j],
-                        "top_valence_mean": float(np.nanmean(group.valence[order])),
-                        "n_top": len(order),
-                        "all_valence_mean": float(np.nanmean(group.valence)),
-                    }
-                )
-    return pd.DataFrame(rows), top_images
-
-
-def _confounds(
-    stimuli: Stimuli, responses: dict[str, Responses], sites: list[str], seed: int, progress: bool
-) -> pd.DataFrame:
-    """Cross-validated decoding of category from image statistics, from each layer, and from each
-    layer after removing what the image statistics linearly explain."""
-    rows = []
-    for dataset in dict.fromkeys(responses):
-        table = stimuli.of(dataset)
-        analysed = table["category"].isin(category_names(stimuli.table)).to_numpy()
-        labels = table["category"].to_numpy()[analysed]
-        image_stats = responses[dataset].image_stats.to_numpy(np.float64)[analysed]
-        if image_stats.shape[0] != len(labels) or image_stats.shape[1] == 0:
-            raise InputError(f"no image statistics recorded for {dataset}: rerun `emoselect extract`")
-        chance = 1.0 / len(np.unique(labels))
-        stats_scores = decode_crossvalidated(image_stats, labels, seed=seed)
-        for site in tqdm(sites, desc=f"confounds {dataset}", disable=not progress, leave=False):
-            data = np.asarray(responses[dataset].sites[site], np.float64)[analysed]
-            layer_scores = decode_crossvalidated(data, labels, seed=seed)
-            residual_scores = decode_crossvalidated(data, labels, seed=seed, covariates=image_stats)
-            layer, residual = layer_scores.mean(), residual_scores.mean()
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "layer": site,
-                    "n_images": len(labels),
-                    "chance": chance,
-                    "image_statistics": stats_scores.mean(),
-                    "image_statistics_sd": stats_scores.std(ddof=1),
-                    "layer_responses": layer,
-                    "layer_responses_sd": layer_scores.std(ddof=1),
-                    "layer_without_statistics": residual,
-                    "layer_without_statistics_sd": residual_scores.std(ddof=1),
-                    "share_explained_by_statistics": (layer - residual) / (layer - chance)
-                    if layer > chance
-                    else np.nan,
-                }
-            )
-    return pd.DataFrame(rows)
 
 
 def _overlap_row(
@@ -418,114 +353,52 @@ def _tuning_null_columns(observed: float, null: np.ndarray) -> dict:
     }
 
 
-def _overlap_trend_null(pmfs: list[list[tuple[np.ndarray, int, int, float]]], draws: int, rng) -> np.ndarray:
-    """Null draws of each layer's mean Jaccard excess over categories: [n_layers, draws].
+@dataclass(frozen=True)
+class _Shared:
+    """What every site of one analysis shares: the groups, the options and seed, the label
+    permutations ``orders`` of each group (shared by all sites) and, per group, the tuning-quality
+    nulls of the sites analysed so far (appended to)."""
 
-    ``pmfs[layer]`` holds (intersection pmf, size_a, size_b, null mean of J) per category;
-    categories with two empty sets are left out, as in the observed mean.
-    """
-    out = np.full((len(pmfs), draws), np.nan)
-    for layer, cells in enumerate(pmfs):
-        excess = []
-        for pmf, size_a, size_b, null_mean in cells:
-            if size_a + size_b == 0:
-                continue
-            k = rng.choice(len(pmf), size=draws, p=pmf)
-            excess.append(k / (size_a + size_b - k) - null_mean)
-        if excess:
-            out[layer] = np.mean(excess, axis=0)
-    return out
+    groups: list[Group]
+    options: SelectivityOptions
+    seed: int
+    orders: list[np.ndarray]
+    tuning_nulls: list[list[np.ndarray]]
 
-
-def _trends(
-    layers: pd.DataFrame,
-    overlap: pd.DataFrame,
-    sites: list[str],
-    tuning_nulls: list[list[np.ndarray]],
-    pmfs: list,
-    options: SelectivityOptions,
-) -> tuple[pd.DataFrame, dict]:
-    """Depth-trend tests of the tuning-quality excess and of the overlap excess (see :func:`trend_test`)."""
-    rows, nulls = [], {}
-    if options.tuning_null and len(sites) >= 3:
-        excess = layers.groupby("layer", sort=False)["tuning_quality_excess"].mean().reindex(sites).to_numpy()
-        null = np.mean(
-            [np.stack(per_group) - np.stack(per_group).mean(axis=1, keepdims=True) for per_group in tuning_nulls],
-            axis=0,
-        )  # [L, P], sides averaged
-        nulls["tuning_quality_excess"] = (excess, null)
-    if len(sites) >= 3:
-        excess = overlap.groupby("layer", sort=False)["jaccard_excess"].mean().reindex(sites).to_numpy()
-        nulls["overlap_excess"] = (
-            excess,
-            _overlap_trend_null(pmfs, 1000, random_stream(options.seed, "overlap-trend")),
-        )
-    for measure, (observed, null) in nulls.items():
-        rows.append({"measure": measure, **trend_test(observed, null)})
-    return pd.DataFrame(rows, columns=["measure", "rho", "p_rise", "p_fall", "n_null"]), nulls
+    @classmethod
+    def start(cls, groups: list[Group], options: SelectivityOptions, seed: int) -> _Shared:
+        """Before the first site: each group's label permutations (one stream per group), no nulls yet."""
+        orders = [
+            label_permutations(len(g.rows), options.tuning_null, random_stream(seed, "tuning-null", i))
+            for i, g in enumerate(groups)
+        ]
+        return cls(groups, options, seed, orders, [[] for _ in groups])
 
 
-def trend_difference(trained: dict, controls: list[dict]) -> pd.DataFrame:
-    """Does a measure rise more steeply with depth in the trained network than in the controls?
-
-    ``trained`` and each of ``controls``: ``SelectivityResult.trend_nulls`` (same pictures, same seed,
-    so the tuning-quality nulls use the same label permutations draw by draw). Statistic:
-    rho(trained) - mean over controls of rho(control); null: the same per null draw. One row per measure.
-    """
-    rows = []
-    for measure, (obs_t, null_t) in trained.items():
-        mine = [c[measure] for c in controls if measure in c]
-        if not mine:
-            continue
-        depth = np.arange(len(obs_t))
-        draws = min([null_t.shape[1]] + [null.shape[1] for _, null in mine])
-        observed = rank_correlation(depth, obs_t) - np.mean([rank_correlation(depth, obs) for obs, _ in mine])
-        null = rank_correlation(depth, null_t[:, :draws]) - np.mean(
-            [rank_correlation(depth, null[:, :draws]) for _, null in mine], axis=0
-        )
-        null = null[np.isfinite(null)]
-        rows.append(
-            {
-                "measure": measure,
-                "rho": observed,
-                "p_rise": exceedance_p_value(observed, null),
-                "p_fall": exceedance_p_value(-observed, -null),
-                "n_null": len(null),
-            }
-        )
-    return pd.DataFrame(rows, columns=["measure", "rho", "p_rise", "p_fall", "n_null"])
-
-
-def _tune_site(
-    site: str,
-    relative_depth: float,
-    depth: int,
-    groups: list[Group],
-    data: list[np.ndarray],
-    options: SelectivityOptions,
-    orders: list[np.ndarray],
-    tuning_nulls: list[list[np.ndarray]],
-) -> list:
+def _tune_site(site: str, relative_depth: float, depth: int, data: list[np.ndarray], shared: _Shared) -> list:
     """Tuning of one site in each group (``data``: [n_pictures, n_units] per group), with its layer
-    columns (depth, and the tuning-quality null from the shared label permutations ``orders``, whose
-    per-layer nulls are appended to ``tuning_nulls``)."""
+    columns (depth, and the tuning-quality null from the shared label permutations, whose per-layer
+    nulls are appended to ``shared.tuning_nulls``)."""
+    groups, options = shared.groups, shared.options
     try:
         tuned = [
-            _describe_group(site, g, d, options, random_stream(options.seed, "unit-permutation", site, i))
+            _describe_group(site, g, d, options, random_stream(shared.seed, "unit-permutation", site, i))
             for i, (g, d) in enumerate(zip(groups, data))
         ]
         for i, (g, d, tuning) in enumerate(zip(groups, data, tuned)):
             tuning.layer_columns.update(layer_index=depth, relative_depth=relative_depth)
             if options.tuning_null:
-                null = tuning_quality_null(d, g.categories, orders[i], g.names)
-                tuning_nulls[i].append(null)
+                null = tuning_quality_null(d, g.categories, shared.orders[i], g.names)
+                shared.tuning_nulls[i].append(null)
                 tuning.layer_columns.update(_tuning_null_columns(tuning.layer_columns["tuning_quality"], null))
     except ValueError as error:
         raise InputError(f"layer {site}: {error}") from error
     return tuned
 
 
-def _overlap_site(site: str, a, b, groups: list[Group]) -> tuple[list[dict], list[tuple], list[pd.DataFrame]]:
+def _overlap_site(
+    site: str, a: GroupTuning, b: GroupTuning, groups: list[Group]
+) -> tuple[list[dict], list[tuple], list[pd.DataFrame]]:
     """Per category: the overlap row, its exact null (pmf, sizes, null mean) and the selective units
     (same preferred category in both groups) with their tuning values."""
     rows, cells, selective = [], [], []
@@ -565,6 +438,8 @@ def analyse(
     options: SelectivityOptions | None = None,
     progress: bool = True,
     depths: dict[str, float] | None = None,
+    *,
+    seed: int = 0,
 ) -> SelectivityResult:
     """Every selectivity table of one network's responses (see the module docstring).
 
@@ -585,6 +460,8 @@ def analyse(
         Show a progress bar.
     depths : dict[str, float], optional
         Each site's relative depth in the whole network (0-1; default: its position among ``sites``).
+    seed : int
+        Seed of every random stream (a run's stages use the run's seed).
 
     Returns
     -------
@@ -594,19 +471,15 @@ def analyse(
         ``examples``, ``confounds`` (or None), ``trends`` and the groups that defined tuning.
     """
     options = options or SelectivityOptions()
-    groups, note = define_groups(stimuli, options)
-    orders = [
-        label_permutations(len(g.rows), options.tuning_null, random_stream(options.seed, "tuning-null", i))
-        for i, g in enumerate(groups)
-    ]
+    groups, note = define_groups(stimuli, options, seed, responses)
+    shared = _Shared.start(groups, options, seed)
     units, layers, overlap, selective, pmfs = [], [], [], [], []
-    tuning_nulls: list[list[np.ndarray]] = [[] for _ in groups]
     example_sites = example_layers(sites, options.example_layers)
     example_tables: dict[str, tuple[pd.DataFrame, dict]] = {}
     for depth, site in enumerate(tqdm(sites, desc="selectivity", disable=not progress, leave=False)):
-        data = [np.asarray(responses[g.dataset].sites[site])[g.rows] for g in groups]
+        data = [g.matrix(site) for g in groups]
         relative = depths[site] if depths and site in depths else depth / max(len(sites) - 1, 1)
-        tuned = _tune_site(site, relative, depth, groups, data, options, orders, tuning_nulls)
+        tuned = _tune_site(site, relative, depth, data, shared)
         for tuning in tuned:
             units.append(pd.DataFrame(tuning.unit_columns))
             layers.append(tuning.layer_columns)
@@ -618,21 +491,21 @@ def analyse(
             example_tables[site] = _examples(site, groups, data, tuned, pd.concat(chosen, ignore_index=True))
     overlap = _with_q_values(pd.DataFrame(overlap), options.alpha)
     layers = pd.DataFrame(layers)
-    trends, trend_nulls = _trends(layers, overlap, sites, tuning_nulls, pmfs, options)
+    trends, trend_nulls = _trends(layers, overlap, sites, shared.tuning_nulls, pmfs, options, seed)
     selective = pd.concat(selective, ignore_index=True)
     examples = pd.concat([example_tables[site][0] for site in example_sites], ignore_index=True)
     top_images = {(site, *key): value for site in example_sites for key, value in example_tables[site][1].items()}
-    confounds = _confounds(stimuli, responses, sites, options.seed, progress) if options.confounds else None
+    confounds = _confounds(stimuli, responses, sites, seed, progress) if options.confounds else None
     return SelectivityResult(
-        pd.concat(units, ignore_index=True),
-        selective,
-        layers,
-        overlap,
-        examples,
-        confounds,
-        groups,
-        note,
-        top_images,
-        trends,
-        trend_nulls,
+        units=pd.concat(units, ignore_index=True),
+        selective=selective,
+        layers=layers,
+        overlap=overlap,
+        examples=examples,
+        confounds=confounds,
+        groups=groups,
+        pair_note=note,
+        top_images=top_images,
+        trends=trends,
+        trend_nulls=trend_nulls,
     )

@@ -4,6 +4,8 @@ categories, tuning quality, d', top fractions, Jaccard, label permutations and t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from ..pictures.stimuli import CATEGORIES
@@ -111,7 +113,9 @@ def label_permutations(n_images: int, permutations: int, rng: np.random.Generato
     return np.argsort(rng.random((permutations, n_images)), axis=1)
 
 
-def _permuted_tuning(data: np.ndarray, onehot: np.ndarray, orders: np.ndarray, chunk: int = 100):
+def _permuted_tuning(
+    data: np.ndarray, onehot: np.ndarray, orders: np.ndarray, chunk: int = 100
+) -> Iterator[np.ndarray]:
     """Tuning values under shuffled labels, chunk by chunk: yields z [size, K, n_units].
 
     Mean and SD over all pictures do not change under a permutation, so only the category means are

@@ -15,11 +15,16 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from .problems import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def file_digest(path: str | Path, algorithm: str = "sha1") -> str:
@@ -47,7 +52,7 @@ def temporary_path(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.{host()}-{os.getpid()}.tmp{path.suffix}")
 
 
-def write_atomic(path: str | Path, write) -> Path:
+def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(temporary_path)``, then rename the temporary file over ``path`` (folders
     created). If ``write`` fails (a full disk, an interrupt), the temporary file is removed and
     ``path`` keeps its old content: a reader never sees a half-written file."""
@@ -78,7 +83,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
-def write_csv_atomic(path: str | Path, table) -> None:
+def write_csv_atomic(path: str | Path, table: pd.DataFrame) -> None:
     """A table (pandas DataFrame) to ``path`` as CSV without its index, atomically."""
     write_atomic(path, lambda temporary: table.to_csv(temporary, index=False))
 
@@ -161,7 +166,7 @@ _HELD: dict[Path, list] = {}  # run folder -> [open lock file, nesting depth] he
 
 
 @contextlib.contextmanager
-def run_lock(run: str | Path):
+def run_lock(run: str | Path) -> Iterator[Path]:
     """Hold the run folder's lock (``RUN/.lock``, an flock released by the OS when the process ends,
     even after kill -9) while a stage writes. A second process gets one :class:`InputError` naming
     the process that holds it. Nested use in one process is allowed. Readers do not lock."""

@@ -5,7 +5,9 @@ Every field of an options record (``ExtractOptions``, ``SelectivityOptions``, ``
 
 * the command line: :func:`add_arguments` makes the flags (help text with the default and range);
 * validation: :func:`check` (called by each record's ``__post_init__``, so the Python API is checked
-  too) gives one sentence naming the option, the value and the valid range;
+  too) gives one sentence naming the option, the value and the valid range — by its parameter name
+  (``batch_size=0``) in the Python API, by its flag (``--batch-size 0``) on the command line
+  (:func:`command_line_names`);
 * config.yaml: :func:`as_dict` / :func:`from_dict` (an unknown key is an error naming it).
 
 Only the standard library is used here, so that every layer may import it.
@@ -14,14 +16,47 @@ Only the standard library is used here, so that every layer may import it.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
 
 from .problems import InputError
 
+if TYPE_CHECKING:  # the type of a dataclass (class or instance), for annotations only
+    from _typeshed import DataclassInstance
+
 PAIRS = "pairs"  # kind of a NAME=VALUE option given once per name (a dict)
+_FLAGS = contextvars.ContextVar("emoselect_command_line_names", default=False)
+_Record = TypeVar("_Record", bound="DataclassInstance")  # an options record class
+
+
+@contextlib.contextmanager
+def command_line_names() -> Iterator[None]:
+    """While active (the command line), option errors name flags (``--batch-size``) instead of the
+    Python API's parameter names (``batch_size``)."""
+    token = _FLAGS.set(True)
+    try:
+        yield
+    finally:
+        _FLAGS.reset(token)
+
+
+def name_of(parameter: str, flag: str | None = None) -> str:
+    """How an error names an option: its ``flag`` (default ``--`` + the parameter with dashes) on the
+    command line, else the Python parameter name."""
+    return (flag or "--" + parameter.replace("_", "-")) if _FLAGS.get() else parameter
+
+
+def shown(parameter: str, value: Any, flag: str | None = None, typed: str | None = None) -> str:
+    """An option and its value as the user gave it: ``--batch-size 0`` on the command line (``typed``:
+    the value as typed there, default its repr), ``batch_size=0`` in the Python API."""
+    if _FLAGS.get():
+        return f"{name_of(parameter, flag)} {repr(value) if typed is None else typed}"
+    return f"{parameter}={value!r}"
 
 
 @dataclass(frozen=True)
@@ -53,7 +88,7 @@ class Declared:
 
 
 def option(
-    default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable[[], Any] | None = None, **declared
+    default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable[[], Any] | None = None, **declared: Any
 ) -> Any:
     """A dataclass field carrying its :class:`Declared` metadata (``factory`` for mutable defaults)."""
     metadata = {"option": Declared(help=help, **declared)}
@@ -62,7 +97,7 @@ def option(
     return field(default=default, metadata=metadata)
 
 
-def declared_fields(record) -> list[tuple[dataclasses.Field, Declared]]:
+def declared_fields(record: DataclassInstance | type[DataclassInstance]) -> list[tuple[dataclasses.Field, Declared]]:
     """The fields of an options record (class or instance) with their declarations."""
     return [(f, f.metadata["option"]) for f in dataclasses.fields(record) if "option" in f.metadata]
 
@@ -113,50 +148,51 @@ def _element_ok(value: Any, spec: Declared) -> bool:
     return True
 
 
-def check_value(flag: str, value: Any, spec: Declared) -> Any:
+def check_value(name: str, value: Any, spec: Declared, flag: str | None = None) -> Any:
     """``value`` converted to the declared shape (lists for several values, ints for integers), or
-    an :class:`InputError` naming the option (``flag``), the value and the valid range."""
+    an :class:`InputError` naming the option (parameter ``name``, or its ``flag`` on the command
+    line), the value and the valid range."""
     if value is None:
         if spec.optional:
             return None
-        raise InputError(f"{flag} is needed ({describe(spec)})")
+        raise InputError(f"{name_of(name, flag)} is needed ({describe(spec)})")
     if spec.kind is PAIRS:
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise InputError(f"{flag} {value!r}: must be {describe(spec)}")
+            raise InputError(f"{shown(name, value, flag)}: must be {describe(spec)}")
         return dict(value)
     if spec.nargs is None:
         if not _element_ok(value, spec):
-            raise InputError(f"{flag} {value!r}: must be {describe(spec)}")
+            raise InputError(f"{shown(name, value, flag)}: must be {describe(spec)}")
         return int(value) if spec.kind is int else float(value) if spec.kind is float else value
     values = list(value) if isinstance(value, (list, tuple)) else None
     if values is None or (isinstance(spec.nargs, int) and len(values) != spec.nargs) or not values:
         count = f"{spec.nargs} values" if isinstance(spec.nargs, int) else "one or more values"
-        raise InputError(f"{flag} {value!r}: must be {count}, each {describe(spec)}")
+        raise InputError(f"{shown(name, value, flag)}: must be {count}, each {describe(spec)}")
     for item in values:
         if not _element_ok(item, spec):
-            raise InputError(f"{flag} {item!r}: each value must be {describe(spec)}")
+            raise InputError(f"{shown(name, item, flag)}: each value must be {describe(spec)}")
     return [int(v) if spec.kind is int else float(v) if spec.kind is float else v for v in values]
 
 
-def check(record) -> None:
+def check(record: DataclassInstance) -> None:
     """Check every declared field of ``record`` and store its normalised value (tuples for fixed
     counts of numbers). Raises :class:`InputError` with one sentence on the first invalid value."""
     for f, spec in declared_fields(record):
         value = getattr(record, f.name)
         if dataclasses.is_dataclass(value):
             continue  # a nested record checks itself
-        normal = check_value(flag_of(f, spec), value, spec)
+        normal = check_value(f.name, value, spec, flag_of(f, spec))
         if isinstance(spec.nargs, int) and normal is not None:
             normal = tuple(normal)
         object.__setattr__(record, f.name, normal)
 
 
-def as_dict(record) -> dict:
+def as_dict(record: DataclassInstance) -> dict:
     """The record as plain YAML-able data (tuples as lists, nested records as dicts)."""
 
-    def plain(value):
+    def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value):
-            return as_dict(value)
+            return as_dict(cast("DataclassInstance", value))  # a nested record (an instance)
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
         if isinstance(value, dict):
@@ -166,7 +202,7 @@ def as_dict(record) -> dict:
     return {f.name: plain(getattr(record, f.name)) for f in dataclasses.fields(record)}
 
 
-def from_dict(cls, data: dict, section: str):
+def from_dict(cls: type[_Record], data: dict, section: str) -> _Record:
     """Rebuild an options record from a config.yaml section; the class's ``RECORDED`` keys (results
     a stage wrote beside its options) are skipped; any other unknown key is an error naming it."""
     if not isinstance(data, dict):
@@ -200,7 +236,7 @@ def _help(spec: Declared, default: Any) -> str:
     return text
 
 
-def add_arguments(group, cls, skip: tuple[str, ...] = ()) -> None:
+def add_arguments(group: argparse._ArgumentGroup, cls: type[DataclassInstance], skip: tuple[str, ...] = ()) -> None:
     """Add one flag per declared field of ``cls`` (except ``skip`` and non-CLI fields) to an argparse
     group. Flags default to "not given" (argparse.SUPPRESS), so that :func:`given` returns only
     what the user typed, which then overrides a config file's values and the declared defaults."""
@@ -212,7 +248,7 @@ def add_arguments(group, cls, skip: tuple[str, ...] = ()) -> None:
             if f.default is not dataclasses.MISSING
             else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         )
-        common = {"dest": dest_of(f, spec), "default": argparse.SUPPRESS, "help": _help(spec, default)}
+        common: dict[str, Any] = {"dest": dest_of(f, spec), "default": argparse.SUPPRESS, "help": _help(spec, default)}
         if spec.kind is bool:
             group.add_argument(flag_of(f, spec), action="store_false" if spec.negate else "store_true", **common)
         elif spec.kind is PAIRS:
@@ -241,7 +277,7 @@ def pairs(values: list[str], flag: str) -> dict[str, str]:
     return out
 
 
-def given(cls, args: argparse.Namespace) -> dict[str, Any]:
+def given(cls: type[DataclassInstance], args: argparse.Namespace) -> dict[str, Any]:
     """The declared options of ``cls`` the user gave on the command line, as field values."""
     out = {}
     for f, spec in declared_fields(cls):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def random_stream(seed: int, purpose: str, *keys) -> np.random.Generator:
+def random_stream(seed: int, purpose: str, *keys: int | np.integer | str) -> np.random.Generator:
     """An independent random generator for one purpose and place, e.g. ``(seed, "tuning-null", layer)``.
 
     Every random quantity in emoselect is drawn from its own stream, so switching one analysis on or
@@ -15,7 +15,7 @@ def random_stream(seed: int, purpose: str, *keys) -> np.random.Generator:
     """
     import zlib
 
-    def code(key) -> int:
+    def code(key: int | np.integer | str) -> int:
         return int(key) if isinstance(key, (int, np.integer)) else zlib.crc32(str(key).encode())
 
     return np.random.default_rng([int(seed), code(purpose), *(code(k) for k in keys)])

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -117,7 +117,7 @@ def _trace(model: nn.Module, size: int) -> _Traced:
     for path, module in model.named_modules():
         if path:
 
-            def hook(mod, args, output, path=path):
+            def hook(mod: nn.Module, args: tuple[Any, ...], output: object, path: str = path) -> None:
                 counts[path] = counts.get(path, 0) + 1
                 if counts[path] == 1:
                     order.append((path, mod, tuple(output.shape) if torch.is_tensor(output) else None))

@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, NoReturn
 
 import torch
 
@@ -27,7 +28,7 @@ def as_input(batch: torch.Tensor) -> torch.Tensor:
     return batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch
 
 
-def autocast(network: Network):
+def autocast(network: Network) -> AbstractContextManager[object]:
     """The context a forward pass of ``network`` runs in: autocast to bf16/fp16, or nothing (fp32)."""
     dtype = PRECISIONS[network.precision]
     return nullcontext() if dtype is None else torch.autocast(network.device.type, dtype=dtype)
@@ -72,12 +73,12 @@ def record(
     means, readout, handles = {}, {}, []
     for site in sites:
 
-        def hook(module, args, output, site=site):
+        def hook(module: torch.nn.Module, args: tuple[Any, ...], output: torch.Tensor, site: str = site) -> None:
             means[site] = unit_responses(output, network.layout(site), network.token_pool, network.prefix_tokens)
 
         handles.append(network.module(network.sites[site]).register_forward_hook(hook))
 
-    def stop(module, args):
+    def stop(module: torch.nn.Module, args: tuple[Any, ...]) -> NoReturn:
         readout["x"] = args[0].float().flatten(1)
         raise _StopForward
 

@@ -27,7 +27,8 @@ normalisation (BatchNorm, if any) and its activation.
 from __future__ import annotations
 
 import hashlib
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,203 +40,31 @@ from ..base.files import save_npy_atomic
 from ..pictures.images import load_rgb
 from .forward import as_input, autocast, gain_shape, record, repeated
 from .network import Network
-from .readout import margin_weights
 from .replay import block_tensors, replay_source, replaying
+from .suffix import (
+    HOMOGENEOUS,
+    _chain,
+    _Margins,
+    _next_convolution,
+    _run,
+    _scaled_copies,
+    _scaling_hook,
+    _site_stage,
+    _suffix_linear,
+    _suffix_nested,
+    _suffix_rescaled,
+    _suffix_scaled,
+)
 from .tensors import normalise, to_tensor
 
 
-class _Margins:
-    """The heads as one linear map: readout features [B, ...] -> margins [B, n_heads] (float32);
-    ``weight`` [d, n_heads], ``bias`` [n_heads]."""
-
-    def __init__(self, heads: list[Head], device):
-        self.weight, self.bias = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in margin_weights(heads))
-
-    def __call__(self, features: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(features.device.type, enabled=False):  # the heads always in float32
-            return features.flatten(1).float() @ self.weight + self.bias
-
-
-def _chain(network: Network) -> list[tuple[str, torch.nn.Module]]:
-    """The network's checked stage chain (the suffix engine runs only where there is one)."""
-    if network.stages is None:
-        raise ValueError(f"{network.name} is not a chain of stages: use the full-forward engine")
-    return network.stages
-
-
-def _site_stage(network: Network, site: str) -> tuple[int, bool]:
-    """Index of the stage holding ``site`` and whether the site *is* that stage."""
-    path = network.sites[site]
-    for index, (stage, _) in enumerate(_chain(network)):
-        if path == stage:
-            return index, True
-        if path.startswith(stage + "."):
-            return index, False
-    raise ValueError(f"site {site} is not in the network's stage chain")
-
-
-@contextmanager
-def _scaling_hook(module: torch.nn.Module, gains: torch.Tensor):
-    """While active, multiplies the module's output by ``gains`` (:func:`emoselect.network.gain_shape`
-    of [B, units], B matching the batch or 1)."""
-    handle = module.register_forward_hook(lambda m, args, output: output * gains)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-def _run(stages, x: torch.Tensor) -> torch.Tensor:
-    for _, module in stages:
-        x = module(x)
-    return x
-
-
-def _chunks(pictures, chunk: int):
+def _chunks(pictures: torch.Tensor | Iterable[torch.Tensor], chunk: int) -> Iterator[torch.Tensor]:
     """Normalised picture batches: from a tensor [n, 3, H, W] or an iterable of tensors."""
     if torch.is_tensor(pictures):
         for start in range(0, len(pictures), chunk):
             yield pictures[start : start + chunk]
     else:
         yield from pictures
-
-
-# stages through which a per-channel gain >= 0 passes unchanged: f(g * x) = g * f(x)
-HOMOGENEOUS = (
-    torch.nn.ReLU,
-    torch.nn.MaxPool2d,
-    torch.nn.AvgPool2d,
-    torch.nn.AdaptiveAvgPool2d,
-    torch.nn.AdaptiveMaxPool2d,
-    torch.nn.Identity,
-    torch.nn.Dropout,
-)
-
-
-def _next_convolution(stages, index: int) -> int | None:
-    """Index j of the first stage after ``index`` if it is a plain convolution reached only through
-    channel-wise positively homogeneous stages (pooling, ReLU); else None."""
-    j = index + 1
-    while j < len(stages) and isinstance(stages[j][1], HOMOGENEOUS):
-        j += 1
-    if j < len(stages) and type(stages[j][1]) is torch.nn.Conv2d:
-        conv = stages[j][1]
-        if conv.groups == 1 and conv.padding_mode == "zeros":
-            return j
-    return None
-
-
-def _directions(gains: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, list[tuple[int, float]]]]:
-    """Group conditions whose gain vectors differ from 1 along the same direction:
-    g = 1 + s * v. Returns [(channels where v != 0, v on them, [(condition, s), ...])]."""
-    groups: dict[bytes, tuple] = {}
-    delta = (gains - 1).cpu().numpy()
-    for c, d in enumerate(delta):
-        support = np.flatnonzero(d)
-        scale = float(d[support[0]]) if len(support) else 0.0
-        direction = d[support] / scale if len(support) else d[support]
-        key = support.tobytes() + direction.astype(np.float32).tobytes()
-        if key not in groups:
-            groups[key] = (
-                torch.as_tensor(support, device=gains.device),
-                torch.as_tensor(direction, dtype=gains.dtype, device=gains.device),
-                [],
-            )
-        groups[key][2].append((c, scale))
-    return list(groups.values())
-
-
-def _suffix_linear(
-    stages, index: int, j: int, base: torch.Tensor, gains: torch.Tensor, per_pass: int, heads, memo: dict
-):
-    """Margins [n_conditions, n, n_heads] for every condition, using that the first convolution after
-    the site is linear:
-    conv(g * p) = conv(p) + s * conv_without_bias(v * p) for g = 1 + s * v. The intact convolution is
-    computed once per chunk (kept in ``memo`` for the site's other blocks), the second term once per
-    direction (on its channels only), and each condition then costs one multiply-add instead of the
-    convolution."""
-    conv = stages[j][1]
-    if "intact" not in memo:
-        memo["pooled"] = _run(stages[index + 1 : j], base)
-        memo["intact"] = conv(memo["pooled"])
-    pooled, intact = memo["pooled"], memo["intact"]
-    out: list[torch.Tensor] = [torch.empty(0)] * len(gains)
-    for support, direction, members in _directions(gains):
-        if len(support):
-            term = torch.nn.functional.conv2d(
-                as_input(pooled[:, support] * direction[None, :, None, None]),
-                conv.weight[:, support],
-                None,
-                conv.stride,
-                conv.padding,
-                conv.dilation,
-            )
-        n = intact.shape[0]
-        for start in range(0, len(members), per_pass):
-            batch = members[start : start + per_pass]
-            pre = torch.empty(
-                (len(batch) * n, *intact.shape[1:]),
-                dtype=intact.dtype,
-                device=intact.device,
-                memory_format=torch.channels_last,
-            )  # the chunk's layout (see network.as_input)
-            for i, (_, scale) in enumerate(batch):  # written in place: no stacked copies
-                if len(support):
-                    torch.add(intact, term, alpha=scale, out=pre[i * n : (i + 1) * n])
-                else:
-                    pre[i * n : (i + 1) * n] = intact
-            margins = heads(_run(stages[j + 1 :], pre))
-            for (c, _), value in zip(batch, margins.reshape(len(batch), n, -1)):
-                out[c] = value
-    return torch.stack(out)
-
-
-def _suffix_rescaled(stages, index: int, base: torch.Tensor, gains: torch.Tensor, heads, memo: dict) -> torch.Tensor:
-    """Margins for every condition when only channel-wise homogeneous stages follow the site
-    (:func:`gain_rescales_readout`): the readout features of channel c are g_c times the intact
-    ones, so margin = bias + sum_c g_c * (features_c . weight_c). One pass per chunk (kept in
-    ``memo`` for the site's other blocks), then a matrix product over all conditions. Needs gains >= 0."""
-    if "features" not in memo:  # the network's own pass, in its precision
-        memo["features"] = _run(stages[index + 1 :], base).flatten(1).float()  # [n, C * S], channel-major
-    with torch.autocast(base.device.type, enabled=False):  # the heads always in float32
-        if "per_channel" not in memo:
-            n, channels = base.shape[0], base.shape[1]
-            weight = heads.weight.reshape(channels, -1, heads.weight.shape[1])  # [C, S, n_heads]
-            memo["per_channel"] = torch.einsum("ncs,csh->nch", memo["features"].reshape(n, channels, -1), weight)
-        return torch.einsum("gc,nch->gnh", gains, memo["per_channel"]) + heads.bias
-
-
-def _scaled_copies(base: torch.Tensor, gains: torch.Tensor, layout: str) -> torch.Tensor:
-    """A site's output ``base`` [n, ...] once per condition, scaled by its gains [G, units]: [G * n, ...]."""
-    return (base.unsqueeze(0) * gain_shape(gains, layout)[:, None]).reshape(-1, *base.shape[1:])
-
-
-def _suffix_scaled(
-    stages, index: int, base: torch.Tensor, gains: torch.Tensor, per_pass: int, heads, layout: str
-) -> torch.Tensor:
-    """Margins for every condition: scale the site's output ``base`` (in its ``layout``) and run the
-    rest of the chain."""
-    out = []
-    for start in range(0, len(gains), per_pass):
-        g = gains[start : start + per_pass]
-        scaled = _scaled_copies(base, g, layout)
-        out.append(heads(_run(stages[index + 1 :], scaled)).reshape(len(g), base.shape[0], -1))
-    return torch.cat(out)
-
-
-def _suffix_nested(
-    network: Network, site: str, index: int, x: torch.Tensor, gains: torch.Tensor, per_pass: int, heads
-) -> torch.Tensor:
-    """Margins for every condition when the site lies inside stage ``index``: run that stage on the
-    repeated input with a scaling hook on the site, then the rest of the chain."""
-    out, n = [], x.shape[0]
-    for start in range(0, len(gains), per_pass):
-        g = gains[start : start + per_pass]
-        scale = gain_shape(g.repeat_interleave(n, dim=0), network.layout(site))
-        with _scaling_hook(network.module(network.sites[site]), scale):
-            features = _run(_chain(network)[index:], repeated(x, len(g)))
-        out.append(heads(features).reshape(len(g), n, -1))
-    return torch.cat(out)
 
 
 def gain_rescales_readout(network: Network, site: str) -> bool:
@@ -254,7 +83,7 @@ def gain_rescales_readout(network: Network, site: str) -> bool:
 @torch.inference_mode()
 def evaluate(
     network: Network,
-    pictures,
+    pictures: torch.Tensor | Iterable[torch.Tensor],
     plan: dict[str, np.ndarray],
     heads: list[Head],
     chunk_images: int = 32,
@@ -300,6 +129,9 @@ def evaluate(
     order = sorted(plan, key=lambda s: _site_stage(network, s)[0])
     rescales = {site: gain_rescales_readout(network, site) for site in order}
     results: dict[str, list[np.ndarray]] = {site: [] for site in order}
+    sweep = _Sweep(
+        plan=plan, blocks=blocks, order=order, rescales=rescales, batch_samples=batch_samples, margins_of=margins_of
+    )
     bar = tqdm(
         total=sum(len(g) for g in plan.values()) * len(pictures) if torch.is_tensor(pictures) else None,
         unit="pass",
@@ -308,8 +140,7 @@ def evaluate(
     )
     for batch in _chunks(pictures, chunk_images):
         with autocast(network):
-            _evaluate_chunk(network, as_input(batch.to(network.device)), plan, blocks, order, rescales, results,
-                            batch_samples, margins_of)  # fmt: skip
+            _evaluate_chunk(network, as_input(batch.to(network.device)), sweep, results)
         bar.update(sum(len(g) for g in plan.values()) * batch.shape[0])
     bar.close()
     return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}
@@ -331,43 +162,91 @@ def _checked_blocks(
     return list(ranges)
 
 
-def _evaluate_chunk(network, batch, plan, blocks, order, rescales, results, batch_samples, margins_of) -> None:
-    """:func:`evaluate` on one chunk of pictures [n, 3, H, W]: each site's margins appended to
-    ``results`` (the walk down the chain, then per block of conditions the cheapest exact suffix)."""
+@dataclass(frozen=True, kw_only=True)
+class _Sweep:
+    """What :func:`evaluate` keeps fixed over its chunks of pictures: ``plan`` {site: gains
+    [n_conditions, n_units]}, ``blocks`` {site: [(start, stop), ...]} (row ranges of its gains), the
+    sites in stage ``order``, ``rescales`` {site: :func:`gain_rescales_readout`}, ``batch_samples``
+    (picture-conditions per forward pass) and the heads as one map ``margins_of``."""
+
+    plan: dict[str, np.ndarray]
+    blocks: dict[str, list[tuple[int, int]]]
+    order: list[str]
+    rescales: dict[str, bool]
+    batch_samples: int
+    margins_of: _Margins
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SiteChunk:
+    """One site on one chunk of n pictures, as each block of its conditions sees it: ``site``, held by
+    stage ``index`` (input ``x`` [n, ...]; ``base``: the stage's output when the site *is* the stage,
+    else None); ``per_pass``: conditions per forward pass; ``rescales``: whether its gains only rescale
+    the readout features (:func:`gain_rescales_readout`); ``margins_of``: the heads; ``memo``: the
+    site's block-independent intermediate results on this chunk (filled by the first block)."""
+
+    site: str
+    index: int
+    x: torch.Tensor
+    base: torch.Tensor | None
+    per_pass: int
+    rescales: bool
+    margins_of: _Margins
+    memo: dict[str, torch.Tensor]
+
+
+def _evaluate_chunk(network: Network, batch: torch.Tensor, sweep: _Sweep, results: dict[str, list[np.ndarray]]) -> None:
+    """:func:`evaluate` on one chunk of pictures [n, 3, H, W]: each site's margins (float32
+    [n_conditions, n, n_heads]) appended to ``results`` (the walk down the chain, then per block of
+    conditions the cheapest exact suffix)."""
     n = batch.shape[0]
     x, position = batch, 0
-    per_pass = max(1, batch_samples // n)
-    for site in order:
+    per_pass = max(1, sweep.batch_samples // n)
+    for site in sweep.order:
         index, direct = _site_stage(network, site)
-        x = _run(network.stages[position:index], x)
+        stages = _chain(network)
+        x = _run(stages[position:index], x)
         position = index
-        base = network.stages[index][1](x) if direct else None
-        gains = torch.as_tensor(plan[site], dtype=torch.float32, device=network.device)
-        memo: dict = {}  # what every block of the site computes alike, computed once
-        margins = [
-            _suffix_margins(network, site, index, x, base, gains[a:b], per_pass, rescales[site], margins_of, memo)
-            for a, b in blocks[site]
-        ]
+        base = stages[index][1](x) if direct else None
+        gains = torch.as_tensor(sweep.plan[site], dtype=torch.float32, device=network.device)
+        at = _SiteChunk(
+            site=site,
+            index=index,
+            x=x,
+            base=base,
+            per_pass=per_pass,
+            rescales=sweep.rescales[site],
+            margins_of=sweep.margins_of,
+            memo={},  # what every block of the site computes alike, computed once
+        )
+        margins = [_suffix_margins(network, at, gains[a:b]) for a, b in sweep.blocks[site]]
         results[site].append(torch.cat(margins).float().cpu().numpy())
 
 
-def _suffix_margins(network, site, index, x, base, gains, per_pass, rescales, margins_of, memo) -> torch.Tensor:
-    """Margins [G, n, n_heads] of one block of conditions (gains [G, units]) at ``site``, held by
-    stage ``index`` (input ``x``; ``base``: the stage's output when the site *is* the stage, else None;
-    ``memo``: the site's block-independent intermediate results on this chunk)."""
-    if base is None:
-        return _suffix_nested(network, site, index, x, gains, per_pass, margins_of)
-    positive = bool((gains >= 0).all()) and network.layout(site) == "nchw"
-    j = _next_convolution(network.stages, index) if positive else None
-    if positive and rescales:
-        return _suffix_rescaled(network.stages, index, base, gains, margins_of, memo)
+def _suffix_margins(network: Network, at: _SiteChunk, gains: torch.Tensor) -> torch.Tensor:
+    """Margins [G, n, n_heads] of one block of conditions (gains [G, units]) at the site ``at``
+    describes on this chunk."""
+    if at.base is None:
+        return _suffix_nested(network, at.site, at.index, at.x, gains, at.per_pass, at.margins_of)
+    stages = _chain(network)
+    positive = bool((gains >= 0).all()) and network.layout(at.site) == "nchw"
+    j = _next_convolution(stages, at.index) if positive else None
+    if positive and at.rescales:
+        return _suffix_rescaled(stages, at.index, at.base, gains, at.margins_of, at.memo)
     if j is not None:
-        return _suffix_linear(network.stages, index, j, base, gains, per_pass, margins_of, memo)
-    return _suffix_scaled(network.stages, index, base, gains, per_pass, margins_of, network.layout(site))
+        return _suffix_linear(stages, at.index, j, at.base, gains, at.per_pass, at.margins_of, at.memo)
+    return _suffix_scaled(stages, at.index, at.base, gains, at.per_pass, at.margins_of, network.layout(at.site))
 
 
 def _evaluate_replayed(
-    network: Network, pictures, plan, heads, chunk_images: int, batch_samples: int, progress, blocks
+    network: Network,
+    pictures: torch.Tensor | Iterable[torch.Tensor],
+    plan: dict[str, np.ndarray],
+    heads: list[Head],
+    chunk_images: int,
+    batch_samples: int,
+    progress: bool,
+    blocks: dict[str, list[tuple[int, int]]],
 ) -> dict[str, np.ndarray]:
     """:func:`evaluate` for networks whose sites are blocks in one container, or inside such blocks
     (ViTs, CLIP towers: block outputs and MLP activations). Per chunk of pictures one pass records
@@ -398,7 +277,9 @@ def _evaluate_replayed(
     return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}
 
 
-def _replayed(network: Network, site: str, block: str, base: torch.Tensor, g: torch.Tensor, batch) -> torch.Tensor:
+def _replayed(
+    network: Network, site: str, block: str, base: torch.Tensor, g: torch.Tensor, batch: torch.Tensor
+) -> torch.Tensor:
     """Readout features [G * n, d] of G conditions (gains ``g`` [G, units]) at ``site``: ``base`` is
     the output of block site ``site`` [n, ...], or the input of ``block`` holding ``site``."""
     if block == site:
@@ -413,7 +294,12 @@ def _replayed(network: Network, site: str, block: str, base: torch.Tensor, g: to
 
 @torch.inference_mode()
 def evaluate_naive(
-    network: Network, pictures, plan: dict[str, np.ndarray], heads: list[Head], batch: int = 32, progress: bool = False
+    network: Network,
+    pictures: torch.Tensor | Iterable[torch.Tensor],
+    plan: dict[str, np.ndarray],
+    heads: list[Head],
+    batch: int = 32,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """The plain way: for each condition, a full forward pass (stopped at the readout layer) with a
     hook scaling the site's output.
@@ -454,36 +340,47 @@ def load_pictures(paths: list[str], network: Network) -> torch.Tensor:
     return normalise(torch.stack(tensors), network.prep)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Execution:
+    """How a cached sweep runs (the numbers do not depend on it): ``chunk_images`` pictures per
+    chunk (the unit of the result cache and of memory), ``batch_samples`` picture-conditions per
+    forward pass, and a progress bar."""
+
+    chunk_images: int = 32
+    batch_samples: int = 64
+    progress: bool = True
+
+
 def evaluate_cached(
     network: Network,
-    paths: list[str],
-    sha1s: list[str],
+    pictures: list[tuple[str, str]],
     plan: dict[str, np.ndarray],
     heads: list[Head],
     cache: ResultCache,
     keys: dict[str, str],
     blocks: dict[str, list[tuple[int, int]]] | None = None,
-    chunk_images: int = 32,
-    batch_samples: int = 64,
-    progress: bool = True,
+    how: Execution | None = None,
 ) -> dict[str, np.ndarray]:
-    """:func:`evaluate` on picture files, ``chunk_images`` pictures at a time. Each chunk's result
+    """:func:`evaluate` on picture files, ``how.chunk_images`` pictures at a time. Each chunk's result
     per site and block of conditions is served from or stored in ``cache``, keyed by the site's key in
     ``keys``, the block's gains and the chunk's picture SHA-1s: an interrupted sweep resumes at its
     first unfinished piece, and a cluster shard that fills some blocks' entries (evaluating only those
     blocks: the same numbers, see :func:`evaluate`) leaves nothing for the merge to compute.
 
-    ``paths``, ``sha1s``: the n pictures; ``plan``: {site: gains [n_conditions, n_units]};
+    ``pictures``: the n pictures as (path, SHA-1); ``plan``: {site: gains [n_conditions, n_units]};
     ``blocks``: {site: [(start, stop), ...]}, ordered and disjoint (default: one block of every
     condition); a site of ``plan`` missing from a given ``blocks`` is skipped. Returns {site: float32
     margins [n_conditions of its blocks, n, n_heads]}, as :func:`evaluate`.
     """
+    how = how or Execution()
+    paths, sha1s = [path for path, _ in pictures], [sha1 for _, sha1 in pictures]
+    chunk_images, batch_samples = how.chunk_images, how.batch_samples
     sites = list(blocks) if blocks is not None else list(plan)
     blocks = {site: _checked_blocks(site, (blocks or {}).get(site), len(plan[site]), cover=False) for site in sites}
     pieces = [(site, block) for site in sites for block in blocks[site]]
     parts: dict[str, list[np.ndarray]] = {site: [] for site in sites}
     starts = range(0, len(paths), chunk_images)
-    for start in tqdm(starts, desc="manipulations (picture chunks)", unit="chunk", disable=not progress):
+    for start in tqdm(starts, desc="manipulations (picture chunks)", unit="chunk", disable=not how.progress):
         chunk = slice(start, start + chunk_images)
         piece_keys = {
             (site, (a, b)): ResultCache.key(keys[site], plan[site][a:b], *sha1s[chunk]) for site, (a, b) in pieces
@@ -500,7 +397,14 @@ def evaluate_cached(
     return {site: np.concatenate(chunks, axis=1) for site, chunks in parts.items()}
 
 
-def _evaluate_pieces(network, pictures, plan, pieces, heads, batch_samples) -> dict:
+def _evaluate_pieces(
+    network: Network,
+    pictures: torch.Tensor,
+    plan: dict[str, np.ndarray],
+    pieces: list[tuple[str, tuple[int, int]]],
+    heads: list[Head],
+    batch_samples: int,
+) -> dict[tuple[str, tuple[int, int]], np.ndarray]:
     """{(site, (start, stop)): margins [stop - start, n, n_heads]} of the listed blocks, in one
     :func:`evaluate` call on the pictures [n, 3, H, W] (one walk down the network for all)."""
     sub_plan: dict[str, list[np.ndarray]] = {}
@@ -523,11 +427,11 @@ class ResultCache:
     keyed by a hash of everything that determines them; written atomically, so an interrupted sweep
     resumes at its first unfinished piece."""
 
-    def __init__(self, folder: Path | None):
+    def __init__(self, folder: Path | None) -> None:
         self.folder = Path(folder) if folder else None
 
     @staticmethod
-    def key(*parts) -> str:
+    def key(*parts: object) -> str:
         digest = hashlib.sha256()
         for part in parts:
             digest.update(part.tobytes() if isinstance(part, np.ndarray) else str(part).encode())

@@ -27,11 +27,14 @@ Probing hooks reduce feature maps at once, so no full map is ever kept.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from ..base.options import shown
+from ..base.problems import InputError
 from ..pictures.images import Preprocessing
 
 TOKEN_POOLS = ("patch", "cls", "all")
@@ -39,7 +42,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # au
 POOLED = "pooled"  # the readout site that is the network's own (pooled) output
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Network:
     """A network in eval mode with named probe sites.
 
@@ -83,11 +86,19 @@ class Network:
     depths: dict[str, float] = field(default_factory=dict)
     precision: str = "fp32"
 
+    def at_precision(self, precision: str) -> Network:
+        """The same network with its forward passes in ``precision``: ``fp32`` (default), or
+        ``bf16``/``fp16`` under autocast (faster where the device supports it; docs/performance.md
+        gives its agreement with fp32; sites and the stage chain are always found in fp32)."""
+        if precision not in PRECISIONS:
+            raise InputError(f"{shown('precision', precision)}: use one of {', '.join(PRECISIONS)}")
+        return dataclasses.replace(self, precision=precision)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device) -> Network:
+    def to(self, device: torch.device | str) -> Network:
         self.model.to(device)
         return self
 

@@ -10,13 +10,14 @@ from copy import deepcopy
 import torch
 from torch import nn
 
+from ..base.options import name_of, shown
 from ..base.problems import InputError
 from ..pictures.images import Preprocessing
 from .families import _find_sites, _prefix_tokens, _readout, _site_shape, _trace, family_of
 from .forward import as_input, record
-from .network import PRECISIONS, TOKEN_POOLS, Network
+from .network import TOKEN_POOLS, Network
 from .replay import _container_of, _replays_match, enclosing_block
-from .sources import build
+from .sources import Built, build, state_digest
 
 
 def _chain(network: Network, size: int) -> list[tuple[str, nn.Module]] | None:
@@ -28,7 +29,7 @@ def _chain(network: Network, size: int) -> list[tuple[str, nn.Module]] | None:
     """
     model, readout_layer = network.model, network.readout_layer
 
-    def expand(prefix, module):
+    def expand(prefix: str, module: nn.Module) -> list[tuple[str, nn.Module]]:
         if isinstance(module, nn.Sequential):
             return [
                 item
@@ -81,9 +82,8 @@ def load_network(
     resize: int | None = None,
     crop: int | None = None,
     token_pool: str = "patch",
-    precision: str = "fp32",
 ) -> Network:
-    """Build a network (:mod:`emoselect.sources`) with its probe sites.
+    """Build a network (:mod:`emoselect.engine.sources`) with its probe sites.
 
     Parameters
     ----------
@@ -100,47 +100,32 @@ def load_network(
     grayscale : bool
         Show the pictures in gray.
     readout : str
-        ``auto`` (see the module docstring), ``pooled``, or a site name (``pool5``, ``fc6``, ``fc7``
-        for VGG; ``<linear path>-input`` otherwise).
+        ``auto`` (see :mod:`emoselect.engine.network`), ``pooled``, or a site name (``pool5``,
+        ``fc6``, ``fc7`` for VGG; ``<linear path>-input`` otherwise).
     resize, crop : int, optional
         Pixels; override the weights' own preprocessing (a random-init control takes its trained
         network's values, so both see the same pictures).
     token_pool : str
         How token sites are pooled: ``patch``, ``cls`` or ``all``.
-    precision : str
-        ``fp32`` (default), or ``bf16``/``fp16``: the forward pass under autocast (faster where the
-        device supports it; docs/performance.md gives its agreement with fp32).
 
     Returns
     -------
     Network
-        The frozen model with ``sites`` {name: module path}, ``units`` {name: units}, the readout
-        site and dimension, and the stage chain of the suffix engine (or None).
+        The frozen model (fp32; :meth:`Network.at_precision` for bf16/fp16) with ``sites`` {name:
+        module path}, ``units`` {name: units}, the readout site and dimension, and the stage chain
+        of the suffix engine (or None).
     """
-    if precision not in PRECISIONS:
-        raise InputError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     made = build(name, weights, seed, family_of(name).build)
-    prep = _adjusted(made.prep, grayscale, resize, crop)
-    network = probe_model(
-        made.model,
-        name,
-        made.weights,
-        made.sha256,
-        seed,
-        prep,
-        made.untrained,
-        made.readout if readout == "auto" else readout,
-        copy=False,
-        token_pool=token_pool,
-    )
-    network.precision = precision  # sites and the stage chain are found in fp32
-    return network
+    made = dataclasses.replace(made, prep=_adjusted(made.prep, grayscale, resize, crop))
+    return _probed(made, name, seed, made.readout if readout == "auto" else readout, token_pool)
 
 
 def _adjusted(prep: Preprocessing, grayscale: bool, resize: int | None, crop: int | None) -> Preprocessing:
     """``prep`` with the gray option and any resize or crop given on the command line."""
     if (resize is not None and resize < 1) or (crop is not None and crop < 1):
-        raise InputError(f"--resize and --crop must be positive numbers of pixels, got {resize} and {crop}")
+        raise InputError(
+            f"{name_of('resize')} and {name_of('crop')} must be positive numbers of pixels, got {resize} and {crop}"
+        )
     return dataclasses.replace(prep, grayscale=grayscale, resize=resize or prep.resize, crop=crop or prep.crop)
 
 
@@ -148,19 +133,18 @@ def probe_model(
     model: nn.Module,
     name: str,
     weights: str = "custom",
-    weights_sha256: str | None = None,
     seed: int = 0,
     prep: Preprocessing | None = None,
     untrained: list[str] | None = None,
     readout: str = "auto",
-    copy: bool = True,
     token_pool: str = "patch",
 ) -> Network:
     """Wrap any network module (torchvision's, timm's, one's own) as a :class:`Network`.
 
-    The module is put in eval mode, its parameters frozen and its in-place activations made
-    out-of-place (one would overwrite a cached stage input) — on a copy by default, so the caller's
-    module is left as it was.
+    The module is copied (the caller's module is left as it was), put in eval mode, its parameters
+    frozen and its in-place activations made out-of-place (one would overwrite a cached stage input).
+    Its weights are identified by the SHA-256 of its state (so two different modules of one name
+    never share cached responses).
 
     Parameters
     ----------
@@ -168,7 +152,7 @@ def probe_model(
         The network.
     name : str
         Its ``--model`` name (decides the family: ``vgg...`` and ``alexnet`` get the paper's site names).
-    weights, weights_sha256 : str
+    weights : str
         Where its weights came from (recorded).
     seed : int
         Seed of random weights (recorded).
@@ -178,8 +162,6 @@ def probe_model(
         Module paths whose weights were not loaded (never read out).
     readout : str
         ``auto``, ``pooled`` or a readout site name.
-    copy : bool
-        Work on a copy (False: prepare ``model`` itself, for a module built only for this).
     token_pool : str
         How token sites are pooled: ``patch`` (mean over patch tokens), ``cls``, ``all``.
 
@@ -188,12 +170,16 @@ def probe_model(
     Network
         Probe and readout sites found by tracing one forward pass; suffix chain checked.
     """
+    made = Built(deepcopy(model), weights, state_digest(model), prep or Preprocessing(), list(untrained or []))
+    return _probed(made, name, seed, readout, token_pool)
+
+
+def _probed(made: Built, name: str, seed: int, readout: str, token_pool: str) -> Network:
+    """The network of a freshly built module (prepared in place: eval mode, frozen, out-of-place
+    activations), its sites found by one traced forward pass, and its engine."""
     if token_pool not in TOKEN_POOLS:
-        raise InputError(f"--token-pool {token_pool!r}: use one of {', '.join(TOKEN_POOLS)}")
-    if copy:
-        model = deepcopy(model)
-    prep = prep or Preprocessing()
-    untrained = list(untrained or [])
+        raise InputError(f"{shown('token_pool', token_pool)}: use one of {', '.join(TOKEN_POOLS)}")
+    model, prep = made.model, made.prep
     model.eval()
     for module in model.modules():
         if hasattr(module, "inplace"):  # an in-place activation would overwrite a cached stage input
@@ -209,23 +195,32 @@ def probe_model(
         )
     prefix = _prefix_tokens(model)
     if token_pool == "cls" and prefix == 0 and "tokens" in layouts.values():
-        raise InputError(f"--token-pool cls: {name} has no class token; use patch or all")
-    shapes = traced.shapes
+        raise InputError(f"{shown('token_pool', 'cls', typed='cls')}: {name} has no class token; use patch or all")
     units, spatial = {}, {}
     for site, path in sites.items():
-        units[site], spatial[site] = _site_shape(shapes[path], layouts[site])  # type: ignore[arg-type]
-    readout_site, readout_layer, readout_dim, readout_layout = _readout(traced, sites, untrained, name, readout)
+        units[site], spatial[site] = _site_shape(traced.shapes[path], layouts[site])  # type: ignore[arg-type]
+    readout_site, readout_layer, readout_dim, readout_layout = _readout(traced, sites, made.untrained, name, readout)
     network = Network(
-        name, model, weights, weights_sha256, seed, prep, sites, units, readout_site, readout_layer, readout_dim,
-        untrained, None, spatial, layouts, token_pool, prefix, readout_layout,
-        depths={site: i / max(len(sites) - 1, 1) for i, site in enumerate(sites)},
+        name=name, model=model, weights=made.weights, weights_sha256=made.sha256, seed=seed, prep=prep, sites=sites,
+        units=units, readout_site=readout_site, readout_layer=readout_layer, readout_dim=readout_dim,
+        untrained=made.untrained, spatial=spatial, layouts=layouts, token_pool=token_pool, prefix_tokens=prefix,
+        readout_layout=readout_layout, depths={site: i / max(len(sites) - 1, 1) for i, site in enumerate(sites)},
     )  # fmt: skip
-    stages = _chain(network, prep.crop)
+    return _with_engine(network)
+
+
+def _with_engine(network: Network) -> Network:
+    """``network`` with the engine its manipulations can use: the suffix chain where one reproduces
+    the forward pass and holds every site, else block replays where every site is (inside) a block
+    of a container and replaying was checked against a plain forward pass."""
+    sites = network.sites
+    stages = _chain(network, network.prep.crop)
     if stages is not None and all(any(p == s or p.startswith(s + ".") for s, _ in stages) for p in sites.values()):
-        network.stages = stages
-    elif all(_container_of(network, site) or enclosing_block(network, site) for site in sites):
+        return dataclasses.replace(network, stages=stages)
+    if all(_container_of(network, site) or enclosing_block(network, site) for site in sites):
         inner = [site for site in sites if enclosing_block(network, site)][:1]
-        network.replays = _replays_match(network, [*dict.fromkeys([[*sites][0], [*sites][-1], *inner])])
+        replays = _replays_match(network, [*dict.fromkeys([[*sites][0], [*sites][-1], *inner])])
+        return dataclasses.replace(network, replays=replays)
     return network
 
 

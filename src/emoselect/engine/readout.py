@@ -29,14 +29,16 @@ def train_head(
     options: ReadoutOptions,
     dataset: str = "",
     emotion: str = "",
+    seed: int = 0,
 ) -> Head:
-    """Train one 2-unit head ([n, d] features, 0/1 labels); keep the epoch with the best val F1."""
+    """Train one 2-unit head ([n, d] features, 0/1 labels); keep the epoch with the best val F1.
+    ``seed`` seeds its initial weights and batches (a run's stage passes the run's seed)."""
     if len(np.unique(train_y)) < 2:
         raise InputError(
             f"{dataset}: the training split has no {'positive' if not np.any(train_y) else 'negative'} "
             f"example for the {emotion} head"
         )
-    generator = torch.Generator().manual_seed(options.seed)
+    generator = torch.Generator().manual_seed(seed)
     mean = train_x.mean(axis=0)
     sd = train_x.std(axis=0)
     sd[sd == 0] = 1.0
@@ -88,7 +90,7 @@ def head_scores(heads: list[Head], features: np.ndarray) -> np.ndarray:
 
 
 def train_heads(
-    stimuli: Stimuli, features: dict[str, np.ndarray], options: ReadoutOptions, site: str
+    stimuli: Stimuli, features: dict[str, np.ndarray], options: ReadoutOptions, site: str, seed: int = 0
 ) -> tuple[list[Head], pd.DataFrame]:
     """One head per dataset and emotion on the cached readout features.
 
@@ -99,9 +101,11 @@ def train_heads(
     features : dict[str, ndarray]
         Per dataset: readout features [n_pictures, d] in ``stimuli.table`` row order.
     options : ReadoutOptions
-        Learning rate, epochs, batch size, class balancing, seed.
+        Learning rate, epochs, batch size, class balancing.
     site : str
         The readout site's name (recorded in the table).
+    seed : int
+        Seeds each head's initial weights and batches.
 
     Returns
     -------
@@ -123,7 +127,7 @@ def train_heads(
                 raise InputError(
                     f"{dataset}: no validation images; the split must give val a share (e.g. --split 0.5 0.25 0.25)"
                 )
-            heads.append(train_head(x[train], label[train], x[val], label[val], options, dataset, emotion))
+            heads.append(train_head(x[train], label[train], x[val], label[val], options, dataset, emotion, seed))
     return heads, score_heads(stimuli, features, heads, site)
 
 

@@ -5,7 +5,9 @@ the block's recorded output (scaled) replayed, or its recorded input fed with a 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,18 +19,18 @@ from .network import Network
 class _Skip(nn.Module):
     """Stands in for a block before the replayed one: passes its input on (extra arguments ignored)."""
 
-    def forward(self, x, *args, **kwargs):
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return x
 
 
 class _Replay(nn.Module):
     """Stands in for a block: returns the given output whatever its input."""
 
-    def __init__(self, output: torch.Tensor):
+    def __init__(self, output: torch.Tensor) -> None:
         super().__init__()
         self.output = output
 
-    def forward(self, *args, **kwargs) -> torch.Tensor:
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.output
 
 
@@ -44,11 +46,11 @@ def _container_of(network: Network, site: str) -> tuple[nn.Sequential | nn.Modul
 class _Feed(nn.Module):
     """Stands in for a block: runs it on the given input instead of the one it is passed."""
 
-    def __init__(self, block: nn.Module, given: torch.Tensor):
+    def __init__(self, block: nn.Module, given: torch.Tensor) -> None:
         super().__init__()
         self.block, self.given = block, given
 
-    def forward(self, x, *args, **kwargs):
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.block(self.given, *args, **kwargs)
 
 
@@ -63,7 +65,7 @@ def enclosing_block(network: Network, site: str) -> str | None:
 
 
 @contextmanager
-def replaying(network: Network, site: str, tensor: torch.Tensor, feed: bool = False):
+def replaying(network: Network, site: str, tensor: torch.Tensor, feed: bool = False) -> Iterator[None]:
     """While active, a forward pass skips the blocks before block ``site`` in its container and
     ``site`` returns ``tensor`` [B', ...] (e.g. its own output with scaled units, B' = conditions x
     pictures) — or, with ``feed``, runs on ``tensor`` as its input: the network computes only its
@@ -102,7 +104,7 @@ def block_tensors(
     outputs: dict[tuple[str, bool], torch.Tensor] = {}
     handles = []
 
-    def keep(key, tensor):
+    def keep(key: tuple[str, bool], tensor: torch.Tensor) -> None:
         outputs[key] = tensor
         if len(outputs) == len(wanted):
             raise _StopForward

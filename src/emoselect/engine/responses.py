@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..analysis.records import Responses
 from ..base.files import remove_stale_temporaries, reserve, save_npy_atomic, temporary_path, write_csv_atomic
 from ..base.problems import InputError
-from ..pictures.images import ImageProblem, load_rgb
+from ..pictures.images import ImageProblem, Preprocessing, load_rgb
 from ..pictures.stimuli import Stimuli
 from .forward import record
 from .network import Network
@@ -92,7 +92,7 @@ def response_key(network: Network) -> str:
 class ResponseStore:
     """One float32 vector per picture: [all tuning sites' units | readout features | image statistics]."""
 
-    def __init__(self, folder: Path, network: Network):
+    def __init__(self, folder: Path, network: Network) -> None:
         self.folder = Path(folder)
         self.layout: list[tuple[str, int]] = list(network.units.items()) + [
             (network.readout_site, network.readout_dim),
@@ -129,13 +129,13 @@ class ResponseStore:
 class _Pictures(torch.utils.data.Dataset):
     """Pictures as unnormalised tensors [3, crop, crop] in [0, 1], with their SHA-1."""
 
-    def __init__(self, paths: list[str], sha1s: list[str], prep):
+    def __init__(self, paths: list[str], sha1s: list[str], prep: Preprocessing) -> None:
         self.paths, self.sha1s, self.prep = paths, sha1s, prep
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
         try:
             image, _ = load_rgb(self.paths[i], max_pixels=None)  # sizes were checked with the stimuli
         except ImageProblem as problem:
@@ -193,47 +193,81 @@ def compute_missing_shared(
     many pictures were decoded."""
     if len({network.prep for network in networks}) > 1:
         raise ValueError("networks that share picture decoding must share their preprocessing")
-    first = stimuli.table.drop_duplicates("sha1")
-    lacking = {sha1: [not store.has(sha1) for store in stores] for sha1 in first["sha1"]}  # one look per file
-    todo = first[[any(lacking[sha1]) for sha1 in first["sha1"]]]
+    todo, lacking = _lacking(stimuli, stores)
     if todo.empty:
         return 0
     chosen = pick_device(device)
     for network in networks:
         network.to(chosen)
     prep = networks[0].prep
-    workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if workers is None else workers
-    loader = torch.utils.data.DataLoader(
-        _Pictures(list(todo["path"]), list(todo["sha1"]), prep),
-        batch_size=batch_size,
-        num_workers=workers,
-        pin_memory=chosen.type == "cuda",
-    )
-    names_shown = ", ".join(dict.fromkeys(network.name for network in networks))
-    bar = tqdm(
-        total=len(todo),
-        desc=f"responses {names_shown}" + (f" x {len(networks)}" if len(networks) > 1 else ""),
-        unit="img",
-        disable=not progress,
-    )
+    loader = _picture_loader(todo, prep, batch_size, workers, chosen)
+    bar = _progress_bar(networks, len(todo), progress)
     try:
         for batch, names in loader:
-            stats = image_statistics(batch).to(chosen)  # on the CPU, in float64: the same numbers everywhere
-            batch = batch.to(chosen, non_blocking=True)
-            normalised = normalise(batch, prep)
-            for s, (network, store) in enumerate(zip(networks, stores)):
-                need = [i for i, sha1 in enumerate(names) if lacking[sha1][s]]
-                if not need:
-                    continue
-                part = normalised if len(need) == len(names) else normalised[need]
-                means, readout = record(network, part)
-                vectors = torch.cat([means[s] for s in network.units] + [readout, stats[need]], dim=1).cpu().numpy()
-                for i, vector in zip(need, vectors):
-                    store.put(names[i], vector)
+            _record_batch(batch, names, prep, chosen, list(zip(networks, stores)), lacking)
             bar.update(len(names))
     finally:
         bar.close()
     return len(todo)
+
+
+def _lacking(stimuli: Stimuli, stores: list[ResponseStore]) -> tuple[pd.DataFrame, dict[str, list[bool]]]:
+    """The pictures (one row per distinct SHA-1, in stimuli order) that at least one store lacks, and
+    {sha1: [whether store s lacks it, for each store]} over every distinct picture (one look per file)."""
+    first = stimuli.table.drop_duplicates("sha1")
+    lacking = {sha1: [not store.has(sha1) for store in stores] for sha1 in first["sha1"]}  # one look per file
+    todo = first[[any(lacking[sha1]) for sha1 in first["sha1"]]]
+    return todo, lacking
+
+
+def _picture_loader(
+    todo: pd.DataFrame, prep: Preprocessing, batch_size: int, workers: int | None, device: torch.device
+) -> torch.utils.data.DataLoader:
+    """Batches of (unnormalised pictures float32 [B, 3, crop, crop] in [0, 1], their SHA-1s) of the
+    ``todo`` rows, decoded by ``workers`` processes (default: up to 4, one CPU core left free)."""
+    workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if workers is None else workers
+    return torch.utils.data.DataLoader(
+        _Pictures(list(todo["path"]), list(todo["sha1"]), prep),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def _progress_bar(networks: list[Network], total: int, progress: bool) -> tqdm:
+    """A progress bar over ``total`` pictures, named by the networks (``x N`` for N of them)."""
+    names_shown = ", ".join(dict.fromkeys(network.name for network in networks))
+    return tqdm(
+        total=total,
+        desc=f"responses {names_shown}" + (f" x {len(networks)}" if len(networks) > 1 else ""),
+        unit="img",
+        disable=not progress,
+    )
+
+
+def _record_batch(
+    batch: torch.Tensor,
+    names: list[str],
+    prep: Preprocessing,
+    device: torch.device,
+    pairs: list[tuple[Network, ResponseStore]],
+    lacking: dict[str, list[bool]],
+) -> None:
+    """Record one decoded batch (float32 [B, 3, crop, crop] in [0, 1], SHA-1s ``names``) into every
+    (network, store) pair that lacks some of its pictures: per picture one float32 vector
+    [all sites' units | readout features | image statistics]."""
+    stats = image_statistics(batch).to(device)  # on the CPU, in float64: the same numbers everywhere
+    batch = batch.to(device, non_blocking=True)
+    normalised = normalise(batch, prep)
+    for s, (network, store) in enumerate(pairs):
+        need = [i for i, sha1 in enumerate(names) if lacking[sha1][s]]
+        if not need:
+            continue
+        part = normalised if len(need) == len(names) else normalised[need]
+        means, readout = record(network, part)
+        vectors = torch.cat([means[s] for s in network.units] + [readout, stats[need]], dim=1).cpu().numpy()
+        for i, vector in zip(need, vectors):
+            store.put(names[i], vector)
 
 
 def _assemble(rows: pd.DataFrame, store: ResponseStore, folder: Path | None) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -369,7 +403,7 @@ def load_responses(run: str | Path, dataset: str, sites: list[str], readout_site
     if not folder.is_dir():
         raise InputError(f"{folder} not found: run `emoselect extract` for this run folder first")
 
-    def read(name):
+    def read(name: str) -> np.ndarray:
         path = folder / f"{name}.npy"
         if not path.is_file():
             raise InputError(f"{path} not found: the run's responses are incomplete; rerun `emoselect extract`")

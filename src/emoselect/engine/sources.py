@@ -21,8 +21,11 @@ import logging
 import os
 import sys
 import urllib.error
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Callable, TypeVar
 
 import torch
 import torchvision
@@ -31,6 +34,8 @@ from torch import nn
 from ..base.files import file_digest
 from ..base.problems import InputError
 from ..pictures.images import Preprocessing
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -59,14 +64,14 @@ def build(name: str, weights: str, seed: int, constructor_arguments: dict | None
     return _torchvision(name, weights, seed, constructor_arguments or {})
 
 
-def _seeded(seed: int, make):
+def _seeded(seed: int, make: Callable[[], _T]) -> _T:
     """``make()`` with torch's global generator seeded (and restored afterwards)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return make()
 
 
-def _optional(module: str, extra: str):
+def _optional(module: str, extra: str) -> ModuleType:
     """Import an optional dependency, or say in one sentence how to install it."""
     try:
         return importlib.import_module(module)
@@ -115,7 +120,7 @@ def _torchvision(name: str, weights: str, seed: int, arguments: dict) -> Built:
     return Built(model, path, sha256, prep, untrained)
 
 
-def _imagenet_weights(name: str):
+def _imagenet_weights(name: str) -> torchvision.models.WeightsEnum:
     try:
         return torchvision.models.get_model_weights(name).DEFAULT
     except (ValueError, KeyError) as error:
@@ -205,7 +210,7 @@ def _openclip(spec: str, weights: str, seed: int) -> Built:
     return Built(tower, path, sha256, prep, untrained, readout="pooled")
 
 
-def _triple(values) -> tuple[float, float, float]:
+def _triple(values: Iterable[float]) -> tuple[float, float, float]:
     values = [float(v) for v in values]
     return (values[0], values[1], values[2])
 
@@ -267,7 +272,7 @@ def state_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _import_user_module(name: str, module_path: str):
+def _import_user_module(name: str, module_path: str) -> ModuleType:
     try:
         return importlib.import_module(module_path)
     except ModuleNotFoundError:

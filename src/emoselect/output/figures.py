@@ -8,21 +8,27 @@ Figures are drawn without pyplot, so importing emoselect never changes a noteboo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..analysis.experiments import CHANCE, CHOSEN
 from ..base.files import write_atomic
 from ..pictures.stimuli import CATEGORIES
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 COLOURS = {"pleasant": "#0072B2", "neutral": "#7F7F7F", "unpleasant": "#D55E00"}
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")  # Okabe-Ito
 DPI = 130
 
 
-def category_order(values) -> tuple[str, ...]:
+def category_order(values: pd.Series) -> tuple[str, ...]:
     """The categories named in a table column, in drawing order: the valence categories (all three,
     in their order) when the values are among them, else the values sorted."""
     present = {str(v) for v in pd.Series(values).dropna() if str(v) not in ("", "unknown", "none")}
@@ -36,21 +42,23 @@ def colour(category: str, order: tuple[str, ...]) -> str:
     return PALETTE[order.index(category) % len(PALETTE)] if category in order else "0.3"
 
 
-def _subplots(rows: int = 1, columns: int = 1, figsize=(6, 4), **options):
+def _subplots(
+    rows: int = 1, columns: int = 1, figsize: tuple[float, float] = (6, 4), **options: Any
+) -> tuple[Figure, Any]:  # the axes: one Axes, or an array of them (squeeze)
     """A new figure and its axes, without pyplot: drawing never touches the caller's plotting
     backend or open figures (e.g. in a notebook)."""
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(rows, columns, **options)
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda temporary: fig.savefig(temporary, dpi=DPI, bbox_inches="tight", format="png"))
     return path
 
 
-def _layer_axis(ax, layers: list[str]) -> None:
+def _layer_axis(ax: Axes, layers: list[str]) -> None:
     """Layer names along x; a panel without layers says so (e.g. no selective units to manipulate)."""
     if not layers:
         ax.set_xticks([])
@@ -177,12 +185,40 @@ def selective_fraction(overlap_table: pd.DataFrame, path: Path, control: pd.Data
     return _save(fig, path)
 
 
-def _example_grid(examples: pd.DataFrame):
+def _example_grid(examples: pd.DataFrame) -> tuple[list[str], Figure, np.ndarray, tuple[str, ...]]:
     """(example layers, figure, axes [layers, categories], category names)."""
     layers = list(dict.fromkeys(examples["layer"])) or [""]
     names = category_order(examples["category"]) if "category" in examples else CATEGORIES
     fig, axes = _subplots(len(layers), len(names), figsize=(3.7 * len(names), 2.7 * len(layers)), squeeze=False)
     return layers, fig, axes, names
+
+
+def _example_unit_panel(ax: Axes, table: pd.DataFrame, layer: str, category: str, names: tuple[str, ...]) -> None:
+    """One panel of :func:`example_neurons`: the unit's mean response (± SEM) to each category, one
+    bar group per side of the pair (``table``: that layer's and category's rows of examples.csv)."""
+    if table.empty:
+        ax.text(0.5, 0.5, f"no {category}-selective unit", ha="center", va="center", fontsize=8, transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    datasets = list(dict.fromkeys(table["dataset"]))
+    width = 0.8 / len(datasets)
+    for i, dataset in enumerate(datasets):
+        rows = table[table["dataset"] == dataset].set_index("category").reindex(names)
+        ax.bar(
+            np.arange(len(names)) + (i - (len(datasets) - 1) / 2) * width,
+            rows["mean_response"],
+            width,
+            yerr=rows["sem"],
+            color=[colour(k, names) for k in names],
+            alpha=1.0 - 0.35 * i,
+            edgecolor="k",
+            lw=0.5,
+            capsize=2,
+            label=dataset,
+        )
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, fontsize=8, rotation=30 if len(names) > 3 else 0)
+    ax.set_title(f"{layer} unit {int(table['unit'].iloc[0])}: {category}-selective", fontsize=9)
 
 
 def example_neurons(examples: pd.DataFrame, path: Path) -> Path:
@@ -191,55 +227,18 @@ def example_neurons(examples: pd.DataFrame, path: Path) -> Path:
     layers, fig, axes, names = _example_grid(examples)
     for r, layer in enumerate(layers):
         for c, category in enumerate(names):
-            ax = axes[r, c]
             table = examples[(examples["layer"] == layer) & (examples["selective_for"] == category)]
-            if table.empty:
-                ax.text(
-                    0.5,
-                    0.5,
-                    f"no {category}-selective unit",
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    transform=ax.transAxes,
-                )
-                ax.set_axis_off()
-                continue
-            datasets = list(dict.fromkeys(table["dataset"]))
-            width = 0.8 / len(datasets)
-            for i, dataset in enumerate(datasets):
-                rows = table[table["dataset"] == dataset].set_index("category").reindex(names)
-                ax.bar(
-                    np.arange(len(names)) + (i - (len(datasets) - 1) / 2) * width,
-                    rows["mean_response"],
-                    width,
-                    yerr=rows["sem"],
-                    color=[colour(k, names) for k in names],
-                    alpha=1.0 - 0.35 * i,
-                    edgecolor="k",
-                    lw=0.5,
-                    capsize=2,
-                    label=dataset,
-                )
-            ax.set_xticks(range(len(names)))
-            ax.set_xticklabels(names, fontsize=8, rotation=30 if len(names) > 3 else 0)
-            ax.set_title(f"{layer} unit {int(table['unit'].iloc[0])}: {category}-selective", fontsize=9)
-            if c == 0:
-                ax.set_ylabel("mean response ± SEM")
+            _example_unit_panel(axes[r, c], table, layer, category, names)
+            if c == 0 and not table.empty:
+                axes[r, c].set_ylabel("mean response ± SEM")
     handles, labels = next(
         (ax.get_legend_handles_labels() for ax in axes.flat if ax.get_legend_handles_labels()[0]), ([], [])
     )
     fig.suptitle("Example emotion-selective units at an early, a middle and a deep layer", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     if handles:
-        fig.legend(
-            handles,
-            [f"bars: {label}" for label in labels],
-            loc="upper right",
-            fontsize=7,
-            frameon=False,
-            ncol=len(labels),
-        )
+        labels = [f"bars: {label}" for label in labels]
+        fig.legend(handles, labels, loc="upper right", fontsize=7, frameon=False, ncol=len(labels))
     return _save(fig, path)
 
 
@@ -356,7 +355,15 @@ def confounds(table: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _bar_pair(ax, rows: pd.DataFrame, selective: pd.Series, random: pd.Series, colour: str, labels, intact: bool):
+def _bar_pair(
+    ax: Axes,
+    rows: pd.DataFrame,
+    selective: pd.Series,
+    random: pd.Series,
+    colour: str,
+    labels: tuple[str, str],
+    intact: bool,
+) -> None:
     """Selective (``colour``) and random (grey) bars per layer of ``rows``; the intact F1 as a tick, or a
     zero line for changes. A value that is not finite (a % change of an F1 of 0) gets no bar."""
     x = np.arange(len(rows))
@@ -370,23 +377,29 @@ def _bar_pair(ax, rows: pd.DataFrame, selective: pd.Series, random: pd.Series, c
         ax.axhline(0, color="k", lw=0.6)
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Compared:
+    """What a selective-vs-random bar figure shows: the ``selective`` and ``random`` values (one per
+    summary row), the q-value column ``q`` that marks a bar, the axis label, the title, the two bars'
+    legend ``labels`` and whether the intact network's value is drawn beside them (``intact``)."""
+
+    selective: pd.Series
+    random: pd.Series
+    q: str
+    ylabel: str
+    title: str
+    labels: tuple[str, str]
+    intact: bool
+
+
 def _selective_vs_random_bars(
-    summary: pd.DataFrame,
-    path: Path,
-    selective: pd.Series,
-    random: pd.Series,
-    q: str,
-    alpha: float,
-    ylabel: str,
-    title: str,
-    labels: tuple[str, str],
-    intact: bool,
-    transfer: bool = False,
+    summary: pd.DataFrame, path: Path, compared: _Compared, alpha: float, transfer: bool = False
 ) -> Path:
     """Bars per layer (selective in the emotion's colour, random grey), one row per network and
     dataset pair and one column per emotion; heads tested on their own dataset, or with ``transfer``
     on the others (the paper's Fig. 4C); * marks BH q < alpha. ``summary`` may hold a ``network``
     column (trained, random init)."""
+    selective, random, q = compared.selective, compared.random, compared.q
     own = summary["train_dataset"] == summary["test_dataset"]
     chosen = ~own if transfer else own
     network = summary["network"] if "network" in summary else pd.Series("", index=summary.index)
@@ -406,7 +419,15 @@ def _selective_vs_random_bars(
                 & (summary["test_dataset"] == test)
                 & (summary["emotion"] == category)
             )
-            _bar_pair(ax, summary.loc[rows], selective[rows], random[rows], colour(category, names), labels, intact)
+            _bar_pair(
+                ax,
+                summary.loc[rows],
+                selective[rows],
+                random[rows],
+                colour(category, names),
+                compared.labels,
+                compared.intact,
+            )
             for xi, (value, qv) in enumerate(zip(selective[rows], summary.loc[rows, q])):
                 if qv < alpha:
                     ax.text(xi - 0.2, value, "*", ha="center", va="bottom", fontsize=12)
@@ -417,9 +438,9 @@ def _selective_vs_random_bars(
                 fontsize=9,
             )
             ax.grid(alpha=0.3, axis="y")
-        axes[r, 0].set_ylabel(ylabel)
+        axes[r, 0].set_ylabel(compared.ylabel)
     axes[0, 0].legend(fontsize=7, frameon=False)
-    fig.suptitle(f"{title} (* BH q < {alpha})", fontsize=10)
+    fig.suptitle(f"{compared.title} (* BH q < {alpha})", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -433,19 +454,16 @@ def attention_change(summary: pd.DataFrame, path: Path, alpha: float = 0.05, tra
         if transfer
         else "Attention gain on emotion-selective vs random units"
     )
-    return _selective_vs_random_bars(
-        summary,
-        path,
-        summary["enhanced_change_pct"],
-        random_change,
-        "q_enhance",
-        alpha,
-        "% change in test F1\n(best gain, chosen on val)",
-        title,
-        ("selective units", "random units (mean)"),
+    compared = _Compared(
+        selective=summary["enhanced_change_pct"],
+        random=random_change,
+        q="q_enhance",
+        ylabel="% change in test F1\n(best gain, chosen on val)",
+        title=title,
+        labels=("selective units", "random units (mean)"),
         intact=False,
-        transfer=transfer,
     )
+    return _selective_vs_random_bars(summary, path, compared, alpha, transfer=transfer)
 
 
 def transfer(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
@@ -455,18 +473,16 @@ def transfer(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
 
 def lesion(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
     """Test F1 after lesioning selective vs random units, per layer, against the intact network."""
-    return _selective_vs_random_bars(
-        summary,
-        path,
-        summary["lesioned_f1"],
-        summary["random_lesioned_f1"],
-        "q_lesion",
-        alpha,
-        "test F1",
-        "Lesion of emotion-selective vs random units",
-        ("selective lesioned", "random lesioned (mean)"),
+    compared = _Compared(
+        selective=summary["lesioned_f1"],
+        random=summary["random_lesioned_f1"],
+        q="q_lesion",
+        ylabel="test F1",
+        title="Lesion of emotion-selective vs random units",
+        labels=("selective lesioned", "random lesioned (mean)"),
         intact=True,
     )
+    return _selective_vs_random_bars(summary, path, compared, alpha)
 
 
 def attention_curves(manipulation: pd.DataFrame, path: Path, train: str | None = None, test: str | None = None) -> Path:
@@ -486,8 +502,8 @@ def attention_curves(manipulation: pd.DataFrame, path: Path, train: str | None =
         here = first[first["layer"] == layer]
         for category in names:
             mine = here[here["emotion"] == category]
-            chosen = mine[mine["units"].isin(["selective", "tuning"])].groupby("beta")["f1"].mean()
-            control = mine[mine["units"].isin(["random", "tuning_shuffled"])].groupby("beta")["f1"]
+            chosen = mine[mine["units"].isin(CHOSEN)].groupby("beta")["f1"].mean()
+            control = mine[mine["units"].isin(CHANCE)].groupby("beta")["f1"]
             if control.ngroups:
                 low, high = control.quantile(0.025), control.quantile(0.975)
                 ax.fill_between(low.index, low, high, color=colour(category, names), alpha=0.12, lw=0)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..analysis.records import read_table
 from ..base import manifest
 from ..base.files import write_text_atomic
 from ..run.config import read_config
+from ..run.folder import RunFolder
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -42,15 +42,15 @@ def _table(frame: pd.DataFrame, digits: int = 3, limit: int = 60) -> str:
 
 
 def _figure(run: Path, name: str, caption: str) -> str:
-    path = run / "figures" / name
+    path = RunFolder(run).file(f"figures/{name}")
     if not path.is_file():
         return ""
     return f'<figure><img src="figures/{html.escape(name)}" alt="{html.escape(caption)}"><figcaption class="note">{html.escape(caption)}</figcaption></figure>'
 
 
 def _csv(run: Path, name: str) -> pd.DataFrame | None:
-    path = run / name
-    return read_table(path) if path.is_file() else None
+    """One of a run folder's declared tables (run/folder.py FILES), or None where it was not written."""
+    return RunFolder(run).optional_table(name)
 
 
 def _scorecard_section(run: Path) -> list[str]:
@@ -98,7 +98,7 @@ def _scorecard_section(run: Path) -> list[str]:
     ]
 
 
-def _number(value) -> str:
+def _number(value: float | None) -> str:
     return "" if pd.isna(value) else f"{value:.3g}"
 
 
@@ -280,7 +280,7 @@ def write_report(run: str | Path) -> Path:
         "<h2>Configuration and provenance</h2>",
         f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre></body></html>",
     ]
-    path = run / "report.html"
+    path = RunFolder(run).file("report.html")
     write_text_atomic(path, "\n".join(p for p in parts if p))
     return path
 

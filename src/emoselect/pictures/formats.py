@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +28,7 @@ from .ratings import (
     _column,
     _finish,
     _optional_column,
+    _RatingFile,
     _split_rows,
     as_scale,
     parse_number,
@@ -40,7 +42,7 @@ GAPED_FILES = ["A", "H", "N", "P", "Sn", "Sp"]
 # One reader per format
 
 
-def read_oasis(root: Path, dataset: str = "oasis", source: Path | None = None, **_) -> Ratings:
+def read_oasis(root: Path, dataset: str = "oasis", source: Path | None = None, **_: object) -> Ratings:
     """OASIS: ``OASIS.csv`` (CR line endings, empty first header cell); images/<Theme>.jpg, 1-7."""
     source = Path(source) if source else _case_insensitive(Path(root), "OASIS.csv")
     if source is None:
@@ -66,7 +68,8 @@ def read_oasis(root: Path, dataset: str = "oasis", source: Path | None = None, *
                 _extra=row[0],
             )
         )
-    return _finish("oasis", source, NATIVE_SCALES["oasis"], out, index, problems, dataset)
+    origin = _RatingFile(format="oasis", source=source, scale=NATIVE_SCALES["oasis"], dataset=dataset)
+    return _finish(origin, out, index, problems)
 
 
 def _find_iaps_header(lines: list[str]) -> int | None:
@@ -77,7 +80,7 @@ def _find_iaps_header(lines: list[str]) -> int | None:
     return None
 
 
-def read_iaps(root: Path, dataset: str = "iaps", source: Path | None = None, **_) -> Ratings:
+def read_iaps(root: Path, dataset: str = "iaps", source: Path | None = None, **_: object) -> Ratings:
     """IAPS: tab-separated ``AllSubjects_1-20.txt`` from the technical manual, scale 1-9.
 
     The header (``desc IAPS valmn ... set``) is found by its content after any preamble; '.' marks a
@@ -119,7 +122,8 @@ def read_iaps(root: Path, dataset: str = "iaps", source: Path | None = None, **_
                 _extra=extra,
             )
         )
-    return _finish("iaps", source, NATIVE_SCALES["iaps"], out, index, problems, dataset, merge="mean")
+    origin = _RatingFile(format="iaps", source=source, scale=NATIVE_SCALES["iaps"], dataset=dataset)
+    return _finish(origin, out, index, problems, merge="mean")
 
 
 def _naps_header_rows(sheet: pd.DataFrame) -> int | None:
@@ -141,7 +145,7 @@ def _read_excel(path: Path) -> pd.DataFrame:
         raise InputError(f"{path}: cannot read this spreadsheet ({type(error).__name__}: {error})") from error
 
 
-def read_naps(root: Path, dataset: str = "naps", source: Path | None = None, **_) -> Ratings:
+def read_naps(root: Path, dataset: str = "naps", source: Path | None = None, **_: object) -> Ratings:
     """NAPS: the authors' .xls/.xlsx with three header rows, scale 1-9.
 
     Row 1 holds group labels (Women, Men, All; merged cells, so forward-filled), row 2 the measure
@@ -190,10 +194,11 @@ def read_naps(root: Path, dataset: str = "naps", source: Path | None = None, **_
                 _extra="",
             )
         )
-    return _finish("naps", source, NATIVE_SCALES["naps"], out, index, problems, dataset)
+    origin = _RatingFile(format="naps", source=source, scale=NATIVE_SCALES["naps"], dataset=dataset)
+    return _finish(origin, out, index, problems)
 
 
-def read_gaped(root: Path, dataset: str = "gaped", **_) -> Ratings:
+def read_gaped(root: Path, dataset: str = "gaped", **_: object) -> Ratings:
     """GAPED: per-category tab-separated ``A.txt H.txt N.txt P.txt Sn.txt Sp.txt``, scale 0-100.
 
     Each has an empty first header cell, then ``Valence Arousal`` (some add norm columns). Rows name
@@ -223,7 +228,8 @@ def read_gaped(root: Path, dataset: str = "gaped", **_) -> Ratings:
                     _extra=source.name,
                 )
             )
-    return _finish("gaped", root, NATIVE_SCALES["gaped"], out, index, problems, dataset)
+    origin = _RatingFile(format="gaped", source=root, scale=NATIVE_SCALES["gaped"], dataset=dataset)
+    return _finish(origin, out, index, problems)
 
 
 CATEGORY_COLUMNS = ("csv", "emotion6")  # formats that can give categories from a column (--categories)
@@ -246,7 +252,11 @@ def _dominant(header: list[str], row: list[str]) -> str:
 
 
 def read_emotion6(
-    root: Path, dataset: str = "emotion6", source: Path | None = None, category_column: str | None = None, **_
+    root: Path,
+    dataset: str = "emotion6",
+    source: Path | None = None,
+    category_column: str | None = None,
+    **_: object,
 ) -> Ratings:
     """Emotion6: tab-separated ``ground_truth.txt`` with bracketed headers; paths under images/; 1-9.
     ``category_column="dominant"``: each picture's most likely emotion (ties: none) as its category."""
@@ -275,16 +285,8 @@ def read_emotion6(
         if category_column:
             record["category"] = _dominant(header, row)
         out.append(record)
-    return _finish(
-        "emotion6",
-        source,
-        NATIVE_SCALES["emotion6"],
-        out,
-        index,
-        problems,
-        dataset,
-        with_category=bool(category_column),
-    )
+    origin = _RatingFile(format="emotion6", source=source, scale=NATIVE_SCALES["emotion6"], dataset=dataset)
+    return _finish(origin, out, index, problems, with_category=bool(category_column))
 
 
 def _is_generic_csv(text: str) -> bool:
@@ -297,9 +299,9 @@ def read_generic(
     root: Path,
     dataset: str = "csv",
     source: Path | None = None,
-    scale=None,
+    scale: str | Sequence[float] | None = None,
     category_column: str | None = None,
-    **_,
+    **_: object,
 ) -> Ratings:
     """A generic CSV ``image,valence[,arousal][,category]`` (comma, semicolon or tab separated).
 
@@ -344,7 +346,8 @@ def read_generic(
         if cat is not None:
             record["category"] = row[cat].strip().lower() if cat < len(row) else ""
         out.append(record)
-    return _finish("csv", source, scale, out, index, problems, dataset, with_category=cat is not None)
+    origin = _RatingFile(format="csv", source=source, scale=scale, dataset=dataset)
+    return _finish(origin, out, index, problems, with_category=cat is not None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,7 +435,11 @@ def detect_format(path: Path) -> tuple[str, Path, Path | None]:
 
 
 def read_ratings(
-    path, fmt: str | None = None, dataset: str | None = None, scale=None, category_column: str | None = None
+    path: str | Path,
+    fmt: str | None = None,
+    dataset: str | None = None,
+    scale: str | Sequence[float] | None = None,
+    category_column: str | None = None,
 ) -> Ratings:
     """Read a picture set's ratings from its folder (or ratings file), detecting the format unless
     ``fmt`` names it. ``scale`` ('LOW-HIGH' or a pair) is required for ``csv`` and overrides the

@@ -10,6 +10,7 @@ Each conversion is reported so that a researcher knows what the network saw.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def _wide(mode: str) -> bool:
     return mode in ("I", "F") or mode.startswith("I;16")
 
 
-def _bands(image: Image.Image):
+def _bands(image: Image.Image) -> Iterator[tuple[int, np.ndarray]]:
     """The picture's pixels as arrays of ``TILE_ROWS`` rows, top to bottom (one band in memory at a time)."""
     width, height = image.size
     for start in range(0, height, TILE_ROWS):
@@ -91,6 +92,28 @@ def load_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[Ima
     """
     path = Path(path)
     notes: list[str] = []
+    image, frames, fmt, mode = _decode(path, max_pixels, notes)
+    if frames > 1:
+        notes.insert(0, f"{fmt} with {frames} frames: first frame used")
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        notes.append("palette image expanded to RGB")
+    image = _on_white(image, notes)
+    if image.mode == "CMYK":
+        notes.append("CMYK image converted to RGB")
+    elif image.mode in ("L", "1") and not _wide(mode):
+        notes.append("grayscale image repeated over RGB channels")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    _check_size(image, notes)
+    return image, notes
+
+
+def _decode(path: Path, max_pixels: int | None, notes: list[str]) -> tuple[Image.Image, int, str | None, str]:
+    """The picture file decoded: (its first frame with the EXIF orientation applied, 8-bit where the
+    file's pixels are wider (a note added to ``notes``), else in the file's mode; the number of frames;
+    the file format; the file's pixel mode). ``max_pixels``: the largest width x height in pixels
+    (None: no limit). Every failure to open or decode raises :class:`ImageProblem`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # --max-pixels is the guard
@@ -117,11 +140,13 @@ def load_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[Ima
         raise ImageProblem("not an image file Pillow can read (corrupt or unknown format)") from error
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise ImageProblem(f"cannot decode image ({error})") from error
-    if frames > 1:
-        notes.insert(0, f"{fmt} with {frames} frames: first frame used")
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        notes.append("palette image expanded to RGB")
+    return image, frames, fmt, mode
+
+
+def _on_white(image: Image.Image, notes: list[str]) -> Image.Image:
+    """A picture with an alpha channel or a transparent colour as 8-bit RGBA of the same width x
+    height (pixels), its transparent pixels composited on white (the share of them added to
+    ``notes``); any other picture as it is."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("RGB", "L") and "transparency" in image.info):
         rgba = image.convert("RGBA")
         alpha = np.asarray(rgba)[..., 3]
@@ -130,15 +155,14 @@ def load_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[Ima
             rgba = Image.alpha_composite(background, rgba)
             notes.append(f"transparent pixels ({np.mean(alpha < 255):.1%}) composited on white")
         image = rgba
-    if image.mode == "CMYK":
-        notes.append("CMYK image converted to RGB")
-    elif image.mode in ("L", "1") and not _wide(mode):
-        notes.append("grayscale image repeated over RGB channels")
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    return image
+
+
+def _check_size(image: Image.Image, notes: list[str]) -> None:
+    """Raise :class:`ImageProblem` for a picture under ``MIN_SIDE`` pixels on a side; note one under
+    ``SMALL_SIDE`` pixels (it will be heavily upsampled)."""
     width, height = image.size
     if min(width, height) < MIN_SIDE:
         raise ImageProblem(f"image is only {width}x{height} pixels (under {MIN_SIDE}): unusable")
     if min(width, height) < SMALL_SIDE:
         notes.append(f"small image ({width}x{height}) upsampled to the network's input size")
-    return image, notes

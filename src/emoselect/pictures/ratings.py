@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def read_text(path: Path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def parse_number(value) -> float:
+def parse_number(value: object) -> float:
     """A rating cell as float; NaN for missing marks ('.', '', 'NA'); accepts a decimal comma."""
     if value is None:
         return np.nan
@@ -81,7 +82,7 @@ def parse_number(value) -> float:
         return np.nan
 
 
-def as_scale(scale) -> tuple[float, float]:
+def as_scale(scale: str | Sequence[float]) -> tuple[float, float]:
     """A valence scale given as 'LOW-HIGH' text or as a (low, high) pair."""
     if isinstance(scale, str):
         return parse_scale(scale)
@@ -107,7 +108,7 @@ class ImageIndex:
     extension) are not indexed.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.by_relstem: dict[str, list[Path]] = {}
         self.by_stem: dict[str, list[Path]] = {}
@@ -141,18 +142,28 @@ class ImageIndex:
         return hits[0] if len(hits) == 1 else None
 
 
+@dataclass(frozen=True, kw_only=True)
+class _RatingFile:
+    """Where parsed rating rows come from: the ``format`` name, the ``source`` ratings file (or the
+    set's folder), the valence ``scale`` (lowest, highest) and the ``dataset`` name problems are
+    reported under."""
+
+    format: str
+    source: Path
+    scale: tuple[float, float]
+    dataset: str
+
+
 def _finish(
-    fmt: str,
-    source: Path,
-    scale,
+    origin: _RatingFile,
     rows: list[dict],
     index: ImageIndex,
     problems: list[Problem],
-    dataset: str,
     with_category: bool = False,
     merge: str = "conflict",
 ) -> Ratings:
     """Turn parsed rows into a Ratings: merge duplicate IDs, report missing images and unrated ones."""
+    fmt, source, scale, dataset = origin.format, origin.source, origin.scale, origin.dataset
     columns = ["image_id", "path", "valence", "arousal"] + (["category"] if with_category else [])
     table = pd.DataFrame(rows, columns=columns + ["_extra"]) if rows else pd.DataFrame(columns=columns + ["_extra"])
     raw = table["valence"]  # the readers keep the cell as written; converted here

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from ..base.problems import InputError, Problem
 from ..base.randomness import random_stream
 from .formats import read_ratings
 from .images import MAX_PIXELS, ImageProblem, load_rgb
-from .ratings import read_text
+from .ratings import Ratings, read_text
 
 CATEGORIES = ("pleasant", "neutral", "unpleasant")
 UNKNOWN = "unknown"
@@ -79,7 +80,10 @@ def to_scale(value_1_to_9: float, scale: tuple[float, float]) -> float:
 
 
 def categorize(
-    valence: np.ndarray, scale: tuple[float, float], thresholds=PAPER_THRESHOLDS, margin: float = 0.0
+    valence: np.ndarray,
+    scale: tuple[float, float],
+    thresholds: tuple[float, float] = PAPER_THRESHOLDS,
+    margin: float = 0.0,
 ) -> np.ndarray:
     """Category per valence value.
 
@@ -112,7 +116,9 @@ def categorize(
     return out
 
 
-def assign_split(table: pd.DataFrame, fractions=DEFAULT_SPLIT, seed: int = 0) -> np.ndarray:
+def assign_split(
+    table: pd.DataFrame, fractions: Sequence[float] | np.ndarray = DEFAULT_SPLIT, seed: int = 0
+) -> np.ndarray:
     """Stratified, seeded train/val/test label per row (``none`` for ``unknown`` category).
 
     Within each dataset and category the rows are shuffled with a generator seeded by
@@ -167,7 +173,7 @@ class ImageCheckCache:
     A JSON file in the cache folder; written atomically, so an interrupted run never leaves it corrupt.
     """
 
-    def __init__(self, folder: Path | None, max_pixels: int = MAX_PIXELS):
+    def __init__(self, folder: Path | None, max_pixels: int = MAX_PIXELS) -> None:
         self.max_pixels = max_pixels
         self.file = Path(folder) / "image-checks.json" if folder else None
         self.entries: dict = {}
@@ -228,34 +234,56 @@ def stratified_sample(table: pd.DataFrame, size: int, seed: int, dataset: str) -
     return table.iloc[np.sort(np.concatenate(chosen))]
 
 
+@dataclass(frozen=True, kw_only=True)
+class PictureOptions:
+    """How picture sets become the stimulus table (the keyword arguments of :func:`build_stimuli`).
+
+    ``overrides``: a CSV ``image_id,category[,dataset]`` that overrides categories; ``thresholds``:
+    valence boundaries on the 1-9 scale (the paper's 4.3, 6.0), mapped onto each set's scale;
+    ``margin``: pictures within this distance of a boundary (1-9 scale) are ``unknown``; ``split``:
+    train, val, test fractions per dataset and category; ``seed``: seeds the splits and ``limit``'s
+    sample; ``limit``: a stratified, seeded sample of this many pictures of each set; ``max_pixels``:
+    larger pictures are skipped and listed before they are decoded; ``category_column``: take each
+    picture's category from this ratings column (a csv file's column; Emotion6: ``dominant``)
+    instead of valence thresholds."""
+
+    overrides: str | Path | None = None
+    thresholds: tuple[float, float] = PAPER_THRESHOLDS
+    margin: float = 0.0
+    split: tuple[float, float, float] = DEFAULT_SPLIT
+    seed: int = 0
+    limit: int | None = None
+    max_pixels: int = MAX_PIXELS
+    category_column: str | None = None
+
+
 def load_dataset(
     name: str,
-    path,
+    path: str | Path,
     fmt: str | None = None,
-    scale=None,
-    thresholds=PAPER_THRESHOLDS,
-    margin: float = 0.0,
+    scale: str | tuple[float, float] | None = None,
+    how: PictureOptions | None = None,
     overrides: pd.DataFrame | None = None,
-    limit: int | None = None,
     check_cache: ImageCheckCache | None = None,
     progress: bool = True,
-    seed: int = 0,
-    category_column: str | None = None,
-):
+) -> tuple[pd.DataFrame, Ratings, list[Problem]]:
     """One picture set as rows of the stimulus table (without split), its Ratings and its problems;
-    ``limit`` takes a stratified, seeded sample of that many pictures (:func:`stratified_sample`);
-    ``category_column`` takes the categories from that column of the ratings (``--categories``)."""
+    ``how.limit`` takes a stratified, seeded sample of that many pictures (:func:`stratified_sample`);
+    ``how.category_column`` takes the categories from that column of the ratings (``--categories``);
+    ``overrides``: the override table read from ``how.overrides``."""
+    how = how or PictureOptions()
+    category_column = how.category_column
     ratings = read_ratings(path, fmt=fmt, dataset=name, scale=scale, category_column=category_column)
     problems = list(ratings.problems)
     source = str(ratings.source)
     if category_column:
         table = _from_column(ratings.table.copy(), category_column, name, source, problems)
     else:
-        table = _categorised(ratings.table.copy(), ratings.scale, thresholds, margin, name, source, problems)
+        table = _categorised(ratings.table.copy(), ratings.scale, how.thresholds, how.margin, name, source, problems)
     if overrides is not None:
         _override(table, overrides, name, problems)
-    if limit is not None:
-        table = stratified_sample(table, int(limit), seed, name)
+    if how.limit is not None:
+        table = stratified_sample(table, int(how.limit), how.seed, name)
     table = _checked_pictures(table, check_cache or ImageCheckCache(None), name, problems, progress)
     if table.empty:
         raise InputError(f"dataset {name!r} ({path}): no usable picture (see the problems listed above)")
@@ -270,7 +298,13 @@ def load_dataset(
 
 
 def _categorised(
-    table: pd.DataFrame, scale, thresholds, margin: float, name: str, source: str, problems: list[Problem]
+    table: pd.DataFrame,
+    scale: tuple[float, float],
+    thresholds: tuple[float, float],
+    margin: float,
+    name: str,
+    source: str,
+    problems: list[Problem],
 ) -> pd.DataFrame:
     """``category`` and ``category_source`` columns: a category column of the ratings file where there
     is one (values outside the known categories become unknown), else valence thresholds; valences
@@ -345,16 +379,10 @@ def build_stimuli(
     datasets: Mapping[str, str | Path],
     formats: dict[str, str] | None = None,
     scales: dict[str, str] | None = None,
-    overrides: str | Path | None = None,
-    thresholds=PAPER_THRESHOLDS,
-    margin: float = 0.0,
-    split=DEFAULT_SPLIT,
-    seed: int = 0,
-    limit: int | None = None,
+    *,
     cache_dir: str | Path | None = None,
     progress: bool = True,
-    max_pixels: int = MAX_PIXELS,
-    category_column: str | None = None,
+    **options: Any,
 ) -> Stimuli:
     """Read every named picture set and return the combined :class:`Stimuli`.
 
@@ -364,27 +392,13 @@ def build_stimuli(
         Dataset name (letters, digits, ``-``, ``_``) -> its folder or ratings file.
     formats, scales : dict[str, str], optional
         Per dataset name: a forced format; a valence scale ``'LOW-HIGH'`` (needed for ``csv``).
-    overrides : path, optional
-        CSV ``image_id,category[,dataset]`` that overrides categories.
-    thresholds : (float, float)
-        Valence boundaries on the 1-9 scale (the paper's 4.3, 6.0), mapped onto each set's scale.
-    margin : float
-        Pictures within this distance of a boundary (1-9 scale) are ``unknown``.
-    split : (float, float, float)
-        Train, val, test fractions per dataset and category.
-    seed : int
-        Seeds the splits and ``limit``'s sample.
-    limit : int, optional
-        A stratified, seeded sample of this many pictures of each set (a quick look).
     cache_dir : path, optional
         Remembers checked pictures between runs.
     progress : bool
         Show progress bars.
-    max_pixels : int
-        Pictures with more pixels are skipped and listed, before they are decoded.
-    category_column : str, optional
-        Take each picture's category from this column of the ratings (a csv file's column; Emotion6:
-        ``dominant``, its most likely emotion) instead of valence thresholds; any K >= 2 labels.
+    **options
+        The fields of :class:`PictureOptions`: ``overrides``, ``thresholds``, ``margin``,
+        ``split``, ``seed``, ``limit``, ``max_pixels``, ``category_column``.
 
     Returns
     -------
@@ -392,32 +406,15 @@ def build_stimuli(
         ``table`` (one row per usable picture: dataset, image_id, path, valence, arousal, category,
         split, category_source, sha1), ``problems`` (skipped, converted, excluded), scales, formats.
     """
-    if not datasets:
-        raise InputError("no dataset given; name one as NAME=PATH")
-    formats, scales = formats or {}, scales or {}
-    for name in datasets:
-        check_dataset_name(name)
-    for name in list(formats) + list(scales):
-        if name not in datasets:
-            raise InputError(f"--format/--scale name {name!r} is not a dataset of this run ({', '.join(datasets)})")
-    override_table = read_overrides(Path(overrides)) if overrides else None
-    check_cache = ImageCheckCache(Path(cache_dir) if cache_dir else None, max_pixels)
+    how = PictureOptions(**options)
+    formats, scales = _checked_names(datasets, formats or {}, scales or {})
+    override_table = read_overrides(Path(how.overrides)) if how.overrides else None
+    check_cache = ImageCheckCache(Path(cache_dir) if cache_dir else None, how.max_pixels)
     tables, stimuli = [], Stimuli(pd.DataFrame(columns=STIMULI_COLUMNS))
     try:
         for name, path in datasets.items():
             table, ratings, problems = load_dataset(
-                name,
-                path,
-                formats.get(name),
-                scales.get(name),
-                thresholds,
-                margin,
-                override_table,
-                limit,
-                check_cache,
-                progress,
-                seed,
-                category_column,
+                name, path, formats.get(name), scales.get(name), how, override_table, check_cache, progress
             )
             tables.append(table)
             stimuli.scales[name] = (float(ratings.scale[0]), float(ratings.scale[1]))
@@ -428,15 +425,30 @@ def build_stimuli(
         check_cache.save()
     table, duplicates = drop_duplicate_pictures(pd.concat(tables, ignore_index=True))
     stimuli.problems.extend(duplicates)
-    table["split"] = assign_split(table, split, seed)
+    table["split"] = assign_split(table, how.split, how.seed)
     stimuli.table = table[STIMULI_COLUMNS]
     names = category_names(stimuli.table)
     if len(names) < 2:
         raise InputError(
-            f"--categories {category_column}: the pictures fall in {len(names)} category "
+            f"--categories {how.category_column}: the pictures fall in {len(names)} category "
             f"({', '.join(names) or 'none'}); at least 2 are needed"
         )
     return stimuli
+
+
+def _checked_names(
+    datasets: Mapping[str, str | Path], formats: dict[str, str], scales: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The per-dataset formats and scales, once every dataset name is safe and each of their names
+    is a dataset's."""
+    if not datasets:
+        raise InputError("no dataset given; name one as NAME=PATH")
+    for name in datasets:
+        check_dataset_name(name)
+    for name in list(formats) + list(scales):
+        if name not in datasets:
+            raise InputError(f"--format/--scale name {name!r} is not a dataset of this run ({', '.join(datasets)})")
+    return formats, scales
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")

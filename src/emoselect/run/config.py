@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from ..base.files import write_text_atomic
-from ..base.options import PAIRS, as_dict, check, from_dict, option
+from ..base.options import PAIRS, as_dict, check, from_dict, name_of, option, shown
 from ..base.problems import InputError
 from ..pictures.images import MAX_PIXELS
 from ..pictures.stimuli import DEFAULT_SPLIT, PAPER_THRESHOLDS
@@ -142,19 +142,27 @@ class ExtractOptions:
     def __post_init__(self) -> None:
         check(self)
         if not self.datasets:
-            raise InputError("--dataset is needed: give at least one picture set as NAME=PATH")
+            raise InputError(
+                f"{name_of('datasets', '--dataset')} is needed: give at least one picture set as NAME=PATH"
+            )
         low, high = self.thresholds
         if not low < high:
-            raise InputError(f"--thresholds {low:g} {high:g}: LOW must be below HIGH")
+            raise InputError(
+                f"{shown('thresholds', self.thresholds, typed=f'{low:g} {high:g}')}: LOW must be below HIGH"
+            )
         if not (1 < low - self.margin and high + self.margin < 9 and self.margin < (high - low) / 2):
             raise InputError(
-                f"--margin {self.margin:g} with --thresholds {low:g} {high:g} leaves a category empty: "
+                f"{shown('margin', self.margin, typed=f'{self.margin:g}')} with {shown('thresholds', self.thresholds, typed=f'{low:g} {high:g}')} leaves a "
+                "category empty: "
                 f"need 1 < LOW - margin, HIGH + margin < 9 and margin < (HIGH - LOW) / 2"
             )
         if abs(sum(self.split) - 1) > 1e-6 or min(self.split) <= 0:
-            raise InputError(f"--split {' '.join(f'{v:g}' for v in self.split)}: three fractions above 0 summing to 1")
+            typed = " ".join(f"{v:g}" for v in self.split)
+            raise InputError(f"{shown('split', self.split, typed=typed)}: three fractions above 0 summing to 1")
         if self.resize is not None and self.crop is not None and self.crop > self.resize:
-            raise InputError(f"--crop {self.crop} is larger than --resize {self.resize}")
+            raise InputError(
+                f"{shown('crop', self.crop, typed=str(self.crop))} is larger than {shown('resize', self.resize, typed=str(self.resize))}"
+            )
 
     @property
     def boundaries(self) -> tuple[float, float] | None:
@@ -284,7 +292,7 @@ def write_config(run: str | Path, config: dict) -> None:
     write_text_atomic(Path(run) / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
 
-def update_config(run: str | Path, /, **sections) -> dict:
+def update_config(run: str | Path, /, **sections: object) -> dict:
     """Replace the named sections of a run's config.yaml (creating it if needed), stamping the time."""
     path = Path(run) / "config.yaml"
     config = read_config(run) if path.is_file() else {}

@@ -10,9 +10,7 @@ import pandas as pd
 
 from ..analysis.claims import scorecard
 from ..base import manifest
-from ..base.files import run_lock, write_csv_atomic
-from ..run.config import extract_options
-from ..run.folder import _optional_csv, control_folders, control_name
+from ..run.folder import RunFolder, control_name
 
 
 def claims_stage(run: str | Path, alpha: float = 0.05) -> pd.DataFrame:
@@ -31,35 +29,31 @@ def claims_stage(run: str | Path, alpha: float = 0.05) -> pd.DataFrame:
     DataFrame
         The scorecard (as :func:`emoselect.scorecard`).
     """
-    run = Path(run)
-    with run_lock(run):
-        manifest.require(run, "selectivity")
-        manifest.begin(run, "claims")
-        table = _claims(run, alpha)
-        inputs = ("selectivity", "manipulate") if "manipulate" in manifest.read(run) else ("selectivity",)
-        manifest.finish(run, "claims", [run / "claims.csv"], inputs=inputs)
+    folder = RunFolder(Path(run))
+    needs = ("selectivity", "manipulate") if "manipulate" in manifest.read(folder.path) else ("selectivity",)
+    with folder.stage("claims", needs=needs) as out:
+        table = _claims(folder, alpha)
+        out.write_csv("claims.csv", table)
     return table
 
 
-def _claims(run: Path, alpha: float) -> pd.DataFrame:
+def _claims(run: RunFolder, alpha: float) -> pd.DataFrame:
+    """The scorecard of a run folder's tables and its controls' (see :func:`emoselect.scorecard`)."""
     controls = [
         {
             "name": control_name(k),
-            **{
-                name: _optional_csv(folder / f"{file}.csv")
-                for name, file in (("overlap", "overlap"), ("layers", "layers"), ("summary", "manipulation_summary"))
-            },
+            "overlap": control.optional_table("overlap.csv"),
+            "layers": control.optional_table("layers.csv"),
+            "summary": control.optional_table("manipulation_summary.csv"),
         }
-        for k, folder in enumerate(control_folders(run), 1)
+        for k, control in enumerate(run.controls, 1)
     ]
-    table = scorecard(
-        _optional_csv(run / "trends.csv"),
-        _optional_csv(run / "overlap.csv"),
-        _optional_csv(run / "layers.csv"),
-        _optional_csv(run / "manipulation_summary.csv"),
+    return scorecard(
+        run.optional_table("trends.csv"),
+        run.optional_table("overlap.csv"),
+        run.optional_table("layers.csv"),
+        run.optional_table("manipulation_summary.csv"),
         controls,
         alpha,
-        extract_options(run).seed,
+        run.seed,
     )
-    write_csv_atomic(run / "claims.csv", table)
-    return table

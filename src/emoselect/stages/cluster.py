@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..analysis.experiments import block_label
 from ..base import manifest
@@ -15,6 +16,9 @@ from ..run.config import Cluster
 from .manipulate import manipulate_all, manipulated_runs, plan_manipulations, sweep_margins
 from .run import prepare_run
 from .sweep_file import Sweep, _stamp, read_sweep
+
+if TYPE_CHECKING:  # an optional dependency (emoselect[cluster]), imported by _executor when used
+    import submitit
 
 
 @dataclass(frozen=True)
@@ -39,13 +43,13 @@ def prepare_network(source: str, name: str, out: str, limit: int | None = None) 
     selectivity, into ``out/name``; the heads of each manipulated run folder trained and kept in its
     cache. Returns the network's manipulation shards (none when the sweep skips manipulations)."""
     sweep = read_sweep(source, limit)
-    options, selectivity, manipulation, controls = sweep.networks[name]
+    entry = sweep.networks[name]
     run = Path(out) / name
     (run / "sweep-entry.json").unlink(missing_ok=True)
-    prepare_run(options, run, selectivity, manipulation, controls, progress=False)
+    prepare_run(entry.extract, run, entry.selectivity, entry.manipulation, entry.controls, progress=False)
     shards = []
-    for folder in manipulated_runs(run) if manipulation is not None else []:
-        plan = plan_manipulations(folder, manipulation)
+    for folder in manipulated_runs(run) if entry.manipulation is not None else []:
+        plan = plan_manipulations(folder, entry.manipulation)
         for layer, blocks in plan.blocks.items():
             conditions = plan.plans[layer].conditions
             relative = folder.relative_to(out).as_posix()
@@ -65,7 +69,7 @@ def fill_shards(source: str, out: str, limit: int | None, shards: list[Shard]) -
         manifest.require(run, "extract")
         manifest.require(run, "selectivity")
         mine = [shard for shard in shards if shard.run == folder]
-        plan = plan_manipulations(run, sweep.networks[mine[0].network][2])
+        plan = plan_manipulations(run, sweep.networks[mine[0].network].manipulation)
         only: dict[str, list[tuple[int, int]]] = {}
         for shard in mine:
             only.setdefault(shard.layer, []).append(shard.block)
@@ -76,7 +80,7 @@ def finish_network(source: str, name: str, out: str, limit: int | None = None, p
     """A sharded sweep's merge for one network: its manipulation tables (every block read from the
     caches the shards filled), claims and report, then its ``sweep-entry.json``."""
     sweep = read_sweep(source, limit)
-    manipulation = sweep.networks[name][2]
+    manipulation = sweep.networks[name].manipulation
     run = Path(out) / name
     if manipulation is not None:
         manipulate_all(run, manipulation, progress)
@@ -84,7 +88,7 @@ def finish_network(source: str, name: str, out: str, limit: int | None = None, p
     _stamp(run, sweep, name)
 
 
-def _executor(cluster: Cluster, folder: Path):
+def _executor(cluster: Cluster, folder: Path) -> submitit.Executor:
     """A submitit executor for ``local`` or ``slurm``, its logs in ``folder``."""
     try:
         import submitit
@@ -106,7 +110,7 @@ def _executor(cluster: Cluster, folder: Path):
     return executor
 
 
-def _job(function, *args) -> tuple[str | None, object]:
+def _job(function: Callable[..., object], *args: Any) -> tuple[str | None, object]:
     """A submitit job's body: (None, ``function(*args)``), or (the one-line reason, None) when the input
     is at fault (an :class:`InputError`: a missing weight file, too few pictures — no retry can help).
     Anything else (a crash, a lost node, a timeout) fails the job, which is resubmitted."""
@@ -126,7 +130,9 @@ def shard_job(source: str, out: str, limit: int | None, shards: list[Shard]) -> 
     return _job(fill_shards, source, out, limit, shards)
 
 
-def _run_jobs(job, calls: dict[str, tuple], folder: Path, cluster: Cluster) -> tuple[dict, dict[str, str]]:
+def _run_jobs(
+    job: Callable[..., tuple[str | None, object]], calls: dict[str, tuple], folder: Path, cluster: Cluster
+) -> tuple[dict, dict[str, str]]:
     """``job(*calls[name])`` for every name as submitit jobs (a SLURM array; on this machine
     ``array_parallelism`` processes at a time), a crashed job resubmitted ``cluster.retries`` times.
     Returns ({name: value} of the jobs that finished, {name: why} of those that did not)."""

@@ -14,15 +14,14 @@ from pathlib import Path
 
 from ..analysis.experiments import select_sites
 from ..analysis.records import Responses
-from ..base import manifest
-from ..base.files import check_free_space, check_writable, file_digest, run_lock
+from ..base.files import check_free_space, check_writable, file_digest
 from ..engine.network import Network
 from ..engine.probe import keep_sites, load_network
 from ..engine.responses import default_cache_dir, extract, pick_device
 from ..output import figures
 from ..pictures.stimuli import Stimuli, build_stimuli, category_counts, dataset_name_from, write_stimuli
-from ..run.config import ExtractOptions, read_config, update_config
-from ..run.folder import DOWNSTREAM
+from ..run.config import ExtractOptions
+from ..run.folder import CONTROL, DOWNSTREAM, RunFolder
 
 
 @dataclass
@@ -46,13 +45,12 @@ def build_network(options: ExtractOptions) -> Network:
         options.model,
         options.weights,
         seed,
-        options.grayscale,
-        options.readout,
-        options.resize,
-        options.crop,
-        options.token_pool,
-        options.precision,
-    )
+        grayscale=options.grayscale,
+        readout=options.readout,
+        resize=options.resize,
+        crop=options.crop,
+        token_pool=options.token_pool,
+    ).at_precision(options.precision)
     return (
         keep_sites(network, select_sites(options.sites, list(network.sites), "--sites")) if options.sites else network
     )
@@ -95,12 +93,12 @@ def dataset_provenance(stimuli: Stimuli, options: ExtractOptions) -> dict:
     return out
 
 
-def _clear_stale(run: Path, options: ExtractOptions) -> None:
+def _clear_stale(run: RunFolder, options: ExtractOptions) -> None:
     """If the run folder was made with other extract options, its later outputs no longer apply."""
     config_path = run / "config.yaml"
     if not config_path.is_file():
         return
-    old = read_config(run).get("extract")
+    old = run.config.get("extract")
     execution = ("batch_size", "device", "workers", "cache")  # how, not what: the numbers do not change
 
     def what(data: dict) -> dict:
@@ -108,7 +106,7 @@ def _clear_stale(run: Path, options: ExtractOptions) -> None:
 
     if old is None or what(ExtractOptions.from_dict(old).as_dict()) == what(options.as_dict()):
         return
-    controls = [path.name for path in run.glob("control*") if path.is_dir()]
+    controls = [path.name for path in run.path.glob(f"{CONTROL}*") if path.is_dir()]
     for name in DOWNSTREAM + ["responses"] + controls:
         path = run / name
         if path.is_dir():
@@ -117,13 +115,13 @@ def _clear_stale(run: Path, options: ExtractOptions) -> None:
             path.unlink()
 
 
-def _check_room(stimuli: Stimuli, network: Network, run: Path, cache: Path) -> None:
+def _check_room(stimuli: Stimuli, network: Network, run: RunFolder, cache: Path) -> None:
     """Before any picture is computed: the file systems of the cache and the run folder have room for
     the responses (float32, one vector per picture; a 10% margin)."""
     width = sum(network.units.values()) + network.readout_dim + 8
     pictures = stimuli.table["sha1"].nunique()
     check_free_space(cache, int(1.1 * pictures * width * 4), "the response cache")
-    check_free_space(run, int(1.1 * len(stimuli.table) * width * 4), "the run folder's responses")
+    check_free_space(run.path, int(1.1 * len(stimuli.table) * width * 4), "the run folder's responses")
 
 
 def extract_stage(
@@ -148,7 +146,7 @@ def extract_stage(
     Extracted
         The run folder, the stimuli, the network and each dataset's responses.
     """
-    run, cache = Path(out), cache_dir(options)
+    run, cache = RunFolder(Path(out)), cache_dir(options)
     pick_device(options.device)  # an unusable device is an error before anything is written
     check_writable(cache, "the cache folder")
     network = network or build_network(options)
@@ -167,21 +165,22 @@ def extract_stage(
         max_pixels=options.max_pixels,
         category_column=options.categories,
     )
-    run.mkdir(parents=True, exist_ok=True)
-    with run_lock(run):
+    run.path.mkdir(parents=True, exist_ok=True)
+    with run.lock():
         _clear_stale(run, options)
-        manifest.begin(run, "extract")
-        _check_room(stimuli, network, run, cache)
-        responses = extract(stimuli, network, run, cache, options.batch_size, options.device, options.workers, progress)
-        write_stimuli(stimuli, run)
-        figures.stimuli(stimuli.table, stimuli.scales, run / "figures" / "stimuli.png", options.boundaries)
-        update_config(
-            run, extract=options.as_dict(), datasets=dataset_provenance(stimuli, options), network=network.describe()
-        )
-        written = [run / "stimuli.csv", run / "problems.csv"]
-        written += [p for p in (run / "responses").rglob("*") if p.is_file() and not p.name.startswith(".")]
-        manifest.finish(run, "extract", written)
-    return Extracted(run, stimuli, network, responses)
+        with run.stage("extract") as out_files:
+            _check_room(stimuli, network, run, cache)
+            responses = extract(
+                stimuli, network, run.path, cache, options.batch_size, options.device, options.workers, progress
+            )
+            write_stimuli(stimuli, run.path)
+            figures.stimuli(stimuli.table, stimuli.scales, run.file("figures/stimuli.png"), options.boundaries)
+            run.update_config(
+                extract=options.as_dict(), datasets=dataset_provenance(stimuli, options), network=network.describe()
+            )
+            out_files.add(run.file("stimuli.csv"), run.file("problems.csv"))
+            out_files.add(*[p for p in (run / "responses").rglob("*") if p.is_file() and not p.name.startswith(".")])
+    return Extracted(run.path, stimuli, network, responses)
 
 
 def inspect_dataset(

@@ -4,6 +4,7 @@ units (readout.csv, heads.npz, manipulation.csv, manipulation_summary.csv, table
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,55 +16,46 @@ import torch
 from ..analysis.experiments import (
     LayerPlan,
     ManipulationOptions,
+    Swept,
     condition_blocks,
     plan_layer,
     score_conditions,
     summarise,
     table_one,
 )
-from ..analysis.records import Head, ReadoutOptions, read_table
-from ..base import manifest
-from ..base.files import run_lock, write_csv_atomic
+from ..analysis.records import Head, ReadoutOptions
 from ..base.options import as_dict
 from ..base.problems import InputError
-from ..engine.manipulation import ResultCache, evaluate_cached, gain_rescales_readout
+from ..engine.manipulation import Execution, ResultCache, evaluate_cached, gain_rescales_readout
 from ..engine.network import Network
 from ..engine.readout import score_heads, train_heads
 from ..engine.responses import load_responses, pick_device, response_key
 from ..output import figures
 from ..pictures.stimuli import Stimuli, category_names, read_stimuli
-from ..run.config import extract_options, update_config
-from ..run.folder import (
-    _read_heads,
-    _read_table,
-    _save_heads,
-    control_folder,
-    control_folders,
-    control_name,
-    extracted_config,
-    is_control,
-)
+from ..run.folder import RunFolder, StageOutput, control_name, read_heads, save_heads
 from .claims import claims_stage
 from .extract import build_network
 
 
 def trained_heads(
-    run: Path, stimuli: Stimuli, config: dict, options: ReadoutOptions
+    run: RunFolder, stimuli: Stimuli, config: dict, options: ReadoutOptions
 ) -> tuple[list[Head], pd.DataFrame]:
-    """The heads on the run's readout features, and their readout.csv table. Trained once and kept
-    in ``RUN/cache/heads``, keyed by the features, the pictures' categories and splits and the
-    options: every later caller (a rerun, each cluster shard, the merge) gets the same heads, bit
-    for bit, wherever it runs — and so the same keys for the manipulation results."""
+    """The heads on the run's readout features, and their readout.csv table. Trained once (seeded by
+    the run's seed) and kept in ``RUN/cache/heads``, keyed by the features, the pictures' categories
+    and splits, the options and the seed: every later caller (a rerun, each cluster shard, the
+    merge) gets the same heads, bit for bit, wherever it runs — and so the same keys for the
+    manipulation results."""
     site = config["network"]["readout_site"]
-    features = {d: load_responses(run, d, [], site).readout for d in stimuli.datasets}
+    features = {d: load_responses(run.path, d, [], site).readout for d in stimuli.datasets}
     labels = stimuli.table[["dataset", "sha1", "category", "split"]].to_numpy().astype(str)
-    key = ResultCache.key(site, labels.tobytes(), as_dict(options), *[features[d] for d in stimuli.datasets])
-    path = run / "cache" / "heads" / f"{key}.npz"
-    heads = _read_heads(path)
+    seeded = {**as_dict(options), "seed": run.seed}
+    key = ResultCache.key(site, labels.tobytes(), seeded, *[features[d] for d in stimuli.datasets])
+    path = run.heads_cache(key)
+    heads = read_heads(path)
     if heads is not None:
         return heads, score_heads(stimuli, features, heads, site)
-    heads, table = train_heads(stimuli, features, options, site)
-    _save_heads(path, heads)
+    heads, table = train_heads(stimuli, features, options, site, seed=run.seed)
+    save_heads(path, heads)
     return heads, table
 
 
@@ -90,7 +82,8 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
     run : path
         A run folder whose extract and selectivity stages finished.
     options : ManipulationOptions, optional
-        Profile, layers, betas, random sets, heads; default: the profile for the device.
+        Profile, layers, betas, random sets, heads; default: the profile for the device. Random unit
+        sets and heads are seeded by the run's seed.
     progress : bool
         Show progress bars.
 
@@ -99,19 +92,21 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
     Manipulated
         The readout, manipulation, summary and Table 1 tables, the layers and the engine's seconds.
     """
-    run = Path(run)
-    with run_lock(run):
-        manifest.require(run, "extract")
-        manifest.require(run, "selectivity")
-        manifest.begin(run, "manipulate")
-        return _manipulate(run, options, progress)
+    folder = RunFolder(Path(run))
+    with folder.lock():
+        with folder.stage("manipulate", needs=("extract", "selectivity")) as out:
+            manipulated, alpha = _manipulate(folder, out, options, progress)
+        if (folder / "trends.csv").is_file():
+            claims_stage(folder.path, alpha)
+    return manipulated
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ManipulationPlan:
     """Everything the manipulation sweep of one run folder needs: the network (on its device), the
     heads and their readout.csv table, the evaluated (val and test) pictures, one :class:`LayerPlan`
-    per layer with its blocks of conditions (row ranges), and each layer's result-cache key."""
+    per layer with its blocks of conditions (row ranges), each layer's result-cache key, and what
+    the sweep covers (``swept``)."""
 
     options: ManipulationOptions
     network: Network
@@ -121,50 +116,51 @@ class ManipulationPlan:
     plans: dict[str, LayerPlan]
     blocks: dict[str, list[tuple[int, int]]]
     keys: dict[str, str]
-    swept_over: dict
+    swept: Swept
     device: torch.device
 
 
-def plan_manipulations(run: Path, options: ManipulationOptions | None) -> ManipulationPlan:
+def plan_manipulations(run: str | Path | RunFolder, options: ManipulationOptions | None) -> ManipulationPlan:
     """The manipulation sweep of a run folder whose extract and selectivity stages finished (heads
     trained or read from the run's cache; nothing written but that cache)."""
-    recorded = extract_options(run)
-    options = options or ManipulationOptions(seed=recorded.seed)
-    stimuli, config = read_stimuli(run), extracted_config(run)
+    folder = run if isinstance(run, RunFolder) else RunFolder(Path(run))
+    recorded = folder.extract_options
+    options = options or ManipulationOptions()
+    stimuli, config = read_stimuli(folder.path), folder.extracted_config()
     device = pick_device(recorded.device)
-    layers, betas, repeats, lesion_repeats = options.resolved(list(config["network"]["sites"]), device)
-    selective = _read_table(run, "selective.csv", "selectivity")
-    tuning = _read_table(run, "units.csv", "selectivity") if options.gain_form == "tuning" else None
+    swept = options.resolved(list(config["network"]["sites"]), device)
+    selective = folder.table("selective.csv")
+    tuning = folder.table("units.csv") if options.gain_form == "tuning" else None
     network = build_network(recorded).to(device)
     if network.readout_site != config["network"]["readout_site"]:
         raise InputError(f"the network reads out at {network.readout_site}, the run's responses at "
                          f"{config['network']['readout_site']}: rerun `emoselect extract`")  # fmt: skip
-    heads, readout = trained_heads(run, stimuli, config, options.readout)
+    heads, readout = trained_heads(folder, stimuli, config, options.readout)
     names = category_names(stimuli.table)
     plans = {
         layer: plan_layer(
-            layer, network.units[layer], selective, betas, repeats, options, lesion_repeats, tuning, names
+            layer, network.units[layer], selective, swept, options, seed=folder.seed, tuning=tuning, categories=names
         )
-        for layer in layers
+        for layer in swept.layers
     }
     heads_key = ResultCache.key(*[h.weight for h in heads], *[h.bias for h in heads])
     return ManipulationPlan(
-        options,
-        network,
-        heads,
-        readout,
-        stimuli.table[stimuli.table["split"].isin(["val", "test"])].reset_index(drop=True),
-        plans,
-        {layer: condition_blocks(plans[layer].conditions, options.sets_per_shard) for layer in layers},
-        {layer: ResultCache.key(response_key(network), heads_key, layer) for layer in layers},
-        {"layers": layers, "betas": betas, "repeats": repeats, "lesion_repeats": lesion_repeats},
-        device,
+        options=options,
+        network=network,
+        heads=heads,
+        readout=readout,
+        evaluated=stimuli.table[stimuli.table["split"].isin(["val", "test"])].reset_index(drop=True),
+        plans=plans,
+        blocks={layer: condition_blocks(plans[layer].conditions, options.sets_per_shard) for layer in swept.layers},
+        keys={layer: ResultCache.key(response_key(network), heads_key, layer) for layer in swept.layers},
+        swept=swept,
+        device=device,
     )
 
 
 def sweep_margins(
     plan: ManipulationPlan,
-    run: Path,
+    run: str | Path | RunFolder,
     only: dict[str, list[tuple[int, int]]] | None = None,
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
@@ -175,24 +171,26 @@ def sweep_margins(
     Returns {layer: float32 [n_conditions (of those blocks, in order), n_evaluated, n_heads]}."""
     return evaluate_cached(
         plan.network,
-        list(plan.evaluated["path"]),
-        list(plan.evaluated["sha1"]),
+        list(zip(plan.evaluated["path"], plan.evaluated["sha1"])),
         {layer: layer_plan.gains for layer, layer_plan in plan.plans.items()},
         plan.heads,
-        ResultCache(run / "cache" / "manipulation"),
+        ResultCache(Path(run) / "cache" / "manipulation"),
         plan.keys,
         plan.blocks if only is None else only,
-        plan.options.chunk_images,
-        plan.options.batch_samples,
-        progress,
+        Execution(chunk_images=plan.options.chunk_images, batch_samples=plan.options.batch_samples, progress=progress),
     )
 
 
-def _manipulate(run: Path, options: ManipulationOptions | None, progress: bool) -> Manipulated:
+def _manipulate(
+    run: RunFolder, out: StageOutput, options: ManipulationOptions | None, progress: bool
+) -> tuple[Manipulated, float]:
+    """Plan, sweep, score and write the stage's tables and figures into ``out``; returns what the
+    stage produced and the false discovery rate (for claims.csv)."""
     planned = plan_manipulations(run, options)
     options, network, layers = planned.options, planned.network, list(planned.plans)
-    write_csv_atomic(run / "readout.csv", planned.readout)
-    _save_heads(run / "heads.npz", planned.heads)
+    out.write_csv("readout.csv", planned.readout)
+    save_heads(run.file("heads.npz"), planned.heads)
+    out.add(run.file("heads.npz"))
     start = time.time()
     swept = sweep_margins(planned, run, progress=progress)
     seconds = time.time() - start
@@ -206,66 +204,51 @@ def _manipulate(run: Path, options: ManipulationOptions | None, progress: bool) 
         {layer: gain_rescales_readout(network, layer) for layer in layers}
     )
     table1 = table_one(summary, manipulation)
-    written = _write_manipulation_tables(run, network.readout_site, manipulation, summary, table1)
-    written += _draw_manipulations(run, manipulation, summary, options.alpha)
-    settings = _manipulation_settings(options, planned.device, planned.swept_over, network, seconds)
-    update_config(run, manipulation=settings)
-    manifest.finish(run, "manipulate", written, inputs=("extract", "selectivity"))
-    if (run / "trends.csv").is_file():
-        claims_stage(run, options.alpha)
-    return Manipulated(planned.readout, manipulation, summary, table1, layers, seconds)
-
-
-def _manipulation_settings(options, device, swept_over: dict, network: Network, seconds: float) -> dict:
-    """config.yaml's manipulation section: the options, what was swept, the readout and the engine."""
-    return {
-        **as_dict(options),
-        "profile": options.profile_for(device),
-        **swept_over,
-        "readout_site": network.readout_site,
-        "engine": network.engine,
-        "engine_seconds": round(seconds, 1),
-    }
-
-
-def _write_manipulation_tables(
-    run: Path, readout_site: str, manipulation: pd.DataFrame, summary: pd.DataFrame, table1: pd.DataFrame
-) -> list[Path]:
-    """manipulation.csv, manipulation_summary.csv and table1.csv (each with the readout site); returns
-    every file of the stage written so far (with readout.csv and heads.npz)."""
     for name, table in (
         ("manipulation.csv", manipulation),
         ("manipulation_summary.csv", summary),
         ("table1.csv", table1),
     ):
-        table["readout_site"] = readout_site
-        write_csv_atomic(run / name, table)
-    names = ("readout.csv", "heads.npz", "manipulation.csv", "manipulation_summary.csv", "table1.csv")
-    return [run / name for name in names]
+        table["readout_site"] = network.readout_site
+        out.write_csv(name, table)
+    out.add(*_draw_manipulations(run, manipulation, summary, options.alpha))
+    run.update_config(manipulation=_manipulation_settings(options, planned, seconds))
+    return Manipulated(planned.readout, manipulation, summary, table1, layers, seconds), options.alpha
 
 
-def _draw_manipulations(run: Path, manipulation: pd.DataFrame, summary: pd.DataFrame, alpha: float) -> list[Path]:
+def _manipulation_settings(options: ManipulationOptions, planned: ManipulationPlan, seconds: float) -> dict:
+    """config.yaml's manipulation section: the options, what was swept, the readout and the engine."""
+    return {
+        **as_dict(options),
+        "profile": options.profile_for(planned.device),
+        **dataclasses.asdict(planned.swept),
+        "readout_site": planned.network.readout_site,
+        "engine": planned.network.engine,
+        "engine_seconds": round(seconds, 1),
+    }
+
+
+def _draw_manipulations(run: RunFolder, manipulation: pd.DataFrame, summary: pd.DataFrame, alpha: float) -> list[Path]:
     """The lesion, gain and transfer figures (with the first control's rows where it has them) and the
     gain curves per heads/test pair; returns the figure files."""
-    folder = run / "figures"
-    shown = summary.assign(network=control_name(1) if is_control(run) else "trained")
-    control_summary = control_folder(run, 1) / "manipulation_summary.csv"
-    if control_summary.is_file():  # the first control's rows below the trained network's
-        shown = pd.concat([shown, read_table(control_summary).assign(network=control_name(1))], ignore_index=True)
-    written = [figures.attention_change(shown, folder / "attention_change.png", alpha)]
+    shown = summary.assign(network=control_name(1) if run.is_control else "trained")
+    control_summary = run.control(1).optional_table("manipulation_summary.csv")
+    if control_summary is not None:  # the first control's rows below the trained network's
+        shown = pd.concat([shown, control_summary.assign(network=control_name(1))], ignore_index=True)
+    written = [figures.attention_change(shown, run.file("figures/attention_change.png"), alpha)]
     pairs = list(dict.fromkeys(zip(manipulation["train_dataset"], manipulation["test_dataset"])))
     for number, (train, test) in enumerate(pairs):
         name = "attention_curves.png" if number == 0 else f"attention_curves_{number + 1}.png"
-        written.append(figures.attention_curves(manipulation, folder / name, train, test))
-    written.append(figures.lesion(shown, folder / "lesion.png", alpha))
+        written.append(figures.attention_curves(manipulation, run.file(f"figures/{name}"), train, test))
+    written.append(figures.lesion(shown, run.file("figures/lesion.png"), alpha))
     if (summary["train_dataset"] != summary["test_dataset"]).any():
-        written.append(figures.transfer(shown, folder / "transfer.png", alpha))
+        written.append(figures.transfer(shown, run.file("figures/transfer.png"), alpha))
     return written
 
 
 def manipulated_runs(run: str | Path) -> list[Path]:
     """The run folders :func:`manipulate_all` manipulates, in its order: the first control (if any), the run."""
-    return [*control_folders(run)[:1], Path(run)]
+    return [*[control.path for control in RunFolder(Path(run)).controls[:1]], Path(run)]
 
 
 def manipulate_all(run: str | Path, options: ManipulationOptions | None = None, progress: bool = True) -> Manipulated:

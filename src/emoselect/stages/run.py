@@ -6,18 +6,16 @@ earlier ones left there and writes the parts it owns (the README's run-folder ta
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..analysis.experiments import PROFILES, ManipulationOptions
 from ..analysis.selectivity import SelectivityOptions, SelectivityResult
-from ..base.files import run_lock
 from ..base.problems import InputError
 from ..engine.responses import pick_device, prefetch_responses
 from ..output.report import write_report
-from ..run.config import ExtractOptions, update_config
-from ..run.folder import control_folder
+from ..run.config import ExtractOptions
+from ..run.folder import RunFolder
 from .extract import Extracted, build_network, cache_dir, control_options, extract_stage
 from .manipulate import Manipulated, manipulate_all
 from .selectivity import selectivity_stage
@@ -53,7 +51,7 @@ def run_all(
     out : path
         The run folder.
     selectivity : SelectivityOptions, optional
-        Default: the defaults with the extract seed.
+        Default: the defaults (every stage is seeded by ``options.seed``).
     manipulation : ManipulationOptions, optional
         None skips the heads and manipulations.
     controls : int, optional
@@ -66,13 +64,13 @@ def run_all(
     Analysis
         The selectivity result, the manipulations (or None) and the report's path.
     """
-    run = Path(out)
+    run = RunFolder(Path(out))
     controls = _control_count(options, manipulation, controls)
-    trained = extract_stage(options, run, progress)
-    with run_lock(run):  # the rest of the run is one writer's, controls included
+    trained = extract_stage(options, run.path, progress)
+    with run.lock():  # the rest of the run is one writer's, controls included
         result = _controls_and_selectivity(run, options, trained, controls, selectivity, manipulation, progress)
-        manipulated = manipulate_all(run, manipulation, progress) if manipulation is not None else None
-        return Analysis(result, manipulated, write_report(run))
+        manipulated = manipulate_all(run.path, manipulation, progress) if manipulation is not None else None
+        return Analysis(result, manipulated, write_report(run.path))
 
 
 def prepare_run(
@@ -86,10 +84,10 @@ def prepare_run(
     """:func:`run_all` up to the manipulations (extraction of the network and its controls, then
     selectivity): what a sweep's first job does for a network before its manipulation shards.
     Same parameters as :func:`run_all`; returns the selectivity result."""
-    run = Path(out)
+    run = RunFolder(Path(out))
     controls = _control_count(options, manipulation, controls)
-    trained = extract_stage(options, run, progress)
-    with run_lock(run):
+    trained = extract_stage(options, run.path, progress)
+    with run.lock():
         return _controls_and_selectivity(run, options, trained, controls, selectivity, manipulation, progress)
 
 
@@ -104,7 +102,7 @@ def _control_count(options: ExtractOptions, manipulation: ManipulationOptions | 
 
 
 def _controls_and_selectivity(
-    run: Path,
+    run: RunFolder,
     options: ExtractOptions,
     trained: Extracted,
     controls: int,
@@ -121,10 +119,7 @@ def _controls_and_selectivity(
             trained.stimuli, networks, cache_dir(options), options.batch_size, options.device, options.workers, progress
         )
     for k, (plan, network) in enumerate(zip(plans, networks), 1):
-        extract_stage(plan, control_folder(run, k), progress, network)
-    k = controls + 1
-    while control_folder(run, k).is_dir():  # controls of an earlier, larger run no longer apply
-        shutil.rmtree(control_folder(run, k))
-        k += 1
-    update_config(run, run={"controls": controls, "manipulate": manipulation is not None})
-    return selectivity_stage(run, selectivity or SelectivityOptions(seed=options.seed), progress)
+        extract_stage(plan, run.control(k).path, progress, network)
+    run.remove_controls_from(controls + 1)  # controls of an earlier, larger run no longer apply
+    run.update_config(run={"controls": controls, "manipulate": manipulation is not None})
+    return selectivity_stage(run.path, selectivity, progress)

@@ -12,22 +12,21 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.records import Responses
-from ..analysis.selectivity import SelectivityOptions, SelectivityResult, analyse, trend_difference
+from ..analysis.selectivity import SelectivityOptions, SelectivityResult, analyse
 from ..analysis.stats import rank_p_values
-from ..base import manifest
-from ..base.files import run_lock, write_csv_atomic
+from ..analysis.trends import trend_difference
+from ..base.files import write_csv_atomic
 from ..base.options import as_dict
 from ..engine.responses import load_responses
 from ..output import figures
 from ..pictures.stimuli import Stimuli, read_stimuli
-from ..run.config import extract_options, update_config
-from ..run.folder import control_folders, control_name, extracted_config
+from ..run.folder import RunFolder, StageOutput, control_name
 from .claims import claims_stage
 
 
 def load_run(run: str | Path) -> tuple[Stimuli, dict, dict[str, Responses]]:
     """A run folder's stimuli, config and responses (tuning sites only; readout features on demand)."""
-    config = extracted_config(run)
+    config = RunFolder(Path(run)).extracted_config()
     stimuli = read_stimuli(run)
     sites = list(config["network"]["sites"])
     responses = {d: load_responses(run, d, sites) for d in stimuli.datasets}
@@ -102,14 +101,14 @@ def versus_controls_table(result: SelectivityResult, controls: list[SelectivityR
 def selectivity_stage(
     run: str | Path, options: SelectivityOptions | None = None, progress: bool = True
 ) -> SelectivityResult:
-    """Selectivity tables and figures for a run folder and its random-init controls.
+    """Selectivity tables and figures for a run folder and its random-init controls, then claims.csv.
 
     Parameters
     ----------
     run : path
         A run folder whose extract stage finished.
     options : SelectivityOptions, optional
-        Default: the defaults, seeded with the run's extract seed.
+        Default: the defaults. Every random stream is seeded by the run's seed (its ``--seed``).
     progress : bool
         Show progress bars.
 
@@ -118,50 +117,63 @@ def selectivity_stage(
     SelectivityResult
         The trained network's tables (units, selective, layers, overlap, examples, trends).
     """
-    run = Path(run)
-    options = options or SelectivityOptions(seed=extract_options(run).seed)
-    with contextlib.ExitStack() as locks:
-        folders = [run, *control_folders(run)]
-        for folder in folders:
-            locks.enter_context(run_lock(folder))
-            manifest.require(folder, "extract")
-            manifest.begin(folder, "selectivity")
-        return _selectivity(run, folders[1:], options, progress)
+    folder = RunFolder(Path(run))
+    options = options or SelectivityOptions()
+    with folder.lock():
+        with contextlib.ExitStack() as stages:
+            folders = [folder, *folder.controls]
+            outs = [stages.enter_context(f.stage("selectivity", needs=("extract",))) for f in folders]
+            result = _selectivity(folders, outs, options, progress)
+        claims_stage(folder.path, options.alpha)
+    return result
 
 
-def _selectivity(run: Path, control_runs: list[Path], options: SelectivityOptions, progress: bool) -> SelectivityResult:
-    stimuli, config, responses = load_run(run)
+def _selectivity(
+    folders: list[RunFolder], outs: list[StageOutput], options: SelectivityOptions, progress: bool
+) -> SelectivityResult:
+    """Analyse the run (``folders[0]``) and its controls, each with its own seed; write each one's
+    tables into its stage output, then the run's trends, controls table, figures and config."""
+    run, out = folders[0], outs[0]
+    stimuli, config, responses = load_run(run.path)
     sites = list(config["network"]["sites"])
-    result = analyse(stimuli, responses, sites, options, progress, config["network"].get("relative_depth"))
-    written = write_selectivity(result, run)
+    depths = config["network"].get("relative_depth")
+    result = analyse(stimuli, responses, sites, options, progress, depths, seed=run.seed)
+    out.add(*write_selectivity(result, run.path))
     controls = []
-    for folder in control_runs:
-        c_stimuli, c_config, c_responses = load_run(folder)
-        control = analyse(c_stimuli, c_responses, list(c_config["network"]["sites"]), options, progress)
-        manifest.finish(folder, "selectivity", write_selectivity(control, folder), inputs=("extract",))
-        update_config(folder, selectivity={**as_dict(options), "pair_note": control.pair_note})
+    for folder, control_out in zip(folders[1:], outs[1:]):
+        c_stimuli, c_config, c_responses = load_run(folder.path)
+        c_sites = list(c_config["network"]["sites"])
+        control = analyse(c_stimuli, c_responses, c_sites, options, progress, seed=folder.seed)
+        control_out.add(*write_selectivity(control, folder.path))
+        folder.update_config(selectivity={**as_dict(options), "pair_note": control.pair_note})
         controls.append(control)
-    write_trends(result, controls, run)
-    written.append(run / "trends.csv")
+    write_trends(result, controls, run.path)
+    out.add(run.file("trends.csv"))
     if controls:
-        write_csv_atomic(run / "controls.csv", versus_controls_table(result, controls))
-        written.append(run / "controls.csv")
+        out.write_csv("controls.csv", versus_controls_table(result, controls))
     elif (run / "controls.csv").exists():
         (run / "controls.csv").unlink()
-    folder = run / "figures"
+    out.add(*_draw_selectivity(run, result, controls, options.alpha))
+    run.update_config(selectivity={**as_dict(options), "pair_note": result.pair_note})
+    return result
+
+
+def _draw_selectivity(
+    run: RunFolder, result: SelectivityResult, controls: list[SelectivityResult], alpha: float
+) -> list[Path]:
+    """The selectivity figures (with the first control's where it has one); returns their paths."""
     first = controls[0] if controls else None
-    written += [
-        figures.tuning_quality(result.layers, folder / "tuning_quality.png", [c.layers for c in controls]),
-        figures.overlap(result.overlap, folder / "overlap.png", first.overlap if first else None, options.alpha),
-        figures.selective_fraction(result.overlap, folder / "selective_fraction.png", first.overlap if first else None),
-        figures.example_neurons(result.examples, folder / "example_neurons.png"),
+    written = [
+        figures.tuning_quality(result.layers, run.file("figures/tuning_quality.png"), [c.layers for c in controls]),
+        figures.overlap(result.overlap, run.file("figures/overlap.png"), first.overlap if first else None, alpha),
+        figures.selective_fraction(
+            result.overlap, run.file("figures/selective_fraction.png"), first.overlap if first else None
+        ),
+        figures.example_neurons(result.examples, run.file("figures/example_neurons.png")),
         figures.example_valence(
-            result.examples, result.top_images, folder / "example_valence.png", extract_options(run).boundaries
+            result.examples, result.top_images, run.file("figures/example_valence.png"), run.extract_options.boundaries
         ),
     ]
     if result.confounds is not None:
-        written.append(figures.confounds(result.confounds, folder / "confounds.png"))
-    update_config(run, selectivity={**as_dict(options), "pair_note": result.pair_note})
-    manifest.finish(run, "selectivity", written, inputs=("extract",))
-    claims_stage(run, options.alpha)
-    return result
+        written.append(figures.confounds(result.confounds, run.file("figures/confounds.png")))
+    return written

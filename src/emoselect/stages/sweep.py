@@ -34,13 +34,14 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ..analysis.experiments import CHOSEN
 from ..analysis.records import read_table
 from ..base.files import write_csv_atomic
 from ..base.problems import InputError
 from ..output import figures
 from ..output.report import write_sweep_page
 from ..run.config import Cluster
-from ..run.folder import control_folders
+from ..run.folder import RunFolder
 from .cluster import _sharded
 from .run import run_all
 from .sweep_file import Sweep, _finished, _stamp, read_sweep
@@ -60,10 +61,10 @@ def run_network(source: str, name: str, out: str, limit: int | None = None, prog
     """One network of a sweep file into ``out/name``, all in this process: its whole analysis, then
     its ``sweep-entry.json`` (the options' fingerprint that marks it finished). Returns ``name``."""
     sweep = read_sweep(source, limit)
-    options, selectivity, manipulation, controls = sweep.networks[name]
+    entry = sweep.networks[name]
     run = Path(out) / name
     (run / "sweep-entry.json").unlink(missing_ok=True)
-    run_all(options, run, selectivity, manipulation, controls=controls, progress=progress)
+    run_all(entry.extract, run, entry.selectivity, entry.manipulation, controls=entry.controls, progress=progress)
     _stamp(run, sweep, name)
     return name
 
@@ -134,16 +135,16 @@ def _layer_measures(run: Path, alpha: float = 0.05) -> dict[str, pd.DataFrame]:
             }
         )
 
-    out = {}
-    layers = read_table(run / "layers.csv")
+    out, folder = {}, RunFolder(run)
+    layers = folder.table("layers.csv")
     if "tuning_quality_excess" in layers:
         p = layers.get("p_tuning_quality", pd.Series(float("nan"), index=layers.index))
         out["tuning_quality_excess"] = per_layer(layers, "tuning_quality_excess", p < alpha, None)
-    overlap = read_table(run / "overlap.csv")
+    overlap = folder.table("overlap.csv")
     out["overlap_excess"] = per_layer(overlap, "jaccard_excess", overlap["q_value"] < alpha, overlap["q_value"])
-    if (run / "manipulation_summary.csv").is_file():
-        summary = read_table(run / "manipulation_summary.csv")
-        chosen = summary["units"].isin(["selective", "tuning"])  # the channels form, or the tuning form
+    summary = folder.optional_table("manipulation_summary.csv")
+    if summary is not None:
+        chosen = summary["units"].isin(CHOSEN)  # the channels form, or the tuning form
         own = summary[(summary["train_dataset"] == summary["test_dataset"]) & chosen]
         for measure, value, q in (("gain_change_pct", "enhanced_change_pct", "q_enhance"),
                                   ("lesion_change_pct", "lesioned_change_pct", "q_lesion")):  # fmt: skip
@@ -174,9 +175,9 @@ def sweep_table(folder: str | Path, names: list[str], alpha: float = 0.05) -> pd
     for name in names:
         run = Path(folder) / name
         network = yaml.safe_load((run / "config.yaml").read_text())["network"]
-        depth = read_table(run / "layers.csv").drop_duplicates("layer").set_index("layer")["relative_depth"]
+        depth = RunFolder(run).table("layers.csv").drop_duplicates("layer").set_index("layer")["relative_depth"]
         own = _layer_measures(run, alpha)
-        controls = [_layer_measures(control, alpha) for control in control_folders(run)]
+        controls = [_layer_measures(control.path, alpha) for control in RunFolder(run).controls]
         for measure, table in own.items():
             for layer, cells in table.iterrows():
                 others = pd.Series([c[measure]["value"].get(layer) for c in controls if measure in c], dtype=float)

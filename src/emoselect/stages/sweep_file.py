@@ -23,27 +23,48 @@ from ..run.config import ExtractOptions
 SWEEP_KEYS = ("datasets", "networks", "extract", "selectivity", "manipulation", "controls")
 
 
-@dataclass
-class Sweep:
-    """A parsed sweep file: one options record set per network (``networks`` name -> (extract,
-    selectivity, manipulation or None, controls))."""
+@dataclass(frozen=True, kw_only=True)
+class SweepNetwork:
+    """One network of a sweep: its extract, selectivity and manipulation options (None: no heads and
+    manipulations) and its number of random-init controls."""
 
-    source: Path
-    networks: dict[str, tuple[ExtractOptions, SelectivityOptions, ManipulationOptions | None, int]]
-    limit: int | None = None
+    extract: ExtractOptions
+    selectivity: SelectivityOptions
+    manipulation: ManipulationOptions | None
+    controls: int
 
-    def record(self, name: str) -> dict:
-        """A network's options as plain data (written beside its run; their fingerprint marks it finished)."""
-        options, selectivity, manipulation, controls = self.networks[name]
+    def record(self) -> dict:
+        """The options as plain data (written beside the network's run; their fingerprint marks it
+        finished). The run's seed is also recorded in the selectivity and manipulation sections, as
+        earlier versions did, so that a sweep folder they made is still recognised as finished."""
+        seed = self.extract.seed
+        manipulation = None
+        if self.manipulation is not None:
+            manipulation = as_dict(self.manipulation)
+            manipulation = {**manipulation, "readout": {**manipulation["readout"], "seed": seed}, "seed": seed}
         return {
-            "extract": as_dict(options),
-            "selectivity": as_dict(selectivity),
-            "manipulation": as_dict(manipulation) if manipulation else None,
-            "controls": controls,
+            "extract": as_dict(self.extract),
+            "selectivity": {**as_dict(self.selectivity), "seed": seed},
+            "manipulation": manipulation,
+            "controls": self.controls,
         }
 
 
-def _mapping(value, where: str) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class Sweep:
+    """A parsed sweep file: its ``source`` path, one :class:`SweepNetwork` per network name, and the
+    ``limit`` of pictures per set it was read with."""
+
+    source: Path
+    networks: dict[str, SweepNetwork]
+    limit: int | None = None
+
+    def record(self, name: str) -> dict:
+        """A network's options as plain data (see :meth:`SweepNetwork.record`)."""
+        return self.networks[name].record()
+
+
+def _mapping(value: object, where: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -95,24 +116,23 @@ def read_sweep(path: str | Path, limit: int | None = None) -> Sweep:
     controls = data.get("controls", 2)
     if not isinstance(controls, int) or controls < 0:
         raise InputError(f"{path}: controls must be a whole number >= 0, got {controls!r}")
-    sweep = Sweep(path.resolve(), {}, limit=limit)
+    entries = {}
     for name, entry in networks.items():
         check_dataset_name(name)  # names a folder of the sweep
         entry = _mapping(entry, f"networks.{name}")
         if "weights" in entry:
             entry["weights"] = _resolved(str(entry["weights"]), base)
         options = from_dict(ExtractOptions, {**extract, **entry, "datasets": datasets}, f"networks.{name}")
-        seeded = {"seed": options.seed}
-        selectivity = from_dict(
-            SelectivityOptions, {**seeded, **_mapping(data.get("selectivity"), "selectivity")}, "selectivity"
-        )
+        selectivity = from_dict(SelectivityOptions, _mapping(data.get("selectivity"), "selectivity"), "selectivity")
         manipulate = (
             None
             if manipulation is False
-            else from_dict(ManipulationOptions, {**seeded, **_mapping(manipulation, "manipulation")}, "manipulation")
+            else from_dict(ManipulationOptions, _mapping(manipulation, "manipulation"), "manipulation")
         )
-        sweep.networks[name] = (options, selectivity, manipulate, controls)
-    return sweep
+        entries[name] = SweepNetwork(
+            extract=options, selectivity=selectivity, manipulation=manipulate, controls=controls
+        )
+    return Sweep(source=path.resolve(), networks=entries, limit=limit)
 
 
 def _fingerprint(record: dict) -> str:
