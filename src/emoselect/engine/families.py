@@ -6,9 +6,10 @@ layouts, and the readout site (docs/architecture.md shows the family table).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn

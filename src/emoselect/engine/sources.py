@@ -21,11 +21,11 @@ import logging
 import os
 import sys
 import urllib.error
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import torch
 import torchvision

@@ -4,9 +4,10 @@ jobs that only fill content-keyed caches, then the merge in this process (see :m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..analysis.experiments import block_label
 from ..base import manifest
