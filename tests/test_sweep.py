@@ -164,7 +164,7 @@ def test_a_failed_job_is_reported_by_name_and_the_rest_is_kept(tmp_path, capsys)
 
 def test_a_crashed_job_is_resubmitted(tmp_path, monkeypatch):
     pytest.importorskip("submitit")
-    from emoselect.stages import sweep as sweeping
+    from emoselect.stages import cluster as sweeping
 
     calls = []
 
@@ -200,7 +200,7 @@ def test_a_crashed_job_is_resubmitted(tmp_path, monkeypatch):
 
 
 def test_a_failed_shard_or_merge_names_its_network_and_the_others_are_merged(tmp_path, monkeypatch, capsys):
-    from emoselect.stages import sweep as sweeping
+    from emoselect.stages import cluster as sweeping
 
     class Done:
         def __init__(self, value):
