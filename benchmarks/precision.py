@@ -47,7 +47,7 @@ def analysed(precision: str, stimuli, device: str, cache: str, batch_size: int):
     start = time.perf_counter()
     responses = extract(stimuli, network, cache_dir=cache, batch_size=batch_size, device=device, progress=False)
     seconds = time.perf_counter() - start
-    result = analyse(stimuli, responses, list(network.sites), SelectivityOptions(tuning_null=50), progress=False)
+    result = analyse(stimuli, responses, list(network.sites), SelectivityOptions(null_permutations=199), progress=False)
     features = {name: r.readout for name, r in responses.items()}
     _, table = train_heads(stimuli, features, ReadoutOptions(), network.readout_site)
     return seconds, responses, result, table

@@ -4,8 +4,7 @@
 
 Builds a run folder with 2 datasets x ``--images`` pictures and VGG-16's 13 layers (4,224 units;
 planted selective units plus noise), then times ``selectivity_stage`` (tables and figures written)
-with the defaults (exact overlap nulls, the tuning-quality null with 200 label permutations and the
-depth-trend tests), and again with the optional per-unit permutation test, valence tuning and the
+with the defaults (999 label shuffles for the overlap, tuning-quality and network-level nulls), and again with the optional per-unit permutation test, valence tuning and the
 confound check. Needs no network and no data.
 """
 
@@ -105,7 +104,7 @@ def main() -> None:
         for key, label, options in (
             (
                 "defaults",
-                "defaults (exact overlap nulls, tuning-quality null with 200 permutations, depth trends)",
+                "defaults (999 label shuffles: overlap, tuning-quality and network-level nulls)",
                 SelectivityOptions(),
             ),
             (

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 4. Selectivity: tuning values, tuning quality against its shuffled-label null, and overlap of the units
     #    preferring each category in two halves of the pictures against its exact chance distribution.
-    options = es.SelectivityOptions(tuning_null=50)
+    options = es.SelectivityOptions(null_permutations=199)
     result = es.analyse(stimuli, responses, list(network.sites), options, progress=False)
     deepest = result.overlap[result.overlap["layer"] == "conv5_3"]
     print(deepest[["category", "n_selective", "jaccard", "jaccard_null_mean", "p_value"]].to_string(index=False))

@@ -100,7 +100,7 @@ def test_a_whole_run_with_six_categories(tmp_path):
         make_six(tmp_path / name, seed=seed)
     run = tmp_path / "run"
     sets = ["--dataset", f"a={tmp_path / 'a'}", "--dataset", f"b={tmp_path / 'b'}", "--scale", "a=1-9"]
-    words = [*sets, "--scale", "b=1-9", "--categories", "kind", *SMALL, "--tuning-null", "10", "--controls", "1"]
+    words = [*sets, "--scale", "b=1-9", "--categories", "kind", *SMALL, "--null-permutations", "10", "--controls", "1"]
     assert main(["-q", "run", *words, *MANIPULATE, "--out", str(run)]) == 0
     units = pd.read_csv(run / "units.csv")
     assert [f"t_{name}" for name in SIX] == [c for c in units.columns if c.startswith("t_")]

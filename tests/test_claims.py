@@ -50,13 +50,45 @@ def test_layer_order_test_enumerates_every_ordering():
     assert layer_order_test(np.array([1.0, 2.0]))["min_p"] == 0.5  # two layers can never conclude
 
 
-def test_versus_controls_rank_and_its_floor():
-    one = versus_controls(0.3, [0.1], "c", "t", 0.05)
-    assert one["p"] == 0.5 and one["min_p"] == 0.5 and one["verdict"] == INCONCLUSIVE
+def test_versus_controls_crawford_howell_and_the_rank_from_20():
+    assert versus_controls(0.3, [0.1], "c", "t", 0.05)["verdict"] == UNTESTABLE  # one control has no spread
+    controls = [0.0, 0.1, -0.1, 0.05, -0.05]
+    row = versus_controls(0.5, controls, "c", "t", 0.05)
+    expected = scipy_stats.ttest_ind([0.5], controls, alternative="greater")  # the same t with one case
+    assert row["p"] == pytest.approx(expected.pvalue, rel=1e-10) and row["verdict"] == SUPPORTED
+    assert row["effect"] == pytest.approx(0.5) and "Crawford-Howell" in row["test"]
+    assert versus_controls(-0.5, controls, "c", "t", 0.05)["verdict"] == CONTRADICTED
     many = versus_controls(0.3, list(np.linspace(0, 0.2, 39)), "c", "t", 0.05)
-    assert many["p"] == pytest.approx(1 / 40) and many["verdict"] == SUPPORTED
-    below = versus_controls(-0.1, list(np.linspace(0, 0.2, 39)), "c", "t", 0.05)
-    assert below["verdict"] == CONTRADICTED
+    assert many["p"] == pytest.approx(1 / 40) and many["min_p"] == pytest.approx(1 / 40) and "rank" in many["test"]
+
+
+def test_crawford_howell_by_hand_calibrated_and_powered():
+    from emoselect.analysis.stats import crawford_howell, crawford_howell_p_at
+
+    controls = np.array([1.0, 2.0, 4.0])
+    sd = np.std(controls, ddof=1)
+    t = (6.0 - controls.mean()) / (sd * np.sqrt(4 / 3))
+    result = crawford_howell(6.0, controls)
+    assert result["t"] == pytest.approx(t) and result["p_above"] == pytest.approx(scipy_stats.t.sf(t, 2))
+    assert result["p_above"] + result["p_below"] == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    null = [crawford_howell(rng.normal(), rng.normal(size=5))["p_above"] for _ in range(4000)]
+    assert np.mean(np.asarray(null) < 0.05) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 4000)  # normal controls: alpha
+    assert np.mean(np.asarray(null) < 0.05) >= 0.05 - 3 * np.sqrt(0.05 * 0.95 / 4000)  # and not conservative
+    exact_controls = scipy_stats.norm.ppf((np.arange(5) + 0.5) / 5)
+    exact_controls = (exact_controls - exact_controls.mean()) / exact_controls.std(ddof=1)
+    assert crawford_howell(3.0, exact_controls)["p_above"] == pytest.approx(crawford_howell_p_at(3.0, 5))
+    assert crawford_howell_p_at(3.0, 5) < 0.05  # a planted 3-SD difference with K = 5
+    planted = [crawford_howell(3.0 + rng.normal(), rng.normal(size=5))["p_above"] < 0.05 for _ in range(2000)]
+    assert np.mean(planted) > 0.5
+
+
+def test_holm_by_hand():
+    from emoselect.analysis.stats import holm
+
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.5])
+    # sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1 = 0.04, 0.09, 0.08 -> 0.09 (monotone), 0.5
+    np.testing.assert_allclose(holm(p), [0.04, 0.09, np.nan, 0.09, 0.5])
 
 
 def _summary(q_enhance, q_lesion, layers=("a", "b", "c")):
@@ -85,46 +117,69 @@ def _summary(q_enhance, q_lesion, layers=("a", "b", "c")):
     return pd.DataFrame(rows)
 
 
-def test_scorecard_from_tables():
-    trends = pd.DataFrame(
+def _trends_rows(network, values):
+    """trends.csv rows of one network: {(measure, statistic): (value, p_above, p_below)}."""
+    return [
         {
-            "network": ["trained", "random init", "trained - random init"],
-            "measure": "tuning_quality_excess",
-            "rho": [0.9, 0.1, 0.8],
-            "p_rise": [0.01, 0.4, 0.02],
-            "p_fall": [0.99, 0.6, 0.98],
-            "n_null": 199,
-        }
-    )
+            "network": network,
+            "measure": m,
+            "statistic": st,
+            "value": v,
+            "z": scipy_stats.norm.isf(pa - 0.5 / 1000),
+            "p_above": pa,
+            "p_below": pb,
+            "n_null": 999,
+            "min_p": 0.001,
+        }  # fmt: skip
+        for (m, st), (v, pa, pb) in values.items()
+    ]
+
+
+def test_scorecard_from_tables():
+    level, trend = "mean over layers", "Spearman rho with depth"
+    trained = {("overlap_excess", level): (0.1, 0.001, 0.999), ("overlap_excess", trend): (0.9, 0.03, 0.97),
+               ("tuning_quality_excess", level): (0.2, 0.001, 0.999),
+               ("tuning_quality_excess", trend): (0.9, 0.03, 0.97)}  # fmt: skip
+    control = {("overlap_excess", level): (-0.1, 0.999, 0.002), ("overlap_excess", trend): (-0.9, 0.998, 0.002),
+               ("tuning_quality_excess", level): (0.0, 0.5, 0.5),
+               ("tuning_quality_excess", trend): (0.1, 0.4, 0.6)}  # fmt: skip
+    trends = pd.DataFrame(_trends_rows("trained", trained) + _trends_rows("random init", control))
     overlap = pd.DataFrame(
         {
             "layer": ["a", "b"] * 3,
             "category": np.repeat(["pleasant", "neutral", "unpleasant"], 2),
-            "q_value": [0.01, 0.01, 0.01, 0.5, 0.01, 0.9],
-            "p_below": 0.9,
+            "dataset_a": "d1",
+            "p_value": [0.01, 0.01, 0.01, 0.5, 0.01, 0.9],
+            "p_independent": 0.001,
             "jaccard_excess": 0.1,
         }
     )
     card = scorecard(
         trends,
         overlap,
-        None,
         _summary(0.01, 0.5),
-        [
-            {
-                "name": "random init",
-                "overlap": overlap.assign(q_value=0.9, jaccard_excess=0.0),
-                "layers": None,
-                "summary": None,
-            }
-        ],
+        [{"name": "random init", "overlap": overlap.assign(p_value=0.9, jaccard_excess=0.0), "summary": None}],
         0.05,
     )
     by = card.set_index(["claim", "network"])["verdict"]
-    assert by[("tuning quality (excess over its label-shuffled null) rises with depth", "trained")] == SUPPORTED
-    assert by[("tuning quality (excess over its label-shuffled null) rises with depth", "random init")] == INCONCLUSIVE
+    rise = "tuning quality (excess over its label-shuffled null) rises with depth"
+    # p = 0.03 alone, twice, in a family of 3 (the 2 depth trends of the manipulations, smallest
+    # attainable p 1/6 with 3 layers, are left out): Holm 0.03 x 2 = 0.06 > alpha
+    assert by[(rise, "trained")] == INCONCLUSIVE
+    assert card.set_index(["claim", "network"]).loc[(rise, "trained"), "p_holm"] == pytest.approx(0.06)
+    assert by[(rise, "random init")] == INCONCLUSIVE
+    assert by[("cross-dataset overlap (excess over chance) rises with depth", "trained")] == INCONCLUSIVE
+    assert by[("cross-dataset overlap (excess over chance) rises with depth", "random init")] == CONTRADICTED
     assert by[("units keep their preferred category across datasets more than chance", "trained")] == SUPPORTED
+    # below-chance overlap is no evidence against the claim: never contradicted
     assert by[("units keep their preferred category across datasets more than chance", "random init")] == INCONCLUSIVE
+    assert by[("cross-dataset overlap is above the random-init controls'", "trained vs 1 random-init control")] == (
+        UNTESTABLE
+    )
+    note = card.set_index(["claim", "network"]).loc[
+        ("units keep their preferred category across datasets more than chance", "trained"), "note"
+    ]
+    assert "4 of 6 layer x category cells" in note and "6 under the independent-units reference" in note
     assert (
         by[("attention gain on selective units improves the heads more than on random units", "trained")] == SUPPORTED
     )

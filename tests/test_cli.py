@@ -57,7 +57,7 @@ def test_selectivity_stage_writes_tables_and_figures(tmp_path, capsys):
     make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
     run = tmp_path / "run"
     assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--out", str(run)]) == 0
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "50", "--valence-tuning"]) == 0
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "50", "--valence-tuning"]) == 0
     out = capsys.readouterr().out
     assert "split-half" in out and "Jaccard" in out
     for name in (
@@ -85,7 +85,7 @@ def test_manipulate_stage_writes_all_outputs_and_resumes_from_its_cache(tmp_path
     run = tmp_path / "run"
     sets = ["--dataset", f"s={tmp_path / 'set'}", "--dataset", f"t={tmp_path / 'set2'}"]
     assert main(["-q", "extract", *sets, *SMALL, "--out", str(run)]) == 0
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "20"]) == 0
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "20"]) == 0
     arguments = [
         "-q",
         "manipulate",
@@ -133,7 +133,7 @@ def test_run_does_everything_with_a_control_and_writes_the_report(tmp_path, caps
 
     make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
     run = tmp_path / "run"
-    dataset = ["--dataset", f"s={tmp_path / 'set'}", *SMALL, "--seed", "3", "--tuning-null", "20"]
+    dataset = ["--dataset", f"s={tmp_path / 'set'}", *SMALL, "--seed", "3", "--null-permutations", "20"]
     words = "--layers features.12.2 --betas 0 2 --repeats 1 --lesion-repeats 3 --epochs 2 --controls 2".split()
     assert main(["-q", "run", *dataset, *words, "--out", str(run)]) == 0
     out = capsys.readouterr().out
@@ -164,7 +164,7 @@ def test_run_does_everything_with_a_control_and_writes_the_report(tmp_path, caps
         "Readout heads",
         "Table 1",
         "figures/overlap.png",
-        "Depth trends",
+        "Network-level tests",
         "Configuration and provenance",
     ):
         assert text in page, text
@@ -182,7 +182,7 @@ def test_interrupted_manipulations_resume_at_the_first_unfinished_chunk(tmp_path
     make_oasis(tmp_path / "set", n=36, valences=np.repeat([2.0, 4.0, 6.0], 12))
     run = tmp_path / "run"
     assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--out", str(run)]) == 0
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "20"]) == 0
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "20"]) == 0
     arguments = [
         "-q",
         "manipulate",

@@ -273,7 +273,7 @@ def test_a_users_network_runs_through_the_pipeline_with_its_control(tmp_path, mo
     monkeypatch.syspath_prepend(str(tmp_path))
     make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
     run = tmp_path / "run"
-    network = "--model my_nets:build --weights pretrained --workers 0 --tuning-null 10 --controls 1".split()
+    network = "--model my_nets:build --weights pretrained --workers 0 --null-permutations 10 --controls 1".split()
     sweep = "--layers 4 --betas 0 2 --repeats 2 --lesion-repeats 3 --epochs 2".split()
     assert main(["-q", "run", "--dataset", f"s={tmp_path / 'set'}", *network, *sweep, "--out", str(run)]) == 0
     trained = yaml.safe_load((run / "config.yaml").read_text())["network"]
@@ -321,7 +321,7 @@ def test_sites_option_records_a_subset_that_keeps_its_depth_in_the_whole_network
     run = tmp_path / "run"
     words = ["--dataset", f"s={tmp_path / 'set'}", *SMALL, "--sites", "features.9.block.0.2:features.12.2"]
     assert main(["-q", "extract", *words, "--out", str(run)]) == 0
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "5"]) == 0
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "5"]) == 0
     whole = load_network("mobilenet_v3_small", "random")
     kept = list(yaml.safe_load((run / "config.yaml").read_text())["network"]["sites"])
     names = list(whole.sites)

@@ -148,7 +148,7 @@ def test_options_round_trip_through_config_and_unknown_keys_are_named():
 def test_run_with_config_repeats_a_run_exactly(tmp_path, capsys):
     make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
     first, second = tmp_path / "first", tmp_path / "second"
-    words = ["--seed", "5", "--margin", "0.1", "--tuning-null", "20", *MANIPULATE, "--controls", "1"]
+    words = ["--seed", "5", "--margin", "0.1", "--null-permutations", "20", *MANIPULATE, "--controls", "1"]
     assert main(["-q", "run", "--dataset", f"s={tmp_path / 'set'}", *SMALL, *words, "--out", str(first)]) == 0
     assert main(["-q", "run", "--config", str(first / "config.yaml"), "--out", str(second)]) == 0
     tables = sorted(p.relative_to(first) for p in first.rglob("*.csv") if "cache" not in p.parts)
@@ -156,10 +156,10 @@ def test_run_with_config_repeats_a_run_exactly(tmp_path, capsys):
     for table in tables:
         assert (second / table).read_bytes() == (first / table).read_bytes(), table
     broken = tmp_path / "broken.yaml"
-    broken.write_text((first / "config.yaml").read_text().replace("tuning_null:", "tuning_nul:"))
+    broken.write_text((first / "config.yaml").read_text().replace("null_permutations:", "null_permutation:"))
     assert main(["-q", "run", "--config", str(broken), "--out", str(tmp_path / "third")]) == 2
     err = capsys.readouterr().err
-    assert "tuning_nul" in err and "Traceback" not in err and not (tmp_path / "third").exists()
+    assert "null_permutation" in err and "Traceback" not in err and not (tmp_path / "third").exists()
 
 
 def test_declarations_cover_every_field():

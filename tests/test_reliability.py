@@ -30,13 +30,13 @@ def _whole_run(tmp_path) -> list[str]:
     there; without --out."""
     if not (tmp_path / "set").exists():
         make_oasis(tmp_path / "set", n=30, valences=np.repeat([2.0, 4.5, 6.5], 10))
-    words = ["--tuning-null", "10", *MANIPULATE, "--controls", "1"]
+    words = ["--null-permutations", "10", *MANIPULATE, "--controls", "1"]
     return ["-q", "run", "--dataset", f"s={tmp_path / 'set'}", *SMALL, *words]
 
 
 def test_a_cut_table_is_refused_by_the_next_stage_and_the_report(tmp_path, capsys):
     run = _extracted(tmp_path)
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "10"]) == 0
     text = (run / "selective.csv").read_bytes()
     (run / "selective.csv").write_bytes(text[: len(text) // 2])  # a full disk during a copy, say
     capsys.readouterr()
@@ -45,7 +45,7 @@ def test_a_cut_table_is_refused_by_the_next_stage_and_the_report(tmp_path, capsy
     assert "selective.csv differs from what the selectivity stage wrote" in err and err.count("\n") == 1
     assert not (run / "table1.csv").exists()
     assert main(["-q", "report", str(run)]) == 2
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0  # the rerun repairs it
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "10"]) == 0  # the rerun repairs it
     assert main(["-q", "manipulate", str(run), *MANIPULATE]) == 0
 
 
@@ -60,11 +60,11 @@ def test_a_stage_without_a_finished_earlier_stage_is_refused(tmp_path, capsys):
 
 def test_new_selectivity_drops_the_manipulations_made_from_the_old_one(tmp_path):
     run = _extracted(tmp_path)
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "10"]) == 0
     assert main(["-q", "manipulate", str(run), *MANIPULATE]) == 0
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0  # same result: kept
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "10"]) == 0  # same result: kept
     assert (run / "table1.csv").is_file() and "manipulate" in manifest.read(run)
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "10", "--define-on", "all"]) == 0
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "10", "--define-on", "all"]) == 0
     assert not (run / "table1.csv").exists() and "manipulate" not in manifest.read(run)
     assert not (run / "figures" / "lesion.png").exists()
     assert main(["-q", "report", str(run)]) == 0
@@ -93,7 +93,7 @@ def test_a_second_writer_is_refused_and_names_the_first(tmp_path, capsys):
     finally:
         holder.kill()
         holder.wait()
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0  # kill -9 left no stale lock
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "10"]) == 0  # kill -9 left no stale lock
 
 
 def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path):
@@ -110,7 +110,7 @@ def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path):
     old_foreign = run / ".old.txt.othermachine-2.tmp.txt"
     old_foreign.write_text("left two days ago")
     os.utime(old_foreign, (time.time() - 2 * 86400, time.time() - 2 * 86400))
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "10"]) == 0
     assert not stale.exists() and live.exists() and foreign.exists() and not old_foreign.exists()
 
 
@@ -421,7 +421,7 @@ def test_a_run_folder_that_cannot_be_made_is_one_line_before_any_picture_is_comp
 
 def test_a_rerun_of_manipulate_trains_no_head_and_computes_no_condition(tmp_path, monkeypatch):
     run = _extracted(tmp_path)
-    assert main(["-q", "selectivity", str(run), "--tuning-null", "10"]) == 0
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "10"]) == 0
     assert main(["-q", "manipulate", str(run), *MANIPULATE, "--sets-per-shard", "2"]) == 0
     tables = {name: (run / name).read_bytes() for name in ("readout.csv", "manipulation.csv", "table1.csv")}
     kept = list((run / "cache" / "heads").glob("*.npz"))

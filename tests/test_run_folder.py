@@ -14,6 +14,7 @@ from emoselect.base.problems import InputError
 from emoselect.cli import main
 from emoselect.engine.responses import load_responses
 from emoselect.output import figures
+from emoselect.pictures.stimuli import assign_half
 from emoselect.run.folder import DOWNSTREAM, FILES, RunFolder
 
 VALENCES = np.repeat([2.0, 4.5, 6.5], 10)
@@ -32,24 +33,30 @@ def _extracted(tmp_path, seed: int = 5, **extra) -> RunFolder:
 
 def test_the_selectivity_api_uses_the_runs_seed_not_a_default(tmp_path):
     """`selectivity_stage(run, SelectivityOptions(...))` used seed 0 whatever the run's --seed was;
-    its split-half (a seeded random stream) must be the run's, as the command line's is."""
+    its label shuffles (seeded random streams) must be the run's, as the command line's are, and its
+    split-half is stimuli.csv's, drawn by the extraction from the same seed."""
     run = _extracted(tmp_path, seed=5)
     assert run.seed == 5
-    result = selectivity_stage(run.path, SelectivityOptions(tuning_null=10), progress=False)
+    result = selectivity_stage(run.path, SelectivityOptions(null_permutations=10), progress=False)
     stimuli = read_stimuli(run.path)
     sites = list(run.config["network"]["sites"])
     responses = {"s": load_responses(run.path, "s", sites)}
-    seeded = analyse(stimuli, responses, sites, SelectivityOptions(tuning_null=10), progress=False, seed=5)
-    unseeded = analyse(stimuli, responses, sites, SelectivityOptions(tuning_null=10), progress=False, seed=0)
+    seeded = analyse(stimuli, responses, sites, SelectivityOptions(null_permutations=10), progress=False, seed=5)
+    unseeded = analyse(stimuli, responses, sites, SelectivityOptions(null_permutations=10), progress=False, seed=0)
     pd.testing.assert_frame_equal(result.units, seeded.units)
-    assert not np.array_equal(result.groups[0].rows, unseeded.groups[0].rows)  # the halves depend on the seed
+    pd.testing.assert_frame_equal(result.layers, seeded.layers)
+    null = "tuning_quality_null_mean"
+    assert not np.allclose(result.layers[null], unseeded.layers[null])  # the shuffles depend on the seed
+    halves = stimuli.table["half"].to_numpy()
+    assert np.array_equal(halves, assign_half(stimuli.table, seed=5))  # recorded by the extraction, seed 5
+    assert not np.array_equal(halves, assign_half(stimuli.table, seed=0))
     assert "seed" not in run.config["selectivity"]  # no options record carries a copy of the seed
 
 
 def test_every_file_a_run_writes_is_declared_with_its_stage(tmp_path):
     """A whole run (controls, manipulations, report) writes only files of run/folder.py's FILES."""
     pictures = make_oasis(tmp_path / "set", n=30, valences=VALENCES)
-    words = ["--tuning-null", "10", *MANIPULATE, "--controls", "1"]
+    words = ["--null-permutations", "10", *MANIPULATE, "--controls", "1"]
     assert main(["-q", "run", "--dataset", f"s={pictures}", *SMALL, *words, "--out", str(tmp_path / "run")]) == 0
     run = RunFolder(tmp_path / "run")
     for folder in (run, *run.controls):
@@ -128,5 +135,5 @@ def test_the_stages_pass_the_runs_thresholds_to_the_figures(tmp_path, monkeypatc
     monkeypatch.setattr(figures, "stimuli", spy("stimuli", figures.stimuli))
     monkeypatch.setattr(figures, "example_valence", spy("valence", figures.example_valence))
     run = _extracted(tmp_path, thresholds=(3.5, 6.2))
-    selectivity_stage(run.path, SelectivityOptions(tuning_null=0), progress=False)
+    selectivity_stage(run.path, SelectivityOptions(null_permutations=0), progress=False)
     assert seen == {"stimuli": (3.5, 6.2), "valence": (3.5, 6.2)}

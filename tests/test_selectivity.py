@@ -16,8 +16,8 @@ from emoselect.analysis.stats import (
     intersection_pmf,
     jaccard_null,
     spearman_columns,
-    trend_test,
 )
+from emoselect.analysis.trends import TREND, network_tests
 from emoselect.analysis.tuning import (
     CATEGORY_ORDER,
     d_prime,
@@ -25,13 +25,12 @@ from emoselect.analysis.tuning import (
     label_permutations,
     permutation_p_values,
     preferred_category,
-    split_half,
     top_fraction,
     tuning_quality,
     tuning_quality_null,
     tuning_values,
 )
-from emoselect.pictures.stimuli import Stimuli
+from emoselect.pictures.stimuli import Stimuli, assign_half
 
 CATS = np.array(["pleasant", "pleasant", "neutral", "neutral", "neutral", "unpleasant", "unpleasant", "unknown"])
 TINY = np.array([[1.0, 5.0], [3.0, 5.0], [2.0, 1.0], [0.0, 2.0], [1.0, 3.0], [4.0, 0.5], [6.0, 7.0], [100.0, -50.0]])
@@ -129,7 +128,9 @@ def test_overlap_null_draws_from_the_eligible_units_defect_2():
 
 def test_overlap_table_uses_eligible_units_with_si_keep():
     stimuli, responses = planted_run(effect=0.0)
-    result = analyse(stimuli, responses, ["layer1"], SelectivityOptions(si_keep=0.5, tuning_null=0), progress=False)
+    result = analyse(
+        stimuli, responses, ["layer1"], SelectivityOptions(si_keep=0.5, null_permutations=0), progress=False
+    )
     row = result.overlap.iloc[0]
     assert row["n_eligible_a"] == 20 and row["n_eligible_b"] == 20
     kept = result.units.pivot(index="unit", columns="dataset", values="kept")
@@ -140,9 +141,8 @@ def test_overlap_table_uses_eligible_units_with_si_keep():
         int(row["n_b"]),
         int(row["n_selective"]),
     )
-    assert row["p_value"] == pytest.approx(expected["p_above"]) and row["jaccard_null_mean"] == pytest.approx(
-        expected["mean"]
-    )
+    assert row["p_independent"] == pytest.approx(expected["p_above"])  # the independent-units reference
+    assert row["jaccard_independent_mean"] == pytest.approx(expected["mean"])
 
 
 def test_benjamini_hochberg_by_hand():
@@ -164,13 +164,17 @@ def test_spearman_matches_scipy_and_ignores_missing_values():
         assert p[j] == pytest.approx(expected.pvalue, rel=1e-6)
 
 
-def test_split_half_is_balanced_per_category():
+def test_halves_are_balanced_per_category_and_split():
     categories = np.array(["pleasant"] * 9 + ["neutral"] * 6 + ["unpleasant"] * 4 + ["unknown"] * 2)
-    half = split_half(categories, np.random.default_rng(0))
-    for category in CATEGORY_ORDER:
-        counts = np.bincount(half[categories == category], minlength=2)
-        assert abs(counts[0] - counts[1]) <= 1
-    assert list(half[-2:]) == [-1, -1]
+    table = pd.DataFrame({"dataset": "d", "category": categories, "split": ["train", "test"] * 10 + ["none"]})
+    table.loc[table["category"] == "unknown", "split"] = "none"
+    half = assign_half(table, seed=0)
+    for (category, _split), rows in table.groupby(["category", "split"]):
+        if category != "unknown":
+            counts = np.bincount(half[rows.index], minlength=3)[1:]
+            assert abs(counts[0] - counts[1]) <= 1 and counts.sum() == len(rows)
+    assert list(half[-2:]) == [0, 0]
+    assert not np.array_equal(half, assign_half(table, seed=1)) and np.array_equal(half, assign_half(table, seed=0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,8 +236,9 @@ def test_planted_selective_units_are_recovered_exactly():
     row = overlap.loc[("layer1", "pleasant")]  # only significant units are eligible: the planted 30 (+ noise)
     assert row["n_eligible_both"] >= 30 and row["n_a"] == row["n_b"] == 10
     if row["n_eligible_a"] == row["n_eligible_b"] == row["n_eligible_both"]:
-        assert row["p_value"] == pytest.approx(1 / scipy_special.comb(row["n_eligible_both"], 10), rel=1e-6)
-    assert row["p_value"] < 1e-6
+        assert row["p_independent"] == pytest.approx(1 / scipy_special.comb(row["n_eligible_both"], 10), rel=1e-6)
+    assert row["p_independent"] < 1e-6
+    assert row["p_value"] == row["min_p_value"] == 1 / 1000  # no label shuffle comes close (999 by default)
     assert set(result.units["dataset"]) == {"a", "b"}
     assert "rho_valence" in result.units and (result.layers["n_valence_positive"] >= 10).all()
     example = result.examples
@@ -357,11 +362,16 @@ def _layered(rng, effects, n_per_category=30, units=30):
 
 
 def _trend_p(rng, effects, permutations=99):
+    """The depth-trend row of network_tests for planted layers, from the tuning-quality null."""
     categories, layers = _layered(rng, effects)
     orders = label_permutations(len(categories), permutations, rng)
-    null = np.stack([tuning_quality_null(d, categories, orders) for d in layers])
+    null = [tuning_quality_null(d, categories, orders) for d in layers]
     observed = np.array([tuning_quality(tuning_values(d, categories)) for d in layers])
-    return trend_test(observed - null.mean(axis=1), null - null.mean(axis=1, keepdims=True))
+    sites = [f"l{i}" for i in range(len(layers))]
+    table = pd.DataFrame({"layer": sites, "tuning_quality_excess": observed - np.mean(null, axis=1)})
+    tests = network_tests(table, pd.DataFrame(columns=["layer", "jaccard_excess"]), sites, [null], [])
+    row = tests[tests["statistic"] == TREND].iloc[0]
+    return {"rho": row["value"], "p_rise": row["p_above"], "p_fall": row["p_below"]}
 
 
 def test_tuning_quality_null_and_depth_trend_detect_a_planted_rise():
@@ -377,63 +387,33 @@ def test_depth_trend_is_calibrated_without_selectivity():
     assert np.mean(p <= 0.5) >= 0.3  # not degenerate
 
 
-def test_trend_difference_is_calibrated_and_detects_a_steeper_rise():
-    from emoselect.analysis.trends import trend_difference
-
-    def nulls(rng, effects, orders, categories):
-        layers = _layered(rng, effects)[1]
-        null = np.stack([tuning_quality_null(d, categories, orders) for d in layers])
-        observed = np.array([tuning_quality(tuning_values(d, categories)) for d in layers])
-        return {"tuning_quality_excess": (observed - null.mean(axis=1), null - null.mean(axis=1, keepdims=True))}
-
-    rng = np.random.default_rng(4)
-    categories = np.repeat(CATEGORY_ORDER, 30)
-    p = []
-    for _ in range(120):  # both networks without selectivity, the same permutations (as in a run)
-        orders = label_permutations(90, 39, rng)
-        table = trend_difference(nulls(rng, [0.0] * 5, orders, categories), [nulls(rng, [0.0] * 5, orders, categories)])
-        p.append(table["p_rise"].iloc[0])
-    p = np.asarray(p)
-    for x in (0.1, 0.25, 0.5):
-        assert np.mean(p <= x) <= x + 0.1
-    detected = []
-    for _ in range(5):  # 13 layers, selectivity rising in the trained network only (power)
-        orders = label_permutations(90, 99, rng)
-        steeper = trend_difference(
-            nulls(rng, list(np.linspace(0, 2.4, 13)), orders, categories),
-            [nulls(rng, [0.0] * 13, orders, categories), nulls(rng, [0.0] * 13, orders, categories)],
-        )
-        detected.append(steeper["rho"].iloc[0] > 0 and steeper["p_rise"].iloc[0] <= 0.05)
-    assert np.mean(detected) >= 0.8
-
-
 def test_tuning_quality_null_columns_and_trend_in_the_stage():
     stimuli, responses = planted_run()
-    result = analyse(stimuli, responses, ["layer1", "layer2"], SelectivityOptions(tuning_null=99), progress=False)
+    result = analyse(stimuli, responses, ["layer1", "layer2"], SelectivityOptions(null_permutations=99), progress=False)
     layers = result.layers
     assert (layers["tuning_quality_excess"] > 0.3).all() and (layers["p_tuning_quality"] == 0.01).all()
     assert (layers["min_p_tuning_quality"] == 0.01).all()
     assert (layers["tuning_quality_null_lo"] <= layers["tuning_quality_null_mean"]).all()
     null = planted_run(null=True)
-    flat = analyse(*null, ["layer1", "layer2"], SelectivityOptions(tuning_null=99), progress=False).layers
+    flat = analyse(*null, ["layer1", "layer2"], SelectivityOptions(null_permutations=99), progress=False).layers
     assert (flat["tuning_quality_excess"].abs() < 0.1).all()
-    assert result.trends.empty  # fewer than 3 layers: no trend
+    assert not (result.trends["statistic"] == TREND).any()  # fewer than 3 layers: no trend
 
 
 def test_same_seed_same_tables_whatever_else_is_switched_on_defect_5():
     stimuli, responses = planted_run(effect=0.3)
-    plain = analyse(stimuli, responses, ["layer1", "layer2"], SelectivityOptions(tuning_null=30), progress=False)
+    plain = analyse(stimuli, responses, ["layer1", "layer2"], SelectivityOptions(null_permutations=30), progress=False)
     more = analyse(
         stimuli,
         responses,
         ["layer1", "layer2"],
-        SelectivityOptions(tuning_null=30, permutations=40, valence_tuning=True, confounds=True),
+        SelectivityOptions(null_permutations=30, permutations=40, valence_tuning=True, confounds=True),
         progress=False,
     )
     pd.testing.assert_frame_equal(plain.overlap, more.overlap)
     columns = [c for c in plain.layers.columns]
     pd.testing.assert_frame_equal(plain.layers[columns], more.layers[columns])
-    one_layer = analyse(stimuli, responses, ["layer2"], SelectivityOptions(tuning_null=30), progress=False)
+    one_layer = analyse(stimuli, responses, ["layer2"], SelectivityOptions(null_permutations=30), progress=False)
     pd.testing.assert_frame_equal(
         one_layer.layers.drop(columns=["layer_index", "relative_depth"]).reset_index(drop=True),
         plain.layers[plain.layers["layer"] == "layer2"]
@@ -454,3 +434,131 @@ def test_ledoit_wolf_shrinkage_equals_its_definition():
     b2 = sum(np.sum((np.outer(row, row) - sample) ** 2) for row in x) / n**2
     d2 = np.sum((sample - target) ** 2)
     assert ledoit_wolf_shrinkage(x) == pytest.approx(min(b2, d2) / d2, rel=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# the label-permutation nulls of the overlap and the network-level tests
+
+
+def _correlated(rng, n_per_category=40, units=60, loading=1.5, effect=0.0):
+    """One 'network' of two datasets whose units share 4 factors (no category information unless
+    ``effect``: then units 0-14 prefer pleasant in both)."""
+    tables, responses = [], {}
+    weights = rng.normal(size=(4, units))  # the network's: the same units cluster in both datasets
+    for name in ("a", "b"):
+        categories = np.repeat(CATEGORY_ORDER, n_per_category)
+        data = loading * rng.normal(size=(len(categories), 4)) @ weights
+        data += rng.normal(size=data.shape)
+        data[categories == "pleasant", :15] += effect
+        tables.append(pd.DataFrame({"dataset": name, "image_id": [f"{name}{i}" for i in range(len(categories))],
+                                    "path": "", "valence": 5.0, "arousal": 5.0, "category": categories,
+                                    "split": "train", "category_source": "valence", "sha1": ""}))  # fmt: skip
+        responses[name] = Responses(name, {"l1": data, "l2": data[:, ::-1] + rng.normal(size=data.shape)}, "",
+                                    np.empty((len(categories), 0)), pd.DataFrame())  # fmt: skip
+    return Stimuli(pd.concat(tables, ignore_index=True), scales={"a": (1.0, 9.0), "b": (1.0, 9.0)}), responses
+
+
+def test_permutation_overlap_null_equals_a_plain_loop():
+    from emoselect.analysis.selectivity import network_key
+    from emoselect.base.randomness import random_stream
+
+    stimuli, responses = _correlated(np.random.default_rng(3), n_per_category=10, units=12)
+    result = analyse(stimuli, responses, ["l1", "l2"], SelectivityOptions(null_permutations=25), progress=False, seed=4)
+    key = network_key(responses)
+    draws = {}
+    for side, name in enumerate(("a", "b")):
+        categories = stimuli.of(name)["category"].to_numpy()
+        orders = label_permutations(len(categories), 25, random_stream(4, "label-null", key, side))
+        data = np.asarray(responses[name].sites["l2"])
+        draws[name] = [preferred_category(tuning_values(data, categories[order])) for order in orders]
+
+    def excess(a, b):  # J minus J at the chance intersection |A| |B| / n of 12 units (all eligible)
+        expected = a.sum() * b.sum() / 12
+        return jaccard(a, b) - expected / (a.sum() + b.sum() - expected)
+
+    for k, category in enumerate(CATEGORY_ORDER):
+        null = np.array([excess(a == k, b == k) for a, b in zip(draws["a"], draws["b"])])
+        null = null[np.isfinite(null)]
+        row = result.overlap[(result.overlap["layer"] == "l2") & (result.overlap["category"] == category)].iloc[0]
+        assert row["jaccard_null_mean"] == pytest.approx(row["jaccard_chance"] + null.mean(), abs=1e-12)
+        assert row["jaccard_excess"] == pytest.approx(row["jaccard"] - row["jaccard_chance"], abs=1e-12)
+        assert row["p_value"] == pytest.approx((1 + np.sum(null >= row["jaccard_excess"] - 1e-12)) / (1 + len(null)))
+
+
+def test_permutation_overlap_is_calibrated_with_correlated_units_where_the_exact_null_is_not():
+    rng = np.random.default_rng(8)
+    permutation, exact, level = [], [], []
+    for _ in range(60):
+        stimuli, responses = _correlated(rng)
+        result = analyse(stimuli, responses, ["l1"], SelectivityOptions(null_permutations=99), progress=False,
+                         seed=int(rng.integers(1000)))  # fmt: skip
+        permutation += list(result.overlap["p_value"])
+        exact += list(result.overlap["p_independent"])
+        level.append(result.trends.loc[result.trends["measure"] == "overlap_excess", "p_above"].iloc[0])
+    permutation, exact = np.asarray(permutation), np.asarray(exact)
+    assert np.mean(permutation < 0.05) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / len(permutation))
+    assert np.mean(exact < 0.05) > 0.12  # the independent-units reference: overdispersed, both tails
+    assert np.mean(np.asarray(level) < 0.05) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / len(level))
+
+
+def test_planted_overlap_is_found_by_the_permutation_test():
+    """Three planted groups of units (one per category): under a shuffle each group lands in some
+    category on each side by chance, all three matching is rare, so the observed agreement stands out.
+    (One planted group alone keeps its preference across sides in about one shuffle in three: the
+    permutation test is exact, and that is all the evidence one co-active group carries.)"""
+    stimuli, responses = planted_run()
+    result = analyse(stimuli, responses, ["layer1", "layer2"], SelectivityOptions(null_permutations=199),
+                     progress=False)  # fmt: skip
+    layer1 = result.overlap[result.overlap["layer"] == "layer1"]
+    assert (layer1["jaccard_excess"] > 0.3).all() and (layer1["p_value"] < 0.05).all()
+    level = result.trends[(result.trends["measure"] == "overlap_excess") & (result.trends["statistic"] != TREND)]
+    assert level["p_above"].iloc[0] < 0.01 and level["z"].iloc[0] > 2.5  # (at most 2.81 with 199 shuffles)
+
+
+def test_networks_never_share_null_draws_and_a_subset_of_layers_keeps_its_shuffles():
+    stimuli, responses = _correlated(np.random.default_rng(10))
+    nudged = {d: Responses(d, {s: np.asarray(m) + 1e-3 for s, m in r.sites.items()}, "", r.readout, r.image_stats)
+              for d, r in responses.items()}  # fmt: skip  # another network, nearly the same responses
+    options = SelectivityOptions(null_permutations=99)
+    one = analyse(stimuli, responses, ["l1", "l2"], options, progress=False)
+    other = analyse(stimuli, nudged, ["l1", "l2"], options, progress=False)
+    assert (one.overlap["jaccard"] == other.overlap["jaccard"]).all()  # same observed sets...
+    assert not np.allclose(one.overlap["jaccard_null_mean"], other.overlap["jaccard_null_mean"])  # ...own shuffles
+    again = analyse(stimuli, responses, ["l2"], options, progress=False)
+    pd.testing.assert_frame_equal(
+        again.overlap.drop(columns=["q_value", "significant"]).reset_index(drop=True),
+        one.overlap[one.overlap["layer"] == "l2"].drop(columns=["q_value", "significant"]).reset_index(drop=True),
+    )
+
+
+def test_overlap_of_significant_units_is_tested_beside_all_units():
+    stimuli, responses = planted_run()
+    options = SelectivityOptions(null_permutations=99, permutations=99)
+    result = analyse(stimuli, responses, ["layer1", "layer2"], options, progress=False)
+    row = result.trends[result.trends["measure"] == "overlap_excess_significant"].iloc[0]
+    assert row["p_above"] == 0.01 and row["n_null"] == 99
+    per_layer = []  # by hand, from units.csv: J among units significant on each side minus its chance value
+    for layer in ("layer1", "layer2"):
+        units = result.units[result.units["layer"] == layer]
+        a, b = (units[units["dataset"] == d].set_index("unit") for d in ("a", "b"))
+        eligible_a, eligible_b = a["significant"].to_numpy(bool), b["significant"].to_numpy(bool)
+        excess = []
+        for category in CATEGORY_ORDER:
+            in_a = eligible_a & (a["preferred"] == category).to_numpy()
+            in_b = eligible_b & (b["preferred"] == category).to_numpy()
+            expected = in_a.sum() * in_b.sum() * (eligible_a & eligible_b).sum() / (eligible_a.sum() * eligible_b.sum())
+            chance = expected / (in_a.sum() + in_b.sum() - expected)
+            excess.append(jaccard(in_a, in_b) - chance)
+        per_layer.append(np.mean(excess))
+    assert row["value"] == pytest.approx(np.mean(per_layer), abs=1e-12) and row["value"] > 0.3
+    assert "overlap_excess_significant" not in set(
+        analyse(stimuli, responses, ["layer1"], SelectivityOptions(null_permutations=9), progress=False).trends[
+            "measure"
+        ]
+    )
+
+
+def test_a_config_of_an_older_version_reads_tuning_null_as_null_permutations():
+    from emoselect.base.options import from_dict
+
+    assert from_dict(SelectivityOptions, {"tuning_null": 7}, "selectivity").null_permutations == 7

@@ -24,7 +24,7 @@ def write_sweep(tmp_path, networks: dict) -> str:
         "datasets": {"s": "set"},  # relative to the sweep file
         "networks": networks,
         "extract": {"workers": 0},
-        "selectivity": {"tuning_null": 10},
+        "selectivity": {"null_permutations": 10},
         "manipulation": {"layers": ["features.12.2"], "betas": [0, 2], "repeats": 1, "lesion_repeats": 3,
                          "readout": {"epochs": 2}},
         "controls": 1,
@@ -104,7 +104,7 @@ def _vgg_pair_sweep(tmp_path) -> str:
             "vgg16-random": {"model": "vgg16", "weights": "random", "readout": "pool5"},
         },
         "extract": {"limit": 60, "resize": 128, "crop": 112, "workers": 0, "batch_size": 16},
-        "selectivity": {"tuning_null": 10},
+        "selectivity": {"null_permutations": 10},
         "manipulation": {"layers": ["conv5_3"], "betas": [0, 2], "repeats": 1, "lesion_repeats": 2,
                          "sets_per_shard": 2, "readout": {"epochs": 2}},
         "controls": 1,

@@ -194,7 +194,9 @@ def test_timm_and_openclip_towers_have_block_sites_and_replay():
     assert_same(evaluate(tower, pictures, plan, heads, progress=False), evaluate_naive(tower, pictures, plan, heads))
 
 
-WHOLE_RUN = "--limit 90 --workers 0 --tuning-null 10 --controls 1 --betas 0 2 --repeats 2 --lesion-repeats 3".split()
+WHOLE_RUN = (
+    "--limit 90 --workers 0 --null-permutations 10 --controls 1 --betas 0 2 --repeats 2 --lesion-repeats 3".split()
+)
 
 
 @pytest.mark.shared

@@ -126,8 +126,8 @@ def _print_selectivity(result: SelectivityResult) -> None:
     deepest = result.overlap[result.overlap["layer"] == layers.index[-1]]
     for row in deepest.itertuples():
         print(
-            f"{row.layer} {row.category}: Jaccard {row.jaccard:.3f} vs chance {row.jaccard_null_mean:.3f} "
-            f"(exact p = {row.p_value:.2g}, BH q = {row.q_value:.2g})"
+            f"{row.layer} {row.category}: Jaccard {row.jaccard:.3f} vs {row.jaccard_null_mean:.3f} with shuffled "
+            f"labels (permutation p = {row.p_value:.2g}; independent-units reference p = {row.p_independent:.2g})"
         )
 
 
@@ -355,7 +355,7 @@ def _run_command(commands: argparse._SubParsersAction) -> None:
         "--controls",
         type=int,
         metavar="K",
-        help="random-init control networks (seeds seed .. seed+K-1; default: the profile's, quick 2, paper 10; "
+        help="random-init control networks (seeds seed .. seed+K-1; default: the profile's, quick 4, paper 10; "
         "0 = none); the first also goes through the manipulations",
     )
     run.add_argument("--no-control", action="store_true", help="no random-init control (same as --controls 0)")

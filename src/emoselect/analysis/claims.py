@@ -1,18 +1,22 @@
-"""The paper's claims as a scorecard: each claim, the test that decides it, the effect, p and a verdict.
+"""The paper's claims as a scorecard: each claim, the one statistic that decides it, its p, a
+family-wise correction and a verdict.
 
 Pure pandas/numpy on the tables the stages wrote (nothing is recomputed from responses). The rules
-that turn numbers into verdicts are fixed here and in docs/science.md ("The scorecard"), never tuned
-to a data set:
+are fixed here and in docs/science.md ("The scorecard"), never tuned to a data set:
 
-* a **directional test** (one p for the claimed direction, one for the opposite) is *supported* when
-  its p for the claimed direction is below alpha, *contradicted* when its p for the opposite
-  direction is, else *inconclusive*;
-* a **claim over many cells** (layers x categories or layers x emotions, each with its own
-  BH-corrected test) is *supported* when at least half of the cells are significant in the claimed
-  direction, *contradicted* when at least half are significant in the opposite one, else
-  *inconclusive*;
+* each selectivity claim has **one pre-specified statistic** with a label-permutation null
+  (trends.csv, :mod:`emoselect.analysis.trends`); the trained network's comparison with its
+  random-init controls uses the controls' spread as the null (Crawford-Howell for K < 20 controls,
+  the rank among them from K = 20);
+* the p-values of one network's claims (and, separately, of the trained-vs-controls claims) are
+  **Holm-adjusted**; a claim is *supported* when its adjusted p in the claimed direction is below
+  alpha, *contradicted* when its adjusted p in the opposite direction is (an overlap claim is tested
+  in the upper tail only and is never contradicted), else *inconclusive*;
 * a test whose smallest attainable p is not below alpha is *inconclusive* whatever the data, and
-  says so.
+  says so;
+* the manipulation claims over many cells (layers x emotions, each with its own BH-corrected test)
+  still use the majority rule: *supported* when at least half of the cells are significant in the
+  claimed direction, *contradicted* when at least half are in the opposite one.
 """
 
 from __future__ import annotations
@@ -23,10 +27,14 @@ import numpy as np
 import pandas as pd
 
 from ..base.randomness import random_stream
-from .stats import benjamini_hochberg, rank_correlation, rank_p_values
+from .stats import crawford_howell, crawford_howell_p_at, holm, normality_p, rank_correlation, rank_p_values
+from .trends import LEVEL, TREND
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, UNTESTABLE = "supported", "contradicted", "inconclusive", "not testable"
-COLUMNS = ["claim", "network", "test", "effect", "p", "p_opposite", "min_p", "verdict", "note"]
+COLUMNS = ["claim", "network", "test", "effect", "p", "p_opposite", "p_holm", "p_opposite_holm", "min_p", "verdict",
+           "note"]  # fmt: skip
+RANK_FROM = 20  # from this many controls, the rank among them replaces the Crawford-Howell t-test
+LARGE = 3.0  # the effect size (control SDs) at which the notes say what the comparison can reach
 
 
 def verdict(p_claimed: float, p_opposite: float, alpha: float, min_p: float = 0.0) -> str:
@@ -52,10 +60,11 @@ def majority_verdict(claimed: np.ndarray, opposite: np.ndarray) -> str:
     return INCONCLUSIVE
 
 
-def layer_order_test(values: np.ndarray, seed: int = 0, draws: int = 9999) -> dict:
+def layer_order_test(values: np.ndarray, seed: int = 0, draws: int = 9999, network: str = "") -> dict:
     """Does ``values`` [L] (one per layer, in forward order) rise with depth? Spearman rho with depth
     against every ordering of the layers (all L! when L <= 8, else ``draws`` random orderings plus
-    the observed one). Returns rho, p for a rise, p for a fall, and the smallest attainable p."""
+    the observed one, from a stream keyed by ``network``). Returns rho, p for a rise, p for a fall,
+    and the smallest attainable p."""
     values = np.asarray(values, float)
     keep = np.isfinite(values)
     values, depth = values[keep], np.arange(len(values))[keep]
@@ -65,7 +74,7 @@ def layer_order_test(values: np.ndarray, seed: int = 0, draws: int = 9999) -> di
     if len(values) <= 8:
         orders = np.array(list(permutations(range(len(values)))))
     else:
-        rng = random_stream(seed, "layer-order")
+        rng = random_stream(seed, "layer-order", network)
         orders = np.vstack([np.arange(len(values))] + [rng.permutation(len(values)) for _ in range(draws)])
     null = rank_correlation(depth, values[orders].T)
     null = np.where(np.isfinite(null), null, 0.0)
@@ -122,67 +131,144 @@ def _cells_row(
     return row
 
 
-def trend_claims(trends: pd.DataFrame, alpha: float) -> list[dict]:
-    """Tuning quality and overlap rise with depth, per network, and more in the trained network."""
-    texts = {
-        "tuning_quality_excess": "tuning quality (excess over its label-shuffled null) rises with depth",
-        "overlap_excess": "cross-dataset overlap (excess over chance) rises with depth",
+SINGULAR = {"halves": "half", "datasets": "dataset"}
+
+
+def _pair_word(overlap: pd.DataFrame | None) -> str:
+    """'halves' when the pair is a split-half of one dataset (what is tested is then agreement across
+    halves of one picture set, not across picture sets), else 'datasets'."""
+    if overlap is not None and len(overlap) and str(overlap["dataset_a"].iloc[0]).endswith("/half1"):
+        return "halves"
+    return "datasets"
+
+
+def _texts(pair: str) -> dict[tuple[str, str], str]:
+    """The selectivity claims of one network, by (trends.csv measure, statistic)."""
+    one = SINGULAR[pair]
+    return {
+        ("overlap_excess", LEVEL): f"units keep their preferred category across {pair} more than chance",
+        ("overlap_excess_significant", LEVEL): (
+            f"units significant in both {pair} keep their preferred category more than chance"
+        ),
+        ("overlap_excess", TREND): f"cross-{one} overlap (excess over chance) rises with depth",
+        ("tuning_quality_excess", TREND): "tuning quality (excess over its label-shuffled null) rises with depth",
     }
+
+
+def _versus_texts(pair: str) -> dict[tuple[str, str], str]:
+    """The trained-vs-controls claims, by (trends.csv measure, statistic)."""
+    one = SINGULAR[pair]
+    return {
+        ("overlap_excess", LEVEL): f"cross-{one} overlap is above the random-init controls'",
+        ("tuning_quality_excess", LEVEL): "tuning quality is above the random-init controls'",
+        ("overlap_excess", TREND): f"cross-{one} overlap rises more steeply than in the random-init controls",
+        ("tuning_quality_excess", TREND): "tuning quality rises more steeply than in the random-init controls",
+    }
+
+
+def _cell_counts(overlap: pd.DataFrame | None, alpha: float) -> str:
+    """Descriptive: how many layer x category cells pass alpha under the label shuffles and under the
+    independent-units reference."""
+    if overlap is None or "p_independent" not in overlap:
+        return ""
+    shuffled = int((overlap["p_value"] < alpha).sum())
+    independent = int((overlap["p_independent"] < alpha).sum())
+    return (
+        f"descriptive: {shuffled} of {len(overlap)} layer x category cells p < {alpha} under the label shuffles, "
+        f"{independent} under the independent-units reference"
+    )
+
+
+def selectivity_claims(trends: pd.DataFrame, overlaps: dict[str, pd.DataFrame | None], alpha: float) -> list[dict]:
+    """Each network's selectivity claims from its trends.csv rows (``overlaps``: each network's
+    overlap.csv, for the pair's wording and the descriptive cell counts)."""
     rows = []
-    for record in trends.itertuples(index=False):
-        if record.measure not in texts:
-            continue
-        claim = texts[record.measure]
-        if record.network.startswith("trained - "):
-            claim = claim.replace("rises with depth", "rises more steeply than in the random-init controls")
-        null = (
-            "label permutations applied to every layer"
-            if record.measure == "tuning_quality_excess"
-            else "exact per-layer overlap nulls"
-        )
-        rows.append(
-            _row(
-                claim,
-                record.network,
-                f"Spearman rho with depth; p from {int(record.n_null)} draws of {null}",
-                record.rho,
-                (record.p_rise, record.p_fall, 1.0 / (record.n_null + 1)),
-                alpha,
+    for network in dict.fromkeys(trends["network"]):
+        mine = trends[trends["network"] == network]
+        overlap = overlaps.get(network)
+        for (measure, statistic), claim in _texts(_pair_word(overlap)).items():
+            found = mine[(mine["measure"] == measure) & (mine["statistic"] == statistic)]
+            if found.empty:
+                continue
+            test = found.iloc[0]
+            level = statistic == LEVEL
+            what = f"mean {measure} over layers and categories" if level else f"{TREND} of each layer's {measure}"
+            rows.append(
+                _row(
+                    claim,
+                    network,
+                    f"{what}; label-permutation null ({int(test['n_null'])} shuffles of all units and layers at once)",
+                    float(test["value"]),
+                    (float(test["p_above"]), np.nan if level else float(test["p_below"]), float(test["min_p"])),
+                    alpha,
+                    _cell_counts(overlap, alpha) if measure == "overlap_excess" and level else "",
+                )
             )
-        )
     return rows
 
 
-def overlap_claims(overlap: pd.DataFrame, network: str, alpha: float) -> dict:
-    """Cross-dataset overlap above chance in the majority of layer x category cells."""
-    below = np.zeros(len(overlap), bool)
-    for category in dict.fromkeys(overlap["category"]):
-        rows = (overlap["category"] == category).to_numpy()
-        below[rows] = benjamini_hochberg(overlap.loc[rows, "p_below"].to_numpy()) < alpha
-    above = (overlap["q_value"] < alpha).to_numpy()
-    return _cells_row(
-        "units keep their preferred category across datasets more than chance",
-        network,
-        "exact overlap null per layer and category, BH across layers; majority of cells",
-        above,
-        below,
-        np.nan,
-        alpha,
-        f"{int(above.sum())} of {len(above)} cells above chance, {int(below.sum())} below (q < {alpha})",
-    )
-
-
 def versus_controls(trained: float, controls: list[float], claim: str, test: str, alpha: float) -> dict:
-    """Is the trained network's value above every random-init control's? Rank among the K controls."""
+    """Is the trained network's value above the population its K random-init controls come from?
+    Crawford-Howell t (K - 1 df; normal controls assumed, Shapiro-Wilk p in the note) for K < 20,
+    the rank among the controls from K = 20 (smallest attainable p 1 / (K + 1))."""
     finite = np.asarray([c for c in controls if np.isfinite(c)], float)
-    network = f"trained vs {len(finite)} random-init control{'s' if len(finite) != 1 else ''}"
-    if not np.isfinite(trained) or len(finite) == 0:
-        return {**_row(claim, network, test, np.nan, (np.nan, np.nan, 1.0), alpha), "verdict": UNTESTABLE}
-    min_p = 1.0 / (len(finite) + 1)
-    note = f"smallest attainable p with {len(finite)} control(s) = {min_p:.3g}"
-    return _row(
-        claim, network, test, trained - float(np.mean(finite)), (*rank_p_values(trained, finite), min_p), alpha, note
+    k = len(finite)
+    network = f"trained vs {k} random-init control{'s' if k != 1 else ''}"
+    if not np.isfinite(trained) or k < 2:
+        note = "needs at least 2 random-init controls (`--controls K`)"
+        return {**_row(claim, network, test, np.nan, (np.nan, np.nan, 1.0), alpha, note), "verdict": UNTESTABLE}
+    effect = trained - float(np.mean(finite))
+    if k >= RANK_FROM:
+        min_p = 1.0 / (k + 1)
+        note = f"rank among {k} controls; smallest attainable p = {min_p:.3g}"
+        return _row(claim, network, f"{test}; rank among the controls", effect, (*rank_p_values(trained, finite), min_p),
+                    alpha, note)  # fmt: skip
+    ch = crawford_howell(trained, finite)
+    normal = normality_p(finite)
+    note = (
+        f"{ch['z']:.2f} control SDs from the controls' mean (t = {ch['t']:.2f}, {k - 1} df); with {k} controls "
+        f"an effect of {LARGE:g} SDs gives p = {crawford_howell_p_at(LARGE, k):.3g}"
+        + (f"; controls' normality (Shapiro-Wilk) p = {normal:.2g}" if np.isfinite(normal) else "")
     )
+    return _row(claim, network, f"{test}; Crawford-Howell t against the controls", effect,
+                (ch["p_above"], ch["p_below"], 0.0), alpha, note)  # fmt: skip
+
+
+def comparison_claims(trends: pd.DataFrame, pair: str, alpha: float) -> list[dict]:
+    """The trained network (trends.csv rows ``trained``) against its controls (every other network),
+    each network's statistic as the normal score of its own permutation p (``z``: standard normal
+    under the null whatever the shape of a network's null, so a network whose units are more
+    correlated, with a wider null, is not favoured by chance, and Crawford-Howell's normality holds)."""
+    rows = []
+    trained = trends[trends["network"] == "trained"]
+    controls = trends[trends["network"] != "trained"]
+    for (measure, statistic), claim in _versus_texts(pair).items():
+        mine = trained[(trained["measure"] == measure) & (trained["statistic"] == statistic)]
+        theirs = controls[(controls["measure"] == measure) & (controls["statistic"] == statistic)]
+        if mine.empty or theirs.empty:
+            continue
+        what = f"{measure}, {statistic}, as the normal score of each network's own permutation p (z)"
+        rows.append(versus_controls(float(mine["z"].iloc[0]), list(theirs["z"]), claim, what, alpha))
+    return rows
+
+
+def with_holm(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Holm-adjust the p-values of each network's claims (each direction on its own) and decide the
+    verdicts from the adjusted ones; claims without a single p (the majority rule) keep theirs, and
+    claims whose smallest attainable p is not below alpha are left out of the family (they can never
+    conclude, so counting them would only cost the others power)."""
+    table = table.copy()
+    table["p_holm"], table["p_opposite_holm"] = np.nan, np.nan
+    can_conclude = ~(table["min_p"].astype(float) >= alpha)  # (Tarone) a test that cannot reach alpha costs no power
+    for _, rows in table[can_conclude].groupby("network", sort=False):
+        index = rows.index
+        table.loc[index, "p_holm"] = holm(rows["p"].to_numpy(float))
+        table.loc[index, "p_opposite_holm"] = holm(rows["p_opposite"].to_numpy(float))
+    single = table["p"].notna() & (table["verdict"] != UNTESTABLE)
+    table.loc[single, "verdict"] = [
+        verdict(r.p_holm, r.p_opposite_holm, alpha, r.min_p) for r in table[single].itertuples(index=False)
+    ]
+    return table
 
 
 def manipulation_claims(summary: pd.DataFrame, network: str, alpha: float, seed: int = 0) -> list[dict]:
@@ -221,7 +307,7 @@ def manipulation_claims(summary: pd.DataFrame, network: str, alpha: float, seed:
             )
         )
         per_layer = effect.groupby(own["layer"], sort=False).mean()
-        trend = layer_order_test(per_layer.to_numpy(), seed)
+        trend = layer_order_test(per_layer.to_numpy(), seed, network=network)
         rows.append(
             _row(
                 f"the {kind} effect (selective minus random) is larger in deeper layers",
@@ -260,7 +346,6 @@ def transfer_claim(transfer: pd.DataFrame, network: str, alpha: float) -> dict:
 def scorecard(
     trends: pd.DataFrame | None,
     overlap: pd.DataFrame | None,
-    layers: pd.DataFrame | None,
     summary: pd.DataFrame | None,
     controls: list[dict],
     alpha: float = 0.05,
@@ -270,56 +355,37 @@ def scorecard(
 
     Parameters
     ----------
-    trends, overlap, layers, summary : DataFrame or None
-        The run's trends.csv, overlap.csv, layers.csv and manipulation_summary.csv (None: not run).
+    trends : DataFrame or None
+        The run's trends.csv: the network-level tests of the trained network (``network`` =
+        ``trained``) and of each control (None: selectivity not run).
+    overlap, summary : DataFrame or None
+        The run's overlap.csv (wording, descriptive counts) and manipulation_summary.csv (None: not run).
     controls : list[dict]
-        One dict per random-init control: ``name`` and its ``overlap``, ``layers`` and ``summary``
-        tables (any may be None).
+        One dict per random-init control: ``name`` and its ``overlap`` and ``summary`` tables (any
+        may be None).
     alpha : float
-        False discovery rate of every test.
+        Family-wise error rate of each network's claims (Holm).
     seed : int
-        Seeds the exact layer-order permutations.
+        Seeds the layer-order permutations of more than 8 layers.
 
     Returns
     -------
     DataFrame
-        One row per claim and network: claim, network, test, effect, p (both directions), smallest
-        attainable p, verdict (supported, contradicted, inconclusive, not testable), note.
+        One row per claim and network: claim, network, test, effect, p (both directions), their
+        Holm-adjusted values, smallest attainable p, verdict (supported, contradicted,
+        inconclusive, not testable), note.
     """
-    rows = trend_claims(trends, alpha) if trends is not None else []
-    if overlap is not None:
-        rows.append(overlap_claims(overlap, "trained", alpha))
-        rows += [overlap_claims(c["overlap"], c["name"], alpha) for c in controls if c.get("overlap") is not None]
-        mean_excess = [c["overlap"]["jaccard_excess"].mean() for c in controls if c.get("overlap") is not None]
-        rows.append(
-            versus_controls(
-                overlap["jaccard_excess"].mean(),
-                mean_excess,
-                "cross-dataset overlap is above the random-init controls'",
-                "mean Jaccard excess over chance (layers x categories), rank among the controls",
-                alpha,
-            )
-        )
-    if layers is not None and "tuning_quality_excess" in layers:
-        excess = [
-            c["layers"]["tuning_quality_excess"].mean()
-            for c in controls
-            if c.get("layers") is not None and "tuning_quality_excess" in c["layers"]
-        ]
-        rows.append(
-            versus_controls(
-                layers["tuning_quality_excess"].mean(),
-                excess,
-                "tuning quality is above the random-init controls'",
-                "mean tuning-quality excess over its null (layers x sides), rank among the controls",
-                alpha,
-            )
-        )
+    rows = []
+    if trends is not None and not trends.empty:
+        overlaps = {"trained": overlap, **{c["name"]: c.get("overlap") for c in controls}}
+        rows += selectivity_claims(trends, overlaps, alpha)
+        if controls:
+            rows += comparison_claims(trends, _pair_word(overlap), alpha)
     if summary is not None and not summary.empty:
         rows += manipulation_claims(summary, "trained", alpha, seed)
         for control in controls:
             if control.get("summary") is not None and not control["summary"].empty:
                 rows += manipulation_claims(control["summary"], control["name"], alpha, seed)
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = with_holm(pd.DataFrame(rows, columns=[c for c in COLUMNS if "holm" not in c]), alpha)[COLUMNS]
     order = {claim: i for i, claim in enumerate(dict.fromkeys(table["claim"]))}
     return table.sort_values("claim", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)

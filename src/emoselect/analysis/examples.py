@@ -4,6 +4,7 @@ layer, with its most activating pictures) and the low-level image-statistics che
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,12 +39,20 @@ def _examples(
     data: list[np.ndarray],
     tuned: list[GroupTuning],
     selective: pd.DataFrame,
-    top: int = 100,
+    top_fraction: float = 0.1,
 ) -> tuple[pd.DataFrame, dict]:
-    """The strongest selective unit per category at ``site``: tuning curves and top-image valences."""
+    """The strongest selective unit per category at ``site``: tuning curves and the valence of its
+    most activating pictures (the top ``top_fraction`` of each side's pictures, at least one)."""
     rows, top_images = [], {}
     here = selective[selective["layer"] == site]
     names = groups[0].names
+    small = [g.name for g in groups if len(g.rows) < 100]
+    if small and not here.empty:
+        warnings.warn(
+            f"{', '.join(small)}: fewer than 100 pictures define tuning, so an example unit's top "
+            f"{top_fraction:.0%} are only a few pictures",
+            stacklevel=2,
+        )
     for category in names:
         candidates = here[here["category"] == category]
         if candidates.empty:
@@ -51,6 +60,7 @@ def _examples(
         unit = int(candidates.sort_values("strength", ascending=False)["unit"].iloc[0])
         for group, matrix, tuning in zip(groups, data, tuned):
             response = matrix[:, unit].astype(np.float64)
+            top = max(1, int(round(top_fraction * len(response))))
             order = np.argsort(-response, kind="stable")[:top]
             top_images[(category, group.name)] = {"unit": unit, "top": group.valence[order], "all": group.valence}
             for j, shown in enumerate(names):

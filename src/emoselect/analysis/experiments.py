@@ -42,7 +42,7 @@ CHANCE = (RANDOM, TUNING_SHUFFLED)  # their chance counterparts
 # 1/100; both 1/100 in paper.
 # controls: random-init control networks of `emoselect run` (smallest p of a trained-vs-controls rank: 1/(K+1)).
 PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"layers": 2, "betas": [0.0, 0.5, 1.0, 2.0, 4.0], "repeats": 49, "lesion_repeats": 99, "controls": 2},
+    "quick": {"layers": 2, "betas": [0.0, 0.5, 1.0, 2.0, 4.0], "repeats": 49, "lesion_repeats": 99, "controls": 4},
     "paper": {
         "layers": None,
         "betas": [round(0.5 * i, 1) for i in range(11)],
@@ -68,7 +68,7 @@ class ManipulationOptions:
 
     profile: str = option(
         "auto",
-        "quick: the 2 deepest layers, betas 0 0.5 1 2 4, 2 controls; paper: all layers, "
+        "quick: the 2 deepest layers, betas 0 0.5 1 2 4, 4 controls; paper: all layers, "
         "betas 0..5 step 0.5, 10 controls; 49 (quick) or 99 (paper) random sets for the gains, 99 "
         "lesioned; auto: paper on a GPU, quick on a CPU",
         choices=("auto", *PROFILES),

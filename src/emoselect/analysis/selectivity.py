@@ -8,17 +8,25 @@ Definitions (Liu, Bo, Ding & Fang; docs/science.md gives them in full):
 * tuning quality of a layer: mean over its units of max_e |z_e| (units with NaN left out);
 * journal version: d'_e = (mean_e - mean_rest) / sqrt((var_e + var_rest) / 2), SI = max_e d'_e;
 * selective units: the same preferred category in both datasets of a pair;
-* overlap: Jaccard index |A & B| / |A | B| of the two datasets' sets per category, against random
-  sets of the same sizes drawn from the units each set could have come from (its eligible units);
-  the null distribution of |A & B| is computed exactly (no sampling), one-sided p = P(J_null >= J),
-  BH across layers;
-* tuning-quality null: tuning quality with the category labels shuffled over the defining pictures,
-  and a depth-trend test (Spearman rho of the excess over the null with depth, recomputed per shuffle).
+* overlap: Jaccard index J = |A & B| / |A | B| of the two datasets' sets per category; its excess
+  is J minus the Jaccard of the chance-expected intersection of sets of those sizes, tested against
+  its label-permutation null: the category labels of each side's defining pictures are shuffled (one
+  shuffle for all units and all layers, so the units' correlations and the layers' dependence are
+  kept) and the preferred categories, sets and excess recomputed; one-sided p = (1 + #{null >=
+  excess}) / (1 + P). The exact hypergeometric null (random sets of independent, exchangeable units) is kept
+  as a descriptive reference (``p_independent``);
+* tuning-quality null: tuning quality under the same label shuffles;
+* network-level tests (``trends``): the mean overlap excess over layers, and the Spearman rho of each
+  layer's overlap excess and tuning-quality excess with depth, each against the same statistic
+  recomputed per shuffle. Every stream of random numbers is keyed by the network's responses
+  (:func:`network_key`), so no two networks share null draws.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -28,17 +36,18 @@ from tqdm.auto import tqdm
 from ..base.options import check, name_of, option
 from ..base.problems import InputError
 from ..base.randomness import random_stream
-from ..pictures.stimuli import Stimuli, category_names, shared_pictures
+from ..pictures.stimuli import Stimuli, assign_half, category_names, shared_pictures
 from .examples import _confounds, _examples, example_layers
 from .records import Responses
 from .stats import (
     benjamini_hochberg,
+    chance_jaccard,
     exceedance_p_value,
     intersection_pmf,
     jaccard_null,
     spearman_columns,
 )
-from .trends import _trends
+from .trends import network_tests
 from .tuning import (
     CATEGORY_ORDER,
     d_prime,
@@ -46,10 +55,9 @@ from .tuning import (
     label_permutations,
     permutation_p_values,
     preferred_category,
-    split_half,
+    shuffled_tuning,
     top_fraction,
     tuning_quality,
-    tuning_quality_null,
     tuning_values,
 )
 
@@ -67,8 +75,9 @@ class SelectivityOptions:
     with one dataset a seeded split-half of it stands in). ``si_keep``: keep only this top fraction of
     units by d' selectivity index in each dataset (journal version: 0.8). ``permutations``: per-unit label permutations (0 = off);
     ``require_significant``: selective units must also be significant (BH q < ``alpha``) in both
-    datasets. ``tuning_null``: label permutations for the tuning-quality null and the depth-trend
-    test (0 = off). ``valence_tuning``: Spearman correlation of each unit with valence and arousal.
+    datasets. ``null_permutations``: label shuffles for every null of the claims (overlap, tuning
+    quality, network-level tests; 0 = none, and no claim can be tested); ``top_fraction``: the
+    share of each side's pictures shown as an example unit's most activating ones. ``valence_tuning``: Spearman correlation of each unit with valence and arousal.
     ``confounds``: decoding check against low-level image statistics. ``example_layers``: the layers
     whose strongest selective units are shown (default: an early, a middle and the deepest layer, at
     the paper's positions 3, 6 and 13 of 13, i.e. conv2_1, conv3_2 and conv5_3 for VGG-16).
@@ -90,9 +99,9 @@ class SelectivityOptions:
         optional=True,
     )
     permutations: int = option(0, "per-unit label permutations (0 = off)", kind=int, low=0)
-    tuning_null: int = option(
-        200,
-        "label permutations for the tuning-quality null and depth-trend test (0 = off)",
+    null_permutations: int = option(
+        999,
+        "label shuffles for the overlap, tuning-quality and depth-trend nulls (0 = off: nothing tested)",
         kind=int,
         low=0,
         metavar="N",
@@ -110,7 +119,16 @@ class SelectivityOptions:
         optional=True,
         metavar="LAYER",
     )
+    top_fraction: float = option(
+        0.1,
+        "share of each side's pictures shown as an example unit's most activating ones",
+        kind=float,
+        low=0,
+        high=1,
+        open_low=True,
+    )
     RECORDED: ClassVar[tuple] = ("pair_note",)  # a result the stage writes beside its options
+    RENAMED: ClassVar[dict] = {"tuning_null": "null_permutations"}  # config.yaml of older runs
 
     def __post_init__(self) -> None:
         check(self)
@@ -150,8 +168,8 @@ class Group:
 class SelectivityResult:
     """The stage's tables (see the README's run-folder table); ``pair_note`` says how the two sides were made.
 
-    ``trends``: the depth-trend tests (one row per measure); ``trend_nulls``: for each measure,
-    (observed [n_layers], null [n_layers, n_draws]) so that networks can be compared draw by draw.
+    ``trends``: the network-level tests (one row per measure and statistic, see
+    :func:`emoselect.analysis.trends.network_tests`).
     """
 
     units: pd.DataFrame
@@ -164,7 +182,6 @@ class SelectivityResult:
     pair_note: str
     top_images: dict = field(default_factory=dict)
     trends: pd.DataFrame = field(default_factory=pd.DataFrame)
-    trend_nulls: dict = field(default_factory=dict)
 
 
 def _pair(stimuli: Stimuli, options: SelectivityOptions) -> list[str]:
@@ -226,25 +243,47 @@ def define_groups(
     name = pair[0]
     table = stimuli.of(name)
     rows = defining(table)
-    half = split_half(table["category"].to_numpy()[rows], random_stream(seed, "split-half", name), names)
-    groups = [group(f"{name}/half{h + 1}", name, table, rows[half == h]) for h in (0, 1)]
+    halves = _halves(table, seed)
+    groups = [group(f"{name}/half{h}", name, table, rows[halves[rows] == h]) for h in (1, 2)]
     return groups, (
-        f"one dataset: a seeded split-half of {name}'s {images} images stands in for two datasets; "
-        f"selective = same preferred category in both halves"
+        f"one dataset: a seeded split-half of {name}'s {images} images (stimuli.csv's half column) stands "
+        f"in for two datasets; selective = same preferred category in both halves"
     )
+
+
+def _halves(table: pd.DataFrame, seed: int) -> np.ndarray:
+    """Each picture's half (1 or 2): stimuli.csv's record, or for a table from before it kept one the
+    same halves made again."""
+    return table["half"].to_numpy(int) if "half" in table else assign_half(table, seed)
+
+
+def network_key(responses: dict[str, Responses]) -> str:
+    """A short identity of one network's responses (SHA-256 of every site's matrix, 16 hex digits):
+    it keys the network's random streams, so two networks never share null draws, and changing one
+    network (a control's seed, say) changes no other network's nulls. Every site held counts, not
+    only those analysed, so analysing fewer layers keeps the same shuffles."""
+    digest = hashlib.sha256()
+    for dataset in sorted(responses):
+        for site in sorted(responses[dataset].sites):
+            matrix = np.ascontiguousarray(responses[dataset].sites[site], dtype=np.float32)
+            digest.update(f"{dataset}|{site}|{matrix.shape}".encode())
+            digest.update(matrix.tobytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass
 class GroupTuning:
     """One layer's tuning in one group: ``z`` [n_units, K], ``preferred`` [n_units] (-1 undefined),
     ``eligible`` [n_units] (may enter a selective set: kept by --si-keep and, with
-    --require-significant, significant), and the extra columns for units.csv and layers.csv."""
+    --require-significant, significant), the extra columns for units.csv and layers.csv, and
+    ``shuffled`` int8 [n_shuffles, n_units]: the preferred categories under each label shuffle."""
 
     z: np.ndarray
     preferred: np.ndarray
     eligible: np.ndarray
     unit_columns: dict
     layer_columns: dict
+    shuffled: np.ndarray | None = None
 
 
 def _describe_group(
@@ -300,23 +339,58 @@ def _describe_group(
     return GroupTuning(z, preferred, eligible, unit_columns, layer_columns)
 
 
+def shuffled_excess(a: GroupTuning, b: GroupTuning, k: int) -> np.ndarray:
+    """The overlap excess of category ``k`` (Jaccard minus its chance value at the sets' sizes, see
+    :func:`chance_jaccard`) under each label shuffle: [n_shuffles] (NaN where both sets are empty).
+    The eligible units stay those of the observed labels (with --si-keep or --require-significant
+    the null is conditional on them)."""
+    if a.shuffled is None or b.shuffled is None:
+        return np.empty(0)
+    in_a = (a.shuffled == k) & a.eligible[None, :]
+    in_b = (b.shuffled == k) & b.eligible[None, :]
+    union = (in_a | in_b).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        observed = np.where(union > 0, (in_a & in_b).sum(axis=1) / union, np.nan)
+    return observed - chance_jaccard(in_a.sum(axis=1), in_b.sum(axis=1), *_universes(a, b))
+
+
+def _universes(a: GroupTuning, b: GroupTuning) -> tuple[int, int, int]:
+    """(units eligible on both sides, on side a, on side b)."""
+    return int((a.eligible & b.eligible).sum()), int(a.eligible.sum()), int(b.eligible.sum())
+
+
+def _null_columns(chance: float, excess: float, null: np.ndarray) -> dict:
+    """overlap.csv's null columns from the label-shuffle draws of the excess (NaN draws left out):
+    the range of J under the shuffles at the observed set sizes, and the permutation p."""
+    null = null[np.isfinite(null)]
+    if len(null) == 0 or not np.isfinite(chance):
+        return {"jaccard_null_mean": np.nan, "jaccard_null_lo": np.nan, "jaccard_null_hi": np.nan, "p_value": np.nan}
+    return {
+        "jaccard_null_mean": chance + float(null.mean()),
+        "jaccard_null_lo": chance + float(np.percentile(null, 2.5)),
+        "jaccard_null_hi": chance + float(np.percentile(null, 97.5)),
+        "p_value": exceedance_p_value(excess, null),
+    }
+
+
 def _overlap_row(
     site: str, category: str, k: int, a: GroupTuning, b: GroupTuning, groups: list[Group]
 ) -> tuple[dict, np.ndarray, np.ndarray]:
-    """One layer and category of overlap.csv, the exact null pmf of the intersection size, and the
-    selective units (boolean [n_units]: in both sides' sets).
+    """One layer and category of overlap.csv, the label-shuffle draws of its excess [n_shuffles],
+    and the selective units (boolean [n_units]: in both sides' sets).
 
-    The random sets are drawn from the units each observed set could have come from (``eligible``),
-    so restrictions such as --si-keep or --require-significant are part of the null too.
+    ``jaccard_excess`` = J - ``jaccard_chance`` (J at the chance-expected intersection of sets of the
+    observed sizes); ``p_value`` its label-permutation p (the test); ``p_independent`` the exact p of
+    random sets of independent, exchangeable units drawn from the units each observed set could have
+    come from (``eligible``) — a reference only, too small where units are correlated.
     """
     in_a, in_b = (a.preferred == k) & a.eligible, (b.preferred == k) & b.eligible
     selective = in_a & in_b
     size_a, size_b, both = int(in_a.sum()), int(in_b.sum()), int(selective.sum())
-    pmf = intersection_pmf(
-        int((a.eligible & b.eligible).sum()), int(a.eligible.sum()), int(b.eligible.sum()), size_a, size_b
-    )
-    null = jaccard_null(pmf, size_a, size_b, both)
+    exact = jaccard_null(intersection_pmf(*_universes(a, b), size_a, size_b), size_a, size_b, both)
     observed = jaccard(in_a, in_b)
+    chance = float(chance_jaccard(size_a, size_b, *_universes(a, b)))
+    shuffled = shuffled_excess(a, b, k)
     row = {
         "layer": site,
         "category": category,
@@ -330,15 +404,14 @@ def _overlap_row(
         "n_b": size_b,
         "n_selective": both,
         "jaccard": observed,
-        "jaccard_null_mean": null["mean"],
-        "jaccard_null_sd": null["sd"],
-        "jaccard_null_lo": null["q025"],
-        "jaccard_null_hi": null["q975"],
-        "jaccard_excess": observed - null["mean"],
-        "p_value": null["p_above"],
-        "p_below": null["p_below"],
+        "jaccard_chance": chance,
+        "jaccard_excess": observed - chance,
+        **_null_columns(chance, observed - chance, shuffled),
+        "min_p_value": 1.0 / (len(shuffled) + 1),
+        "jaccard_independent_mean": exact["mean"],
+        "p_independent": exact["p_above"],
     }
-    return row, pmf, selective
+    return row, shuffled, selective
 
 
 def _tuning_null_columns(observed: float, null: np.ndarray) -> dict:
@@ -355,24 +428,25 @@ def _tuning_null_columns(observed: float, null: np.ndarray) -> dict:
 
 @dataclass(frozen=True)
 class _Shared:
-    """What every site of one analysis shares: the groups, the options and seed, the label
-    permutations ``orders`` of each group (shared by all sites) and, per group, the tuning-quality
+    """What every site of one analysis shares: the groups, the options, seed and network key, the
+    label shuffles ``orders`` of each group (shared by all sites) and, per group, the tuning-quality
     nulls of the sites analysed so far (appended to)."""
 
     groups: list[Group]
     options: SelectivityOptions
     seed: int
+    network: str
     orders: list[np.ndarray]
     tuning_nulls: list[list[np.ndarray]]
 
     @classmethod
-    def start(cls, groups: list[Group], options: SelectivityOptions, seed: int) -> _Shared:
-        """Before the first site: each group's label permutations (one stream per group), no nulls yet."""
+    def start(cls, groups: list[Group], options: SelectivityOptions, seed: int, network: str) -> _Shared:
+        """Before the first site: each group's label shuffles (one stream per network and group), no nulls yet."""
         orders = [
-            label_permutations(len(g.rows), options.tuning_null, random_stream(seed, "tuning-null", i))
+            label_permutations(len(g.rows), options.null_permutations, random_stream(seed, "label-null", network, i))
             for i, g in enumerate(groups)
         ]
-        return cls(groups, options, seed, orders, [[] for _ in groups])
+        return cls(groups, options, seed, network, orders, [[] for _ in groups])
 
 
 def _tune_site(site: str, relative_depth: float, depth: int, data: list[np.ndarray], shared: _Shared) -> list:
@@ -382,13 +456,15 @@ def _tune_site(site: str, relative_depth: float, depth: int, data: list[np.ndarr
     groups, options = shared.groups, shared.options
     try:
         tuned = [
-            _describe_group(site, g, d, options, random_stream(shared.seed, "unit-permutation", site, i))
+            _describe_group(
+                site, g, d, options, random_stream(shared.seed, "unit-permutation", shared.network, site, i)
+            )
             for i, (g, d) in enumerate(zip(groups, data))
         ]
         for i, (g, d, tuning) in enumerate(zip(groups, data, tuned)):
             tuning.layer_columns.update(layer_index=depth, relative_depth=relative_depth)
-            if options.tuning_null:
-                null = tuning_quality_null(d, g.categories, shared.orders[i], g.names)
+            if options.null_permutations:
+                null, tuning.shuffled = shuffled_tuning(d, g.categories, shared.orders[i], g.names)
                 shared.tuning_nulls[i].append(null)
                 tuning.layer_columns.update(_tuning_null_columns(tuning.layer_columns["tuning_quality"], null))
     except ValueError as error:
@@ -398,14 +474,15 @@ def _tune_site(site: str, relative_depth: float, depth: int, data: list[np.ndarr
 
 def _overlap_site(
     site: str, a: GroupTuning, b: GroupTuning, groups: list[Group]
-) -> tuple[list[dict], list[tuple], list[pd.DataFrame]]:
-    """Per category: the overlap row, its exact null (pmf, sizes, null mean) and the selective units
-    (same preferred category in both groups) with their tuning values."""
-    rows, cells, selective = [], [], []
+) -> tuple[list[dict], np.ndarray, list[pd.DataFrame]]:
+    """Per category: the overlap row and the selective units (same preferred category in both
+    groups) with their tuning values; and the layer's mean Jaccard excess under each label shuffle
+    [n_shuffles] (in each shuffle, categories with two empty sets left out, as in the observed mean)."""
+    rows, excess, selective = [], [], []
     for k, category in enumerate(groups[0].names):
-        row, pmf, both = _overlap_row(site, category, k, a, b, groups)
+        row, shuffled, both = _overlap_row(site, category, k, a, b, groups)
         rows.append(row)
-        cells.append((pmf, row["n_a"], row["n_b"], row["jaccard_null_mean"]))
+        excess.append(shuffled)  # NaN in a shuffle where both sets are empty, as observed
         selective.append(
             pd.DataFrame(
                 {
@@ -418,11 +495,30 @@ def _overlap_site(
                 }
             )
         )
-    return rows, cells, selective
+    with warnings.catch_warnings():  # a shuffle where every category's sets are empty: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        layer_null = np.nanmean(excess, axis=0) if excess and len(excess[0]) else np.empty(0)
+    return rows, layer_null, selective
+
+
+def _significant_overlap(
+    site: str, tuned: list[GroupTuning], groups: list[Group], options: SelectivityOptions
+) -> tuple[float, np.ndarray] | None:
+    """With the per-unit test on (``--permutations``) and selectivity not already restricted to
+    significant units: the layer's mean overlap excess among units significant on both sides, and
+    its label-shuffle draws [n_shuffles] (the significant units held fixed: a conditional null).
+    Every unit prefers some category, so this is the overlap of units that are tuned at all."""
+    if not options.permutations or options.require_significant:
+        return None
+    restricted = [replace(t, eligible=t.eligible & t.unit_columns["significant"]) for t in tuned]
+    rows, layer_null, _ = _overlap_site(site, restricted[0], restricted[1], groups)
+    observed = [row["jaccard_excess"] for row in rows if np.isfinite(row["jaccard_excess"])]
+    return (float(np.mean(observed)) if observed else np.nan), layer_null
 
 
 def _with_q_values(overlap: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """BH q-values of the overlap p-values across layers, per category, and ``significant``."""
+    """BH q-values of the overlap p-values across layers, per category, and ``significant``
+    (descriptive: the claim is tested by one statistic, see :func:`emoselect.analysis.trends.network_tests`)."""
     overlap["q_value"] = np.nan
     for category in overlap["category"].unique():
         rows = overlap["category"] == category
@@ -443,8 +539,9 @@ def analyse(
 ) -> SelectivityResult:
     """Every selectivity table of one network's responses (see the module docstring).
 
-    Each random quantity has its own stream keyed by (seed, purpose, layer, side), so the tables of
-    one analysis do not depend on which other analyses are switched on.
+    Each random quantity has its own stream keyed by (seed, purpose, network, layer, side), so the
+    tables of one analysis do not depend on which other analyses are switched on, and two networks
+    (the network key: :func:`network_key` of ``responses``) never share null draws.
 
     Parameters
     ----------
@@ -455,7 +552,7 @@ def analyse(
     sites : list[str]
         Probe sites in forward order (their position is the depth of the trend tests).
     options : SelectivityOptions, optional
-        What to compute (defaults: training split, 200 tuning-null permutations, alpha 0.05).
+        What to compute (defaults: training split, 999 label shuffles, alpha 0.05).
     progress : bool
         Show a progress bar.
     depths : dict[str, float], optional
@@ -467,13 +564,14 @@ def analyse(
     -------
     SelectivityResult
         ``units`` (one row per unit and side), ``selective``, ``layers`` (tuning quality and its
-        null per layer and side), ``overlap`` (Jaccard vs exact null per layer and category),
-        ``examples``, ``confounds`` (or None), ``trends`` and the groups that defined tuning.
+        null per layer and side), ``overlap`` (Jaccard vs its label-shuffle null per layer and
+        category), ``examples``, ``confounds`` (or None), ``trends`` (the network-level tests) and
+        the groups that defined tuning.
     """
     options = options or SelectivityOptions()
     groups, note = define_groups(stimuli, options, seed, responses)
-    shared = _Shared.start(groups, options, seed)
-    units, layers, overlap, selective, pmfs = [], [], [], [], []
+    shared = _Shared.start(groups, options, seed, network_key(responses))
+    units, layers, overlap, selective, overlap_nulls, significant = [], [], [], [], [], []
     example_sites = example_layers(sites, options.example_layers)
     example_tables: dict[str, tuple[pd.DataFrame, dict]] = {}
     for depth, site in enumerate(tqdm(sites, desc="selectivity", disable=not progress, leave=False)):
@@ -483,15 +581,18 @@ def analyse(
         for tuning in tuned:
             units.append(pd.DataFrame(tuning.unit_columns))
             layers.append(tuning.layer_columns)
-        rows, cells, chosen = _overlap_site(site, tuned[0], tuned[1], groups)
+        rows, layer_null, chosen = _overlap_site(site, tuned[0], tuned[1], groups)
         overlap += rows
         selective += chosen
-        pmfs.append(cells)
+        overlap_nulls.append(layer_null)
+        significant.append(_significant_overlap(site, tuned, groups, options))
         if site in example_sites:
-            example_tables[site] = _examples(site, groups, data, tuned, pd.concat(chosen, ignore_index=True))
+            example_tables[site] = _examples(
+                site, groups, data, tuned, pd.concat(chosen, ignore_index=True), options.top_fraction
+            )
     overlap = _with_q_values(pd.DataFrame(overlap), options.alpha)
     layers = pd.DataFrame(layers)
-    trends, trend_nulls = _trends(layers, overlap, sites, shared.tuning_nulls, pmfs, options, seed)
+    trends = network_tests(layers, overlap, sites, shared.tuning_nulls, overlap_nulls, significant)
     selective = pd.concat(selective, ignore_index=True)
     examples = pd.concat([example_tables[site][0] for site in example_sites], ignore_index=True)
     top_images = {(site, *key): value for site in example_sites for key, value in example_tables[site][1].items()}
@@ -507,5 +608,4 @@ def analyse(
         pair_note=note,
         top_images=top_images,
         trends=trends,
-        trend_nulls=trend_nulls,
     )

@@ -1,5 +1,5 @@
-"""General statistics used by several stages: multiple-comparison correction, rank correlations,
-rank-based p-values and cross-validated linear decoding. Plain numpy/scipy, no network."""
+"""General statistics used by several stages: multiple-comparison correction (BH, Holm), rank
+correlations, rank-based p-values, the Crawford-Howell test and cross-validated linear decoding. Plain numpy/scipy, no network."""
 
 from __future__ import annotations
 
@@ -25,6 +25,63 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     out[order] = np.minimum(adjusted, 1.0)
     q[finite] = out
     return q
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm-adjusted p-values (step-down, family-wise error control under any dependence); NaN
+    entries stay NaN and are not counted in the family."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = len(finite)
+    if m == 0:
+        return out
+    order = finite[np.argsort(p[finite], kind="stable")]
+    stepped = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    out[order] = np.minimum(stepped, 1.0)
+    return out
+
+
+def crawford_howell(case: float, controls: np.ndarray) -> dict:
+    """One case against a small control sample (Crawford & Howell 1998): is ``case`` above the
+    population the K ``controls`` were drawn from?
+
+    t = (case - mean) / (sd * sqrt((K + 1) / K)), with the controls' sample SD (ddof = 1), on K - 1
+    degrees of freedom; it assumes the controls are normal (checked by :func:`normality_p`).
+    Returns t, the one-sided p for ``case`` above (``p_above``) and below (``p_below``), ``z`` (the
+    difference in control SDs) and K. NaN p-values when K < 2 or the controls do not vary.
+    """
+    controls = np.asarray(controls, dtype=float)
+    controls = controls[np.isfinite(controls)]
+    k = len(controls)
+    if k < 2 or not np.isfinite(case) or not np.std(controls) > 0:
+        return {"t": np.nan, "p_above": np.nan, "p_below": np.nan, "z": np.nan, "k": k}
+    sd = float(np.std(controls, ddof=1))
+    t = (case - float(np.mean(controls))) / (sd * np.sqrt((k + 1) / k))
+    return {
+        "t": float(t),
+        "p_above": float(stats.t.sf(t, k - 1)),
+        "p_below": float(stats.t.cdf(t, k - 1)),
+        "z": (case - float(np.mean(controls))) / sd,
+        "k": k,
+    }
+
+
+def crawford_howell_p_at(z: float, k: int) -> float:
+    """The one-sided Crawford-Howell p of a case ``z`` control SDs above the controls' mean, with K
+    controls (what the test can reach at that effect size)."""
+    if k < 2:
+        return float("nan")
+    return float(stats.t.sf(z / np.sqrt((k + 1) / k), k - 1))
+
+
+def normality_p(values: np.ndarray) -> float:
+    """Shapiro-Wilk p of ``values`` (NaN for fewer than 3 finite or constant values)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) < 3 or not np.std(values) > 0:
+        return float("nan")
+    return float(stats.shapiro(values).pvalue)
 
 
 def exceedance_p_value(observed: float, null: np.ndarray) -> float:
@@ -176,6 +233,19 @@ def intersection_pmf(shared: int, universe_a: int, universe_b: int, size_a: int,
     return pmf / pmf.sum()
 
 
+def chance_jaccard(
+    size_a: np.ndarray | int, size_b: np.ndarray | int, shared: int, universe_a: int, universe_b: int
+) -> np.ndarray:
+    """The Jaccard index of two sets of the given sizes at their chance-expected intersection:
+    k = size_a * size_b * shared / (universe_a * universe_b) (the mean |A & B| of independent uniform
+    subsets, as in :func:`intersection_pmf`), J = k / (size_a + size_b - k). Vectorised over sizes;
+    NaN where both sets are empty. The size correction of the overlap excess."""
+    size_a, size_b = np.asarray(size_a, float), np.asarray(size_b, float)
+    k = size_a * size_b * shared / max(universe_a * universe_b, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(size_a + size_b > 0, k / (size_a + size_b - k), np.nan)
+
+
 def jaccard_null(pmf: np.ndarray, size_a: int, size_b: int, observed_k: int) -> dict:
     """Summary of the Jaccard index J = k / (a + b - k) under an intersection pmf over k = 0, 1, ...
 
@@ -214,28 +284,6 @@ def rank_correlation(x: np.ndarray, y: np.ndarray) -> Any:
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = (rx @ ry) / np.sqrt((rx @ rx) * (ry**2).sum(axis=0))
     return float(rho[0]) if flat else rho
-
-
-def trend_test(observed: np.ndarray, null: np.ndarray) -> dict:
-    """Does a per-layer measure rise with depth? Layers are in forward order.
-
-    ``observed`` [L] the measure; ``null`` [L, P] the same measure recomputed under P draws of the
-    null hypothesis (each column one whole draw across all layers, e.g. one label permutation
-    applied to every layer). Statistic: Spearman rho of the measure with depth. Returns rho, the
-    one-sided permutation p-values for a rise and a fall ((1 + #{null rho >= rho}) / (1 + P)), and P.
-    """
-    depth = np.arange(len(observed))
-    rho = float(rank_correlation(depth, observed))
-    null_rho = rank_correlation(depth, null)
-    null_rho = null_rho[np.isfinite(null_rho)]
-    if not np.isfinite(rho) or len(null_rho) == 0:
-        return {"rho": rho, "p_rise": np.nan, "p_fall": np.nan, "n_null": len(null_rho)}
-    return {
-        "rho": rho,
-        "p_rise": exceedance_p_value(rho, null_rho),
-        "p_fall": exceedance_p_value(-rho, -null_rho),
-        "n_null": len(null_rho),
-    }
 
 
 def binary_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:

@@ -1,5 +1,5 @@
 """Tuning definitions on arrays (arrays in, arrays out; no tables): tuning values, preferred
-categories, tuning quality, d', top fractions, Jaccard, label permutations and their nulls, split-halves.
+categories, tuning quality, d', top fractions, Jaccard, and label permutations with their nulls.
 """
 
 from __future__ import annotations
@@ -163,19 +163,24 @@ def tuning_quality_null(
     ``orders`` [n_permutations, n_analysed] from :func:`label_permutations` (pass the same orders to
     every layer, so that a trend across layers can be recomputed per permutation).
     """
+    return shuffled_tuning(responses, categories, orders, names)[0]
+
+
+def shuffled_tuning(
+    responses: np.ndarray, categories: np.ndarray, orders: np.ndarray, names: tuple[str, ...] = CATEGORY_ORDER
+) -> tuple[np.ndarray, np.ndarray]:
+    """A layer under shuffled labels: its tuning quality [n_permutations] and every unit's preferred
+    category int8 [n_permutations, n_units] (-1 for zero-variance units), one row per order of
+    ``orders`` (as in :func:`tuning_quality_null`). Each permutation relabels all units at once, so
+    the units' correlations are kept."""
     data, onehot = _analysed(responses, categories, names)
-    return np.concatenate([np.nanmean(np.abs(z).max(axis=1), axis=1) for z in _permuted_tuning(data, onehot, orders)])
-
-
-def split_half(categories: np.ndarray, rng: np.random.Generator, names: tuple[str, ...] = CATEGORY_ORDER) -> np.ndarray:
-    """Stratified random halves: [n_images] -> 0/1 per image (-1 where the category is not analysed).
-
-    Within each category the images are shuffled and alternately assigned, so the halves differ
-    by at most one image per category.
-    """
-    categories = np.asarray(categories)
-    half = np.full(len(categories), -1)
-    for category in names:
-        members = np.flatnonzero(categories == category)
-        half[rng.permutation(members)] = np.arange(len(members)) % 2
-    return half
+    quality, preferred = [], []
+    for z in _permuted_tuning(data, onehot, orders):  # z [size, K, n_units]
+        quality.append(np.nanmean(np.abs(z).max(axis=1), axis=1))
+        undefined = np.isnan(z).any(axis=1)
+        best = np.argmax(np.where(np.isnan(z), -np.inf, z), axis=1).astype(np.int8)
+        best[undefined] = -1
+        preferred.append(best)
+    if not quality:
+        return np.empty(0), np.empty((0, data.shape[1]), np.int8)
+    return np.concatenate(quality), np.concatenate(preferred)

@@ -204,10 +204,13 @@ def as_dict(record: DataclassInstance) -> dict:
 
 def from_dict(cls: type[_Record], data: dict, section: str) -> _Record:
     """Rebuild an options record from a config.yaml section; the class's ``RECORDED`` keys (results
-    a stage wrote beside its options) are skipped; any other unknown key is an error naming it."""
+    a stage wrote beside its options) are skipped, its ``RENAMED`` keys read under their new names;
+    any other unknown key is an error naming it."""
     if not isinstance(data, dict):
         raise InputError(f"config section {section!r} must be a mapping of option: value")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    renamed = getattr(cls, "RENAMED", {})  # old option name -> new one (config.yaml of older runs)
+    data = {renamed.get(k, k): v for k, v in data.items()}
     recorded = getattr(cls, "RECORDED", ())
     unknown = [k for k in data if k not in fields and k not in recorded]
     if unknown:

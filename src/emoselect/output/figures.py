@@ -120,8 +120,9 @@ def tuning_quality(layers: pd.DataFrame, path: Path, controls: list[pd.DataFrame
 
 
 def overlap(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | None = None, alpha: float = 0.05) -> Path:
-    """Jaccard index of the two datasets' unit sets per layer and category, against random sets of
-    the same sizes; a second row for the random-init control (with its own random baseline)."""
+    """Jaccard index of the two datasets' unit sets per layer and category, against its
+    label-shuffled null (95% band, permutation test's * at BH q < alpha); a second row for the
+    random-init control (with its own null)."""
     order = list(dict.fromkeys(overlap_table["layer"]))
     networks = [("trained", overlap_table)] + ([("random init", control)] if control is not None else [])
     names = category_order(overlap_table["category"])
@@ -133,7 +134,11 @@ def overlap(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | Non
             rows = table[table["category"] == category].set_index("layer").reindex(order)
             x = np.arange(len(order))
             ax.fill_between(
-                x, rows["jaccard_null_lo"], rows["jaccard_null_hi"], color="0.85", label="random sets (exact 95% range)"
+                x,
+                rows["jaccard_null_lo"].clip(0, 1),  # the size-adjusted range, shown within J's own range
+                rows["jaccard_null_hi"].clip(0, 1),
+                color="0.85",
+                label="shuffled labels (95% range at these set sizes)",
             )
             ax.plot(x, rows["jaccard_null_mean"], color="0.5", lw=1)
             ax.plot(
@@ -152,7 +157,7 @@ def overlap(overlap_table: pd.DataFrame, path: Path, control: pd.DataFrame | Non
             ax.grid(alpha=0.3)
         axes[row, 0].set_ylabel("Jaccard index of the two\nsides' preferring units")
         axes[row, 0].legend(fontsize=7, frameon=False, loc="upper left")
-    fig.suptitle(f"Overlap of unit sets vs random sets of the same sizes (* BH q < {alpha})", fontsize=10)
+    fig.suptitle(f"Overlap of unit sets vs shuffled category labels (* permutation p, BH q < {alpha})", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -245,7 +250,8 @@ def example_neurons(examples: pd.DataFrame, path: Path) -> Path:
 def example_valence(
     examples: pd.DataFrame, top_images: dict, path: Path, thresholds: tuple[float, float] | None = None
 ) -> Path:
-    """Valence (1-9 scale) of each example unit's 100 most activating pictures against all pictures,
+    """Valence (1-9 scale) of each example unit's most activating pictures (the stage's top fraction of
+    each side's pictures) against all pictures,
     with the run's category boundaries ``thresholds`` (1-9 scale; None: none drawn)."""
     layers, fig, axes, names = _example_grid(examples)
     bins = np.linspace(1, 9, 17)

@@ -53,6 +53,18 @@ def _csv(run: Path, name: str) -> pd.DataFrame | None:
     return RunFolder(run).optional_table(name)
 
 
+SCORECARD_NOTE = (
+    "<p class='note'>Each claim of Liu, Bo, Ding &amp; Fang tested on this run by one pre-specified statistic. "
+    'Verdicts follow fixed rules (docs/science.md, "The scorecard"): the p-values of one network\'s claims are '
+    "Holm-adjusted; a claim is <i>supported</i> when its adjusted p &lt; alpha in the claimed direction, "
+    "<i>contradicted</i> when the adjusted p of the opposite direction is (never for an overlap claim: "
+    "below-chance overlap is no evidence against it), else <i>inconclusive</i>; the manipulation claims over "
+    "many cells need at least half of them significant. Selectivity nulls shuffle the category labels of all "
+    "units at once; the trained network is compared with the spread of its random-init controls. The paper "
+    "expects the trained network to support each claim and the random-init controls not to.</p>"
+)
+
+
 def _scorecard_section(run: Path) -> list[str]:
     """The first block: each claim of the paper with its test, effect, p and verdict."""
     claims = _csv(run, "claims.csv")
@@ -69,31 +81,38 @@ def _scorecard_section(run: Path) -> list[str]:
             record.verdict,
             _number(record.effect),
             _number(record.p),
-            _number(record.p_opposite),
+            _number(record.p_holm),
+            _number(record.p_opposite_holm),
             _number(record.min_p),
             f"{record.test}. {'' if pd.isna(record.note) else record.note}",
         ]
         rows.append(
             f"<tr class='{html.escape(str(record.verdict)).replace(' ', '-')}'>"
             + "".join(
-                f"<td class='{'text' if i in (0, 1, 2, 7) else ''}'>{html.escape(str(c))}</td>"
+                f"<td class='{'text' if i in (0, 1, 2, 8) else ''}'>{html.escape(str(c))}</td>"
                 for i, c in enumerate(cells)
             )
             + "</tr>"
         )
     header = "".join(
-        f"<th class='{'text' if i in (0, 1, 2, 7) else ''}'>{h}</th>"
+        f"<th class='{'text' if i in (0, 1, 2, 8) else ''}'>{h}</th>"
         for i, h in enumerate(
-            ("claim", "network", "verdict", "effect", "p", "p (opposite)", "smallest attainable p", "test")
+            (
+                "claim",
+                "network",
+                "verdict",
+                "effect",
+                "p",
+                "p (Holm)",
+                "p opposite (Holm)",
+                "smallest attainable p",
+                "test",
+            )
         )
     )
     return [
         "<h2>The paper's claims on these data</h2>",
-        "<p class='note'>Each claim of Liu, Bo, Ding &amp; Fang tested on this run. Verdicts follow fixed rules "
-        '(docs/science.md, "The scorecard"): a directional test is <i>supported</i> when p &lt; alpha in the claimed '
-        "direction, <i>contradicted</i> when p &lt; alpha in the opposite one, else <i>inconclusive</i>; a claim over "
-        "many cells needs at least half of them significant. The paper expects the trained network to support each "
-        "claim and the random-init control not to.</p>",
+        SCORECARD_NOTE,
         f"<div class='wide'><table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>",
     ]
 
@@ -104,18 +123,19 @@ def _number(value: float | None) -> str:
 
 TUNING_COLUMNS = ["layer", "dataset", "tuning_quality", "tuning_quality_null_mean", "tuning_quality_null_lo",
                   "tuning_quality_null_hi", "tuning_quality_excess", "p_tuning_quality"]  # fmt: skip
-OVERLAP_COLUMNS = ["layer", "category", "n_eligible_both", "n_a", "n_b", "n_selective", "jaccard",
-                   "jaccard_null_mean", "jaccard_excess", "p_value", "q_value"]  # fmt: skip
+OVERLAP_COLUMNS = ["layer", "category", "n_eligible_both", "n_a", "n_b", "n_selective", "jaccard", "jaccard_chance",
+                   "jaccard_null_mean", "jaccard_excess", "p_value", "q_value", "p_independent"]  # fmt: skip
 CONFOUND_COLUMNS = ["dataset", "layer", "image_statistics", "layer_responses", "layer_without_statistics",
                     "share_explained_by_statistics"]  # fmt: skip
 SELECTIVITY_FIGURES = [
     ("tuning_quality.png", "Tuning quality by layer against its label-shuffled null (band), trained network and "
      "random-init controls."),
-    ("overlap.png", "Jaccard index of the two sides' unit sets vs random sets of the same sizes."),
+    ("overlap.png", "Jaccard index of the two sides' unit sets vs its label-shuffled null (95% band)."),
     ("selective_fraction.png", "Share of units selective per category and layer."),
     ("example_neurons.png", "Strongest selective unit per category at an early, a middle and a deep layer: mean "
      "response to each category."),
-    ("example_valence.png", "Valence of the example units' 100 most activating pictures."),
+    ("example_valence.png", "Valence of the example units' most activating pictures (the top fraction of each "
+     "side's pictures, 10% by default)."),
 ]  # fmt: skip
 
 
@@ -140,11 +160,18 @@ def _selectivity_section(run: Path, config: dict) -> list[str]:
     trends = _csv(run, "trends.csv")
     if trends is not None:
         parts += [
-            "<h3>Depth trends</h3><p class='note'>Spearman rho of each layer's excess over its null with the "
-            "layer's depth; p from null draws that recompute the whole trend.</p>",
+            "<h3>Network-level tests</h3><p class='note'>Per network: the mean overlap excess over layers, and the "
+            "Spearman rho of each layer's excess over its null with the layer's depth; p from label shuffles that "
+            "recompute the whole statistic (all units and layers at once).</p>",
             _table(trends),
         ]
-    parts += ["<h3>Overlap vs chance</h3>", _table(overlap[OVERLAP_COLUMNS], limit=100)]
+    columns = [c for c in OVERLAP_COLUMNS if c in overlap]
+    parts += [
+        "<h3>Overlap vs chance</h3><p class='note'>p_value: label-permutation p (units' correlations kept); "
+        "p_independent: the exact p for independent, exchangeable units, a reference only (too small where units "
+        "are correlated); q_value: BH across layers (descriptive).</p>",
+        _table(overlap[columns], limit=100),
+    ]
     confounds = _csv(run, "confounds.csv")
     if confounds is not None:
         caption = "Cross-validated category decoding: layer, layer minus image statistics, statistics alone."

@@ -2,8 +2,9 @@
 
 ``build_stimuli`` reads each picture set's native ratings (:mod:`emoselect.formats`), checks that
 every picture opens (:mod:`emoselect.images`), assigns a category from valence and a stratified,
-seeded train/val/test split. The result is one table with columns
-``dataset, image_id, path, valence, arousal, category, split, category_source, sha1`` and the list of
+seeded train/val/test split and a seeded half (the split-half that stands in for a second dataset).
+The result is one table with columns
+``dataset, image_id, path, valence, arousal, category, split, half, category_source, sha1`` and the list of
 problems met. Pictures that cannot be opened, and ratings without a picture, are not in the table but
 in the problems; pictures whose category is ``unknown`` stay in the table (their responses are still
 recorded in the run folder) and are excluded from every analysis of emoselect's, which all work on
@@ -35,7 +36,9 @@ UNKNOWN = "unknown"
 PAPER_THRESHOLDS = (4.3, 6.0)  # unpleasant below 4.3, pleasant above 6.0, on the 1-9 scale
 DEFAULT_SPLIT = (0.5, 0.25, 0.25)
 MIN_PER_CATEGORY = 10
-STIMULI_COLUMNS = ["dataset", "image_id", "path", "valence", "arousal", "category", "split", "category_source", "sha1"]
+STIMULI_COLUMNS = [
+    "dataset", "image_id", "path", "valence", "arousal", "category", "split", "half", "category_source", "sha1"
+]  # fmt: skip
 
 
 @dataclass
@@ -142,6 +145,24 @@ def assign_split(
         split[positions[n_val : n_val + n_test]] = "test"
         split[positions[n_val + n_test :]] = "train"
     return split
+
+
+def assign_half(table: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """Stratified, seeded halves of each dataset: 1 or 2 per row (0 for ``unknown`` pictures).
+
+    With one dataset, its two halves stand in for two datasets (the pair that defines selective
+    units). Within each dataset, category and split the rows are shuffled with a generator seeded by
+    (seed, "half", dataset, category, split) and dealt alternately, so each half holds half of every
+    category of every split (within one picture) and the halves do not depend on the network.
+    """
+    half = np.zeros(len(table), dtype=int)
+    for (dataset, category, split), rows in table.groupby(["dataset", "category", "split"], sort=False):
+        if category == UNKNOWN:
+            continue
+        rng = random_stream(seed, "half", dataset, category, split)
+        positions = table.index.get_indexer(rows.index)[rng.permutation(len(rows))]
+        half[positions] = 1 + np.arange(len(rows)) % 2
+    return half
 
 
 def read_overrides(path: Path) -> pd.DataFrame:
@@ -426,6 +447,7 @@ def build_stimuli(
     table, duplicates = drop_duplicate_pictures(pd.concat(tables, ignore_index=True))
     stimuli.problems.extend(duplicates)
     table["split"] = assign_split(table, how.split, how.seed)
+    table["half"] = assign_half(table, how.seed)
     stimuli.table = table[STIMULI_COLUMNS]
     names = category_names(stimuli.table)
     if len(names) < 2:

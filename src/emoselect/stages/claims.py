@@ -43,7 +43,6 @@ def _claims(run: RunFolder, alpha: float) -> pd.DataFrame:
         {
             "name": control_name(k),
             "overlap": control.optional_table("overlap.csv"),
-            "layers": control.optional_table("layers.csv"),
             "summary": control.optional_table("manipulation_summary.csv"),
         }
         for k, control in enumerate(run.controls, 1)
@@ -51,7 +50,6 @@ def _claims(run: RunFolder, alpha: float) -> pd.DataFrame:
     return scorecard(
         run.optional_table("trends.csv"),
         run.optional_table("overlap.csv"),
-        run.optional_table("layers.csv"),
         run.optional_table("manipulation_summary.csv"),
         controls,
         alpha,

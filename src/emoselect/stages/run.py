@@ -55,7 +55,7 @@ def run_all(
     manipulation : ManipulationOptions, optional
         None skips the heads and manipulations.
     controls : int, optional
-        Random-init controls; None: the profile's (quick 2, paper 10).
+        Random-init controls; None: the profile's (quick 4, paper 10).
     progress : bool
         Show progress bars.
 
@@ -92,7 +92,7 @@ def prepare_run(
 
 
 def _control_count(options: ExtractOptions, manipulation: ManipulationOptions | None, controls: int | None) -> int:
-    """Random-init controls to extract: ``controls``, or the manipulation profile's (quick 2, paper 10)."""
+    """Random-init controls to extract: ``controls``, or the manipulation profile's (quick 4, paper 10)."""
     if controls is None:
         profile = (manipulation or ManipulationOptions()).profile_for(pick_device(options.device))
         controls = PROFILES[profile]["controls"]

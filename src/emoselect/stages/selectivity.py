@@ -14,7 +14,7 @@ import pandas as pd
 from ..analysis.records import Responses
 from ..analysis.selectivity import SelectivityOptions, SelectivityResult, analyse
 from ..analysis.stats import rank_p_values
-from ..analysis.trends import trend_difference
+from ..analysis.trends import COLUMNS as TREND_COLUMNS
 from ..base.files import write_csv_atomic
 from ..base.options import as_dict
 from ..engine.responses import load_responses
@@ -55,13 +55,11 @@ def write_selectivity(result: SelectivityResult, run: Path) -> list[Path]:
 
 
 def write_trends(result: SelectivityResult, controls: list[SelectivityResult], run: Path) -> pd.DataFrame:
-    """trends.csv: depth-trend tests of the trained network, each control, and trained minus controls."""
+    """trends.csv: the network-level tests of the trained network and of each control (one row per
+    network, measure and statistic; the scorecard compares the trained network with the controls)."""
     parts = [result.trends.assign(network="trained")]
     parts += [control.trends.assign(network=control_name(k)) for k, control in enumerate(controls, 1)]
-    if controls:
-        name = "trained - random init" + (f" (mean of {len(controls)})" if len(controls) > 1 else "")
-        parts.append(trend_difference(result.trend_nulls, [c.trend_nulls for c in controls]).assign(network=name))
-    table = pd.concat(parts, ignore_index=True)[["network", "measure", "rho", "p_rise", "p_fall", "n_null"]]
+    table = pd.concat(parts, ignore_index=True)[["network", *TREND_COLUMNS]]
     write_csv_atomic(run / "trends.csv", table)
     return table
 

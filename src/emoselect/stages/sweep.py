@@ -7,7 +7,7 @@ A sweep file (YAML) names the picture sets, the networks and the options::
       vgg16: {model: vgg16, weights: ../shared/weights/vgg16_imagenet_features.pth}
       vgg16-random: {model: vgg16, weights: random}
     extract: {limit: 40}                             # any `emoselect extract` option (config.yaml names)
-    selectivity: {tuning_null: 200}                  # any `emoselect selectivity` option
+    selectivity: {null_permutations: 999}                  # any `emoselect selectivity` option
     manipulation: {profile: quick}                   # any `emoselect manipulate` option; false: skip
     controls: 2                                      # random-init controls per network
 
