@@ -8,7 +8,7 @@ import numpy as np
 
 
 def random_stream(seed: int, purpose: str, *keys: int | np.integer | str) -> np.random.Generator:
-    """An independent random generator for one purpose and place, e.g. ``(seed, "tuning-null", layer)``.
+    """An independent random generator for one purpose and place, e.g. ``(seed, "label-null", network, side)``.
 
     Every random quantity in emoselect is drawn from its own stream, so switching one analysis on or
     off never changes the numbers of another. ``keys`` are ints or strings (hashed with CRC-32).

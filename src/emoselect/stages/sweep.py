@@ -118,8 +118,8 @@ def _layer_measures(run: Path, alpha: float = 0.05) -> dict[str, pd.DataFrame]:
     ``value`` and the cells behind it (``n_cells``, ``n_significant``, ``q_min``).
 
     tuning_quality_excess: tuning quality minus its label-shuffled null, mean of the two sides
-    (significant: p < alpha, not corrected); overlap_excess: Jaccard minus its exact null, mean over
-    categories (significant: BH q < alpha); gain_change_pct / lesion_change_pct: % change of test F1
+    (significant: p < alpha, not corrected); overlap_excess: Jaccard minus its chance value at the sets' sizes, mean over
+    categories (significant: permutation p, BH q < alpha); gain_change_pct / lesion_change_pct: % change of test F1
     with the best gain / the lesion of the selective units (or, with ``--gain-form tuning``, the tuning
     gains), mean over emotions and own-dataset heads (significant: q < alpha)."""
 
