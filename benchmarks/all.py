@@ -1,6 +1,6 @@
 """The main benchmarks in one go, each in a fresh process, and one table of the results.
 
-    python benchmarks/all.py [--device auto] [--model vgg16] [--quick] [--json results.json]
+    .venv/bin/python benchmarks/all.py [--device auto] [--model vgg16] [--quick] [--json results.json]
 
 Runs ``extract.py`` (extraction against a bare forward pass), ``selectivity.py`` (the whole stage on
 a synthetic run of paper size), ``manipulate.py`` (the engine against the plain way, all layers and

@@ -1,6 +1,6 @@
 """Calibration of the scorecard on null data, end to end through the selectivity stage.
 
-    python benchmarks/calibration.py --source RUN [--replicates 20] [--modes shuffled halves synthetic]
+    .venv/bin/python benchmarks/calibration.py --source RUN [--replicates 20] [--modes shuffled halves synthetic]
                                      [--loading 1.5] [--json results.json]
 
 ``RUN`` is a finished run folder with random-init controls on one picture set (the README demo's).

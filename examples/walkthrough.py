@@ -2,7 +2,7 @@
 
 Run from the repository root (a small seeded sample of the pictures keeps it to about a minute on a CPU)::
 
-    python examples/walkthrough.py --limit 60
+    .venv/bin/python examples/walkthrough.py --limit 60
 
 Each step is one public function; the command line (`emoselect run`) does the same on a run folder.
 """
