@@ -38,13 +38,14 @@ def _examples(
     groups: list[Group],
     data: list[np.ndarray],
     tuned: list[GroupTuning],
-    selective: pd.DataFrame,
+    selective: list[pd.DataFrame],
     top_fraction: float = 0.1,
 ) -> tuple[pd.DataFrame, dict]:
-    """The strongest selective unit per category at ``site``: tuning curves and the valence of its
-    most activating pictures (the top ``top_fraction`` of each side's pictures, at least one)."""
+    """The strongest selective unit per category at ``site`` (``selective``: the site's selective
+    units, one table per category): tuning curves and the valence of its most activating pictures
+    (the top ``top_fraction`` of each side's pictures, at least one)."""
     rows, top_images = [], {}
-    here = selective[selective["layer"] == site]
+    here = pd.concat(selective, ignore_index=True)
     names = groups[0].names
     small = [g.name for g in groups if len(g.rows) < 100]
     if small and not here.empty:

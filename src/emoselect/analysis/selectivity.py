@@ -587,9 +587,7 @@ def analyse(
         overlap_nulls.append(layer_null)
         significant.append(_significant_overlap(site, tuned, groups, options))
         if site in example_sites:
-            example_tables[site] = _examples(
-                site, groups, data, tuned, pd.concat(chosen, ignore_index=True), options.top_fraction
-            )
+            example_tables[site] = _examples(site, groups, data, tuned, chosen, options.top_fraction)
     overlap = _with_q_values(pd.DataFrame(overlap), options.alpha)
     layers = pd.DataFrame(layers)
     trends = network_tests(layers, overlap, sites, shared.tuning_nulls, overlap_nulls, significant)
