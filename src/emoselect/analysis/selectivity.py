@@ -387,9 +387,10 @@ def _overlap_row(
     in_a, in_b = (a.preferred == k) & a.eligible, (b.preferred == k) & b.eligible
     selective = in_a & in_b
     size_a, size_b, both = int(in_a.sum()), int(in_b.sum()), int(selective.sum())
-    exact = jaccard_null(intersection_pmf(*_universes(a, b), size_a, size_b), size_a, size_b, both)
+    universes = _universes(a, b)
+    exact = jaccard_null(intersection_pmf(*universes, size_a, size_b), size_a, size_b, both)
     observed = jaccard(in_a, in_b)
-    chance = float(chance_jaccard(size_a, size_b, *_universes(a, b)))
+    chance = float(chance_jaccard(size_a, size_b, *universes))
     shuffled = shuffled_excess(a, b, k)
     row = {
         "layer": site,
@@ -397,9 +398,9 @@ def _overlap_row(
         "dataset_a": groups[0].name,
         "dataset_b": groups[1].name,
         "n_units": len(a.preferred),
-        "n_eligible_a": int(a.eligible.sum()),
-        "n_eligible_b": int(b.eligible.sum()),
-        "n_eligible_both": int((a.eligible & b.eligible).sum()),
+        "n_eligible_a": universes[1],
+        "n_eligible_b": universes[2],
+        "n_eligible_both": universes[0],
         "n_a": size_a,
         "n_b": size_b,
         "n_selective": both,
@@ -510,10 +511,15 @@ def _significant_overlap(
     Every unit prefers some category, so this is the overlap of units that are tuned at all."""
     if not options.permutations or options.require_significant:
         return None
-    restricted = [replace(t, eligible=t.eligible & t.unit_columns["significant"]) for t in tuned]
-    rows, layer_null, _ = _overlap_site(site, restricted[0], restricted[1], groups)
-    observed = [row["jaccard_excess"] for row in rows if np.isfinite(row["jaccard_excess"])]
-    return (float(np.mean(observed)) if observed else np.nan), layer_null
+    a, b = (replace(t, eligible=t.eligible & t.unit_columns["significant"]) for t in tuned)
+    observed, draws = [], []
+    for k in range(len(groups[0].names)):
+        in_a, in_b = (a.preferred == k) & a.eligible, (b.preferred == k) & b.eligible
+        observed.append(jaccard(in_a, in_b) - float(chance_jaccard(in_a.sum(), in_b.sum(), *_universes(a, b))))
+        draws.append(shuffled_excess(a, b, k))
+    with warnings.catch_warnings():  # a shuffle (or the observed sets) empty in every category: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmean(observed)), np.nanmean(draws, axis=0)
 
 
 def _with_q_values(overlap: pd.DataFrame, alpha: float) -> pd.DataFrame:
