@@ -169,22 +169,20 @@ def _manipulation_options(args: argparse.Namespace, recorded: dict | None = None
 def _print_manipulation(result: Manipulated) -> None:
     test = result.readout[result.readout["split"] == "test"]
     print(f"readout heads at {test['site'].iloc[0]} (test split):")
-    print(test[["dataset", "emotion", "auc", "f1", "balanced_accuracy", "n"]].round(3).to_string(index=False))
-    print("Table 1 (test AUC; layer and beta > 1 chosen on the validation AUC; applicable: head above chance):")
+    print(test[["dataset", "emotion", "f1", "accuracy", "balanced_accuracy", "n"]].round(3).to_string(index=False))
+    print("Table 1 (test split; layer and beta chosen on the validation split):")
     columns = [
         "train_dataset",
         "test_dataset",
         "emotion",
-        "applicable",
-        "original_auc",
+        "original_f1",
         "enhanced_layer",
         "enhanced_beta",
-        "enhanced_auc",
-        "random_enhanced_auc",
+        "enhanced_f1",
+        "enhanced_change_pct",
         "lesioned_layer",
-        "lesioned_auc",
-        "random_lesioned_auc",
-        "ablated_auc",
+        "lesioned_f1",
+        "lesioned_change_pct",
     ]
     print(result.table1[columns].round(3).to_string(index=False))
 

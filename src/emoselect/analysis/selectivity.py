@@ -239,8 +239,7 @@ def define_groups(
     images = {
         None: "all analysed",
         "units": "units-split",
-        "train": "training-split"
-        + (" (no units split: the heads' training pictures)" * (options.define_on == "units")),
+        "train": "training-split" + (" (no units split: the heads' training pictures)" * (options.define_on == "units")),
     }[split]
     if len(pair) == 2:
         share = shared_pictures(stimuli.table, *pair)
