@@ -89,49 +89,6 @@ def test_engine_equals_full_forward_for_nested_sites(name, sites):
     )
 
 
-def mean_ablation_offsets(plan, seed=0, negative=False):
-    """Offsets of a mean-ablation on every other condition: the units lesioned there (gain 0) get a
-    positive offset (or a negative one, which no fast path may take)."""
-    rng = np.random.default_rng(seed)
-    offsets = {}
-    for site, gains in plan.items():
-        shift = np.zeros_like(gains)
-        for c in range(0, len(gains), 2):
-            lesioned = rng.random(gains.shape[1]) < 0.3
-            gains[c, lesioned] = 0.0
-            shift[c, lesioned] = rng.uniform(0.1, 2.0, lesioned.sum()) * (-1 if negative else 1)
-        offsets[site] = shift
-    return offsets
-
-
-@pytest.mark.parametrize("negative", [False, True])
-def test_mean_ablation_offsets_equal_the_full_forward_on_vgg16(vgg_weights, negative):
-    network = load_network("vgg16", str(vgg_weights))
-    pictures = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(5))
-    plan = random_plan(network, ["conv3_3", "conv4_3", "conv5_2", "conv5_3"], conditions=4, seed=4)
-    offsets = mean_ablation_offsets(plan, seed=1, negative=negative)
-    heads = random_heads(network)
-    engine = evaluate(network, pictures, plan, heads, chunk_images=2, batch_samples=4, progress=False, offsets=offsets)
-    naive = evaluate_naive(network, pictures, plan, heads, offsets=offsets)
-    assert_same(engine, naive)
-    plain = evaluate_naive(network, pictures, plan, heads)  # the offsets change the margins
-    assert np.abs(naive["conv5_3"][0] - plain["conv5_3"][0]).max() > 1e-3
-
-
-@pytest.mark.parametrize("name, sites", [("mobilenet_v2", ["features.2.conv.0.2", "features.18.2"]),
-                                         ("resnet18", ["layer2.1", "layer4.1"])])  # fmt: skip
-def test_mean_ablation_offsets_equal_the_full_forward_for_nested_sites(name, sites):
-    network = load_network(name, "random", seed=1)
-    pictures = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
-    plan = random_plan(network, sites, conditions=2, seed=2)
-    offsets = mean_ablation_offsets(plan)
-    heads = random_heads(network, n=2)
-    assert_same(
-        evaluate(network, pictures, plan, heads, chunk_images=2, batch_samples=3, progress=False, offsets=offsets),
-        evaluate_naive(network, pictures, plan, heads, offsets=offsets),
-    )
-
-
 def test_network_without_a_chain_falls_back_to_the_plain_way():
     network = load_network("densenet121", "random")
     assert network.stages is None

@@ -11,12 +11,6 @@ for the site's conditions, several conditions per batch. ``evaluate_naive`` is t
 forward pass with a scaling hook, one condition at a time); the tests and the benchmark hold the two
 equal. Where a network cannot be written as a chain of stages, the engine falls back to the plain way.
 
-A condition may also add a per-unit ``offset`` after the gain (g * x + o): mean-ablation sets units
-to their mean response (g = 0, o = the mean). The fast paths below carry offsets exactly where
-:func:`emoselect.engine.suffix.affine_passes` holds (the site's output >= 0 and only ReLU, max
-pooling or unpadded average pooling before the next convolution or the readout: there the pool of
-a constant map is the constant); elsewhere conditions with offsets take the plain scaled path.
-
 How the rest of the network is run for a site's conditions (all exact up to float rounding):
 
 | case | path | cost per condition |
@@ -60,8 +54,6 @@ from .suffix import (
     _suffix_nested,
     _suffix_rescaled,
     _suffix_scaled,
-    affine_passes,
-    hook_arrays,
 )
 from .tensors import normalise, to_tensor
 
@@ -98,7 +90,6 @@ def evaluate(
     batch_samples: int = 64,
     progress: bool = True,
     blocks: dict[str, list[tuple[int, int]]] | None = None,
-    offsets: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Head margins for every condition of every site, by the suffix engine.
 
@@ -123,9 +114,6 @@ def evaluate(
         Show a progress bar.
     blocks : dict[str, list[tuple[int, int]]], optional
         Per site, (start, stop) row ranges covering its conditions in order; default one block.
-    offsets : dict[str, ndarray], optional
-        {site: [n_conditions, n_units]} added after the gain (g * x + o; in the site's output units);
-        a site without one has none.
 
     Returns
     -------
@@ -133,25 +121,16 @@ def evaluate(
         {site: float32 [n_conditions, n, n_heads]} margins (logit of the emotion minus logit of the rest).
     """
     blocks = {site: _checked_blocks(site, (blocks or {}).get(site), len(gains)) for site, gains in plan.items()}
-    offsets = _checked_offsets(plan, offsets)
     if network.stages is None and network.replays:
-        return _evaluate_replayed(
-            network, pictures, plan, heads, chunk_images, batch_samples, progress, blocks, offsets
-        )
+        return _evaluate_replayed(network, pictures, plan, heads, chunk_images, batch_samples, progress, blocks)
     if network.stages is None:  # the plain way: every condition alone, blocks change nothing
-        return evaluate_naive(network, pictures, plan, heads, batch=chunk_images, progress=progress, offsets=offsets)
+        return evaluate_naive(network, pictures, plan, heads, batch=chunk_images, progress=progress)
     margins_of = _Margins(heads, network.device)
     order = sorted(plan, key=lambda s: _site_stage(network, s)[0])
     rescales = {site: gain_rescales_readout(network, site) for site in order}
     results: dict[str, list[np.ndarray]] = {site: [] for site in order}
     sweep = _Sweep(
-        plan=plan,
-        offsets=offsets,
-        blocks=blocks,
-        order=order,
-        rescales=rescales,
-        batch_samples=batch_samples,
-        margins_of=margins_of,
+        plan=plan, blocks=blocks, order=order, rescales=rescales, batch_samples=batch_samples, margins_of=margins_of
     )
     bar = tqdm(
         total=sum(len(g) for g in plan.values()) * len(pictures) if torch.is_tensor(pictures) else None,
@@ -165,20 +144,6 @@ def evaluate(
         bar.update(sum(len(g) for g in plan.values()) * batch.shape[0])
     bar.close()
     return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}
-
-
-def _checked_offsets(plan: dict[str, np.ndarray], offsets: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
-    """``offsets`` restricted to sites with a nonzero one, each checked to match its gains' shape."""
-    checked = {}
-    for site, values in (offsets or {}).items():
-        if site not in plan:
-            raise ValueError(f"offsets for {site}, which has no gains in the plan")
-        values = np.asarray(values, np.float32)
-        if values.shape != np.shape(plan[site]):
-            raise ValueError(f"offsets of {site} have shape {values.shape}, its gains {np.shape(plan[site])}")
-        if values.any():
-            checked[site] = values
-    return checked
 
 
 def _checked_blocks(
@@ -200,13 +165,11 @@ def _checked_blocks(
 @dataclass(frozen=True, kw_only=True)
 class _Sweep:
     """What :func:`evaluate` keeps fixed over its chunks of pictures: ``plan`` {site: gains
-    [n_conditions, n_units]}, ``offsets`` {site: [n_conditions, n_units]} (sites with any),
-    ``blocks`` {site: [(start, stop), ...]} (row ranges of its gains), the
+    [n_conditions, n_units]}, ``blocks`` {site: [(start, stop), ...]} (row ranges of its gains), the
     sites in stage ``order``, ``rescales`` {site: :func:`gain_rescales_readout`}, ``batch_samples``
     (picture-conditions per forward pass) and the heads as one map ``margins_of``."""
 
     plan: dict[str, np.ndarray]
-    offsets: dict[str, np.ndarray]
     blocks: dict[str, list[tuple[int, int]]]
     order: list[str]
     rescales: dict[str, bool]
@@ -246,8 +209,6 @@ def _evaluate_chunk(network: Network, batch: torch.Tensor, sweep: _Sweep, result
         position = index
         base = stages[index][1](x) if direct else None
         gains = torch.as_tensor(sweep.plan[site], dtype=torch.float32, device=network.device)
-        offsets = sweep.offsets.get(site)
-        shifts = torch.as_tensor(offsets, device=network.device) if offsets is not None else None
         at = _SiteChunk(
             site=site,
             index=index,
@@ -258,33 +219,23 @@ def _evaluate_chunk(network: Network, batch: torch.Tensor, sweep: _Sweep, result
             margins_of=sweep.margins_of,
             memo={},  # what every block of the site computes alike, computed once
         )
-        margins = [
-            _suffix_margins(network, at, gains[a:b], shifts[a:b] if shifts is not None else None)
-            for a, b in sweep.blocks[site]
-        ]
+        margins = [_suffix_margins(network, at, gains[a:b]) for a, b in sweep.blocks[site]]
         results[site].append(torch.cat(margins).float().cpu().numpy())
 
 
-def _suffix_margins(
-    network: Network, at: _SiteChunk, gains: torch.Tensor, offsets: torch.Tensor | None
-) -> torch.Tensor:
-    """Margins [G, n, n_heads] of one block of conditions (gains [G, units], optional ``offsets``
-    [G, units]) at the site ``at`` describes on this chunk."""
-    if offsets is not None and not bool((offsets != 0).any()):
-        offsets = None
+def _suffix_margins(network: Network, at: _SiteChunk, gains: torch.Tensor) -> torch.Tensor:
+    """Margins [G, n, n_heads] of one block of conditions (gains [G, units]) at the site ``at``
+    describes on this chunk."""
     if at.base is None:
-        return _suffix_nested(network, at.site, at.index, at.x, gains, at.per_pass, at.margins_of, offsets)
+        return _suffix_nested(network, at.site, at.index, at.x, gains, at.per_pass, at.margins_of)
     stages = _chain(network)
     positive = bool((gains >= 0).all()) and network.layout(at.site) == "nchw"
     j = _next_convolution(stages, at.index) if positive else None
-    between = stages[at.index + 1 :] if at.rescales else stages[at.index + 1 : j if j is not None else at.index + 1]
-    exact = affine_passes(between, at.base, offsets)
-    if positive and at.rescales and exact:
-        return _suffix_rescaled(stages, at.index, at.base, gains, at.margins_of, at.memo, offsets)
-    if j is not None and exact:
-        return _suffix_linear(stages, at.index, j, at.base, gains, at.per_pass, at.margins_of, at.memo, offsets)
-    layout = network.layout(at.site)
-    return _suffix_scaled(stages, at.index, at.base, gains, at.per_pass, at.margins_of, layout, offsets)
+    if positive and at.rescales:
+        return _suffix_rescaled(stages, at.index, at.base, gains, at.margins_of, at.memo)
+    if j is not None:
+        return _suffix_linear(stages, at.index, j, at.base, gains, at.per_pass, at.margins_of, at.memo)
+    return _suffix_scaled(stages, at.index, at.base, gains, at.per_pass, at.margins_of, network.layout(at.site))
 
 
 def _evaluate_replayed(
@@ -296,7 +247,6 @@ def _evaluate_replayed(
     batch_samples: int,
     progress: bool,
     blocks: dict[str, list[tuple[int, int]]],
-    offsets: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """:func:`evaluate` for networks whose sites are blocks in one container, or inside such blocks
     (ViTs, CLIP towers: block outputs and MLP activations). Per chunk of pictures one pass records
@@ -315,13 +265,11 @@ def _evaluate_replayed(
         tensors = block_tensors(network, batch, set(sources.values()))
         for site, site_gains in plan.items():
             gains = torch.as_tensor(site_gains, dtype=torch.float32, device=network.device)
-            shifts = torch.as_tensor(offsets[site], device=network.device) if site in offsets else None
             parts = []
             for block_start, block_stop in blocks[site]:  # passes never mix blocks (see evaluate)
                 for start in range(block_start, block_stop, per_pass):
-                    rows = slice(start, min(start + per_pass, block_stop))
-                    g, o = gains[rows], shifts[rows] if shifts is not None else None
-                    features = _replayed(network, site, sources[site][0], tensors[sources[site]], g, batch, o)
+                    g = gains[start : min(start + per_pass, block_stop)]
+                    features = _replayed(network, site, sources[site][0], tensors[sources[site]], g, batch)
                     parts.append(margins_of(features).reshape(len(g), n, -1))
             results[site].append(torch.cat(parts).float().cpu().numpy())
             bar.update(len(gains) * n)
@@ -330,23 +278,16 @@ def _evaluate_replayed(
 
 
 def _replayed(
-    network: Network,
-    site: str,
-    block: str,
-    base: torch.Tensor,
-    g: torch.Tensor,
-    batch: torch.Tensor,
-    offsets: torch.Tensor | None = None,
+    network: Network, site: str, block: str, base: torch.Tensor, g: torch.Tensor, batch: torch.Tensor
 ) -> torch.Tensor:
-    """Readout features [G * n, d] of G conditions (gains ``g`` [G, units], optional ``offsets``) at
-    ``site``: ``base`` is the output of block site ``site`` [n, ...], or the input of ``block``
-    holding ``site``."""
+    """Readout features [G * n, d] of G conditions (gains ``g`` [G, units]) at ``site``: ``base`` is
+    the output of block site ``site`` [n, ...], or the input of ``block`` holding ``site``."""
     if block == site:
-        with replaying(network, site, _scaled_copies(base, g, network.layout(site), offsets)):
+        with replaying(network, site, _scaled_copies(base, g, network.layout(site))):
             return record(network, batch, sites=[])[1]
     n = base.shape[0]
-    scale, shift = hook_arrays(g, offsets, n, network.layout(site))
-    with _scaling_hook(network.module(network.sites[site]), scale, shift):
+    scale = gain_shape(g.repeat_interleave(n, dim=0), network.layout(site))
+    with _scaling_hook(network.module(network.sites[site]), scale):
         with replaying(network, block, repeated(base, len(g)), feed=True):
             return record(network, batch, sites=[])[1]
 
@@ -359,14 +300,13 @@ def evaluate_naive(
     heads: list[Head],
     batch: int = 32,
     progress: bool = False,
-    offsets: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """The plain way: for each condition, a full forward pass (stopped at the readout layer) with a
-    hook scaling the site's output (and adding its offset).
+    hook scaling the site's output.
 
     Parameters
     ----------
-    network, pictures, plan, heads, offsets
+    network, pictures, plan, heads
         As :func:`evaluate`.
     batch : int
         Pictures per forward pass.
@@ -383,15 +323,9 @@ def evaluate_naive(
     results = {}
     for site, gains in plan.items():
         per_condition = []
-        shifts = (offsets or {}).get(site)
-        for c, g in enumerate(tqdm(gains, desc=f"naive {site}", disable=not progress, leave=False)):
+        for g in tqdm(gains, desc=f"naive {site}", disable=not progress, leave=False):
             scale = gain_shape(torch.as_tensor(g, dtype=torch.float32, device=device)[None], network.layout(site))
-            shift = None
-            if shifts is not None and np.any(shifts[c]):
-                shift = gain_shape(
-                    torch.as_tensor(shifts[c], dtype=torch.float32, device=device)[None], network.layout(site)
-                )
-            with _scaling_hook(network.module(network.sites[site]), scale, shift):
+            with _scaling_hook(network.module(network.sites[site]), scale):
                 margins = [
                     margins_of(record(network, images.to(device), sites=[])[1]) for images in _chunks(pictures, batch)
                 ]
@@ -426,7 +360,6 @@ def evaluate_cached(
     keys: dict[str, str],
     blocks: dict[str, list[tuple[int, int]]] | None = None,
     how: Execution | None = None,
-    offsets: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """:func:`evaluate` on picture files, ``how.chunk_images`` pictures at a time. Each chunk's result
     per site and block of conditions is served from or stored in ``cache``, keyed by the site's key in
@@ -436,8 +369,7 @@ def evaluate_cached(
 
     ``pictures``: the n pictures as (path, SHA-1); ``plan``: {site: gains [n_conditions, n_units]};
     ``blocks``: {site: [(start, stop), ...]}, ordered and disjoint (default: one block of every
-    condition); a site of ``plan`` missing from a given ``blocks`` is skipped; ``offsets`` as
-    :func:`evaluate` (part of the key where nonzero). Returns {site: float32
+    condition); a site of ``plan`` missing from a given ``blocks`` is skipped. Returns {site: float32
     margins [n_conditions of its blocks, n, n_heads]}, as :func:`evaluate`.
     """
     how = how or Execution()
@@ -445,42 +377,24 @@ def evaluate_cached(
     chunk_images, batch_samples = how.chunk_images, how.batch_samples
     sites = list(blocks) if blocks is not None else list(plan)
     blocks = {site: _checked_blocks(site, (blocks or {}).get(site), len(plan[site]), cover=False) for site in sites}
-    offsets = _checked_offsets(plan, offsets)
     pieces = [(site, block) for site in sites for block in blocks[site]]
     parts: dict[str, list[np.ndarray]] = {site: [] for site in sites}
     starts = range(0, len(paths), chunk_images)
     for start in tqdm(starts, desc="manipulations (picture chunks)", unit="chunk", disable=not how.progress):
         chunk = slice(start, start + chunk_images)
         piece_keys = {
-            (site, (a, b)): _piece_key(keys[site], plan, offsets, site, (a, b), sha1s[chunk]) for site, (a, b) in pieces
+            (site, (a, b)): ResultCache.key(keys[site], plan[site][a:b], *sha1s[chunk]) for site, (a, b) in pieces
         }
         done = {piece: cache.get(key) for piece, key in piece_keys.items()}
         todo = [piece for piece in pieces if done[piece] is None]
         if todo:
-            pictures_now = load_pictures(paths[chunk], network)
-            computed = _evaluate_pieces(network, pictures_now, plan, todo, heads, batch_samples, offsets)
+            computed = _evaluate_pieces(network, load_pictures(paths[chunk], network), plan, todo, heads, batch_samples)
             for piece, values in computed.items():
                 cache.put(piece_keys[piece], values)
                 done[piece] = values
         for site in sites:  # a site's blocks in order: its conditions in order
             parts[site].append(np.concatenate([done[site, block] for block in blocks[site]]))
     return {site: np.concatenate(chunks, axis=1) for site, chunks in parts.items()}
-
-
-def _piece_key(
-    key: str,
-    plan: dict[str, np.ndarray],
-    offsets: dict[str, np.ndarray],
-    site: str,
-    block: tuple[int, int],
-    sha1s: list[str],
-) -> str:
-    """The result-cache key of one site's block of conditions on one chunk of pictures: the site's
-    key, the block's gains (and offsets, where it has any) and the pictures' SHA-1s."""
-    a, b = block
-    shift = offsets[site][a:b] if site in offsets and offsets[site][a:b].any() else None
-    extra = [] if shift is None else ["offsets", shift]
-    return ResultCache.key(key, plan[site][a:b], *extra, *sha1s)
 
 
 def _evaluate_pieces(
@@ -490,22 +404,17 @@ def _evaluate_pieces(
     pieces: list[tuple[str, tuple[int, int]]],
     heads: list[Head],
     batch_samples: int,
-    offsets: dict[str, np.ndarray] | None = None,
 ) -> dict[tuple[str, tuple[int, int]], np.ndarray]:
     """{(site, (start, stop)): margins [stop - start, n, n_heads]} of the listed blocks, in one
     :func:`evaluate` call on the pictures [n, 3, H, W] (one walk down the network for all)."""
     sub_plan: dict[str, list[np.ndarray]] = {}
-    sub_offsets: dict[str, list[np.ndarray]] = {}
     sub_blocks: dict[str, list[tuple[int, int]]] = {}
     for site, (a, b) in pieces:
-        start = sum(len(g) for g in sub_plan.get(site, []))
+        offset = sum(len(g) for g in sub_plan.get(site, []))
         sub_plan.setdefault(site, []).append(plan[site][a:b])
-        if offsets and site in offsets:
-            sub_offsets.setdefault(site, []).append(offsets[site][a:b])
-        sub_blocks.setdefault(site, []).append((start, start + b - a))
+        sub_blocks.setdefault(site, []).append((offset, offset + b - a))
     stacked = {site: np.concatenate(gains) for site, gains in sub_plan.items()}
-    shifts = {site: np.concatenate(parts) for site, parts in sub_offsets.items()}
-    margins = evaluate(network, pictures, stacked, heads, len(pictures), batch_samples, False, sub_blocks, shifts)
+    margins = evaluate(network, pictures, stacked, heads, len(pictures), batch_samples, False, sub_blocks)
     out = {}
     for site, ranges in sub_blocks.items():
         for (a, b), piece in zip(ranges, [p for p in pieces if p[0] == site]):
