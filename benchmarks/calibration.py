@@ -1,7 +1,7 @@
 """Calibration of the scorecard on null data, end to end through the selectivity stage.
 
     .venv/bin/python benchmarks/calibration.py --source RUN [--replicates 20] [--modes shuffled halves synthetic]
-                                     [--loading 1.5] [--json results.json]
+                                     [--loading 1.5] [--manipulate] [--json results.json]
 
 ``RUN`` is a finished run folder with random-init controls on one picture set (the README demo's).
 Each replicate is a new run folder (the trained network and every control) on data with no emotion
@@ -15,6 +15,11 @@ information, analysed by ``selectivity_stage`` with the default options, whose c
 * ``synthetic``: the run's real ratings, but every network's responses replaced by noise with
   correlated units (shared factors with loading ``--loading``, each layer's factors carried over from
   the layer below), the layers' sizes of RUN.
+
+With ``--manipulate`` the manipulate stage runs on each replicate too (readout heads, lesion, gain and
+mean-ablation tests on the real network and pictures of RUN, for the network and its first control):
+the manipulation claims are calibrated through the real pipeline (``shuffled`` and ``halves`` only,
+since ``synthetic`` has no pictures behind its responses).
 
 It prints, per claim and kind of network (trained, controls pooled, trained vs controls), how often
 the claim came out supported and contradicted, with the Monte Carlo error of a rate of alpha
@@ -105,6 +110,8 @@ def write_network(source: Path, target: Path, table: pd.DataFrame, responses: di
             else:
                 data = np.load(source / "responses" / source_dataset / f"{site}.npy", mmap_mode="r")[index]
             np.save(folder / f"{site}.npy", np.ascontiguousarray(data))
+        if responses is None:  # the readout features and image statistics follow the pictures too
+            _copy_readout(source / "responses" / source_dataset, folder, config, index)
     entry = config["datasets"][source_dataset]
     config["datasets"] = {d: entry for d in datasets}
     config["extract"]["datasets"] = {d: config["extract"]["datasets"][source_dataset] for d in datasets}
@@ -115,6 +122,17 @@ def write_network(source: Path, target: Path, table: pd.DataFrame, responses: di
     shutil.copy(source / "problems.csv", target / "problems.csv")
     written = [target / "stimuli.csv", target / "problems.csv", *(p for p in (target / "responses").rglob("*.npy"))]
     manifest.finish(target, "extract", written)  # what an extract stage records, so later stages accept it
+
+
+def _copy_readout(source: Path, target: Path, config: dict, index: np.ndarray) -> None:
+    """The rows ``index`` of the readout features (``<readout site>.npy``) and image_stats.csv in the
+    ``source`` responses folder, written to ``target`` (what the manipulate stage reads)."""
+    readout = config["network"].get("readout_site")
+    if readout and (source / f"{readout}.npy").is_file():
+        data = np.load(source / f"{readout}.npy", mmap_mode="r")[index]
+        np.save(target / f"{readout}.npy", np.ascontiguousarray(data))
+    if (source / "image_stats.csv").is_file():
+        pd.read_csv(source / "image_stats.csv").iloc[index].to_csv(target / "image_stats.csv", index=False)
 
 
 def synthetic_source(folder: Path, units: dict[str, int], n_pictures: int = 300, controls: int = 2) -> Path:
@@ -167,11 +185,17 @@ def replicate(source: Path, target: Path, mode: str, seed: int, loading: float) 
     return target
 
 
-def claims_of(run: Path, options: object) -> pd.DataFrame:
-    """The selectivity stage on one replicate (default options unless given), and its claims.csv."""
+def claims_of(run: Path, options: object, manipulation: object = None) -> pd.DataFrame:
+    """The selectivity stage on one replicate (default options unless given), with ``manipulation``
+    (ManipulationOptions) the manipulate stage too (the trained network and its first control, as
+    `emoselect run` does), and its claims.csv."""
     from emoselect.stages.selectivity import selectivity_stage
 
     selectivity_stage(run, options, progress=False)
+    if manipulation is not None:
+        from emoselect.stages.manipulate import manipulate_all
+
+        manipulate_all(run, manipulation, progress=False)
     return pd.read_csv(run / "claims.csv")
 
 
@@ -206,15 +230,18 @@ def rates(claims: list[pd.DataFrame], alpha: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def calibrate(source: Path, modes: list[str], replicates: int, options: object, loading: float) -> pd.DataFrame:
-    """Every mode's claims over ``replicates`` null replicates; one table of rates per mode."""
+def calibrate(
+    source: Path, modes: list[str], replicates: int, options: object, loading: float, manipulation: object = None
+) -> pd.DataFrame:
+    """Every mode's claims over ``replicates`` null replicates (with ``manipulation`` options the
+    manipulation claims too, see :func:`claims_of`); one table of rates per mode."""
     tables = []
     with tempfile.TemporaryDirectory() as scratch:
         for mode in modes:
             claims = []
             for seed in range(replicates):
                 run = replicate(source, Path(scratch) / f"{mode}-{seed}", mode, seed, loading)
-                claims.append(claims_of(run, options))
+                claims.append(claims_of(run, options, manipulation))
                 shutil.rmtree(run)
                 print(f"  {mode} {seed + 1}/{replicates}", file=sys.stderr, flush=True)
             tables.append(rates(claims, 0.05).assign(mode=mode))
@@ -228,8 +255,18 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, default=20)
     parser.add_argument("--loading", type=float, default=1.5, help="shared-factor loading of the synthetic units")
     parser.add_argument("--json", help="also write the table to this file")
+    parser.add_argument(
+        "--manipulate",
+        action="store_true",
+        help="also run the manipulate stage (default options; the shuffled and halves modes, which keep the pictures)",
+    )
     args = parser.parse_args()
-    table = calibrate(args.source, args.modes, args.replicates, None, args.loading)
+    manipulation = None
+    if args.manipulate:
+        from emoselect.analysis.experiments import ManipulationOptions
+
+        manipulation = ManipulationOptions()
+    table = calibrate(args.source, args.modes, args.replicates, None, args.loading, manipulation)
     table["ok"] = (table["supported"] <= 0.05 + 2 * table["mc_error"]) & (
         table["contradicted"] <= 0.05 + 2 * table["mc_error"]
     )

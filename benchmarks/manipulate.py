@@ -72,7 +72,7 @@ def setup(images: int, layers: list[str], conditions: int, device: str, model: s
 
 def child(method: str, images: int, layers: list[str], conditions: int, device: str, out: str, model: str) -> None:
     """Run one way in this (fresh) process; save margins and timing."""
-    from emoselect.engine.manipulation import evaluate, evaluate_naive
+    from emoselect.engine.manipulation import Execution, evaluate, evaluate_naive
 
     network, pictures, plan, heads = setup(images, layers, conditions, device, model)
     cuda = network.device.type == "cuda"
@@ -82,7 +82,7 @@ def child(method: str, images: int, layers: list[str], conditions: int, device: 
     (evaluate if method == "engine" else evaluate_naive)(network, pictures[:1], warm, heads)
     start = time.perf_counter()
     if method == "engine":
-        margins = evaluate(network, pictures, plan, heads, chunk_images=len(pictures), progress=False)
+        margins = evaluate(network, pictures, plan, heads, Execution(chunk_images=len(pictures), progress=False))
     else:
         margins = evaluate_naive(network, pictures, plan, heads, batch=len(pictures))
     if cuda:

@@ -54,3 +54,37 @@ def test_the_null_replicates_carry_no_rating_information(tmp_path):
         [list(before.index).index(i) for i in after.index[rows]]
     ]
     np.testing.assert_array_equal(np.load(run / "responses" / "B" / "layer2.npy"), kept)  # responses follow pictures
+
+
+def test_manipulation_claims_on_shuffled_ratings_through_the_real_network(tmp_path, oasis_dir, mobilenet_weights):
+    """Issue 19: the real pipeline (a real ImageNet-trained network, real OASIS pictures, readout heads,
+    the lesion, mean-ablation and gain sweeps) on ratings shuffled over the pictures. The heads are at
+    chance, so their cells are "not applicable", and no manipulation claim comes out supported more
+    often than alpha allows (a fast version of `benchmarks/calibration.py --manipulate`)."""
+    import pandas as pd
+
+    from emoselect.analysis.experiments import ManipulationOptions
+    from emoselect.cli import main
+
+    calibration = _benchmark()
+    source = tmp_path / "source"
+    extract = f"-q extract --dataset oasis={oasis_dir} --model mobilenet_v2 --weights {mobilenet_weights} " \
+        f"--limit 240 --resize 96 --crop 96 --workers 0 --out {source}"  # fmt: skip
+    assert main(extract.split()) == 0
+    options = ManipulationOptions(
+        layers=["features.15.conv.1.2", "features.16.conv.1.2", "features.17.conv.1.2", "features.18.2"],
+        betas=[0.0, 2.0],
+        sets_per_shard=10,
+    )
+    verdicts, cells = [], []
+    for seed in range(3):
+        run = calibration.replicate(source, tmp_path / f"shuffled-{seed}", "shuffled", seed, 1.5)
+        claims = calibration.claims_of(run, SelectivityOptions(null_permutations=99), options)
+        manipulation = claims["claim"].str.contains("heads' AUC|selective minus random|transfers to another")
+        verdicts += list(claims.loc[manipulation, "verdict"])
+        summary = pd.read_csv(run / "manipulation_summary.csv")
+        cells += list(summary["applicable"])
+    assert len(verdicts) == 3 * 7, verdicts  # enhancement, lesion, mean-ablation and their trends; transfer
+    supported = verdicts.count("supported") / len(verdicts)
+    assert supported <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / len(verdicts)), verdicts
+    assert np.mean(cells) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / len(cells)), cells  # heads at chance

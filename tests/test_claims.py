@@ -14,9 +14,9 @@ from emoselect.analysis.claims import (
     INCONCLUSIVE,
     SUPPORTED,
     UNTESTABLE,
-    layer_order_test,
     majority_verdict,
     scorecard,
+    stratified_order_test,
     verdict,
     versus_controls,
 )
@@ -37,9 +37,9 @@ def test_majority_rule():
     assert majority_verdict([], []) == UNTESTABLE
 
 
-def test_layer_order_test_enumerates_every_ordering():
+def test_stratified_order_test_enumerates_every_ordering_within_each_stratum():
     values = np.array([0.1, 0.3, 0.2, 0.5])
-    result = layer_order_test(values)
+    result = stratified_order_test(values)  # one stratum: Spearman rho against all 24 orderings
     rho = scipy_stats.spearmanr(np.arange(4), values).statistic
     null = [
         scipy_stats.spearmanr(np.arange(4), values[list(order)]).statistic for order in itertools.permutations(range(4))
@@ -47,7 +47,23 @@ def test_layer_order_test_enumerates_every_ordering():
     assert result["rho"] == pytest.approx(rho)
     assert result["p_rise"] == pytest.approx(np.mean(np.asarray(null) >= rho - 1e-12))
     assert result["min_p"] == pytest.approx(1 / 24)
-    assert layer_order_test(np.array([1.0, 2.0]))["min_p"] == 0.5  # two layers can never conclude
+    assert stratified_order_test(np.array([1.0, 2.0]))["min_p"] == 0.5  # two layers can never conclude
+    # two strata (one with a missing layer): the mean rho against every pair of orderings, by hand
+    grid = np.array([[0.1, 0.3, 0.2, 0.5], [0.4, np.nan, 0.1, 0.6]])
+    second = grid[1, [0, 2, 3]]
+    rho2 = [scipy_stats.spearmanr([0, 2, 3], second[list(o)]).statistic for o in itertools.permutations(range(3))]
+    pairs = np.add.outer(null, rho2).ravel() / 2
+    observed = (rho + scipy_stats.spearmanr([0, 2, 3], second).statistic) / 2
+    both = stratified_order_test(grid)
+    assert both["rho"] == pytest.approx(observed) and both["min_p"] == pytest.approx(1 / 144)
+    assert both["p_rise"] == pytest.approx(np.mean(pairs >= observed - 1e-12))
+    assert both["p_fall"] == pytest.approx(np.mean(pairs <= observed + 1e-12))
+    # too many combinations: random orderings, seeded, the observed one counted
+    many = np.arange(13, dtype=float)[None, :].repeat(2, axis=0)
+    drawn = stratified_order_test(many, seed=1, draws=999)
+    assert drawn["min_p"] == pytest.approx(1 / 1000) and drawn["p_rise"] == pytest.approx(1 / 1000)
+    assert drawn == stratified_order_test(many, seed=1, draws=999)
+    assert np.isnan(stratified_order_test(np.full((3, 4), np.nan))["rho"])
 
 
 def test_versus_controls_crawford_howell_and_the_rank_from_20():
@@ -91,7 +107,7 @@ def test_holm_by_hand():
     np.testing.assert_allclose(holm(p), [0.04, 0.09, np.nan, 0.09, 0.5])
 
 
-def _summary(q_enhance, q_lesion, layers=("a", "b", "c")):
+def _summary(q_enhance, q_lesion, layers=("a", "b"), applicable=True):
     rows = []
     for emotion in ("pleasant", "neutral", "unpleasant"):
         for i, layer in enumerate(layers):
@@ -101,14 +117,16 @@ def _summary(q_enhance, q_lesion, layers=("a", "b", "c")):
                     "test_dataset": "d",
                     "emotion": emotion,
                     "layer": layer,
-                    "enhanced_f1": 0.6,
-                    "random_enhanced_f1": 0.5,
-                    "lesioned_f1": 0.1 * i,
-                    "random_lesioned_f1": 0.5,
+                    "applicable": applicable,
+                    "enhance_excess": 0.1,
+                    "lesion_excess": -0.1 * i,
+                    "ablation_excess": 0.0,
                     "q_enhance": q_enhance,
                     "q_enhance_below": 1.0,
                     "q_lesion": q_lesion,
                     "q_lesion_below": 1.0,
+                    "q_ablate": 1.0,
+                    "q_ablate_below": 1.0,
                     "min_p_enhance": 0.01,
                     "min_p_lesion": 0.01,
                     "gain_rescales_readout": layer == layers[-1],
@@ -163,8 +181,8 @@ def test_scorecard_from_tables():
     )
     by = card.set_index(["claim", "network"])["verdict"]
     rise = "tuning quality (excess over its label-shuffled null) rises with depth"
-    # p = 0.03 alone, twice, in a family of 3 (the 2 depth trends of the manipulations, smallest
-    # attainable p 1/6 with 3 layers, are left out): Holm 0.03 x 2 = 0.06 > alpha
+    # p = 0.03 alone, twice, in a family of 3 (the 3 depth trends of the manipulations, smallest
+    # attainable p 1/8 with 2 layers in 3 emotions, are left out): Holm 0.03 x 2 = 0.06 > alpha
     assert by[(rise, "trained")] == INCONCLUSIVE
     assert card.set_index(["claim", "network"]).loc[(rise, "trained"), "p_holm"] == pytest.approx(0.06)
     assert by[(rise, "random init")] == INCONCLUSIVE
@@ -180,12 +198,18 @@ def test_scorecard_from_tables():
         ("units keep their preferred category across datasets more than chance", "trained"), "note"
     ]
     assert "4 of 6 layer x category cells" in note and "6 under the independent-units reference" in note
-    assert (
-        by[("attention gain on selective units improves the heads more than on random units", "trained")] == SUPPORTED
-    )
-    assert by[("lesioning selective units hurts the heads more than on random units", "trained")] == INCONCLUSIVE
-    assert by[("attention gain on selective units transfers to another dataset's pictures", "trained")] == UNTESTABLE
-    deeper = card[card["claim"] == "the lesion effect (selective minus random) is larger in deeper layers"].iloc[0]
-    assert deeper["effect"] == pytest.approx(-1.0) and deeper["min_p"] == pytest.approx(1 / 6)
-    gain = card[card["claim"].str.startswith("attention gain on selective units improves")].iloc[0]
-    assert "3 of 9 cells manipulate a layer the readout follows directly" in gain["note"]
+    enhance = "enhancing selective units (gain above 1) raises the heads' AUC more than on random units"
+    assert by[(enhance, "trained")] == SUPPORTED
+    assert by[("lesioning selective units lowers the heads' AUC more than on random units", "trained")] == INCONCLUSIVE
+    assert by[("enhancing selective units transfers to another dataset's pictures", "trained")] == UNTESTABLE
+    deeper = card[card["claim"].str.startswith("the lesion effect")].iloc[0]
+    assert deeper["effect"] == pytest.approx(-1.0) and deeper["min_p"] == pytest.approx(1 / 8)
+    gain = card[card["claim"] == enhance].iloc[0]
+    assert "3 of 6 cells manipulate a layer the readout follows directly" in gain["note"]
+    # heads at chance: every manipulation claim is not testable, and says why
+    chance = scorecard(trends, overlap, _summary(0.01, 0.01, applicable=False), [], 0.05)
+    manipulation = chance[chance["claim"].str.contains("selective units|effect")]
+    assert len(manipulation) == 7 and (manipulation["verdict"].isin([UNTESTABLE, INCONCLUSIVE])).all()
+    assert (manipulation.loc[manipulation["claim"] == enhance, "verdict"] == UNTESTABLE).all()
+    own = manipulation[~manipulation["claim"].str.contains("transfers")]
+    assert own["note"].str.contains("not applicable").all()

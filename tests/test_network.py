@@ -335,7 +335,7 @@ def test_sites_option_records_a_subset_that_keeps_its_depth_in_the_whole_network
 
 
 def test_bf16_responses_are_close_to_fp32_and_cached_apart():
-    from emoselect.engine.manipulation import evaluate, evaluate_naive
+    from emoselect.engine.manipulation import Execution, evaluate, evaluate_naive
     from emoselect.engine.responses import response_key
     from test_manipulation import random_heads, random_plan
 
@@ -351,7 +351,10 @@ def test_bf16_responses_are_close_to_fp32_and_cached_apart():
         assert not torch.equal(approx[site], exact[site])  # bf16 really was used
     plan = random_plan(half, ["features.6.block.0.2", "features.12.2"], conditions=3, seed=1)
     heads = random_heads(half, n=2)
-    engine, naive = evaluate(half, pictures, plan, heads, progress=False), evaluate_naive(half, pictures, plan, heads)
+    engine, naive = (
+        evaluate(half, pictures, plan, heads, Execution(progress=False)),
+        evaluate_naive(half, pictures, plan, heads),
+    )
     for site in plan:  # the engine in bf16 against the plain way in bf16 (rounding orders differ)
         assert np.abs(engine[site] - naive[site]).max() <= 0.05 * np.abs(naive[site]).max()
     with pytest.raises(InputError, match="^precision=.int8.: use one of"):

@@ -118,8 +118,8 @@ def test_the_python_api_checks_on_construction_and_names_parameters_not_flags():
         ExtractOptions()
     with pytest.raises(InputError, match=r"^thresholds=\(6\.0, 4\.0\): LOW must be below HIGH"):
         ExtractOptions(datasets={"a": "x"}, thresholds=[6, 4])
-    options = ExtractOptions(datasets={"a": "x"}, thresholds=[4, 6], split=[0.5, 0.25, 0.25])
-    assert options.thresholds == (4.0, 6.0) and options.split == (0.5, 0.25, 0.25)
+    options = ExtractOptions(datasets={"a": "x"}, thresholds=[4, 6], split=[0.5, 0.25, 0.25])  # three: no units split
+    assert options.thresholds == (4.0, 6.0) and options.split == (0.0, 0.5, 0.25, 0.25)
 
 
 def test_the_command_line_names_flags(tmp_path, capsys):

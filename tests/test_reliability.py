@@ -426,8 +426,9 @@ def test_a_rerun_of_manipulate_trains_no_head_and_computes_no_condition(tmp_path
     tables = {name: (run / name).read_bytes() for name in ("readout.csv", "manipulation.csv", "table1.csv")}
     kept = list((run / "cache" / "heads").glob("*.npz"))
     assert len(kept) == 1
-    # 1 layer: intact, then per category (3) selective + 3 random sets = 4 sets in blocks of 2: 7 blocks x 1 chunk
-    assert len(list((run / "cache" / "manipulation").glob("*.npy"))) == 7
+    # 1 layer: intact, then per category (3) selective + 3 random sets = 4 sets in blocks of 2 (7 blocks x 1
+    # chunk); the sequential tests evaluate each category's first block and the second only where a test needs it
+    assert 4 <= len(list((run / "cache" / "manipulation").glob("*.npy"))) <= 7
     import emoselect.engine.manipulation
     import emoselect.stages.manipulate
 

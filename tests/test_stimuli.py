@@ -55,13 +55,20 @@ def test_split_is_stratified_seeded_and_independent_of_other_datasets():
     assert np.array_equal(split, assign_split(table, seed=3))
     assert not np.array_equal(split, assign_split(table, seed=4))
     counts = pd.crosstab([table["dataset"], table["category"]], split)
-    assert counts.loc[("a", "pleasant")].to_dict() == {"none": 0, "train": 10, "val": 5, "test": 5}
-    assert counts.loc[("a", "neutral")].to_dict() == {"none": 0, "train": 6, "val": 3, "test": 3}
+    assert counts.loc[("a", "pleasant")].to_dict() == {"none": 0, "train": 6, "units": 8, "val": 2, "test": 4}
+    assert counts.loc[("a", "neutral")].to_dict() == {"none": 0, "train": 4, "units": 5, "val": 1, "test": 2}
+    # three fractions: no units split, the same val and test pictures as a units split of 0
+    paper = assign_split(table, fractions=(0.5, 0.25, 0.25), seed=3)
+    assert np.array_equal(paper, assign_split(table, fractions=(0, 0.5, 0.25, 0.25), seed=3))
+    paper_counts = pd.crosstab([table["dataset"], table["category"]], paper)
+    assert paper_counts.loc[("a", "pleasant")].to_dict() == {"none": 0, "train": 10, "val": 5, "test": 5}
     assert set(split[32:40]) == {"none"}
     alone = assign_split(table[table["dataset"] == "a"].reset_index(drop=True), seed=3)
     assert np.array_equal(alone, split[:40])
     with pytest.raises(InputError):
         assign_split(table, fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(InputError, match="four"):
+        assign_split(table, fractions=(0.5, 0.5))
 
 
 def test_overrides_file_records_a_visual_check(tmp_path):

@@ -40,7 +40,7 @@ def test_a_two_network_sweep_writes_one_table_and_reuses_finished_networks(tmp_p
     table = pd.read_csv(folder / "sweep.csv", dtype={"layer": str})
     layers = table[table["measure"] != "claim"]
     assert set(layers["network"]) == {"a", "b"}
-    assert set(layers["measure"]) == {"tuning_quality_excess", "overlap_excess", "gain_change_pct", "lesion_change_pct"}
+    assert set(layers["measure"]) == {"tuning_quality_excess", "overlap_excess", "enhance_excess", "lesion_excess"}
     for network in ("a", "b"):  # the table's values are the run folder's own (an independent read)
         own = pd.read_csv(folder / network / "layers.csv", dtype={"layer": str})
         expected = own.groupby("layer")["tuning_quality_excess"].mean()

@@ -16,10 +16,10 @@ from torch import nn
 from emoselect.base.problems import InputError
 from emoselect.cli import main
 from emoselect.engine.forward import record
-from emoselect.engine.manipulation import evaluate, evaluate_naive
+from emoselect.engine.manipulation import Execution, evaluate, evaluate_naive
 from emoselect.engine.probe import load_network, probe_model
 from emoselect.pictures.images import Preprocessing
-from test_manipulation import assert_same, random_heads, random_plan
+from test_manipulation import assert_same, mean_ablation_offsets, random_heads, random_plan
 
 TINY = Preprocessing(resize=32, crop=32)
 
@@ -94,10 +94,15 @@ def test_replay_engine_equals_the_full_forward_with_hooks_for_a_vit():
     pictures = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     plan = random_plan(network, ["block1_mlp", "block1", "block2_mlp", "block3_mlp", "block3"], conditions=4, seed=3)
     heads = random_heads(network, n=2)
-    engine = evaluate(network, pictures, plan, heads, chunk_images=2, batch_samples=3, progress=False)
+    engine = evaluate(network, pictures, plan, heads, Execution(chunk_images=2, batch_samples=3, progress=False))
     naive = evaluate_naive(network, pictures, plan, heads)
     assert_same(engine, naive)
     assert np.abs(naive["block1"][1] - naive["block1"][0]).max() > 1e-3  # the gains change the margins
+    offsets = mean_ablation_offsets(plan)
+    shifted = evaluate(
+        network, pictures, plan, heads, Execution(chunk_images=2, batch_samples=3, progress=False), offsets=offsets
+    )
+    assert_same(shifted, evaluate_naive(network, pictures, plan, heads, offsets=offsets))
 
 
 def test_a_backbone_without_classifier_is_read_out_at_its_pooled_output():
@@ -137,7 +142,7 @@ def test_swin_and_convnext_units_are_channels_not_the_map_height(name, channels,
     plan = random_plan(network, [site, list(network.sites)[-1]], conditions=2, seed=4)
     heads = random_heads(network, n=1)
     assert_same(
-        evaluate(network, pictures, plan, heads, batch_samples=2, progress=False),
+        evaluate(network, pictures, plan, heads, Execution(batch_samples=2, progress=False)),
         evaluate_naive(network, pictures, plan, heads),
     )
 
@@ -191,7 +196,9 @@ def test_timm_and_openclip_towers_have_block_sites_and_replay():
     pictures = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(5))
     plan = random_plan(tower, ["block3", "block12_mlp", "block12"], conditions=2, seed=6)
     heads = random_heads(tower, n=1)
-    assert_same(evaluate(tower, pictures, plan, heads, progress=False), evaluate_naive(tower, pictures, plan, heads))
+    assert_same(
+        evaluate(tower, pictures, plan, heads, Execution(progress=False)), evaluate_naive(tower, pictures, plan, heads)
+    )
 
 
 WHOLE_RUN = (
@@ -230,5 +237,5 @@ def test_replay_engine_at_mlp_sites_with_several_conditions_per_pass():
     pictures = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     plan = random_plan(network, ["block2_mlp", "block3_mlp"], conditions=5, seed=4)
     heads = random_heads(network, n=2)
-    engine = evaluate(network, pictures, plan, heads, chunk_images=4, batch_samples=12, progress=False)
+    engine = evaluate(network, pictures, plan, heads, Execution(chunk_images=4, batch_samples=12, progress=False))
     assert_same(engine, evaluate_naive(network, pictures, plan, heads))

@@ -169,20 +169,22 @@ def _manipulation_options(args: argparse.Namespace, recorded: dict | None = None
 def _print_manipulation(result: Manipulated) -> None:
     test = result.readout[result.readout["split"] == "test"]
     print(f"readout heads at {test['site'].iloc[0]} (test split):")
-    print(test[["dataset", "emotion", "f1", "accuracy", "balanced_accuracy", "n"]].round(3).to_string(index=False))
-    print("Table 1 (test split; layer and beta chosen on the validation split):")
+    print(test[["dataset", "emotion", "auc", "f1", "balanced_accuracy", "n"]].round(3).to_string(index=False))
+    print("Table 1 (test AUC; layer and beta > 1 chosen on the validation AUC; applicable: head above chance):")
     columns = [
         "train_dataset",
         "test_dataset",
         "emotion",
-        "original_f1",
+        "applicable",
+        "original_auc",
         "enhanced_layer",
         "enhanced_beta",
-        "enhanced_f1",
-        "enhanced_change_pct",
+        "enhanced_auc",
+        "random_enhanced_auc",
         "lesioned_layer",
-        "lesioned_f1",
-        "lesioned_change_pct",
+        "lesioned_auc",
+        "random_lesioned_auc",
+        "ablated_auc",
     ]
     print(result.table1[columns].round(3).to_string(index=False))
 

@@ -22,6 +22,7 @@ are fixed here and in docs/science.md ("The scorecard"), never tuned to a data s
 from __future__ import annotations
 
 from itertools import permutations
+from math import factorial
 
 import numpy as np
 import pandas as pd
@@ -58,32 +59,6 @@ def majority_verdict(claimed: np.ndarray, opposite: np.ndarray) -> str:
     if opposite.mean() >= 0.5:
         return CONTRADICTED
     return INCONCLUSIVE
-
-
-def layer_order_test(values: np.ndarray, seed: int = 0, draws: int = 9999, network: str = "") -> dict:
-    """Does ``values`` [L] (one per layer, in forward order) rise with depth? Spearman rho with depth
-    against every ordering of the layers (all L! when L <= 8, else ``draws`` random orderings plus
-    the observed one, from a stream keyed by ``network``). Returns rho, p for a rise, p for a fall,
-    and the smallest attainable p."""
-    values = np.asarray(values, float)
-    keep = np.isfinite(values)
-    values, depth = values[keep], np.arange(len(values))[keep]
-    if len(values) < 2:
-        return {"rho": np.nan, "p_rise": np.nan, "p_fall": np.nan, "min_p": 1.0}
-    rho = rank_correlation(depth, values)
-    if len(values) <= 8:
-        orders = np.array(list(permutations(range(len(values)))))
-    else:
-        rng = random_stream(seed, "layer-order", network)
-        orders = np.vstack([np.arange(len(values))] + [rng.permutation(len(values)) for _ in range(draws)])
-    null = rank_correlation(depth, values[orders].T)
-    null = np.where(np.isfinite(null), null, 0.0)
-    return {
-        "rho": rho,
-        "p_rise": float(np.mean(null >= rho - 1e-12)),
-        "p_fall": float(np.mean(null <= rho + 1e-12)),
-        "min_p": 1.0 / len(orders) if len(values) <= 8 else 1.0 / (draws + 1),
-    }
 
 
 def _row(
@@ -271,75 +246,149 @@ def with_holm(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
     return table
 
 
+def stratified_order_test(values: np.ndarray, seed: int = 0, draws: int = 9999, network: str = "") -> dict:
+    """Do ``values`` [S, L] (one row per stratum, e.g. emotion; one column per layer in forward order;
+    NaN = no value) rise with depth within the strata? The mean over strata of Spearman's rho with
+    depth against the layers permuted within each stratum independently: every combination where
+    there are at most 100,000 (the product of each stratum's L!; 4 layers and 3 emotions: 13,824),
+    else ``draws`` random ones plus the observed one (stream keyed by ``network``). Strata with fewer
+    than 2 values are left out. Returns rho (the mean), p for a rise, p for a fall and the smallest
+    attainable p."""
+    strata = []
+    for row in np.atleast_2d(np.asarray(values, float)):
+        keep = np.isfinite(row)
+        if keep.sum() >= 2:
+            strata.append((np.arange(len(row))[keep], row[keep]))
+    if not strata:
+        return {"rho": np.nan, "p_rise": np.nan, "p_fall": np.nan, "min_p": 1.0}
+    observed = float(np.mean([rank_correlation(depth, row) for depth, row in strata]))
+    sizes = [len(row) for _, row in strata]
+    if max(sizes) <= 8 and np.prod([float(factorial(n)) for n in sizes]) <= 100_000:
+        null = np.zeros(1)
+        for depth, row in strata:  # every ordering of this stratum, added to every combination so far
+            orders = np.array(list(permutations(range(len(row)))))
+            rho = np.nan_to_num(rank_correlation(depth, row[orders].T))
+            null = (null[:, None] + rho[None, :]).ravel()
+        null, min_p = null / len(strata), 1.0 / len(null)
+    else:
+        rng = random_stream(seed, "layer-order", network)
+        total = np.zeros(draws)
+        for depth, row in strata:
+            orders = np.stack([rng.permutation(len(row)) for _ in range(draws)])
+            total += np.nan_to_num(rank_correlation(depth, row[orders].T))
+        null, min_p = np.concatenate([[observed], total / len(strata)]), 1.0 / (draws + 1)
+    return {
+        "rho": observed,
+        "p_rise": float(np.mean(null >= observed - 1e-12)),
+        "p_fall": float(np.mean(null <= observed + 1e-12)),
+        "min_p": min_p,
+    }
+
+
+# the manipulation claims: (kind, p and opposite q columns, smallest p, excess column, what is claimed)
+MANIPULATIONS = (
+    ("enhancement", "q_enhance", "q_enhance_below", "min_p_enhance", "enhance_excess",
+     "enhancing selective units (gain above 1) raises the heads' AUC more"),
+    ("lesion", "q_lesion", "q_lesion_below", "min_p_lesion", "lesion_excess",
+     "lesioning selective units lowers the heads' AUC more"),
+    ("mean-ablation", "q_ablate", "q_ablate_below", "min_p_lesion", "ablation_excess",
+     "mean-ablating selective units lowers the heads' AUC more"),
+)  # fmt: skip
+NOT_APPLICABLE = (
+    "not applicable: no head recognises its emotion above chance on its test pictures (AUC against "
+    "999 label permutations)"
+)
+
+
 def manipulation_claims(summary: pd.DataFrame, network: str, alpha: float, seed: int = 0) -> list[dict]:
-    """Gain and lesion of selective vs random units (own dataset and transfer), and their depth trends."""
+    """Enhancement, lesion and mean-ablation of selective vs random units on the heads' AUC (own
+    dataset; cells whose intact head is above chance), their depth trends, and transfer."""
     rows = []
     own = summary[summary["train_dataset"] == summary["test_dataset"]]
-    rescaled = int(own.get("gain_rescales_readout", pd.Series(False, index=own.index)).fillna(False).astype(bool).sum())
+    applicable = own["applicable"].fillna(False).astype(bool) if "applicable" in own else pd.Series(True, own.index)
+    tested = own[applicable.to_numpy()]
+    rescaled = int(
+        tested.get("gain_rescales_readout", pd.Series(False, index=tested.index)).fillna(False).astype(bool).sum()
+    )
     rescaled_note = (
-        f"; {rescaled} of {len(own)} cells manipulate a layer the readout follows directly "
+        f"; {rescaled} of {len(tested)} cells manipulate a layer the readout follows directly "
         f"(gain = rescaled head inputs)"
         if rescaled
         else ""
     )
-    for kind, p, below, min_p, effect in (
-        ("gain", "q_enhance", "q_enhance_below", "min_p_enhance", own["enhanced_f1"] - own["random_enhanced_f1"]),
-        ("lesion", "q_lesion", "q_lesion_below", "min_p_lesion", own["random_lesioned_f1"] - own["lesioned_f1"]),
-    ):
-        verb = (
-            "attention gain on selective units improves the heads more"
-            if kind == "gain"
-            else "lesioning selective units hurts the heads more"
+    cells = f"{len(tested)} of {len(own)} cells have a head above chance"
+    for kind, p, below, min_p, excess, claim in MANIPULATIONS:
+        attainable = float(tested[min_p].max()) if len(tested) else np.nan
+        claimed = (tested[p] < alpha).to_numpy()
+        test = (
+            "AUC change, rank among random unit sets of the same size per layer and emotion (test split; "
+            "sequential Monte Carlo p), BH across layers; majority of the cells with a head above chance"
         )
-        attainable = float(own[min_p].max()) if len(own) else np.nan
-        note = f"smallest attainable p per cell {attainable:.3g}{rescaled_note}"
-        claimed = (own[p] < alpha).to_numpy()
-        rows.append(
-            _cells_row(
-                f"{verb} than on random units",
+        if tested.empty:
+            row = _cells_row(
+                f"{claim} than on random units", network, test, claimed, claimed, np.nan, alpha, NOT_APPLICABLE
+            )
+        else:
+            note = f"{int(claimed.sum())} of {len(tested)} tested cells q < {alpha}; {cells}; smallest attainable p per cell {attainable:.3g}{rescaled_note}"
+            row = _cells_row(
+                f"{claim} than on random units",
                 network,
-                "rank among random unit sets per layer and emotion (test split), BH across layers; majority of cells",
+                test,
                 claimed,
-                (own[below] < alpha).to_numpy(),
+                (tested[below] < alpha).to_numpy(),
                 attainable,
                 alpha,
-                f"{int(claimed.sum())} of {len(own)} cells q < {alpha}; {note}",
+                note,
             )
-        )
-        per_layer = effect.groupby(own["layer"], sort=False).mean()
-        trend = layer_order_test(per_layer.to_numpy(), seed, network=network)
-        rows.append(
-            _row(
-                f"the {kind} effect (selective minus random) is larger in deeper layers",
-                network,
-                f"Spearman rho with depth over {len(per_layer)} layers; exact layer-order permutation",
-                trend["rho"],
-                (trend["p_rise"], trend["p_fall"], trend["min_p"]),
-                alpha,
-            )
-        )
+        rows.append(row)
+        layers = list(dict.fromkeys(own["layer"]))
+        rows.append(_trend_row(kind, tested, excess, layers, network, alpha, seed, cells))
     rows.append(transfer_claim(summary[summary["train_dataset"] != summary["test_dataset"]], network, alpha))
     return rows
+
+
+def _trend_row(
+    kind: str, tested: pd.DataFrame, excess: str, layers: list[str], network: str, alpha: float, seed: int, cells: str
+) -> dict:
+    """The depth-trend claim of one manipulation ``kind``: Spearman rho of the ``excess`` column (the
+    selective set's effect minus the size-matched random sets', per emotion and layer of the
+    ``tested`` cells) with depth over ``layers``, against layer-order permutations within each
+    emotion."""
+    grid = tested.pivot_table(index="emotion", columns="layer", values=excess, aggfunc="mean", sort=False)
+    grid = grid.reindex(columns=layers)
+    trend = stratified_order_test(grid.to_numpy(), seed, network=network)
+    test = (
+        f"Spearman rho with depth of the excess over size-matched random sets, {grid.shape[1]} layers, mean over "
+        f"{grid.shape[0]} emotions; layer orders permuted within each emotion (all orders where at most 100,000)"
+    )
+    note = NOT_APPLICABLE if tested.empty else f"per-unit excess in manipulation_summary.csv; {cells}"
+    claim = f"the {kind} effect (selective minus random sets of the same size) is larger in deeper layers"
+    return _row(claim, network, test, trend["rho"], (trend["p_rise"], trend["p_fall"], trend["min_p"]), alpha, note)
 
 
 def transfer_claim(transfer: pd.DataFrame, network: str, alpha: float) -> dict:
     """Attention gain on selective units helps heads tested on another dataset's pictures (``transfer``:
     the summary rows whose train and test datasets differ; not testable without them)."""
-    claim = "attention gain on selective units transfers to another dataset's pictures"
+    claim = "enhancing selective units transfers to another dataset's pictures"
     if transfer.empty:
         test = "as for the gain, heads tested on the other dataset"
         row = _row(claim, network, test, np.nan, (np.nan, np.nan, np.nan), alpha, "needs two datasets")
         return {**row, "verdict": UNTESTABLE}
+    if "applicable" in transfer:
+        transfer = transfer[transfer["applicable"].fillna(False).astype(bool).to_numpy()]
+    test = "AUC change as for the enhancement, heads tested on the other dataset; majority of cells"
     claimed = (transfer["q_enhance"] < alpha).to_numpy()
+    if transfer.empty:
+        return _cells_row(claim, network, test, claimed, claimed, np.nan, alpha, NOT_APPLICABLE)
     return _cells_row(
         claim,
         network,
-        "rank among random unit sets, heads tested on the other dataset; majority of cells",
+        test,
         claimed,
         (transfer["q_enhance_below"] < alpha).to_numpy(),
         float(transfer["min_p_enhance"].max()),
         alpha,
-        f"{int(claimed.sum())} of {len(transfer)} cells q < {alpha}",
+        f"{int(claimed.sum())} of {len(transfer)} cells with a head above chance q < {alpha}",
     )
 
 

@@ -69,8 +69,11 @@ from .tuning import (
 class SelectivityOptions:
     """Options of the selectivity stage (see ``emoselect selectivity -h``).
 
-    ``define_on``: which images define tuning: ``train`` (the training split; the default, so that
-    manipulation tests never use the images that chose the units) or ``all`` (the paper).
+    ``define_on``: which images define tuning: ``units`` (the default: stimuli.csv's units split,
+    pictures the readout heads never see, so a lesion or gain test cannot reuse the noise that chose
+    the units; a table without a units split, made with ``--split 0 ...`` or before it existed, falls
+    back to ``train`` and says so), ``train`` (the heads' training split: the paper's design) or
+    ``all`` (every analysed picture, the paper's selectivity).
     ``pair``: the two datasets whose agreement defines selective units (default: the first two;
     with one dataset a seeded split-half of it stands in). ``si_keep``: keep only this top fraction of
     units by d' selectivity index in each dataset (journal version: 0.8). ``permutations``: per-unit label permutations (0 = off);
@@ -84,7 +87,10 @@ class SelectivityOptions:
     """
 
     define_on: str = option(
-        "train", "images that define tuning: the training split or all (the paper)", choices=("train", "all")
+        "units",
+        "images that define tuning: the units split (never seen by the readout heads), the heads' "
+        "training split (the paper's design) or all",
+        choices=("units", "train", "all"),
     )
     pair: tuple[str, str] | None = option(
         None, "the two datasets whose agreement defines selective units", nargs=2, optional=True, metavar=("A", "B")
@@ -208,10 +214,12 @@ def define_groups(
     names = category_names(stimuli.table)
     pair = _pair(stimuli, options)
 
+    split = defining_split(stimuli.table, options.define_on)
+
     def defining(table: pd.DataFrame) -> np.ndarray:
         mask = table["category"].isin(names).to_numpy().copy()
-        if options.define_on == "train":
-            mask &= (table["split"] == "train").to_numpy()
+        if split is not None:
+            mask &= (table["split"] == split).to_numpy()
         return np.flatnonzero(mask)
 
     def group(name: str, dataset: str, table: pd.DataFrame, rows: np.ndarray) -> Group:
@@ -228,15 +236,9 @@ def define_groups(
             responses=responses[dataset] if responses is not None else None,
         )
 
-    images = "training-split" if options.define_on == "train" else "all analysed"
+    images = _defining_images(split, options.define_on)
     if len(pair) == 2:
-        share = shared_pictures(stimuli.table, *pair)
-        if share >= 0.5:
-            raise InputError(
-                f"{pair[0]} and {pair[1]} share {share:.0%} of their pictures (same file contents): their "
-                f"agreement would not be a cross-dataset test; use two different picture sets, or one "
-                f"dataset (a split-half stands in)"
-            )
+        share = _shared_share(stimuli, pair)
         groups = [group(n, n, stimuli.of(n), defining(stimuli.of(n))) for n in pair]
         warning = f"; note: they share {share:.0%} of their pictures" if share > 0 else ""
         return groups, f"selective = same preferred category in {pair[0]} and {pair[1]} ({images} images){warning}"
@@ -249,6 +251,36 @@ def define_groups(
         f"one dataset: a seeded split-half of {name}'s {images} images (stimuli.csv's half column) stands "
         f"in for two datasets; selective = same preferred category in both halves"
     )
+
+
+def _defining_images(split: str | None, define_on: str) -> str:
+    """The pictures that define tuning, in words (for the pair note)."""
+    if split is None:
+        return "all analysed"
+    if split == "units":
+        return "units-split"
+    return "training-split" + (" (no units split: the heads' training pictures)" * (define_on == "units"))
+
+
+def _shared_share(stimuli: Stimuli, pair: list[str]) -> float:
+    """The fraction of pictures (same file contents) the two datasets of ``pair`` share; an
+    :class:`InputError` from one half on (their agreement would not be a cross-dataset test)."""
+    share = shared_pictures(stimuli.table, *pair)
+    if share >= 0.5:
+        raise InputError(
+            f"{pair[0]} and {pair[1]} share {share:.0%} of their pictures (same file contents): their "
+            f"agreement would not be a cross-dataset test; use two different picture sets, or one "
+            f"dataset (a split-half stands in)"
+        )
+    return share
+
+
+def defining_split(table: pd.DataFrame, define_on: str) -> str | None:
+    """The split whose pictures define tuning (None: all pictures): ``units``, or ``train`` where
+    ``define_on`` is train or the table has no units split (``--split 0 ...``, older tables)."""
+    if define_on == "all":
+        return None
+    return "units" if define_on == "units" and (table["split"] == "units").any() else "train"
 
 
 def _halves(table: pd.DataFrame, seed: int) -> np.ndarray:

@@ -302,3 +302,51 @@ def binary_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:
         "balanced_accuracy": float(np.nanmean(recalls)),
         "n": int(len(truth)),
     }
+
+
+def auc(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Area under the ROC curve of ``scores`` for ``truth`` (the Mann-Whitney U over n_pos * n_neg,
+    ties counted half): threshold-free, 0.5 at chance. ``scores`` [..., n] (e.g. one row per
+    condition) against ``truth`` [n] booleans; NaN without both classes."""
+    truth = np.asarray(truth, bool)
+    scores = np.asarray(scores, np.float64)
+    positives, negatives = int(truth.sum()), int((~truth).sum())
+    if positives == 0 or negatives == 0:
+        return np.full(scores.shape[:-1], np.nan)
+    ranks = stats.rankdata(scores, axis=-1)
+    u = ranks[..., truth].sum(axis=-1) - positives * (positives + 1) / 2
+    return u / (positives * negatives)
+
+
+def auc_null(truth: np.ndarray, scores: np.ndarray, rng: np.random.Generator, shuffles: int = 999) -> np.ndarray:
+    """AUC of ``scores`` [n] for ``shuffles`` random permutations of the labels ``truth`` [n]."""
+    truth = np.asarray(truth, bool)
+    ranks = stats.rankdata(np.asarray(scores, np.float64))
+    positives, negatives = int(truth.sum()), int((~truth).sum())
+    if positives == 0 or negatives == 0:
+        return np.full(shuffles, np.nan)
+    labels = np.stack([rng.permutation(truth) for _ in range(shuffles)])
+    u = (labels * ranks).sum(axis=1) - positives * (positives + 1) / 2
+    return u / (positives * negatives)
+
+
+def sequential_p(observed: float, null: np.ndarray, h: int, cap: int) -> tuple[float, int, bool]:
+    """Besag & Clifford's (1991) sequential Monte Carlo p of ``observed`` against null draws in the
+    order they were drawn (``null`` [n], n <= ``cap``): walk the draws until ``h`` of them are at
+    least ``observed`` — then p = h / (draws walked), a valid p — or to the ``cap``, where p =
+    (1 + #exceedances) / (1 + cap), the plain +1-corrected rank p (so the two agree wherever the plain
+    p is below h / (cap + 1)).
+
+    Returns (p, draws used, done): ``done`` is False when the draws ran out before h exceedances and
+    before the cap (p is then NaN: more draws are needed). NaN ``observed``: (NaN, 0, True)."""
+    if not np.isfinite(observed):
+        return float("nan"), 0, True
+    null = np.asarray(null, dtype=float)[:cap]
+    hits = np.cumsum(null >= observed - 1e-12)
+    stopped = np.flatnonzero(hits >= h)
+    if len(stopped):
+        used = int(stopped[0]) + 1
+        return h / used, used, True
+    if len(null) >= cap:
+        return float((1 + hits[-1]) / (1 + cap)) if cap else float("nan"), cap, True
+    return float("nan"), len(null), False

@@ -11,6 +11,12 @@ for the site's conditions, several conditions per batch. ``evaluate_naive`` is t
 forward pass with a scaling hook, one condition at a time); the tests and the benchmark hold the two
 equal. Where a network cannot be written as a chain of stages, the engine falls back to the plain way.
 
+A condition may also add a per-unit ``offset`` after the gain (g * x + o): mean-ablation sets units
+to their mean response (g = 0, o = the mean). The fast paths below carry offsets exactly where
+:func:`emoselect.engine.suffix.affine_passes` holds (the site's output >= 0 and only ReLU, max
+pooling or unpadded average pooling before the next convolution or the readout: there the pool of
+a constant map is the constant); elsewhere conditions with offsets take the plain scaled path.
+
 How the rest of the network is run for a site's conditions (all exact up to float rounding):
 
 | case | path | cost per condition |
@@ -54,6 +60,8 @@ from .suffix import (
     _suffix_nested,
     _suffix_rescaled,
     _suffix_scaled,
+    affine_passes,
+    hook_arrays,
 )
 from .tensors import normalise, to_tensor
 
@@ -86,14 +94,14 @@ def evaluate(
     pictures: torch.Tensor | Iterable[torch.Tensor],
     plan: dict[str, np.ndarray],
     heads: list[Head],
-    chunk_images: int = 32,
-    batch_samples: int = 64,
-    progress: bool = True,
+    how: Execution | None = None,
     blocks: dict[str, list[tuple[int, int]]] | None = None,
+    offsets: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Head margins for every condition of every site, by the suffix engine.
 
-    Memory is bounded by ``chunk_images`` pictures and ``batch_samples`` picture-conditions per pass.
+    Memory is bounded by ``how.chunk_images`` pictures and ``how.batch_samples`` picture-conditions
+    per pass.
     A site's conditions are evaluated in ``blocks`` (contiguous row ranges of its gains) that share
     the walk down the network but nothing else, so a block's margins are the same numbers whether
     it is evaluated alone or beside others (what lets a cluster shard compute one block).
@@ -108,42 +116,66 @@ def evaluate(
         {site: gains [n_conditions, n_units]} (1 = intact, 0 = lesioned).
     heads : list[Head]
         Readout heads on the network's readout features.
-    chunk_images, batch_samples : int
-        Pictures per walk down the network; picture-conditions per forward pass.
-    progress : bool
-        Show a progress bar.
+    how : Execution, optional
+        Pictures per walk down the network, picture-conditions per forward pass, a progress bar
+        (the numbers do not depend on it).
     blocks : dict[str, list[tuple[int, int]]], optional
         Per site, (start, stop) row ranges covering its conditions in order; default one block.
+    offsets : dict[str, ndarray], optional
+        {site: [n_conditions, n_units]} added after the gain (g * x + o; in the site's output units);
+        a site without one has none.
 
     Returns
     -------
     dict[str, ndarray]
         {site: float32 [n_conditions, n, n_heads]} margins (logit of the emotion minus logit of the rest).
     """
+    how = how or Execution()
     blocks = {site: _checked_blocks(site, (blocks or {}).get(site), len(gains)) for site, gains in plan.items()}
+    offsets = _checked_offsets(plan, offsets)
     if network.stages is None and network.replays:
-        return _evaluate_replayed(network, pictures, plan, heads, chunk_images, batch_samples, progress, blocks)
+        return _evaluate_replayed(network, pictures, plan, heads, how, blocks, offsets)
     if network.stages is None:  # the plain way: every condition alone, blocks change nothing
-        return evaluate_naive(network, pictures, plan, heads, batch=chunk_images, progress=progress)
+        return evaluate_naive(network, pictures, plan, heads, how.chunk_images, how.progress, offsets)
     margins_of = _Margins(heads, network.device)
     order = sorted(plan, key=lambda s: _site_stage(network, s)[0])
     rescales = {site: gain_rescales_readout(network, site) for site in order}
     results: dict[str, list[np.ndarray]] = {site: [] for site in order}
     sweep = _Sweep(
-        plan=plan, blocks=blocks, order=order, rescales=rescales, batch_samples=batch_samples, margins_of=margins_of
+        plan=plan,
+        offsets=offsets,
+        blocks=blocks,
+        order=order,
+        rescales=rescales,
+        batch_samples=how.batch_samples,
+        margins_of=margins_of,
     )
     bar = tqdm(
         total=sum(len(g) for g in plan.values()) * len(pictures) if torch.is_tensor(pictures) else None,
         unit="pass",
         desc="manipulations",
-        disable=not progress,
+        disable=not how.progress,
     )
-    for batch in _chunks(pictures, chunk_images):
+    for batch in _chunks(pictures, how.chunk_images):
         with autocast(network):
             _evaluate_chunk(network, as_input(batch.to(network.device)), sweep, results)
         bar.update(sum(len(g) for g in plan.values()) * batch.shape[0])
     bar.close()
     return {site: np.concatenate(parts, axis=1) for site, parts in results.items()}
+
+
+def _checked_offsets(plan: dict[str, np.ndarray], offsets: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """``offsets`` restricted to sites with a nonzero one, each checked to match its gains' shape."""
+    checked = {}
+    for site, values in (offsets or {}).items():
+        if site not in plan:
+            raise ValueError(f"offsets for {site}, which has no gains in the plan")
+        values = np.asarray(values, np.float32)
+        if values.shape != np.shape(plan[site]):
+            raise ValueError(f"offsets of {site} have shape {values.shape}, its gains {np.shape(plan[site])}")
+        if values.any():
+            checked[site] = values
+    return checked
 
 
 def _checked_blocks(
@@ -165,11 +197,13 @@ def _checked_blocks(
 @dataclass(frozen=True, kw_only=True)
 class _Sweep:
     """What :func:`evaluate` keeps fixed over its chunks of pictures: ``plan`` {site: gains
-    [n_conditions, n_units]}, ``blocks`` {site: [(start, stop), ...]} (row ranges of its gains), the
+    [n_conditions, n_units]}, ``offsets`` {site: [n_conditions, n_units]} (sites with any),
+    ``blocks`` {site: [(start, stop), ...]} (row ranges of its gains), the
     sites in stage ``order``, ``rescales`` {site: :func:`gain_rescales_readout`}, ``batch_samples``
     (picture-conditions per forward pass) and the heads as one map ``margins_of``."""
 
     plan: dict[str, np.ndarray]
+    offsets: dict[str, np.ndarray]
     blocks: dict[str, list[tuple[int, int]]]
     order: list[str]
     rescales: dict[str, bool]
@@ -209,6 +243,8 @@ def _evaluate_chunk(network: Network, batch: torch.Tensor, sweep: _Sweep, result
         position = index
         base = stages[index][1](x) if direct else None
         gains = torch.as_tensor(sweep.plan[site], dtype=torch.float32, device=network.device)
+        offsets = sweep.offsets.get(site)
+        shifts = torch.as_tensor(offsets, device=network.device) if offsets is not None else None
         at = _SiteChunk(
             site=site,
             index=index,
@@ -219,23 +255,34 @@ def _evaluate_chunk(network: Network, batch: torch.Tensor, sweep: _Sweep, result
             margins_of=sweep.margins_of,
             memo={},  # what every block of the site computes alike, computed once
         )
-        margins = [_suffix_margins(network, at, gains[a:b]) for a, b in sweep.blocks[site]]
+        margins = [
+            _suffix_margins(network, at, gains[a:b], shifts[a:b] if shifts is not None else None)
+            for a, b in sweep.blocks[site]
+        ]
         results[site].append(torch.cat(margins).float().cpu().numpy())
 
 
-def _suffix_margins(network: Network, at: _SiteChunk, gains: torch.Tensor) -> torch.Tensor:
-    """Margins [G, n, n_heads] of one block of conditions (gains [G, units]) at the site ``at``
-    describes on this chunk."""
+def _suffix_margins(
+    network: Network, at: _SiteChunk, gains: torch.Tensor, offsets: torch.Tensor | None
+) -> torch.Tensor:
+    """Margins [G, n, n_heads] of one block of conditions (gains [G, units], optional ``offsets``
+    [G, units]) at the site ``at`` describes on this chunk."""
+    if offsets is not None and not bool((offsets != 0).any()):
+        offsets = None
     if at.base is None:
-        return _suffix_nested(network, at.site, at.index, at.x, gains, at.per_pass, at.margins_of)
+        return _suffix_nested(network, at.site, at.index, at.x, gains, at.per_pass, at.margins_of, offsets)
     stages = _chain(network)
     positive = bool((gains >= 0).all()) and network.layout(at.site) == "nchw"
     j = _next_convolution(stages, at.index) if positive else None
-    if positive and at.rescales:
-        return _suffix_rescaled(stages, at.index, at.base, gains, at.margins_of, at.memo)
-    if j is not None:
-        return _suffix_linear(stages, at.index, j, at.base, gains, at.per_pass, at.margins_of, at.memo)
-    return _suffix_scaled(stages, at.index, at.base, gains, at.per_pass, at.margins_of, network.layout(at.site))
+    between = stages[at.index + 1 :] if at.rescales else stages[at.index + 1 : j if j is not None else at.index + 1]
+    exact = affine_passes(between, at.base, offsets)
+    if positive and at.rescales and exact:
+        return _suffix_rescaled(stages, at.index, at.base, gains, at.margins_of, at.memo, offsets)
+    if j is not None and exact:
+        between, after = stages[at.index + 1 : j], stages[j:]
+        return _suffix_linear(between, after, at.base, gains, at.per_pass, at.margins_of, at.memo, offsets)
+    layout = network.layout(at.site)
+    return _suffix_scaled(stages, at.index, at.base, gains, at.per_pass, at.margins_of, layout, offsets)
 
 
 def _evaluate_replayed(
@@ -243,10 +290,9 @@ def _evaluate_replayed(
     pictures: torch.Tensor | Iterable[torch.Tensor],
     plan: dict[str, np.ndarray],
     heads: list[Head],
-    chunk_images: int,
-    batch_samples: int,
-    progress: bool,
+    how: Execution,
     blocks: dict[str, list[tuple[int, int]]],
+    offsets: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """:func:`evaluate` for networks whose sites are blocks in one container, or inside such blocks
     (ViTs, CLIP towers: block outputs and MLP activations). Per chunk of pictures one pass records
@@ -257,19 +303,21 @@ def _evaluate_replayed(
     margins_of = _Margins(heads, network.device)
     results: dict[str, list[np.ndarray]] = {site: [] for site in plan}
     sources = {site: replay_source(network, site) for site in plan}
-    bar = tqdm(unit="pass", desc="manipulations", disable=not progress)
-    for batch in _chunks(pictures, chunk_images):
+    bar = tqdm(unit="pass", desc="manipulations", disable=not how.progress)
+    for batch in _chunks(pictures, how.chunk_images):
         batch = batch.to(network.device)
         n = batch.shape[0]
-        per_pass = max(1, batch_samples // n)
+        per_pass = max(1, how.batch_samples // n)
         tensors = block_tensors(network, batch, set(sources.values()))
         for site, site_gains in plan.items():
             gains = torch.as_tensor(site_gains, dtype=torch.float32, device=network.device)
+            shifts = torch.as_tensor(offsets[site], device=network.device) if site in offsets else None
             parts = []
             for block_start, block_stop in blocks[site]:  # passes never mix blocks (see evaluate)
                 for start in range(block_start, block_stop, per_pass):
-                    g = gains[start : min(start + per_pass, block_stop)]
-                    features = _replayed(network, site, sources[site][0], tensors[sources[site]], g, batch)
+                    rows = slice(start, min(start + per_pass, block_stop))
+                    g, o = gains[rows], shifts[rows] if shifts is not None else None
+                    features = _replayed(network, site, sources[site][0], tensors[sources[site]], g, batch, o)
                     parts.append(margins_of(features).reshape(len(g), n, -1))
             results[site].append(torch.cat(parts).float().cpu().numpy())
             bar.update(len(gains) * n)
@@ -278,16 +326,23 @@ def _evaluate_replayed(
 
 
 def _replayed(
-    network: Network, site: str, block: str, base: torch.Tensor, g: torch.Tensor, batch: torch.Tensor
+    network: Network,
+    site: str,
+    block: str,
+    base: torch.Tensor,
+    g: torch.Tensor,
+    batch: torch.Tensor,
+    offsets: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Readout features [G * n, d] of G conditions (gains ``g`` [G, units]) at ``site``: ``base`` is
-    the output of block site ``site`` [n, ...], or the input of ``block`` holding ``site``."""
+    """Readout features [G * n, d] of G conditions (gains ``g`` [G, units], optional ``offsets``) at
+    ``site``: ``base`` is the output of block site ``site`` [n, ...], or the input of ``block``
+    holding ``site``."""
     if block == site:
-        with replaying(network, site, _scaled_copies(base, g, network.layout(site))):
+        with replaying(network, site, _scaled_copies(base, g, network.layout(site), offsets)):
             return record(network, batch, sites=[])[1]
     n = base.shape[0]
-    scale = gain_shape(g.repeat_interleave(n, dim=0), network.layout(site))
-    with _scaling_hook(network.module(network.sites[site]), scale):
+    scale, shift = hook_arrays(g, offsets, n, network.layout(site))
+    with _scaling_hook(network.module(network.sites[site]), scale, shift):
         with replaying(network, block, repeated(base, len(g)), feed=True):
             return record(network, batch, sites=[])[1]
 
@@ -300,13 +355,14 @@ def evaluate_naive(
     heads: list[Head],
     batch: int = 32,
     progress: bool = False,
+    offsets: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """The plain way: for each condition, a full forward pass (stopped at the readout layer) with a
-    hook scaling the site's output.
+    hook scaling the site's output (and adding its offset).
 
     Parameters
     ----------
-    network, pictures, plan, heads
+    network, pictures, plan, heads, offsets
         As :func:`evaluate`.
     batch : int
         Pictures per forward pass.
@@ -323,9 +379,15 @@ def evaluate_naive(
     results = {}
     for site, gains in plan.items():
         per_condition = []
-        for g in tqdm(gains, desc=f"naive {site}", disable=not progress, leave=False):
+        shifts = (offsets or {}).get(site)
+        for c, g in enumerate(tqdm(gains, desc=f"naive {site}", disable=not progress, leave=False)):
             scale = gain_shape(torch.as_tensor(g, dtype=torch.float32, device=device)[None], network.layout(site))
-            with _scaling_hook(network.module(network.sites[site]), scale):
+            shift = None
+            if shifts is not None and np.any(shifts[c]):
+                shift = gain_shape(
+                    torch.as_tensor(shifts[c], dtype=torch.float32, device=device)[None], network.layout(site)
+                )
+            with _scaling_hook(network.module(network.sites[site]), scale, shift):
                 margins = [
                     margins_of(record(network, images.to(device), sites=[])[1]) for images in _chunks(pictures, batch)
                 ]
@@ -342,7 +404,7 @@ def load_pictures(paths: list[str], network: Network) -> torch.Tensor:
 
 @dataclass(frozen=True, kw_only=True)
 class Execution:
-    """How a cached sweep runs (the numbers do not depend on it): ``chunk_images`` pictures per
+    """How a sweep runs (the numbers do not depend on it): ``chunk_images`` pictures per
     chunk (the unit of the result cache and of memory), ``batch_samples`` picture-conditions per
     forward pass, and a progress bar."""
 
@@ -357,38 +419,42 @@ def evaluate_cached(
     plan: dict[str, np.ndarray],
     heads: list[Head],
     cache: ResultCache,
-    keys: dict[str, str],
     blocks: dict[str, list[tuple[int, int]]] | None = None,
     how: Execution | None = None,
+    offsets: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """:func:`evaluate` on picture files, ``how.chunk_images`` pictures at a time. Each chunk's result
     per site and block of conditions is served from or stored in ``cache``, keyed by the site's key in
-    ``keys``, the block's gains and the chunk's picture SHA-1s: an interrupted sweep resumes at its
+    ``cache.keys``, the block's gains and the chunk's picture SHA-1s: an interrupted sweep resumes at its
     first unfinished piece, and a cluster shard that fills some blocks' entries (evaluating only those
     blocks: the same numbers, see :func:`evaluate`) leaves nothing for the merge to compute.
 
     ``pictures``: the n pictures as (path, SHA-1); ``plan``: {site: gains [n_conditions, n_units]};
     ``blocks``: {site: [(start, stop), ...]}, ordered and disjoint (default: one block of every
-    condition); a site of ``plan`` missing from a given ``blocks`` is skipped. Returns {site: float32
+    condition); a site of ``plan`` missing from a given ``blocks`` is skipped; ``offsets`` as
+    :func:`evaluate` (part of the key where nonzero). Returns {site: float32
     margins [n_conditions of its blocks, n, n_heads]}, as :func:`evaluate`.
     """
     how = how or Execution()
     paths, sha1s = [path for path, _ in pictures], [sha1 for _, sha1 in pictures]
-    chunk_images, batch_samples = how.chunk_images, how.batch_samples
+    chunk_images = how.chunk_images
     sites = list(blocks) if blocks is not None else list(plan)
     blocks = {site: _checked_blocks(site, (blocks or {}).get(site), len(plan[site]), cover=False) for site in sites}
+    offsets = _checked_offsets(plan, offsets)
     pieces = [(site, block) for site in sites for block in blocks[site]]
     parts: dict[str, list[np.ndarray]] = {site: [] for site in sites}
     starts = range(0, len(paths), chunk_images)
     for start in tqdm(starts, desc="manipulations (picture chunks)", unit="chunk", disable=not how.progress):
         chunk = slice(start, start + chunk_images)
         piece_keys = {
-            (site, (a, b)): ResultCache.key(keys[site], plan[site][a:b], *sha1s[chunk]) for site, (a, b) in pieces
+            (site, (a, b)): _piece_key(cache.keys[site], plan, offsets, site, (a, b), sha1s[chunk])
+            for site, (a, b) in pieces
         }
         done = {piece: cache.get(key) for piece, key in piece_keys.items()}
         todo = [piece for piece in pieces if done[piece] is None]
         if todo:
-            computed = _evaluate_pieces(network, load_pictures(paths[chunk], network), plan, todo, heads, batch_samples)
+            pictures_now = load_pictures(paths[chunk], network)
+            computed = _evaluate_pieces(network, pictures_now, plan, todo, heads, how, offsets)
             for piece, values in computed.items():
                 cache.put(piece_keys[piece], values)
                 done[piece] = values
@@ -397,24 +463,46 @@ def evaluate_cached(
     return {site: np.concatenate(chunks, axis=1) for site, chunks in parts.items()}
 
 
+def _piece_key(
+    key: str,
+    plan: dict[str, np.ndarray],
+    offsets: dict[str, np.ndarray],
+    site: str,
+    block: tuple[int, int],
+    sha1s: list[str],
+) -> str:
+    """The result-cache key of one site's block of conditions on one chunk of pictures: the site's
+    key, the block's gains (and offsets, where it has any) and the pictures' SHA-1s."""
+    a, b = block
+    shift = offsets[site][a:b] if site in offsets and offsets[site][a:b].any() else None
+    extra = [] if shift is None else ["offsets", shift]
+    return ResultCache.key(key, plan[site][a:b], *extra, *sha1s)
+
+
 def _evaluate_pieces(
     network: Network,
     pictures: torch.Tensor,
     plan: dict[str, np.ndarray],
     pieces: list[tuple[str, tuple[int, int]]],
     heads: list[Head],
-    batch_samples: int,
+    how: Execution,
+    offsets: dict[str, np.ndarray] | None = None,
 ) -> dict[tuple[str, tuple[int, int]], np.ndarray]:
     """{(site, (start, stop)): margins [stop - start, n, n_heads]} of the listed blocks, in one
     :func:`evaluate` call on the pictures [n, 3, H, W] (one walk down the network for all)."""
     sub_plan: dict[str, list[np.ndarray]] = {}
+    sub_offsets: dict[str, list[np.ndarray]] = {}
     sub_blocks: dict[str, list[tuple[int, int]]] = {}
     for site, (a, b) in pieces:
-        offset = sum(len(g) for g in sub_plan.get(site, []))
+        start = sum(len(g) for g in sub_plan.get(site, []))
         sub_plan.setdefault(site, []).append(plan[site][a:b])
-        sub_blocks.setdefault(site, []).append((offset, offset + b - a))
+        if offsets and site in offsets:
+            sub_offsets.setdefault(site, []).append(offsets[site][a:b])
+        sub_blocks.setdefault(site, []).append((start, start + b - a))
     stacked = {site: np.concatenate(gains) for site, gains in sub_plan.items()}
-    margins = evaluate(network, pictures, stacked, heads, len(pictures), batch_samples, False, sub_blocks)
+    shifts = {site: np.concatenate(parts) for site, parts in sub_offsets.items()}
+    quiet = Execution(chunk_images=len(pictures), batch_samples=how.batch_samples, progress=False)
+    margins = evaluate(network, pictures, stacked, heads, quiet, sub_blocks, shifts)
     out = {}
     for site, ranges in sub_blocks.items():
         for (a, b), piece in zip(ranges, [p for p in pieces if p[0] == site]):
@@ -425,10 +513,12 @@ def _evaluate_pieces(
 class ResultCache:
     """Engine results in a folder (one .npy per site, block of conditions and chunk of pictures),
     keyed by a hash of everything that determines them; written atomically, so an interrupted sweep
-    resumes at its first unfinished piece."""
+    resumes at its first unfinished piece. ``keys``: {site: a hash of everything besides its
+    conditions and pictures that determines the site's margins (network, heads, ...)}."""
 
-    def __init__(self, folder: Path | None) -> None:
+    def __init__(self, folder: Path | None, keys: dict[str, str] | None = None) -> None:
         self.folder = Path(folder) if folder else None
+        self.keys = keys or {}
 
     @staticmethod
     def key(*parts: object) -> str:

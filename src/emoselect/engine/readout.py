@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..analysis.records import Head, ReadoutOptions
-from ..analysis.stats import binary_metrics
+from ..analysis.stats import auc, binary_metrics
 from ..base.problems import InputError
 from ..pictures.stimuli import Stimuli, category_names
 
@@ -112,7 +112,7 @@ def train_heads(
     heads : list[Head]
         2-unit linear heads (z-scoring folded in).
     table : DataFrame
-        One row per dataset, emotion and split: site, best_epoch, f1, accuracy, balanced_accuracy, n.
+        One row per dataset, emotion and split: site, best_epoch, auc, f1, accuracy, balanced_accuracy, n.
     """
     heads = []
     for dataset in stimuli.datasets:
@@ -133,13 +133,13 @@ def train_heads(
 
 def score_heads(stimuli: Stimuli, features: dict[str, np.ndarray], heads: list[Head], site: str) -> pd.DataFrame:
     """readout.csv: each head's scores on its own dataset, one row per dataset, emotion and split
-    (site, best_epoch, f1, accuracy, balanced_accuracy, n); ``features`` as :func:`train_heads`."""
+    (site, best_epoch, auc, f1, accuracy, balanced_accuracy, n); ``features`` as :func:`train_heads`."""
     rows = []
     for head in heads:
         table = stimuli.of(head.dataset)
         split = table["split"].to_numpy()
         label = (table["category"].to_numpy() == head.emotion).astype(np.int64)
-        predicted = head_scores([head], np.asarray(features[head.dataset], np.float64))[:, 0] > 0
+        margins = head_scores([head], np.asarray(features[head.dataset], np.float64))[:, 0]
         for part in ("train", "val", "test"):
             mask = split == part
             if mask.any():
@@ -150,7 +150,8 @@ def score_heads(stimuli: Stimuli, features: dict[str, np.ndarray], heads: list[H
                         "split": part,
                         "site": site,
                         "best_epoch": head.best_epoch,
-                        **binary_metrics(label[mask], predicted[mask]),
+                        "auc": float(auc(label[mask].astype(bool), margins[mask])),
+                        **binary_metrics(label[mask], margins[mask] > 0),
                     }
                 )
     return pd.DataFrame(rows)

@@ -370,15 +370,15 @@ def _bar_pair(
     labels: tuple[str, str],
     intact: bool,
 ) -> None:
-    """Selective (``colour``) and random (grey) bars per layer of ``rows``; the intact F1 as a tick, or a
-    zero line for changes. A value that is not finite (a % change of an F1 of 0) gets no bar."""
+    """Selective (``colour``) and random (grey) bars per layer of ``rows``; the intact AUC as a tick, or a
+    zero line for changes. A value that is not finite gets no bar."""
     x = np.arange(len(rows))
     for shift, values, shade, label in ((-0.2, selective, colour, labels[0]), (0.2, random, "0.75", labels[1])):
         array = values.to_numpy(float)
         shown = np.isfinite(array)
         ax.bar(x[shown] + shift, array[shown], 0.4, color=shade, label=label)
     if intact:
-        ax.plot(x, rows["original_f1"], "k_", ms=18, mew=2, label="intact")
+        ax.plot(x, rows["original_auc"], "k_", ms=18, mew=2, label="intact")
     else:
         ax.axhline(0, color="k", lw=0.6)
 
@@ -403,9 +403,9 @@ def _selective_vs_random_bars(
 ) -> Path:
     """Bars per layer (selective in the emotion's colour, random grey), one row per network and
     dataset pair and one column per emotion; heads tested on their own dataset, or with ``transfer``
-    on the others (the paper's Fig. 4C); * marks BH q < alpha. ``summary`` may hold a ``network``
-    column (trained, random init)."""
-    selective, random, q = compared.selective, compared.random, compared.q
+    on the others (the paper's Fig. 4C); * marks BH q < alpha, n/a a cell whose intact head is at
+    chance (not tested). ``summary`` may hold a ``network`` column (trained, random init)."""
+    selective, random = compared.selective, compared.random
     own = summary["train_dataset"] == summary["test_dataset"]
     chosen = ~own if transfer else own
     network = summary["network"] if "network" in summary else pd.Series("", index=summary.index)
@@ -434,9 +434,7 @@ def _selective_vs_random_bars(
                 compared.labels,
                 compared.intact,
             )
-            for xi, (value, qv) in enumerate(zip(selective[rows], summary.loc[rows, q])):
-                if qv < alpha:
-                    ax.text(xi - 0.2, value, "*", ha="center", va="bottom", fontsize=12)
+            _mark_cells(ax, summary.loc[rows], selective[rows], compared.q, alpha)
             _layer_axis(ax, list(summary.loc[rows, "layer"]))
             prefix = f"{net}, " if net else ""
             ax.set_title(
@@ -446,25 +444,36 @@ def _selective_vs_random_bars(
             ax.grid(alpha=0.3, axis="y")
         axes[r, 0].set_ylabel(compared.ylabel)
     axes[0, 0].legend(fontsize=7, frameon=False)
-    fig.suptitle(f"{compared.title} (* BH q < {alpha})", fontsize=10)
+    fig.suptitle(f"{compared.title} (* BH q < {alpha}; n/a: head at chance, not tested)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
 
+def _mark_cells(ax: Axes, cells: pd.DataFrame, selective: pd.Series, q: str, alpha: float) -> None:
+    """Above each layer's selective bar: * where the ``q`` column is below ``alpha``, n/a where the
+    cell was not tested (its intact head at chance)."""
+    tested = cells["applicable"] if "applicable" in cells else pd.Series(True, cells.index)
+    for xi, (value, qv, ok) in enumerate(zip(selective, cells[q], tested)):
+        if not ok:
+            ax.text(xi, value if np.isfinite(value) else 0, "n/a", ha="center", va="bottom", fontsize=7)
+        elif qv < alpha:
+            ax.text(xi - 0.2, value, "*", ha="center", va="bottom", fontsize=12)
+
+
 def attention_change(summary: pd.DataFrame, path: Path, alpha: float = 0.05, transfer: bool = False) -> Path:
-    """% change of test F1 with the best (validation-chosen) gain, per layer: selective vs random;
-    heads tested on their own dataset, or with ``transfer`` on the other datasets (the paper's Fig. 4C)."""
-    random_change = 100 * (summary["random_enhanced_f1"] - summary["original_f1"]) / summary["original_f1"]
+    """Change of test AUC with the best (validation-chosen) enhancement, gain > 1, per layer:
+    selective vs random; heads tested on their own dataset, or with ``transfer`` on the other
+    datasets (the paper's Fig. 4C)."""
     title = (
-        "Cross-dataset transfer: attention gain with heads tested on the other dataset"
+        "Cross-dataset transfer: enhancement with heads tested on the other dataset"
         if transfer
-        else "Attention gain on emotion-selective vs random units"
+        else "Enhancement (gain > 1) of emotion-selective vs random units"
     )
     compared = _Compared(
-        selective=summary["enhanced_change_pct"],
-        random=random_change,
+        selective=summary["enhanced_auc"] - summary["original_auc"],
+        random=summary["random_enhanced_auc"] - summary["original_auc"],
         q="q_enhance",
-        ylabel="% change in test F1\n(best gain, chosen on val)",
+        ylabel="change in test AUC\n(best gain > 1, chosen on val)",
         title=title,
         labels=("selective units", "random units (mean)"),
         intact=False,
@@ -477,22 +486,25 @@ def transfer(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
     return attention_change(summary, path, alpha, transfer=True)
 
 
-def lesion(summary: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
-    """Test F1 after lesioning selective vs random units, per layer, against the intact network."""
+def lesion(summary: pd.DataFrame, path: Path, alpha: float = 0.05, mean: bool = False) -> Path:
+    """Test AUC after lesioning (units set to 0; with ``mean``: mean-ablation, units set to their mean
+    response over the heads' training pictures) selective vs random units, per layer, against the
+    intact network."""
+    kind, column, q = ("Mean-ablation", "ablated", "q_ablate") if mean else ("Lesion", "lesioned", "q_lesion")
     compared = _Compared(
-        selective=summary["lesioned_f1"],
-        random=summary["random_lesioned_f1"],
-        q="q_lesion",
-        ylabel="test F1",
-        title="Lesion of emotion-selective vs random units",
-        labels=("selective lesioned", "random lesioned (mean)"),
+        selective=summary[f"{column}_auc"],
+        random=summary[f"random_{column}_auc"],
+        q=q,
+        ylabel="test AUC",
+        title=f"{kind} of emotion-selective vs random units",
+        labels=(f"selective {column}", f"random {column} (mean)"),
         intact=True,
     )
     return _selective_vs_random_bars(summary, path, compared, alpha)
 
 
 def attention_curves(manipulation: pd.DataFrame, path: Path, train: str | None = None, test: str | None = None) -> Path:
-    """The paper's Fig. 4A-C: test F1 against beta, one panel per layer, for the heads of ``train``
+    """The paper's Fig. 4A-C with AUC: test AUC against beta, one panel per layer, for the heads of ``train``
     tested on ``test`` (default: the first dataset on itself): selective units (solid) vs random
     sets (dashed: mean; band: 2.5-97.5% over the sets) per emotion."""
     gain = manipulation[(manipulation["kind"] == "gain") & (manipulation["split"] == "test")]
@@ -508,8 +520,8 @@ def attention_curves(manipulation: pd.DataFrame, path: Path, train: str | None =
         here = first[first["layer"] == layer]
         for category in names:
             mine = here[here["emotion"] == category]
-            chosen = mine[mine["units"].isin(CHOSEN)].groupby("beta")["f1"].mean()
-            control = mine[mine["units"].isin(CHANCE)].groupby("beta")["f1"]
+            chosen = mine[mine["units"].isin(CHOSEN)].groupby("beta")["auc"].mean()
+            control = mine[mine["units"].isin(CHANCE)].groupby("beta")["auc"]
             if control.ngroups:
                 low, high = control.quantile(0.025), control.quantile(0.975)
                 ax.fill_between(low.index, low, high, color=colour(category, names), alpha=0.12, lw=0)
@@ -531,7 +543,7 @@ def attention_curves(manipulation: pd.DataFrame, path: Path, train: str | None =
     for ax in axes.flat[len(layers) :]:
         ax.axis("off")
     for ax in axes[:, 0]:
-        ax.set_ylabel("test F1")
+        ax.set_ylabel("test AUC")
     axes.flat[0].legend(fontsize=6, frameon=False)
     heads = f"{train} heads on {test}" if test != train else f"{train}"
     fig.suptitle(f"Performance vs gain per layer ({heads}; beta = 0 is a lesion, 1 the intact network)", fontsize=10)
@@ -542,8 +554,8 @@ def attention_curves(manipulation: pd.DataFrame, path: Path, train: str | None =
 SWEEP_MEASURES = (
     ("tuning_quality_excess", "tuning quality − null"),
     ("overlap_excess", "Jaccard overlap − null"),
-    ("gain_change_pct", "% F1 change, best gain"),
-    ("lesion_change_pct", "% F1 change, lesion"),
+    ("enhance_excess", "AUC gain over random sets, enhancement"),
+    ("lesion_excess", "AUC loss over random sets, lesion"),
 )
 
 

@@ -201,47 +201,71 @@ def _manipulation_section(run: Path, config: dict) -> list[str]:
             "<h2>Readout and manipulations</h2><p class='note'>not run yet: <code>emoselect manipulate RUN</code></p>"
         ]
     settings = config.get("manipulation", {})
+    shown = lambda key: html.escape(str(settings.get(key, "")))  # noqa: E731
     parts = [
-        "<h2>Readout heads</h2>",
-        f"<p>Heads read out at <b>{html.escape(str(settings.get('readout_site', readout['site'].iloc[0])))}</b>; "
-        f"trained on the training split, epoch chosen on the validation split, reported on the test split.</p>",
-        _table(
-            readout[readout["split"] == "test"][
-                ["dataset", "emotion", "site", "best_epoch", "f1", "accuracy", "balanced_accuracy", "n"]
-            ]
-        ),
-        "<h2>Attention gain and lesion</h2>",
-        f"<p>Profile {html.escape(str(settings.get('profile', '')))}: layers "
-        f"{html.escape(', '.join(map(str, settings.get('layers', []))))}; betas {html.escape(str(settings.get('betas', '')))}; "
-        f"{html.escape(str(settings.get('repeats', '')))} random sets swept over every beta and "
-        f"{html.escape(str(settings.get('lesion_repeats', '')))} lesioned per layer and emotion; engine: "
-        f"{html.escape(str(settings.get('engine', '')))}.</p>",
+        *_readout_part(readout, settings),
+        "<h2>Enhancement, attenuation, lesion and mean-ablation</h2>",
+        "<p class='note'>Every effect is measured on the test AUC of the heads' margins (threshold-free: a "
+        "manipulation that only shifts every margin, and so the decision threshold, does not change it); F1 is "
+        "reported beside it. A cell is tested only where its intact head recognises its emotion above chance "
+        "(its test AUC against label permutations of the test pictures); p-values are sequential Monte Carlo "
+        f"(random sets drawn until {shown('hits')} reach the selective set's effect, or the cap).</p>",
+        f"<p>Profile {shown('profile')}: layers {html.escape(', '.join(map(str, settings.get('layers', []))))}; "
+        f"betas {shown('betas')}; {shown('repeats')} random sets swept over every beta and "
+        f"{shown('lesion_repeats')} lesioned per layer and emotion at most ({shown('conditions')} conditions "
+        f"evaluated); engine: {shown('engine')}.</p>",
         _rescaled_note(summary),
-        "<h3>Table 1 (test split; layer and beta chosen on the validation split)</h3>",
-        "<p class='note'>enhanced = the honest gain (layer and beta chosen on the validation split); test_chosen = "
-        "the optimistic gain chosen on the test split itself, as the paper did, for the selective set and "
-        "(random_test_chosen) for random sets alike: the difference between the two is selection bias.</p>",
+        "<h3>Table 1 (test split; layer and beta &gt; 1 chosen on the validation AUC)</h3>",
+        "<p class='note'>enhanced = the honest enhancement (layer and beta &gt; 1 chosen on the validation AUC); "
+        "test_chosen = the optimistic gain chosen on the test F1 itself, as the paper did, for the selective set and "
+        "(random_test_chosen) for random sets alike: the difference between the two is selection bias. "
+        "lesioned: the layer whose selective lesion lowers the validation AUC most, its mean-ablation beside it.</p>",
         _table(table1),
     ]
     control_table1 = _csv(run / "control", "table1.csv")
     if control_table1 is not None:
         parts += ["<h3>Random-init control: Table 1</h3>", _table(control_table1)]
-    parts += [
+    parts += _manipulation_figures(run)
+    if summary is not None:
+        parts += ["<h3>Per layer</h3>", _table(summary, limit=200)]
+    return parts
+
+
+def _readout_part(readout: pd.DataFrame, settings: dict) -> list[str]:
+    """The readout heads' paragraph and their test-split table (readout.csv)."""
+    columns = ("dataset", "emotion", "site", "best_epoch", "auc", "f1", "accuracy", "balanced_accuracy", "n")
+    site = html.escape(str(settings.get("readout_site", readout["site"].iloc[0])))
+    return [
+        "<h2>Readout heads</h2>",
+        f"<p>Heads read out at <b>{site}</b>; trained on the training split, epoch chosen on the validation "
+        f"split, reported on the test split (the selective units were chosen on the units split, pictures the "
+        f"heads never see).</p>",
+        _table(readout[readout["split"] == "test"][[c for c in columns if c in readout]]),
+    ]
+
+
+def _manipulation_figures(run: Path) -> list[str]:
+    """The manipulation figures of ``run``/figures with their captions (missing ones are skipped)."""
+    parts = [
         _figure(
             run,
             "attention_change.png",
-            "Change of test F1 with the best gain: selective vs random units (random-init control below, if run).",
+            "Change of test AUC with the best enhancement (gain &gt; 1): selective vs random units (random-init "
+            "control below, if run).",
         ),
-        _figure(run, "lesion.png", "Test F1 after lesioning selective vs random units."),
+        _figure(run, "lesion.png", "Test AUC after lesioning (units set to 0) selective vs random units."),
+        _figure(
+            run,
+            "ablation.png",
+            "Test AUC after mean-ablation (units set to their mean response over the heads' training pictures).",
+        ),
         _figure(run, "transfer.png", "Cross-dataset transfer: heads tested on the other dataset."),
-        _figure(run, "attention_curves.png", "Test F1 against beta, per layer (the first dataset's heads)."),
+        _figure(run, "attention_curves.png", "Test AUC against beta, per layer (the first dataset's heads)."),
     ]
     for path in sorted((run / "figures").glob("attention_curves_*.png"), key=lambda p: int(p.stem.rsplit("_", 1)[1])):
         parts.append(
-            _figure(run, path.name, "Test F1 against beta, per layer (another pair of heads and test pictures).")
+            _figure(run, path.name, "Test AUC against beta, per layer (another pair of heads and test pictures).")
         )
-    if summary is not None:
-        parts += ["<h3>Per layer</h3>", _table(summary, limit=200)]
     return parts
 
 

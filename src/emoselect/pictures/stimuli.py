@@ -2,7 +2,8 @@
 
 ``build_stimuli`` reads each picture set's native ratings (:mod:`emoselect.formats`), checks that
 every picture opens (:mod:`emoselect.images`), assigns a category from valence and a stratified,
-seeded train/val/test split and a seeded half (the split-half that stands in for a second dataset).
+seeded units/train/val/test split (units: the pictures that choose the selective units; the
+rest: the readout heads') and a seeded half (the split-half that stands in for a second dataset).
 The result is one table with columns
 ``dataset, image_id, path, valence, arousal, category, split, half, category_source, sha1`` and the list of
 problems met. Pictures that cannot be opened, and ratings without a picture, are not in the table but
@@ -34,7 +35,10 @@ from .ratings import Ratings, read_text
 CATEGORIES = ("pleasant", "neutral", "unpleasant")
 UNKNOWN = "unknown"
 PAPER_THRESHOLDS = (4.3, 6.0)  # unpleasant below 4.3, pleasant above 6.0, on the 1-9 scale
-DEFAULT_SPLIT = (0.5, 0.25, 0.25)
+# fractions of each dataset and category: units (pictures that choose the selective units), and the
+# heads' train, val and test splits; units = 0 is the paper's design (units chosen on the heads'
+# training pictures)
+DEFAULT_SPLIT = (0.4, 0.3, 0.1, 0.2)
 MIN_PER_CATEGORY = 10
 STIMULI_COLUMNS = [
     "dataset", "image_id", "path", "valence", "arousal", "category", "split", "half", "category_source", "sha1"
@@ -122,16 +126,20 @@ def categorize(
 def assign_split(
     table: pd.DataFrame, fractions: Sequence[float] | np.ndarray = DEFAULT_SPLIT, seed: int = 0
 ) -> np.ndarray:
-    """Stratified, seeded train/val/test label per row (``none`` for ``unknown`` category).
+    """Stratified, seeded units/train/val/test label per row (``none`` for ``unknown`` category).
 
+    ``fractions``: units, train, val, test (three values: train, val, test with no units split).
     Within each dataset and category the rows are shuffled with a generator seeded by
     (seed, dataset, category), so adding a dataset never changes another's split; then
-    round(n * val) go to val, round(n * test) to test and the rest to train.
+    round(n * val) go to val, round(n * test) to test, round(n * units) to units and the rest to
+    train (with no units split, the same val, test and train as before the units split existed).
     """
     fractions = np.asarray(fractions, dtype=float)
-    if fractions.shape != (3,) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
+    if fractions.shape == (3,):
+        fractions = np.concatenate([[0.0], fractions])
+    if fractions.shape != (4,) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
         raise InputError(
-            "--split: fractions must be three non-negative numbers summing to 1, got "
+            "--split: fractions must be four non-negative numbers (units, train, val, test) summing to 1, got "
             f"{' '.join(f'{v:g}' for v in fractions.ravel())}"
         )
     split = np.full(len(table), "none", dtype=object)
@@ -140,10 +148,12 @@ def assign_split(
             continue
         rng = random_stream(seed, dataset, category)  # = default_rng([seed, crc32(dataset), crc32(category)])
         positions = table.index.get_indexer(rows.index)[rng.permutation(len(rows))]
-        n_val, n_test = int(round(len(rows) * fractions[1])), int(round(len(rows) * fractions[2]))
+        n_val, n_test = int(round(len(rows) * fractions[2])), int(round(len(rows) * fractions[3]))
+        n_units = min(int(round(len(rows) * fractions[0])), len(rows) - n_val - n_test)
         split[positions[:n_val]] = "val"
         split[positions[n_val : n_val + n_test]] = "test"
-        split[positions[n_val + n_test :]] = "train"
+        split[positions[n_val + n_test : n_val + n_test + n_units]] = "units"
+        split[positions[n_val + n_test + n_units :]] = "train"
     return split
 
 
@@ -271,7 +281,7 @@ class PictureOptions:
     overrides: str | Path | None = None
     thresholds: tuple[float, float] = PAPER_THRESHOLDS
     margin: float = 0.0
-    split: tuple[float, float, float] = DEFAULT_SPLIT
+    split: tuple[float, ...] = DEFAULT_SPLIT
     seed: int = 0
     limit: int | None = None
     max_pixels: int = MAX_PIXELS

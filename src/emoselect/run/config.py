@@ -74,14 +74,15 @@ class ExtractOptions:
     margin: float = option(
         0.0, "pictures within this distance of a boundary (1-9 scale) are 'unknown'", kind=float, low=0
     )
-    split: tuple[float, float, float] = option(
+    split: tuple[float, float, float, float] = option(
         DEFAULT_SPLIT,
-        "fractions of each category in train, val and test",
+        "fractions of each category that choose the selective units (UNITS) and train, validate and "
+        "test the readout heads; UNITS 0: units chosen on the heads' training pictures (the paper)",
         kind=float,
-        nargs=3,
+        nargs=4,
         low=0,
         high=1,
-        metavar=("TRAIN", "VAL", "TEST"),
+        metavar=("UNITS", "TRAIN", "VAL", "TEST"),
     )
     seed: int = option(0, "seed for splits, random weights and random unit sets", kind=int, low=0)
     init_seed: int | None = option(
@@ -140,6 +141,8 @@ class ExtractOptions:
     cache: str | None = option(None, "cache folder (default $EMOSELECT_CACHE or ~/.cache/emoselect)", optional=True)
 
     def __post_init__(self) -> None:
+        if self.split is not None and not isinstance(self.split, str) and len(self.split) == 3:
+            self.split = (0.0, *self.split)  # config.yaml from before the units split: the paper's design
         check(self)
         if not self.datasets:
             raise InputError(
@@ -156,9 +159,12 @@ class ExtractOptions:
                 "category empty: "
                 f"need 1 < LOW - margin, HIGH + margin < 9 and margin < (HIGH - LOW) / 2"
             )
-        if abs(sum(self.split) - 1) > 1e-6 or min(self.split) <= 0:
+        if abs(sum(self.split) - 1) > 1e-6 or min(self.split[1:]) <= 0:
             typed = " ".join(f"{v:g}" for v in self.split)
-            raise InputError(f"{shown('split', self.split, typed=typed)}: three fractions above 0 summing to 1")
+            raise InputError(
+                f"{shown('split', self.split, typed=typed)}: four fractions (units, train, val, test) summing to 1, "
+                "train, val and test above 0"
+            )
         if self.resize is not None and self.crop is not None and self.crop > self.resize:
             raise InputError(
                 f"{shown('crop', self.crop, typed=str(self.crop))} is larger than {shown('resize', self.resize, typed=str(self.resize))}"

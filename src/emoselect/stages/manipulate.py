@@ -16,8 +16,10 @@ import torch
 from ..analysis.experiments import (
     LayerPlan,
     ManipulationOptions,
+    Sequential,
     Swept,
     condition_blocks,
+    head_tests,
     plan_layer,
     score_conditions,
     summarise,
@@ -28,7 +30,7 @@ from ..base.options import as_dict
 from ..base.problems import InputError
 from ..engine.manipulation import Execution, ResultCache, evaluate_cached, gain_rescales_readout
 from ..engine.network import Network
-from ..engine.readout import score_heads, train_heads
+from ..engine.readout import head_scores, score_heads, train_heads
 from ..engine.responses import load_responses, pick_device, response_key
 from ..output import figures
 from ..pictures.stimuli import Stimuli, category_names, read_stimuli
@@ -104,7 +106,8 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
 @dataclass(frozen=True, kw_only=True)
 class ManipulationPlan:
     """Everything the manipulation sweep of one run folder needs: the network (on its device), the
-    heads and their readout.csv table, the evaluated (val and test) pictures, one :class:`LayerPlan`
+    heads and their readout.csv table, the evaluated (val and test) pictures, the heads' chance tests
+    (:func:`emoselect.analysis.experiments.head_tests`), one :class:`LayerPlan`
     per layer with its blocks of conditions (row ranges), each layer's result-cache key, and what
     the sweep covers (``swept``)."""
 
@@ -113,6 +116,7 @@ class ManipulationPlan:
     heads: list[Head]
     readout: pd.DataFrame
     evaluated: pd.DataFrame
+    chance: pd.DataFrame
     plans: dict[str, LayerPlan]
     blocks: dict[str, list[tuple[int, int]]]
     keys: dict[str, str]
@@ -129,33 +133,56 @@ def plan_manipulations(run: str | Path | RunFolder, options: ManipulationOptions
     stimuli, config = read_stimuli(folder.path), folder.extracted_config()
     device = pick_device(recorded.device)
     swept = options.resolved(list(config["network"]["sites"]), device)
-    selective = folder.table("selective.csv")
-    tuning = folder.table("units.csv") if options.gain_form == "tuning" else None
+    units = folder.table("units.csv" if options.gain_form == "tuning" else "selective.csv")
     network = build_network(recorded).to(device)
     if network.readout_site != config["network"]["readout_site"]:
         raise InputError(f"the network reads out at {network.readout_site}, the run's responses at "
                          f"{config['network']['readout_site']}: rerun `emoselect extract`")  # fmt: skip
     heads, readout = trained_heads(folder, stimuli, config, options.readout)
     names = category_names(stimuli.table)
+    means = training_means(folder, stimuli, swept.layers)
     plans = {
         layer: plan_layer(
-            layer, network.units[layer], selective, swept, options, seed=folder.seed, tuning=tuning, categories=names
+            layer,
+            network.units[layer],
+            units,
+            swept,
+            options,
+            seed=folder.seed,
+            categories=names,
+            means=means[layer],
         )
         for layer in swept.layers
     }
     heads_key = ResultCache.key(*[h.weight for h in heads], *[h.bias for h in heads])
+    site = config["network"]["readout_site"]
+    intact = {d: head_scores(heads, load_responses(folder.path, d, [], site).readout) for d in stimuli.datasets}
+    chance = head_tests(intact, stimuli.table, heads, options.transfer, folder.seed, heads_key)
     return ManipulationPlan(
         options=options,
         network=network,
         heads=heads,
         readout=readout,
         evaluated=stimuli.table[stimuli.table["split"].isin(["val", "test"])].reset_index(drop=True),
+        chance=chance,
         plans=plans,
         blocks={layer: condition_blocks(plans[layer].conditions, options.sets_per_shard) for layer in swept.layers},
         keys={layer: ResultCache.key(response_key(network), heads_key, layer) for layer in swept.layers},
         swept=swept,
         device=device,
     )
+
+
+def training_means(run: RunFolder, stimuli: Stimuli, layers: list[str]) -> dict[str, np.ndarray]:
+    """Per layer, each unit's mean response (spatial mean, as extracted) over the heads' training
+    pictures of every dataset: float32 [n_units], what mean-ablation sets a unit to."""
+    parts: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
+    for dataset in stimuli.datasets:
+        train = (stimuli.of(dataset)["split"] == "train").to_numpy()
+        responses = load_responses(run.path, dataset, layers)
+        for layer in layers:
+            parts[layer].append(np.asarray(responses.sites[layer], np.float64)[train])
+    return {layer: np.concatenate(chunks).mean(axis=0).astype(np.float32) for layer, chunks in parts.items()}
 
 
 def sweep_margins(
@@ -174,11 +201,73 @@ def sweep_margins(
         list(zip(plan.evaluated["path"], plan.evaluated["sha1"])),
         {layer: layer_plan.gains for layer, layer_plan in plan.plans.items()},
         plan.heads,
-        ResultCache(Path(run) / "cache" / "manipulation"),
-        plan.keys,
+        ResultCache(Path(run) / "cache" / "manipulation", plan.keys),
         plan.blocks if only is None else only,
         Execution(chunk_images=plan.options.chunk_images, batch_samples=plan.options.batch_samples, progress=progress),
+        offsets={layer: p.offsets for layer, p in plan.plans.items() if p.offsets is not None},
     )
+
+
+def sequential_design(plan: ManipulationPlan) -> Sequential:
+    """How the tests use the random sets: the options' hits, the sweep's caps, and the random sets
+    of each category's first block (always evaluated) as the described ones."""
+    swept = plan.swept
+    return Sequential(
+        hits=plan.options.hits,
+        gain_sets=swept.repeats,
+        lesion_sets=swept.lesioned,
+        described=min(swept.lesioned, plan.options.sets_per_shard - 1),
+    )
+
+
+def _category(plan: LayerPlan, block: tuple[int, int]) -> str:
+    """The category whose unit sets fill a block of conditions ('' for the intact row)."""
+    return str(plan.conditions["emotion"].iloc[block[0]])
+
+
+def sequential_sweep(
+    plan: ManipulationPlan, run: RunFolder, progress: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list[tuple[int, int]]]]:
+    """The manipulation sweep with sequential Monte Carlo tests: the intact row and each category's
+    first block of unit sets (the selective set and the first random sets) on every layer, then
+    round by round the next block of each layer and category with a test that still needs random
+    sets (:func:`emoselect.analysis.experiments.summarise`'s ``complete``), until none does. Every
+    block's margins go through the result cache, so a resumed or sharded sweep computes nothing
+    twice, and the p-values depend only on the random sets in the order drawn, not on how many
+    were evaluated beyond what a test needed.
+
+    Returns (manipulation, summary, the evaluated blocks per layer)."""
+    sequential = sequential_design(plan)
+    chosen: dict[str, list[tuple[int, int]]] = {}
+    for layer, blocks in plan.blocks.items():
+        firsts = dict.fromkeys(_category(plan.plans[layer], b) for b in blocks[1:])
+        chosen[layer] = [blocks[0]] + [
+            next(b for b in blocks[1:] if _category(plan.plans[layer], b) == c) for c in firsts
+        ]
+    while True:
+        margins = sweep_margins(plan, run, chosen, progress)
+        tables = [
+            score_conditions(
+                plan.plans[layer].rows(chosen[layer]), margins[layer], plan.heads, plan.evaluated, plan.options.transfer
+            )
+            for layer in plan.plans
+        ]
+        manipulation = pd.concat(tables, ignore_index=True)
+        summary = summarise(manipulation, plan.options.alpha, plan.chance, sequential)
+        more = False
+        for (layer, emotion), rows in summary.groupby(["layer", "emotion"], sort=False):
+            if bool(rows["complete"].all()):
+                continue
+            remaining = [
+                b
+                for b in plan.blocks[layer]
+                if b not in chosen[layer] and _category(plan.plans[layer], b) == emotion and b[0] > 0
+            ]
+            if remaining:
+                chosen[layer] = sorted([*chosen[layer], remaining[0]])
+                more = True
+        if not more:
+            return manipulation, summary, chosen
 
 
 def _manipulate(
@@ -192,18 +281,12 @@ def _manipulate(
     save_heads(run.file("heads.npz"), planned.heads)
     out.add(run.file("heads.npz"))
     start = time.time()
-    swept = sweep_margins(planned, run, progress=progress)
+    manipulation, summary, evaluated = sequential_sweep(planned, run, progress)
     seconds = time.time() - start
-    tables = [
-        score_conditions(planned.plans[layer], swept[layer], planned.heads, planned.evaluated, options.transfer)
-        for layer in layers
-    ]
-    manipulation = pd.concat(tables, ignore_index=True)
-    summary = summarise(manipulation, options.alpha)
     summary["gain_rescales_readout"] = summary["layer"].map(
         {layer: gain_rescales_readout(network, layer) for layer in layers}
     )
-    table1 = table_one(summary, manipulation)
+    table1 = table_one(summary)
     for name, table in (
         ("manipulation.csv", manipulation),
         ("manipulation_summary.csv", summary),
@@ -212,7 +295,8 @@ def _manipulate(
         table["readout_site"] = network.readout_site
         out.write_csv(name, table)
     out.add(*_draw_manipulations(run, manipulation, summary, options.alpha))
-    run.update_config(manipulation=_manipulation_settings(options, planned, seconds))
+    conditions = sum(int(b - a) for blocks in evaluated.values() for a, b in blocks)
+    run.update_config(manipulation={**_manipulation_settings(options, planned, seconds), "conditions": conditions})
     return Manipulated(planned.readout, manipulation, summary, table1, layers, seconds), options.alpha
 
 
@@ -241,6 +325,7 @@ def _draw_manipulations(run: RunFolder, manipulation: pd.DataFrame, summary: pd.
         name = "attention_curves.png" if number == 0 else f"attention_curves_{number + 1}.png"
         written.append(figures.attention_curves(manipulation, run.file(f"figures/{name}"), train, test))
     written.append(figures.lesion(shown, run.file("figures/lesion.png"), alpha))
+    written.append(figures.lesion(shown, run.file("figures/ablation.png"), alpha, mean=True))
     if (summary["train_dataset"] != summary["test_dataset"]).any():
         written.append(figures.transfer(shown, run.file("figures/transfer.png"), alpha))
     return written

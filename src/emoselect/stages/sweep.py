@@ -119,9 +119,10 @@ def _layer_measures(run: Path, alpha: float = 0.05) -> dict[str, pd.DataFrame]:
 
     tuning_quality_excess: tuning quality minus its label-shuffled null, mean of the two sides
     (significant: p < alpha, not corrected); overlap_excess: Jaccard minus its chance value at the sets' sizes, mean over
-    categories (significant: permutation p, BH q < alpha); gain_change_pct / lesion_change_pct: % change of test F1
-    with the best gain / the lesion of the selective units (or, with ``--gain-form tuning``, the tuning
-    gains), mean over emotions and own-dataset heads (significant: q < alpha)."""
+    categories (significant: permutation p, BH q < alpha); enhance_excess / lesion_excess: how much more the
+    best enhancement raises / the lesion lowers the test AUC with the selective units (or, with
+    ``--gain-form tuning``, the tuning gains) than with random sets of their size, mean over emotions
+    and own-dataset heads (descriptive; significant: a head above chance and q < alpha)."""
 
     def per_layer(rows: pd.DataFrame, value: str, significant: pd.Series, q: pd.Series | None) -> pd.DataFrame:
         frame = rows.assign(value=rows[value], significant=significant, q=q if q is not None else float("nan"))
@@ -146,9 +147,10 @@ def _layer_measures(run: Path, alpha: float = 0.05) -> dict[str, pd.DataFrame]:
     if summary is not None:
         chosen = summary["units"].isin(CHOSEN)  # the channels form, or the tuning form
         own = summary[(summary["train_dataset"] == summary["test_dataset"]) & chosen]
-        for measure, value, q in (("gain_change_pct", "enhanced_change_pct", "q_enhance"),
-                                  ("lesion_change_pct", "lesioned_change_pct", "q_lesion")):  # fmt: skip
-            out[measure] = per_layer(own, value, own[q] < alpha, own[q])
+        tested = own["applicable"].fillna(False).astype(bool) if "applicable" in own else True
+        for measure, value, q in (("enhance_excess", "enhance_excess", "q_enhance"),
+                                  ("lesion_excess", "lesion_excess", "q_lesion")):  # fmt: skip
+            out[measure] = per_layer(own, value, tested & (own[q] < alpha), own[q])
     return out
 
 
