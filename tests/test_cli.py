@@ -116,7 +116,7 @@ def test_manipulate_stage_writes_all_outputs_and_resumes_from_its_cache(tmp_path
     intact = intact[(intact["train_dataset"] == intact["dataset"]) & (intact["test_dataset"] == intact["dataset"])]
     assert len(intact) == 24  # the engine's intact network = the heads on the cached features
     assert (intact["f1_x"] == intact["f1_y"]).all() and (intact["accuracy_x"] == intact["accuracy_y"]).all()
-    cached = sorted((run / "cache" / "manipulation").glob("*.npy"))
+    cached = sorted((run / "cache" / "manipulation").glob("*.npz"))
     assert cached
     stamps = [p.stat().st_mtime_ns for p in cached]
     assert main(arguments) == 0  # a rerun is served from the cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -160,3 +162,54 @@ def test_real_oasis_file(oasis_dir):
     independent = pd.read_csv(oasis_dir / "OASIS.csv", lineterminator="\r")
     np.testing.assert_allclose(table["valence"], independent["Valence_mean"])
     assert {"Crosswalk 1", "War 2"} <= set(table["image_id"])
+
+
+@pytest.mark.parametrize(
+    "make, ratings_file, content",
+    [(make_oasis, "OASIS.csv", b""), (make_oasis, "OASIS.csv", b"\r\r \r"), (make_gaped, "A.txt", b""),
+     (make_emotion6, "ground_truth.txt", b"\n\n")],
+)  # fmt: skip
+def test_an_empty_ratings_file_is_one_message_naming_it(tmp_path, make, ratings_file, content):
+    """Issue 20 item 8: a zero-byte (or blank) ratings file was an IndexError from inside the reader."""
+    make(tmp_path)
+    target = next(p for p in tmp_path.rglob("*") if p.name == ratings_file)
+    target.write_bytes(content)
+    with pytest.raises(InputError, match=re.escape(f"{target}: the ratings file is empty")):
+        read_ratings(tmp_path)
+
+
+def test_a_set_without_a_usable_picture_says_why_in_the_message(tmp_path):
+    """Issue 20 item 17 (part): the message said "see the problems listed above", listing none."""
+    from emoselect.pictures.stimuli import build_stimuli
+
+    make_oasis(tmp_path / "broken", n=2)
+    for picture in (tmp_path / "broken" / "images").iterdir():
+        picture.write_bytes(b"not a picture")
+    with pytest.raises(InputError, match=r"no usable picture \(2 problems, the first: .*Thing 1.jpg: "):
+        build_stimuli({"b": tmp_path / "broken"}, cache_dir=tmp_path / "checks", progress=False)
+
+
+def test_a_linked_images_folder_is_searched_and_links_outside_the_set_are_listed(tmp_path):
+    """Issue 20 item 17 (part): a symlinked images/ folder was not searched, and nothing said why;
+    picture links to files outside the set were followed silently."""
+    import shutil
+
+    from emoselect.pictures.stimuli import build_stimuli
+
+    make_oasis(tmp_path / "set", n=4)
+    shutil.move(tmp_path / "set" / "images", tmp_path / "elsewhere")
+    (tmp_path / "set" / "images").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    stimuli = build_stimuli({"s": tmp_path / "set"}, cache_dir=tmp_path / "checks", progress=False)
+    assert len(stimuli.table) == 4
+    assert not any("symbolic link" in p.problem for p in stimuli.problems)  # the folder itself is a link: fine
+    (tmp_path / "set" / "images").unlink()
+    (tmp_path / "set" / "images").mkdir()
+    for picture in sorted((tmp_path / "elsewhere").iterdir())[:3]:
+        shutil.copy(picture, tmp_path / "set" / "images" / picture.name)
+    outside = sorted((tmp_path / "elsewhere").iterdir())[3]
+    (tmp_path / "set" / "images" / outside.name).symlink_to(outside)
+    stimuli = build_stimuli({"s": tmp_path / "set"}, cache_dir=tmp_path / "checks", progress=False)
+    assert len(stimuli.table) == 4
+    notes = [p for p in stimuli.problems if "symbolic link" in p.problem]
+    assert len(notes) == 1 and notes[0].file.endswith(outside.name) and notes[0].action == "note"
+    assert str(outside) in notes[0].problem

@@ -320,10 +320,17 @@ def test_profiles_resolve_by_device_and_explicit_values_win():
     paper = ManipulationOptions().resolved(sites, torch.device("cuda"))
     assert paper.layers == sites and len(paper.betas) == 11 and paper.betas[-1] == 5.0
     assert paper.repeats == paper.lesion_repeats == 99
-    assert ManipulationOptions(profile="paper", layers=["s3"], betas=[3], repeats=5, lesion_repeats=2).resolved(
+    assert ManipulationOptions(profile="paper", layers=["s3"], betas=[3], repeats=5, lesion_repeats=7).resolved(
         sites
-    ) == Swept(layers=["s3"], betas=[0.0, 1.0, 3.0], repeats=5, lesion_repeats=5)
+    ) == Swept(layers=["s3"], betas=[0.0, 1.0, 3.0], repeats=5, lesion_repeats=7)
+    assert ManipulationOptions(repeats=5).resolved(sites).lesion_repeats == 99  # the profile's, above 5
     from emoselect.base.problems import InputError
+
+    # issue 20 item 15: fewer lesioned than swept sets was raised without a word; a contradiction is an error
+    with pytest.raises(InputError, match=r"^--lesion-repeats 2 is below the 5 random sets .*\(--repeats 5\)"):
+        ManipulationOptions(repeats=5, lesion_repeats=2).resolved(sites)
+    with pytest.raises(InputError, match=r"^--lesion-repeats 10 is below the 49 random sets .*\(the quick profile\)"):
+        ManipulationOptions(lesion_repeats=10).resolved(sites)
 
     with pytest.raises(InputError, match="is not a probe site"):
         ManipulationOptions(layers=["x"]).resolved(sites)

@@ -231,6 +231,10 @@ def build(pretrained=False):
 
 def not_a_network(pretrained=False):
     return "nope"
+
+
+def no_pretrained_argument(depth=2):
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3))
 """
 
 
@@ -257,7 +261,9 @@ def test_a_users_own_network_from_module_path_and_factory(tmp_path, monkeypatch)
     from_file = load_network("my_nets:build", str(saved), seed=5)
     assert from_file.weights_sha256 == trained.weights_sha256  # the same weights, whatever the source
     for name, message in (("no_such_module:build", "cannot import"), ("my_nets:missing", "no function 'missing'"),
-                          ("my_nets:not_a_network", "not a torch.nn.Module")):  # fmt: skip
+                          ("my_nets:not_a_network", "not a torch.nn.Module"),
+                          ("my_nets:no_pretrained_argument",  # issue 20 item 12: was a bare TypeError
+                           r"the factory must take `pretrained=` .*no_pretrained_argument\(depth=2\)")):  # fmt: skip
         with pytest.raises(InputError, match=message):
             load_network(name, "random")
 

@@ -167,3 +167,64 @@ def test_declarations_cover_every_field():
         declared = {f.name for f, _ in declared_fields(record)}
         assert declared == {f.name for f in dataclasses.fields(record)}, record
     assert pd.api.types.is_list_like(ExtractOptions(datasets={"a": "x"}).as_dict()["split"])
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ("--seed 99999999999999999999", "--seed 99999999999999999999: must be an integer in [0, 4294967295]"),
+        ("--seed -1", "--seed -1: must be an integer in [0, 4294967295]"),
+        ("--resize 100 --crop 200", "--crop 200 is larger than --resize 100"),
+    ],
+)
+def test_sites_checks_its_flags_as_extract_does(flags, message, capsys):
+    """Issue 20 items 11 and 14: a seed beyond torch's range was a ValueError from torch, and
+    `emoselect sites` checked none of its flags."""
+    assert main(["sites", "vgg11", "--weights", "random", *flags.split()]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_seed_beyond_the_range_is_refused_before_any_work():
+    with pytest.raises(InputError, match=r"^seed=18446744073709551616: must be an integer in \[0, 4294967295\]"):
+        ExtractOptions(datasets={"a": "x"}, seed=2**64)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ("--no-control --controls 3", "--no-control contradicts --controls 3"),
+        ("--no-manipulate --repeats 0", "--repeats 0: must be an integer >= 1"),
+        ("--no-manipulate --repeats 5 --lesion-repeats 2", "--lesion-repeats 2 is below the 5 random sets"),
+    ],
+)
+def test_run_refuses_contradictions_and_checks_flags_it_will_not_use(tmp_path, flags, message, capsys):
+    """Issue 20 item 15: these were silently ignored or changed; the folder is never created."""
+    make_oasis(tmp_path / "set", n=6)
+    out = tmp_path / "run"
+    assert main(["run", "--dataset", f"s={tmp_path / 'set'}", *SMALL, *flags.split(), "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"run": {"controls": "2"}}, "run.controls must be a whole number >= 0, not '2'"),
+        ({"run": {"controls": 1.5}}, "run.controls must be a whole number >= 0, not 1.5"),
+        ({"run": {"manipulate": "no"}}, "run.manipulate must be true or false, not 'no'"),
+        ({"extract": {"datasets": ["a"]}}, "extract.datasets must be a mapping NAME: PATH, not ['a']"),
+        ({"selectivity": [1, 2]}, "the selectivity section must be a mapping of options"),
+    ],
+)
+def test_a_config_files_run_section_is_checked_before_any_work(tmp_path, section, message, capsys):
+    """Issue 20 item 9: these were TypeErrors (one after extraction), an AttributeError, and "no" counted as true."""
+    import yaml
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(section))
+    out = tmp_path / "run"
+    assert main(["-q", "run", "--config", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()

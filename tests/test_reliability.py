@@ -58,16 +58,35 @@ def test_a_stage_without_a_finished_earlier_stage_is_refused(tmp_path, capsys):
     assert "extract stage has not finished" in capsys.readouterr().err
 
 
+def test_without_its_manifest_a_run_folder_is_not_finished_for_the_report(tmp_path, capsys):
+    """Issue 20 item 3: with manifest.json deleted and a table cut, `report` wrote a page from it."""
+    run = _extracted(tmp_path)
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "10"]) == 0
+    text = (run / "layers.csv").read_bytes()
+    (run / "layers.csv").write_bytes(text[: len(text) // 2])
+    (run / "manifest.json").unlink()
+    capsys.readouterr()
+    assert main(["-q", "report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "extract stage has not finished" in err and err.count("\n") == 1
+    assert not (run / "report.html").exists()
+    (run / "manifest.json").write_text("{not json")  # unreadable: the same
+    assert main(["-q", "report", str(run)]) == 2
+
+
 def test_new_selectivity_drops_the_manipulations_made_from_the_old_one(tmp_path):
     run = _extracted(tmp_path)
     assert main(["-q", "selectivity", str(run), "--null-permutations", "10"]) == 0
     assert main(["-q", "manipulate", str(run), *MANIPULATE]) == 0
     assert main(["-q", "selectivity", str(run), "--null-permutations", "10"]) == 0  # same result: kept
     assert (run / "table1.csv").is_file() and "manipulate" in manifest.read(run)
+    assert main(["-q", "report", str(run)]) == 0 and "Table 1" in (run / "report.html").read_text()
     assert main(["-q", "selectivity", str(run), "--null-permutations", "10", "--define-on", "all"]) == 0
     assert not (run / "table1.csv").exists() and "manipulate" not in manifest.read(run)
     assert not (run / "figures" / "lesion.png").exists()
+    assert not (run / "report.html").exists()  # issue 20 item 5: it showed the removed lesion results
     assert main(["-q", "report", str(run)]) == 0
+    assert "not run yet" in (run / "report.html").read_text()
 
 
 def test_a_second_writer_is_refused_and_names_the_first(tmp_path, capsys):
@@ -116,10 +135,26 @@ def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path):
 
 def test_a_zero_byte_manipulation_cache_entry_is_recomputed(tmp_path):
     cache = ResultCache(tmp_path)
-    (tmp_path / "abc.npy").write_bytes(b"")
+    (tmp_path / "abc.npz").write_bytes(b"")
     assert cache.get("abc") is None
     cache.put("abc", np.ones(3))
     assert cache.get("abc").tolist() == [1, 1, 1]
+
+
+def test_a_manipulation_cache_entry_that_does_not_check_is_recomputed(tmp_path):
+    """Issue 20 item 4: another entry's content under a key (same shape, or another) was used as is."""
+    cache = ResultCache(tmp_path)
+    cache.put("abc", np.ones((2, 3), np.float32))
+    cache.put("def", np.zeros((2, 3), np.float32))
+    cache.put("ghi", np.zeros((5,), np.float32))
+    assert cache.get("abc").tolist() == [[1, 1, 1], [1, 1, 1]]
+    (tmp_path / "abc.npz").write_bytes((tmp_path / "def.npz").read_bytes())  # right shape, wrong entry
+    assert cache.get("abc") is None and cache.get("def") is not None
+    (tmp_path / "def.npz").write_bytes((tmp_path / "ghi.npz").read_bytes())  # another shape
+    assert cache.get("def") is None
+    text = (tmp_path / "ghi.npz").read_bytes()
+    (tmp_path / "ghi.npz").write_bytes(text[: len(text) // 2])  # cut short
+    assert cache.get("ghi") is None
 
 
 def test_too_little_free_space_is_said_before_any_picture_is_computed(tmp_path, capsys, monkeypatch):
@@ -134,7 +169,7 @@ def test_too_little_free_space_is_said_before_any_picture_is_computed(tmp_path, 
     monkeypatch.setattr("emoselect.engine.responses.compute_missing_shared", lambda *a, **k: calls.append(1))
     assert main(["-q", "extract", "--dataset", f"s={tmp_path / 'set'}", *SMALL, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert "MB are free" in err and "Traceback" not in err and not calls
+    assert "but only 1 kB are free" in err and "Traceback" not in err and not calls
 
 
 def test_a_cache_that_cannot_be_written_is_one_sentence(tmp_path, capsys):
@@ -428,7 +463,7 @@ def test_a_rerun_of_manipulate_trains_no_head_and_computes_no_condition(tmp_path
     assert len(kept) == 1
     # 1 layer: intact, then per category (3) selective + 3 random sets = 4 sets in blocks of 2 (7 blocks x 1
     # chunk); the sequential tests evaluate each category's first block and the second only where a test needs it
-    assert 4 <= len(list((run / "cache" / "manipulation").glob("*.npy"))) <= 7
+    assert 4 <= len(list((run / "cache" / "manipulation").glob("*.npz"))) <= 7
     import emoselect.engine.manipulation
     import emoselect.stages.manipulate
 
@@ -440,6 +475,84 @@ def test_a_rerun_of_manipulate_trains_no_head_and_computes_no_condition(tmp_path
     assert main(["-q", "manipulate", str(run), *MANIPULATE, "--sets-per-shard", "2"]) == 0
     assert all((run / name).read_bytes() == text for name, text in tables.items())
     monkeypatch.undo()
-    kept[0].write_bytes(b"damaged")
-    assert main(["-q", "manipulate", str(run), *MANIPULATE, "--sets-per-shard", "2"]) == 0
-    assert all((run / name).read_bytes() == text for name, text in tables.items())
+    whole = kept[0].read_bytes()
+    for damaged in (b"damaged", whole[: len(whole) // 2], whole[:-30]):  # issue 20 item 7: cut short
+        kept[0].write_bytes(damaged)
+        assert main(["-q", "manipulate", str(run), *MANIPULATE, "--sets-per-shard", "2"]) == 0
+        assert all((run / name).read_bytes() == text for name, text in tables.items())
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def test_yaml_errors_and_refused_pickles_are_one_line_with_the_place(tmp_path, capsys):
+    """Issue 20 item 16: PyYAML's and torch's messages took 3-6 lines."""
+    import torch
+
+    config = tmp_path / "config.yaml"
+    config.write_text("run:\n  controls: [1\nextract: {a: 1}\n")
+    assert main(["-q", "run", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}, line 3, column 8: not valid YAML (expected ',' or ']', but got ':')" in err
+    assert err.count("\n") == 1
+    sweep = tmp_path / "study.yaml"
+    sweep.write_text("networks:\n  a: {model: vgg11\n")
+    assert main(["-q", "sweep", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert f"{sweep}, line 3" in err and err.count("\n") == 1
+    weights = tmp_path / "weights.pth"
+    torch.save({"w": _RunsCode()}, weights)
+    assert main(["-q", "sites", "vgg11", "--weights", str(weights)]) == 2
+    captured = capsys.readouterr()
+    assert f"{weights}: refused: loading it would run code" in captured.err and captured.err.count("\n") == 1
+    assert "this ran" not in captured.out
+
+
+def test_full_disk_messages_name_the_file_and_real_sizes(tmp_path, monkeypatch):
+    """Issue 20 item 13: "needs about 0 MB ... only 0 MB are free" and "2052 requested and 992 written"
+    (no path) on a full disk."""
+    import errno
+    import shutil
+
+    from emoselect.base.files import check_free_space, write_atomic
+    from emoselect.base.problems import InputError
+
+    def short_write(temporary):
+        temporary.write_bytes(b"x" * 992)
+        raise OSError("2052 requested and 992 written")
+
+    target = tmp_path / "table.csv"
+    with pytest.raises(OSError) as caught:
+        write_atomic(target, short_write)
+    assert caught.value.filename == str(target) and caught.value.errno == errno.ENOSPC
+    assert "2052 requested and 992 written" in caught.value.strerror
+    assert list(tmp_path.iterdir()) == []  # no temporary left
+
+    def refused(temporary):
+        raise PermissionError(errno.EACCES, "Permission denied", str(temporary))
+
+    with pytest.raises(OSError) as caught:
+        write_atomic(target, refused)
+    assert caught.value.filename == str(target)  # the target, not its .tmp
+    usage = shutil.disk_usage(tmp_path)._replace(free=992)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage)
+    with pytest.raises(InputError, match=r"needs about 2.05 kB in .*, but only 992 bytes are free"):
+        check_free_space(tmp_path, 2052, "the responses")
+
+
+def test_a_typo_in_an_option_never_invalidates_finished_results(tmp_path, capsys):
+    """Issue 20 item 6: the stage dropped its finished results before it checked its options."""
+    run = _extracted(tmp_path)
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "10"]) == 0
+    assert main(["-q", "manipulate", str(run), *MANIPULATE]) == 0
+    before = manifest.read(run)
+    capsys.readouterr()
+    assert main(["-q", "selectivity", str(run), "--null-permutations", "10", "--example-layers", "nope"]) == 2
+    assert "--example-layers ['nope'] are not probe sites" in capsys.readouterr().err
+    assert main(["-q", "manipulate", str(run), *MANIPULATE[2:], "--layers", "nope"]) == 2
+    assert "'nope' is not a probe site" in capsys.readouterr().err
+    after = manifest.read(run)
+    assert {k: v["files"] for k, v in after.items()} == {k: v["files"] for k, v in before.items()}
+    assert (run / "table1.csv").is_file()

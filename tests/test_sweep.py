@@ -65,6 +65,20 @@ def test_a_two_network_sweep_writes_one_table_and_reuses_finished_networks(tmp_p
     assert "a: reused" in again and "b: reused" in again and "c: computed" in again  # only the new network
     assert (folder / "a" / "report.html").stat().st_mtime_ns == mtime
     assert set(pd.read_csv(folder / "sweep.csv")["network"]) == {"a", "b", "c"}
+    # issue 20 item 2: reuse compared only the options; the inputs' content counts too
+    from emoselect.stages.sweep_file import _finished
+
+    record = yaml.safe_load((folder / "a" / "sweep-entry.json").read_text())["options"]
+    assert _finished(folder / "a", record)
+    ratings = tmp_path / "set" / "OASIS.csv"
+    original = ratings.read_bytes()
+    ratings.write_bytes(original.replace(b"2.0", b"2.5", 1))
+    assert not _finished(folder / "a", record)  # a changed rating
+    ratings.write_bytes(original)
+    assert _finished(folder / "a", record)
+    picture = next((tmp_path / "set" / "images").iterdir())
+    picture.write_bytes(picture.read_bytes() + b"\0")
+    assert not _finished(folder / "a", record)  # a changed picture
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium for a screenshot")
@@ -92,6 +106,9 @@ def test_bad_sweep_files_are_one_clear_error(tmp_path):
     with pytest.raises(InputError, match="sweep file not found"):
         read_sweep(tmp_path / "none.yaml")
     assert main(["sweep", str(tmp_path / "x.yaml")]) == 2
+    (tmp_path / "z.yaml").write_text("datasets: {s: set}\nnetworks: {'a b': {model: vgg16}}\n")
+    with pytest.raises(InputError, match="^network name 'a b': use only"):  # issue 20 item 17: was "dataset name"
+        read_sweep(tmp_path / "z.yaml")
 
 
 def _vgg_pair_sweep(tmp_path) -> str:
@@ -135,7 +152,7 @@ def test_a_sharded_sweep_through_submitit_equals_the_inline_sweep(tmp_path, caps
     monkeypatch.undo()
     assert f"{networks[0]}: computed" in capsys.readouterr().out
     logs = list((tmp_path / "jobs" / "jobs").glob("*_log.out"))
-    shards = list((tmp_path / "jobs" / networks[0] / "cache" / "manipulation").glob("*.npy"))
+    shards = list((tmp_path / "jobs" / networks[0] / "cache" / "manipulation").glob("*.npz"))
     assert len(shards) == blocks or not blocks  # intact + 3 categories x 2 blocks (one chunk of pictures)
     assert len(logs) == 2 + 2  # a job per network, then the 28 shards (2 networks x 2 run folders x 7) on 2 processes
     assert main(["-q", "sweep", path, "--out", str(tmp_path / "inline")]) == 0
@@ -264,3 +281,15 @@ def test_a_missing_submitit_names_the_pip_install(tmp_path, monkeypatch, capsys)
     path = write_sweep(tmp_path, {"a": SMALL_NET})
     assert main(["-q", "sweep", path, "--executor", "slurm"]) == 2
     assert "pip install 'emoselect[cluster]'" in capsys.readouterr().err
+
+
+def test_slurm_where_there_is_none_is_one_line_before_any_work(tmp_path, capsys):
+    """Issue 20 item 10: submitit's RuntimeError ('Could not detect "srun"') came out as a traceback."""
+    pytest.importorskip("submitit")
+    if shutil.which("srun"):
+        pytest.skip("this machine has SLURM")
+    path = write_sweep(tmp_path, {"a": SMALL_NET})
+    assert main(["-q", "sweep", path, "--executor", "slurm"]) == 2
+    err = capsys.readouterr().err
+    assert "--executor slurm: SLURM is not available on this machine" in err and err.count("\n") == 1
+    assert not (tmp_path / "study" / "a" / "stimuli.csv").exists()  # nothing was extracted

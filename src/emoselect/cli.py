@@ -224,9 +224,18 @@ def cmd_sites(args: argparse.Namespace) -> None:
     from .analysis.experiments import select_sites
     from .engine.families import family_of
     from .engine.probe import load_network
+    from .run.config import ExtractOptions
 
+    given = ExtractOptions.checked_network(
+        model=args.model, weights=args.weights, seed=args.seed, readout=args.readout, resize=args.resize, crop=args.crop
+    )
     network = load_network(
-        args.model, args.weights, args.seed, readout=args.readout, resize=args.resize, crop=args.crop
+        given["model"],
+        given["weights"],
+        given["seed"],
+        readout=given["readout"],
+        resize=given["resize"],
+        crop=given["crop"],
     )
     names = list(network.sites)
     shown = select_sites(args.layers, names) if args.layers else names
@@ -273,7 +282,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     options = _extract_options(args, recorded["extract"])
     selectivity = _selectivity_options(args, recorded["selectivity"])
     skip = args.no_manipulate or not recorded["run"].get("manipulate", True)
-    manipulation = None if skip else _manipulation_options(args, recorded["manipulation"])
+    checked = _manipulation_options(args, recorded["manipulation"])  # checked even where not run
+    manipulation = None if skip else checked
+    if args.no_control and args.controls not in (None, 0):
+        raise InputError(f"--no-control contradicts --controls {args.controls}: give one of them")
     controls = 0 if args.no_control else args.controls if args.controls is not None else recorded["run"].get("controls")
     analysis = run_all(options, args.out, selectivity, manipulation, controls=controls, progress=not args.quiet)
     _print_selectivity(analysis.selectivity)

@@ -151,6 +151,11 @@ class ManipulationOptions:
 
     def __post_init__(self) -> None:
         check(self)
+        if self.repeats is not None and self.lesion_repeats is not None and self.lesion_repeats < self.repeats:
+            raise InputError(
+                f"--lesion-repeats {self.lesion_repeats} is below the {self.repeats} random sets swept over every "
+                f"beta (--repeats {self.repeats}), which are lesioned too: give at least {self.repeats}, or fewer --repeats"
+            )
 
     def profile_for(self, device: Any) -> str:
         """The profile in force on ``device`` (a torch.device): ``auto`` resolves by device type."""
@@ -165,6 +170,14 @@ class ManipulationOptions:
         layers = layers or (sites[-profile["layers"] :] if profile["layers"] else list(sites))
         betas = sorted({float(b) for b in (self.betas if self.betas is not None else profile["betas"])} | {0.0, 1.0})
         repeats = self.repeats if self.repeats is not None else profile["repeats"]
+        if self.lesion_repeats is not None and self.lesion_repeats < repeats:
+            source = (
+                f"--repeats {self.repeats}" if self.repeats is not None else f"the {self.profile_for(device)} profile"
+            )
+            raise InputError(
+                f"--lesion-repeats {self.lesion_repeats} is below the {repeats} random sets swept over every beta "
+                f"({source}), which are lesioned too: give at least {repeats}, or fewer --repeats"
+            )
         lesion_repeats = max(
             repeats, self.lesion_repeats if self.lesion_repeats is not None else profile["lesion_repeats"]
         )

@@ -62,10 +62,23 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     try:
         write(temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise _naming_target(error, path, temporary) from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+def _naming_target(error: OSError, path: Path, temporary: Path) -> OSError:
+    """``error`` as an OSError naming ``path`` (the file the user asked for, not its temporary):
+    numpy's "2052 requested and 992 written" on a full disk carries no path and no errno."""
+    if error.filename not in (None, str(temporary), temporary):
+        return error
+    if error.errno is None:  # a short write: the disk is full (or a quota is reached)
+        return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a short write: {error})", str(path))
+    return OSError(error.errno, error.strerror, str(path))
 
 
 def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
@@ -133,14 +146,29 @@ def check_writable(folder: str | Path, what: str) -> Path:
     return folder
 
 
+def _command_line() -> str:
+    """What the lock holder is running, in words: ``emoselect run`` (flags such as -q left out)."""
+    command = [word for word in sys.argv[1:] if not word.startswith("-")][:1]
+    return " ".join(["emoselect", *command])
+
+
 def check_free_space(folder: str | Path, needed_bytes: int, what: str) -> None:
     """Raise one :class:`InputError` if the file system of ``folder`` has less than ``needed_bytes``
     free (checked before long work, so that it does not fail at the end)."""
     free = shutil.disk_usage(folder).free
     if free < needed_bytes:
         raise InputError(
-            f"{what} needs about {needed_bytes / 1e6:,.0f} MB in {folder}, but only {free / 1e6:,.0f} MB are free"
+            f"{what} needs about {size_in_words(needed_bytes)} in {folder}, but only {size_in_words(free)} are free"
         )
+
+
+def size_in_words(n_bytes: float) -> str:
+    """A size for people: 512 bytes, 2.1 kB, 340 MB, 1.25 GB (decimal units)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= scale:
+            value = n_bytes / scale
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+    return f"{int(n_bytes)} bytes"
 
 
 def reserve(path: str | Path) -> None:
@@ -198,7 +226,7 @@ def run_lock(run: str | Path) -> Iterator[Path]:
             ) from None
     handle.seek(0)
     handle.truncate()
-    handle.write(f"process {os.getpid()} ({' '.join(sys.argv[:2])}, since {time.strftime('%H:%M:%S')})")
+    handle.write(f"process {os.getpid()} ({_command_line()}, since {time.strftime('%H:%M:%S')})")
     handle.flush()
     _HELD[run] = [handle, 1]
     try:

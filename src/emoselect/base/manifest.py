@@ -61,8 +61,10 @@ def fingerprint(entry: dict) -> str:
 
 
 def begin(run: str | Path, stage: str) -> None:
-    """A stage starts: its old entry no longer describes the folder."""
+    """A stage starts: its old entry no longer describes the folder, nor does the report (report.html
+    shows every stage's results; `emoselect report` or `run` writes it again)."""
     run = Path(run)
+    (run / "report.html").unlink(missing_ok=True)
     data = read(run)
     if stage in data:
         del data[stage]
@@ -128,6 +130,9 @@ def require(run: str | Path, stage: str) -> None:
 
 
 def check_finished(run: str | Path) -> None:
-    """:func:`require` every stage recorded in the run's manifest (what a reader such as the report uses)."""
-    for stage in read(run):
+    """:func:`require` the extract stage and every stage recorded in the run's manifest (what a reader
+    such as the report uses): a folder without a readable manifest has not finished anything."""
+    stages = read(run)
+    require(run, "extract")
+    for stage in stages:
         require(run, stage)

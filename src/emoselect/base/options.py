@@ -110,20 +110,26 @@ def dest_of(f: dataclasses.Field, spec: Declared) -> str:
     return flag_of(f, spec).lstrip("-").replace("-", "_")
 
 
+def _bound(value: float | None, kind: type) -> str:
+    """A range's end as written: an integer option's in full (4294967295), a number's short (0.05)."""
+    if value is None:
+        return ""
+    return str(int(value)) if kind is int else f"{value:g}"
+
+
 def describe(spec: Declared) -> str:
     """The valid values in words: 'an integer >= 1', 'a number in (0, 1)', 'one of a, b'."""
     if spec.choices:
         return "one of " + ", ".join(spec.choices)
     if spec.kind in (int, float):
         noun = "an integer" if spec.kind is int else "a number"
+        low, high = (_bound(v, spec.kind) for v in (spec.low, spec.high))
         if spec.low is not None and spec.high is not None:
-            return (
-                f"{noun} in {'(' if spec.open_low else '['}{spec.low:g}, {spec.high:g}{')' if spec.open_high else ']'}"
-            )
+            return f"{noun} in {'(' if spec.open_low else '['}{low}, {high}{')' if spec.open_high else ']'}"
         if spec.low is not None:
-            return f"{noun} {'>' if spec.open_low else '>='} {spec.low:g}"
+            return f"{noun} {'>' if spec.open_low else '>='} {low}"
         if spec.high is not None:
-            return f"{noun} {'<' if spec.open_high else '<='} {spec.high:g}"
+            return f"{noun} {'<' if spec.open_high else '<='} {high}"
         return noun
     if spec.kind is PAIRS:
         return "NAME=VALUE pairs"

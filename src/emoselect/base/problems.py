@@ -19,6 +19,21 @@ class InputError(ValueError):
     """Bad user input that stops a stage; the message is meant to be printed as is."""
 
 
+def one_line(text: object, limit: int = 160) -> str:
+    """An error's text on one line (whitespace runs joined), cut to ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def yaml_error(path: object, error: Exception) -> InputError:
+    """A YAML parse error of ``path`` in one line: the file, line and column of the problem, and
+    what is wrong there (PyYAML's message spans several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    what = getattr(error, "problem", None) or error
+    return InputError(f"{path}{where}: not valid YAML ({one_line(what)})")
+
+
 @dataclass(frozen=True)
 class Problem:
     """One problem with one file.

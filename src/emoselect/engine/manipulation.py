@@ -33,6 +33,8 @@ normalisation (BatchNorm, if any) and its activation.
 from __future__ import annotations
 
 import hashlib
+import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..analysis.records import Head
-from ..base.files import save_npy_atomic
+from ..base.files import savez_atomic
 from ..pictures.images import load_rgb
 from .forward import as_input, autocast, gain_shape, record, repeated
 from .network import Network
@@ -511,7 +513,7 @@ def _evaluate_pieces(
 
 
 class ResultCache:
-    """Engine results in a folder (one .npy per site, block of conditions and chunk of pictures),
+    """Engine results in a folder (one .npz per site, block of conditions and chunk of pictures),
     keyed by a hash of everything that determines them; written atomically, so an interrupted sweep
     resumes at its first unfinished piece. ``keys``: {site: a hash of everything besides its
     conditions and pictures that determines the site's margins (network, heads, ...)}."""
@@ -529,14 +531,24 @@ class ResultCache:
         return digest.hexdigest()[:24]
 
     def get(self, key: str) -> np.ndarray | None:
-        if self.folder is None or not (self.folder / f"{key}.npy").is_file():
+        """The entry stored under ``key``, or None where there is none or it does not check: damaged,
+        cut short, or another entry's content (each entry holds a digest of its key and values)."""
+        path = self.folder / f"{key}.npz" if self.folder is not None else None
+        if path is None or not path.is_file():
             return None
         try:
-            return np.load(self.folder / f"{key}.npy")
-        except (OSError, ValueError, EOFError):  # a damaged entry (e.g. zero bytes) is recomputed
-            return None
+            with np.load(path) as entry:
+                margins, check = entry["margins"], str(entry["check"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+            return None  # recomputed (and overwritten) by the caller
+        return margins if check == self._check(key, margins) else None
 
     def put(self, key: str, array: np.ndarray) -> None:
         if self.folder is None:
             return
-        save_npy_atomic(self.folder / f"{key}.npy", array)
+        savez_atomic(self.folder / f"{key}.npz", margins=array, check=np.array(self._check(key, array)))
+
+    @staticmethod
+    def _check(key: str, array: np.ndarray) -> str:
+        """The digest an entry carries: its key, shape, dtype and values."""
+        return ResultCache.key(key, array.shape, array.dtype.str, np.ascontiguousarray(array))

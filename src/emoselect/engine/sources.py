@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import logging
 import os
 import sys
@@ -32,7 +33,7 @@ import torchvision
 from torch import nn
 
 from ..base.files import file_digest
-from ..base.problems import InputError
+from ..base.problems import InputError, one_line
 from ..pictures.images import Preprocessing
 
 _T = TypeVar("_T")
@@ -226,9 +227,13 @@ def read_state_dict(path: Path) -> dict:
         with open(path, "rb") as handle:
             head = handle.read(512)
         kind = "a text file" if head and all(b in b"\t\n\r" or 32 <= b < 127 for b in head) else "a file"
+        if "weights only load failed" in str(error).lower():  # a pickle that would run code or build objects
+            blocked = [line for line in str(error).splitlines() if "GLOBAL" in line]
+            detail = one_line(blocked[0] if blocked else error, 120)
+            raise InputError(f"{path}: refused: loading it would run code, not only read tensors ({detail})") from error
         raise InputError(
             f"{path}: {kind} that torch.load cannot read, not a PyTorch state dict saved with "
-            f"torch.save ({type(error).__name__}: {error})"
+            f"torch.save ({type(error).__name__}: {one_line(error)})"
         ) from error
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -285,6 +290,21 @@ def _import_user_module(name: str, module_path: str) -> ModuleType:
             sys.path.remove(os.getcwd())
 
 
+def _check_takes_pretrained(name: str, factory: Callable) -> None:
+    """An :class:`InputError` unless ``factory`` can be called as ``factory(pretrained=...)``."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read (a builtin): the call itself decides
+        return
+    try:
+        signature.bind(pretrained=True)
+    except TypeError as error:
+        raise InputError(
+            f"--model {name}: the factory must take `pretrained=` (def {factory.__name__}(pretrained: bool) -> "
+            f"nn.Module); its signature is {factory.__name__}{signature} ({error})"
+        ) from error
+
+
 def _user_model(name: str, weights: str, seed: int) -> Built:
     """A user's network from ``module.path:factory``: ``factory(pretrained=...)`` returns an nn.Module,
     or (module, {"resize", "crop", "mean", "std"}) to give its preprocessing (default: ImageNet's).
@@ -299,6 +319,7 @@ def _user_model(name: str, weights: str, seed: int) -> Built:
     if not callable(factory):
         raise InputError(f"--model {name}: {module_path} has no function {attribute!r}")
     pretrained = weights in ("imagenet", "pretrained")
+    _check_takes_pretrained(name, factory)
     built = _seeded(seed, lambda: factory(pretrained=pretrained))
     model, given = built if isinstance(built, tuple) else (built, {})
     if not isinstance(model, nn.Module):

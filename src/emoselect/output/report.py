@@ -15,7 +15,7 @@ import yaml
 from ..base import manifest
 from ..base.files import write_text_atomic
 from ..run.config import read_config
-from ..run.folder import RunFolder
+from ..run.folder import FILES, RunFolder
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -49,7 +49,10 @@ def _figure(run: Path, name: str, caption: str) -> str:
 
 
 def _csv(run: Path, name: str) -> pd.DataFrame | None:
-    """One of a run folder's declared tables (run/folder.py FILES), or None where it was not written."""
+    """One of a run folder's declared tables (run/folder.py FILES), or None where it was not written
+    or the stage that writes it has not finished (no manifest entry: interrupted, or never run)."""
+    if FILES.get(name) not in manifest.read(run):
+        return None
     return RunFolder(run).optional_table(name)
 
 

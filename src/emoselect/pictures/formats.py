@@ -26,9 +26,9 @@ from .ratings import (
     Ratings,
     _column,
     _finish,
+    _nonblank_rows,
     _optional_column,
     _RatingFile,
-    _split_rows,
     as_scale,
     parse_number,
     read_text,
@@ -46,8 +46,8 @@ def read_oasis(root: Path, dataset: str = "oasis", source: Path | None = None, *
     source = Path(source) if source else _case_insensitive(Path(root), "OASIS.csv")
     if source is None:
         raise InputError(f"{root}: no OASIS.csv")
-    rows = _split_rows(read_text(source), ",")
-    header, body = rows[0], [r for r in rows[1:] if any(c.strip() for c in r)]
+    rows = _nonblank_rows(read_text(source), ",", source)
+    header, body = rows[0], rows[1:]
     theme = _column(header, "Theme", source)
     val = _column(header, "Valence_mean", source)
     aro = _column(header, "Arousal_mean", source)
@@ -209,7 +209,7 @@ def read_gaped(root: Path, dataset: str = "gaped", **_: object) -> Ratings:
         raise InputError(f"{root}: none of the GAPED rating files {', '.join(n + '.txt' for n in GAPED_FILES)}")
     index, problems, out = ImageIndex(root), [], []
     for source in files:
-        rows = [r for r in _split_rows(read_text(source), "\t") if any(c.strip() for c in r)]
+        rows = _nonblank_rows(read_text(source), "\t", source)
         header = rows[0]
         val, aro = _column(header, "Valence", source), _optional_column(header, "Arousal")
         for row in rows[1:]:
@@ -262,7 +262,7 @@ def read_emotion6(
     source = Path(source) if source else _case_insensitive(Path(root), "ground_truth.txt")
     if source is None:
         raise InputError(f"{root}: no ground_truth.txt")
-    rows = [r for r in _split_rows(read_text(source), "\t") if any(c.strip() for c in r)]
+    rows = _nonblank_rows(read_text(source), "\t", source)
     header = rows[0]
     name, val, aro = (_column(header, h, source) for h in ("image_filename", "valence", "arousal"))
     if category_column not in (None, DOMINANT):
@@ -317,7 +317,7 @@ def read_generic(
     text = read_text(source)
     first = text.split("\n", 1)[0]
     delimiter = max([",", ";", "\t"], key=first.count)
-    rows = [r for r in _split_rows(text, delimiter) if any(c.strip() for c in r)]
+    rows = _nonblank_rows(text, delimiter, source)
     header = rows[0]
     img, val = _column(header, "image", source), _column(header, "valence", source)
     aro, cat = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -101,6 +102,20 @@ def parse_scale(text: str) -> tuple[float, float]:
     return low, high
 
 
+def _files_under(root: Path) -> list[Path]:
+    """Every file under ``root``, sorted, following symbolic links to folders (an ``images`` folder
+    that is a link is searched) but never into a folder twice (a link loop)."""
+    seen, files = set(), []
+    for folder, folders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        files += [Path(folder) / name for name in names]
+    return sorted(files)
+
+
 class ImageIndex:
     """All image files under a folder, findable by relative path or by file stem, ignoring case.
 
@@ -112,7 +127,7 @@ class ImageIndex:
         self.root = Path(root)
         self.by_relstem: dict[str, list[Path]] = {}
         self.by_stem: dict[str, list[Path]] = {}
-        for path in sorted(self.root.rglob("*")):
+        for path in _files_under(self.root):
             if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
                 continue
             rel = path.relative_to(self.root).with_suffix("").as_posix().lower()
@@ -261,3 +276,12 @@ def _column(names: list[str], wanted: str, source: Path) -> int:
 
 def _split_rows(text: str, delimiter: str) -> list[list[str]]:
     return [row for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
+
+
+def _nonblank_rows(text: str, delimiter: str, source: Path) -> list[list[str]]:
+    """The rows of a ratings file's ``text`` with at least one non-blank cell (the header first); an
+    :class:`InputError` naming ``source`` when there is none (an empty file)."""
+    rows = [r for r in _split_rows(text, delimiter) if any(c.strip() for c in r)]
+    if not rows:
+        raise InputError(f"{source}: the ratings file is empty (no header row)")
+    return rows

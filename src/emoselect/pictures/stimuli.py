@@ -315,9 +315,15 @@ def load_dataset(
         _override(table, overrides, name, problems)
     if how.limit is not None:
         table = stratified_sample(table, int(how.limit), how.seed, name)
+    problems += _links_outside(table, Path(path), name)
     table = _checked_pictures(table, check_cache or ImageCheckCache(None), name, problems, progress)
     if table.empty:
-        raise InputError(f"dataset {name!r} ({path}): no usable picture (see the problems listed above)")
+        why = (
+            f"{len(problems)} problems, the first: {problems[0].file}: {problems[0].problem}"
+            if problems
+            else "its ratings list no picture"
+        )
+        raise InputError(f"dataset {name!r} ({path}): no usable picture ({why})")
     table["path"] = [str(Path(p).resolve()) for p in table["path"]]
     table.insert(0, "dataset", name)
     for category in category_names(table):
@@ -486,17 +492,32 @@ def _checked_names(
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
+def _links_outside(table: pd.DataFrame, root: Path, dataset: str) -> list[Problem]:
+    """A note for every picture of ``table`` (column ``path``) that is a symbolic link to a file
+    outside the set's folder ``root``: it is analysed, and listed so that nobody is surprised."""
+    base = (root if root.is_dir() else root.parent).resolve()
+    notes = []
+    for picture in table["path"].dropna():
+        target = Path(picture).resolve()
+        if Path(picture).is_symlink() and not target.is_relative_to(base):
+            notes.append(
+                Problem(dataset, str(picture), f"a symbolic link to {target}, outside the set's folder", "note")
+            )
+    return notes
+
+
 def dataset_name_from(path: str | Path) -> str:
     """A safe dataset name made from a folder's name (other characters become '_')."""
     return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(path).name).strip("_") or "dataset"
 
 
-def check_dataset_name(name: str) -> str:
-    """A dataset name is also a folder name in the run folder: letters, digits, '-' and '_' only."""
+def check_dataset_name(name: str, what: str = "dataset") -> str:
+    """A dataset (or, ``what``, a sweep's network) name is also a folder name in the run folder:
+    letters, digits, '-' and '_' only."""
     if not SAFE_NAME.fullmatch(str(name)):
+        example = "--dataset oasis=PATH" if what == "dataset" else "networks: {vgg16_trained: ...}"
         raise InputError(
-            f"dataset name {name!r}: use only letters, digits, '-' and '_' (it names a folder "
-            f"of the run, e.g. --dataset oasis=PATH)"
+            f"{what} name {name!r}: use only letters, digits, '-' and '_' (it names a folder of the run, e.g. {example})"
         )
     return name
 

@@ -12,14 +12,28 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from ..base.files import write_text_atomic
-from ..base.options import PAIRS, as_dict, check, from_dict, name_of, option, shown
-from ..base.problems import InputError
+from ..base.options import (
+    PAIRS,
+    as_dict,
+    check,
+    check_value,
+    declared_fields,
+    flag_of,
+    from_dict,
+    name_of,
+    option,
+    shown,
+)
+from ..base.problems import InputError, yaml_error
 from ..pictures.images import MAX_PIXELS
 from ..pictures.stimuli import DEFAULT_SPLIT, PAPER_THRESHOLDS
+
+MAX_SEED = 2**32 - 1  # seeds from 0 to 4294967295
 
 
 @dataclass
@@ -84,9 +98,11 @@ class ExtractOptions:
         high=1,
         metavar=("UNITS", "TRAIN", "VAL", "TEST"),
     )
-    seed: int = option(0, "seed for splits, random weights and random unit sets", kind=int, low=0)
+    seed: int = option(
+        0, "seed for splits, random weights and random unit sets", kind=int, low=0, high=MAX_SEED
+    )  # a control's weights take seed + k: the bound keeps every stream within torch's seeds
     init_seed: int | None = option(
-        None, "seed of random weights (default: --seed)", kind=int, low=0, optional=True, cli=False
+        None, "seed of random weights (default: --seed)", kind=int, low=0, high=MAX_SEED, optional=True, cli=False
     )
     limit: int | None = option(
         None,
@@ -133,7 +149,12 @@ class ExtractOptions:
         "(faster where supported; see docs/performance.md for its agreement with fp32)",
         choices=("fp32", "bf16", "fp16"),
     )
-    batch_size: int = option(32, "pictures per forward pass", kind=int, low=1)
+    batch_size: int = option(
+        32,
+        "pictures decoded per batch (forward passes run 8 at a time: responses do not depend on it)",
+        kind=int,
+        low=1,
+    )
     device: str = option("auto", "auto, cpu, cuda, cuda:1, mps")
     workers: int | None = option(
         None, "picture-decoding processes (default: cores - 1, at most 4)", kind=int, low=0, optional=True
@@ -169,6 +190,17 @@ class ExtractOptions:
             raise InputError(
                 f"{shown('crop', self.crop, typed=str(self.crop))} is larger than {shown('resize', self.resize, typed=str(self.resize))}"
             )
+
+    @classmethod
+    def checked_network(cls, **values: Any) -> dict[str, Any]:
+        """The network options among ``values`` (model, weights, seed, readout, resize, crop, ...)
+        checked as this record checks them, for commands that build a network without pictures
+        (``emoselect sites``); an :class:`InputError` on the first invalid one."""
+        specs = {f.name: (f, spec) for f, spec in declared_fields(cls)}
+        out = {name: check_value(name, value, specs[name][1], flag_of(*specs[name])) for name, value in values.items()}
+        if out.get("resize") is not None and out.get("crop") is not None and out["crop"] > out["resize"]:
+            raise InputError(f"--crop {out['crop']} is larger than --resize {out['resize']}")
+        return out
 
     @property
     def boundaries(self) -> tuple[float, float] | None:
@@ -260,7 +292,7 @@ def _read_yaml(path: Path) -> dict:
     except OSError as error:
         raise InputError(f"{path}: cannot read it ({error.strerror or error})") from error
     except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML ({error})") from error
+        raise yaml_error(path, error) from error
     if not isinstance(config, dict):
         raise InputError(f"{path}: not a run's config.yaml (a mapping of sections)")
     return config
@@ -270,6 +302,17 @@ def _read_yaml(path: Path) -> dict:
 OPTION_SECTIONS = ("extract", "selectivity", "manipulation", "run")
 PROVENANCE_SECTIONS = ("datasets", "network", "environment", "created", "updated")
 RUN_KEYS = ("controls", "manipulate")  # the `run` section: what `emoselect run` did beyond the stages
+
+
+def _check_run_section(path: Path, run: dict) -> None:
+    """The ``run`` section's values: ``controls`` a whole number >= 0 (or null: the profile's),
+    ``manipulate`` true or false (a YAML string such as "no" is not a boolean)."""
+    controls = run.get("controls")
+    if controls is not None and (isinstance(controls, bool) or not isinstance(controls, int) or controls < 0):
+        raise InputError(f"--config {path}: run.controls must be a whole number >= 0, not {controls!r}")
+    manipulate = run.get("manipulate", True)
+    if not isinstance(manipulate, bool):
+        raise InputError(f"--config {path}: run.manipulate must be true or false, not {manipulate!r}")
 
 
 def recorded_options(path: str | Path) -> dict:
@@ -282,7 +325,13 @@ def recorded_options(path: str | Path) -> dict:
     unknown = [key for key in config if key not in known] + [k for k in config.get("run") or {} if k not in RUN_KEYS]
     if unknown:
         raise InputError(f"--config {path}: unknown section or option {unknown[0]!r} (sections: {', '.join(known)})")
+    for section in OPTION_SECTIONS:
+        if not isinstance(config.get(section) or {}, dict):
+            raise InputError(f"--config {path}: the {section} section must be a mapping of options")
+    _check_run_section(path, config.get("run") or {})
     extract = dict(config.get("extract") or {})
+    if not isinstance(extract.get("datasets") or {}, dict):
+        raise InputError(f"--config {path}: extract.datasets must be a mapping NAME: PATH, not {extract['datasets']!r}")
     provenance = config.get("datasets") or {}
     extract["datasets"] = {
         name: folder if Path(folder).exists() or name not in provenance else provenance[name].get("path", folder)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,5 +226,5 @@ def read_heads(path: Path) -> list[Head] | None:
                 weight, bias = arrays[f"{name}|weight"], arrays[f"{name}|bias"]
                 heads.append(Head(dataset, category, weight, bias, int(arrays[f"{name}|best_epoch"])))
             return heads
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):  # e.g. cut short
         return None

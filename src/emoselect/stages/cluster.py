@@ -101,7 +101,13 @@ def _executor(cluster: Cluster, folder: Path) -> submitit.Executor:
         local = submitit.LocalExecutor(folder=folder)
         local.update_parameters(timeout_min=cluster.time_limit)
         return local
-    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    except RuntimeError as error:  # no srun/sbatch here
+        raise InputError(
+            f"--executor slurm: SLURM is not available on this machine ({error}); run the sweep from the "
+            f"cluster's login node, or use --executor local or inline"
+        ) from error
     executor.update_parameters(
         timeout_min=cluster.time_limit,
         gpus_per_node=cluster.gpus_per_job,

@@ -95,6 +95,9 @@ def manipulate_stage(run: str | Path, options: ManipulationOptions | None = None
         The readout, manipulation, summary and Table 1 tables, the layers and the engine's seconds.
     """
     folder = RunFolder(Path(run))
+    options = options or ManipulationOptions()
+    sites = list(folder.extracted_config()["network"]["sites"])
+    options.resolved(sites, pick_device(folder.extract_options.device))  # --layers etc.: before the folder is touched
     with folder.lock():
         with folder.stage("manipulate", needs=("extract", "selectivity")) as out:
             manipulated, alpha = _manipulate(folder, out, options, progress)

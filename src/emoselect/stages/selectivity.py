@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..analysis.examples import example_layers
 from ..analysis.records import Responses
-from ..analysis.selectivity import SelectivityOptions, SelectivityResult, analyse
+from ..analysis.selectivity import SelectivityOptions, SelectivityResult, analyse, define_groups
 from ..analysis.stats import rank_p_values
 from ..analysis.trends import COLUMNS as TREND_COLUMNS
 from ..base.files import write_csv_atomic
@@ -117,6 +118,8 @@ def selectivity_stage(
     """
     folder = RunFolder(Path(run))
     options = options or SelectivityOptions()
+    for network in [folder, *folder.controls]:
+        _check_options(network, options)
     with folder.lock():
         with contextlib.ExitStack() as stages:
             folders = [folder, *folder.controls]
@@ -124,6 +127,15 @@ def selectivity_stage(
             result = _selectivity(folders, outs, options, progress)
         claims_stage(folder.path, options.alpha)
     return result
+
+
+def _check_options(folder: RunFolder, options: SelectivityOptions) -> None:
+    """Check what needs only the stimuli and the site names (--example-layers, --pair, the pictures
+    that define tuning, pictures shared by the pair) before any work and before the folder's
+    finished results are touched: a typo never invalidates them."""
+    config, stimuli = folder.extracted_config(), read_stimuli(folder.path)
+    example_layers(list(config["network"]["sites"]), options.example_layers)
+    define_groups(stimuli, options, folder.seed)
 
 
 def _selectivity(

@@ -9,14 +9,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from ..analysis.experiments import ManipulationOptions
 from ..analysis.selectivity import SelectivityOptions
 from ..base import manifest
-from ..base.files import write_text_atomic
+from ..base.files import file_digest, write_text_atomic
 from ..base.options import as_dict, from_dict
-from ..base.problems import InputError
+from ..base.problems import InputError, yaml_error
 from ..pictures.stimuli import check_dataset_name
 from ..run.config import ExtractOptions
 
@@ -100,7 +101,7 @@ def read_sweep(path: str | Path, limit: int | None = None) -> Sweep:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML ({error})") from error
+        raise yaml_error(path, error) from error
     unknown = [key for key in _mapping(data, str(path)) if key not in SWEEP_KEYS]
     if unknown:
         raise InputError(f"{path}: unknown key {unknown[0]!r} (a sweep file has {', '.join(SWEEP_KEYS)})")
@@ -118,7 +119,7 @@ def read_sweep(path: str | Path, limit: int | None = None) -> Sweep:
         raise InputError(f"{path}: controls must be a whole number >= 0, got {controls!r}")
     entries = {}
     for name, entry in networks.items():
-        check_dataset_name(name)  # names a folder of the sweep
+        check_dataset_name(name, "network")  # names a folder of the sweep
         entry = _mapping(entry, f"networks.{name}")
         if "weights" in entry:
             entry["weights"] = _resolved(str(entry["weights"]), base)
@@ -148,9 +149,24 @@ def _finished(run: Path, record: dict) -> bool:
         if json.loads(stamp.read_text()).get("fingerprint") != _fingerprint(record):
             return False
         manifest.check_finished(run)
-    except (InputError, ValueError, OSError):
+        return _inputs_unchanged(run)
+    except (InputError, ValueError, OSError, KeyError):
         return False
-    return True
+
+
+def _inputs_unchanged(run: Path) -> bool:
+    """Whether the run folder's inputs still have the content it was made from: every ratings file's
+    SHA-256 (config.yaml) and every analysed picture's SHA-1 (stimuli.csv)."""
+    config = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    for entry in (config.get("datasets") or {}).values():
+        source = Path(entry["ratings_file"])
+        recorded = entry.get("ratings_sha256")
+        if recorded is not None and (not source.is_file() or file_digest(source, "sha256") != recorded):
+            return False
+    stimuli = pd.read_csv(run / "stimuli.csv", dtype=str, keep_default_na=False)
+    return all(
+        Path(path).is_file() and file_digest(path) == sha1 for path, sha1 in zip(stimuli["path"], stimuli["sha1"])
+    )
 
 
 def _stamp(run: Path, sweep: Sweep, name: str) -> None:
