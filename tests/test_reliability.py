@@ -556,3 +556,22 @@ def test_a_typo_in_an_option_never_invalidates_finished_results(tmp_path, capsys
     after = manifest.read(run)
     assert {k: v["files"] for k, v in after.items()} == {k: v["files"] for k, v in before.items()}
     assert (run / "table1.csv").is_file()
+
+
+def test_datasets_inspect_works_without_a_writable_cache(tmp_path, capsys):
+    """Issue 20 item 17 (part): `datasets inspect` checked every picture, then failed on its cache."""
+    make_oasis(tmp_path / "set", n=4)
+    (tmp_path / "afile").write_text("not a folder")
+    assert main(["-q", "datasets", "inspect", str(tmp_path / "set"), "--cache", str(tmp_path / "afile" / "c")]) == 0
+    captured = capsys.readouterr()
+    assert "checking the pictures without it" in captured.err and "total" in captured.out
+
+
+def test_the_lock_holder_is_named_by_its_command(monkeypatch):
+    """Issue 20 item 17 (part): the holder was shown as "emoselect -q" (the first two words of argv)."""
+    import sys
+
+    from emoselect.base import files
+
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/emoselect", "-q", "run", "--out", "x"])
+    assert files._command_line() == "emoselect run"

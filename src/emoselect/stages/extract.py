@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..analysis.experiments import select_sites
 from ..analysis.records import Responses
 from ..base.files import check_free_space, check_writable, file_digest
+from ..base.problems import InputError
 from ..engine.network import Network
 from ..engine.probe import keep_sites, load_network
 from ..engine.responses import default_cache_dir, extract, pick_device
@@ -217,11 +219,18 @@ def inspect_dataset(
         One dataset's stimuli and problems.
     """
     name = name or dataset_name_from(path)
+    wanted = Path(cache) if cache else default_cache_dir()
+    folder: Path | None = wanted
+    try:
+        check_writable(wanted, "the picture-check cache")
+    except InputError as error:  # looking needs no cache: check every picture again instead
+        print(f"note: {error}; checking the pictures without it", file=sys.stderr)
+        folder = None
     return build_stimuli(
         {name: path},
         {name: fmt} if fmt else None,
         {name: scale} if scale else None,
-        cache_dir=Path(cache) if cache else default_cache_dir(),
+        cache_dir=folder,
         progress=progress,
         category_column=categories,
     )
